@@ -1,0 +1,191 @@
+//! The book: the part of the state store the decision reads and the commit guards protect —
+//! ledger positions, reservations, rotations, exit locks and the record of recent opens.
+//!
+//! The slot table is derived from it: a slot is a symbol held by a position, a reservation or a
+//! rotation that has freed a slot for its pending plan.
+
+use crate::plan::Plan;
+use crate::time::Timestamp;
+use crate::types::{PlanId, Side, Symbol};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A position as the executor recorded it (`quantum:position:ledger:{symbol}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerPosition {
+    /// Direction.
+    pub side: Side,
+    /// Size in base units (> 0).
+    pub qty: f64,
+    /// Average entry price.
+    pub entry_price: f64,
+    /// Leverage the position runs at.
+    pub leverage: u32,
+    /// When it was opened.
+    pub opened_at: Timestamp,
+    /// The score the opening plan carried (rotation compares against it).
+    #[serde(default)]
+    pub entry_score: Option<f64>,
+}
+
+/// A slot and capital held for a permitted open that has not filled yet.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reservation {
+    /// The instrument.
+    pub symbol: Symbol,
+    /// Direction.
+    pub side: Side,
+    /// Permitted quantity.
+    pub qty: f64,
+    /// Permitted notional (USDT) — the capital reserved.
+    pub notional: f64,
+    /// Leverage of the open.
+    pub leverage: u32,
+    /// The plan's score, carried to the position when it fills.
+    #[serde(default)]
+    pub score: Option<f64>,
+    /// When the permit was granted.
+    pub granted_at: Timestamp,
+    /// When the permit (and this reservation) expires.
+    pub expires_at: Timestamp,
+    /// The permit's fencing token.
+    pub fence: u64,
+}
+
+/// Where a rotation stands.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RotationPhase {
+    /// Phase 1 done: the close plan is out; the weakest position still holds its slot.
+    AwaitingClose,
+    /// The close executed: its slot is held for the pending plan and no other.
+    SlotHeld,
+}
+
+/// A rotation lock (`quantum:rotation:lock:{plan_id}`): ties a pending open to the close that
+/// makes room for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationLock {
+    /// The pending plan, kept whole so the governor can re-decide it without upstream.
+    pub pending: Plan,
+    /// The position being closed.
+    pub close_symbol: Symbol,
+    /// The close plan published for it.
+    pub close_plan_id: PlanId,
+    /// When phase 1 happened.
+    pub created_at: Timestamp,
+    /// When the rotation times out.
+    pub expires_at: Timestamp,
+    /// Where it stands.
+    pub phase: RotationPhase,
+}
+
+/// One exit lock per symbol (`quantum:exit:lock:{symbol}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExitLock {
+    /// The plan id holding the exit.
+    pub holder: PlanId,
+    /// When the lock lapses on its own.
+    pub expires_at: Timestamp,
+    /// Fencing token of the lock.
+    pub fence: u64,
+}
+
+/// What holds a slot.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SlotHolder {
+    /// An open position.
+    Position,
+    /// A permitted open not yet filled (the plan ids holding it).
+    Reserved(Vec<PlanId>),
+    /// A slot freed by a rotation close and held for this pending plan.
+    HeldForRotation(PlanId),
+}
+
+/// One occupied slot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Slot {
+    /// The direction the slot is held in.
+    pub side: Side,
+    /// What holds it.
+    pub holder: SlotHolder,
+}
+
+/// The store's decision-relevant state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Book {
+    /// Positions by symbol.
+    pub positions: BTreeMap<Symbol, LedgerPosition>,
+    /// Reservations by the plan id that holds them.
+    pub reservations: BTreeMap<PlanId, Reservation>,
+    /// Rotations by the pending plan's id.
+    pub rotations: BTreeMap<PlanId, RotationLock>,
+    /// Exit locks by symbol.
+    pub exit_locks: BTreeMap<Symbol, ExitLock>,
+    /// When each symbol was last opened (cooldown).
+    pub last_open_at: BTreeMap<Symbol, Timestamp>,
+    /// When recent opens were permitted (rate limits), oldest first.
+    pub open_times: Vec<Timestamp>,
+    /// Increments with every new reservation: lets a commit prove no other open slipped in.
+    pub reservation_seq: u64,
+}
+
+impl Book {
+    /// The slot table: every occupied symbol and what holds it.
+    pub fn slots(&self) -> BTreeMap<Symbol, Slot> {
+        let mut slots: BTreeMap<Symbol, Slot> = BTreeMap::new();
+        for (symbol, p) in &self.positions {
+            slots.insert(
+                symbol.clone(),
+                Slot {
+                    side: p.side,
+                    holder: SlotHolder::Position,
+                },
+            );
+        }
+        for (plan_id, r) in &self.reservations {
+            let slot = slots.entry(r.symbol.clone()).or_insert(Slot {
+                side: r.side,
+                holder: SlotHolder::Reserved(Vec::new()),
+            });
+            if let SlotHolder::Reserved(ids) = &mut slot.holder {
+                ids.push(plan_id.clone());
+            }
+        }
+        for (plan_id, rot) in &self.rotations {
+            if rot.phase == RotationPhase::SlotHeld {
+                let side = match rot.pending.action {
+                    crate::plan::Action::Open(side) => side,
+                    _ => continue,
+                };
+                slots.entry(rot.pending.symbol.clone()).or_insert(Slot {
+                    side,
+                    holder: SlotHolder::HeldForRotation(plan_id.clone()),
+                });
+            }
+        }
+        slots
+    }
+
+    /// The exit lock on `symbol` if it is still live at `now`.
+    pub fn live_exit_lock(&self, symbol: &Symbol, now: Timestamp) -> Option<&ExitLock> {
+        self.exit_locks.get(symbol).filter(|l| l.expires_at > now)
+    }
+
+    /// Opens permitted strictly after `since` (a sliding window ending now).
+    pub fn opens_after(&self, since: Timestamp) -> usize {
+        self.open_times.iter().filter(|t| **t > since).count()
+    }
+
+    /// The rotation whose close plan is `close_plan_id`.
+    pub fn rotation_by_close(&self, close_plan_id: &PlanId) -> Option<(&PlanId, &RotationLock)> {
+        self.rotations
+            .iter()
+            .find(|(_, r)| &r.close_plan_id == close_plan_id)
+    }
+}

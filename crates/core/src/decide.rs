@@ -1,0 +1,656 @@
+//! `decide(plan, snapshot, config, now) -> Decision`: every gate of DESIGN.md §1 in priority
+//! order, composed purely. The decision carries its verdict, the effects the store must apply,
+//! the guards those effects rely on, and the trace.
+
+use crate::book::{Reservation, RotationLock, RotationPhase};
+use crate::config::Config;
+use crate::effects::{Effect, Event, Guard, Permit};
+use crate::gates::portfolio::{HoldingKind, Portfolio};
+use crate::gates::slots::{RotationChoice, SlotBudget, SlotUse};
+use crate::gates::{
+    cadence, capital, close, correlation, drift, funds, kill_score, policy, portfolio, slots,
+    trading_state, Candidate, Ctx, Refusal,
+};
+use crate::plan::{Action, ActionSource, CloseKind, Plan};
+use crate::reason::BlockReason;
+use crate::snapshot::{DecisionRecord, Snapshot, VerdictKind};
+use crate::time::Timestamp;
+use crate::trace::{Outcome, Trace, TraceLine};
+use crate::types::{PlanId, Side, TradingState};
+
+/// The answer for one plan.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// A permit for this (possibly scaled) quantity.
+    Allow {
+        /// Permitted quantity.
+        qty: f64,
+        /// Permitted notional in USDT.
+        notional: f64,
+    },
+    /// Refused.
+    Block {
+        /// The stable reason.
+        reason: BlockReason,
+        /// The numbers behind it.
+        detail: String,
+    },
+    /// Waiting for a rotation close (`active_slots_waiting_rotation_close`).
+    Pending {
+        /// The close plan that will free the slot.
+        close_plan_id: PlanId,
+    },
+    /// Not evaluated: `decision` ≠ EXECUTE or a non-executing action.
+    Skip {
+        /// Why.
+        why: String,
+    },
+}
+
+impl Verdict {
+    /// The verdict's kind as the decisions stream spells it.
+    pub fn kind(&self) -> VerdictKind {
+        match self {
+            Verdict::Allow { .. } => VerdictKind::Allow,
+            Verdict::Block { .. } => VerdictKind::Block,
+            Verdict::Pending { .. } => VerdictKind::Pending,
+            Verdict::Skip { .. } => VerdictKind::Skip,
+        }
+    }
+
+    /// The block or pending reason.
+    pub fn reason(&self) -> Option<BlockReason> {
+        match self {
+            Verdict::Block { reason, .. } => Some(*reason),
+            Verdict::Pending { .. } => Some(BlockReason::ActiveSlotsWaitingRotationClose),
+            _ => None,
+        }
+    }
+}
+
+/// A decision: what to answer, what to change, what must still hold, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// The answer.
+    pub verdict: Verdict,
+    /// True when this repeats an earlier decision for the same plan id (no effects).
+    pub replayed: bool,
+    /// The store changes, applied all or none.
+    pub effects: Vec<Effect>,
+    /// What the store re-checks atomically before applying them.
+    pub guards: Vec<Guard>,
+    /// Gate by gate, why.
+    pub trace: Trace,
+    /// The record written for this plan id (also what a replay answers with).
+    pub record: DecisionRecord,
+}
+
+/// What the decision learned along the way, for the record.
+#[derive(Default)]
+struct Summary {
+    regime: Option<String>,
+    desired: Option<u32>,
+    occupied: Option<u32>,
+}
+
+/// Decides one plan. Pure: same inputs, same decision, byte-identical trace.
+pub fn decide(plan: &Plan, snap: &Snapshot, cfg: &Config, now: Timestamp) -> Decision {
+    let ctx = Ctx {
+        plan,
+        snap,
+        cfg,
+        now,
+    };
+    let mut trace = Trace::default();
+    trace.push(schema_line(plan));
+
+    let phase2 = match &snap.prior {
+        None => false,
+        Some(prior) => {
+            let held = snap
+                .book
+                .rotations
+                .get(&plan.plan_id)
+                .is_some_and(|r| r.phase == RotationPhase::SlotHeld);
+            if prior.verdict == VerdictKind::Pending && held {
+                true
+            } else {
+                return replay(prior, now);
+            }
+        }
+    };
+    trace.push(
+        TraceLine::new("idempotency", Outcome::Pass)
+            .flag("decided_before", phase2)
+            .note(if phase2 {
+                "rotation phase 2: the close executed and its slot is held for this plan"
+            } else {
+                "first decision for this plan id"
+            }),
+    );
+
+    if !plan.execute || matches!(plan.action, Action::UpdateSl | Action::Hold) {
+        let why = if plan.execute {
+            format!(
+                "{} is not executed through the governor",
+                plan.action.as_str()
+            )
+        } else {
+            format!("decision = {:?}, not EXECUTE", plan.decision)
+        };
+        trace.push(TraceLine::new("execute_only", Outcome::NotApplicable).note(why.clone()));
+        return finish(
+            &ctx,
+            trace,
+            Verdict::Skip { why },
+            Vec::new(),
+            Vec::new(),
+            Summary::default(),
+        );
+    }
+    trace.push(TraceLine::new("execute_only", Outcome::Pass));
+
+    let mut summary = Summary::default();
+    let outcome = trading_state::check(&ctx, &mut trace).and_then(|()| match plan.action {
+        Action::Close(kind) => close_path(&ctx, kind, &mut trace),
+        Action::Open(side) => open_path(&ctx, side, phase2, &mut trace, &mut summary),
+        Action::UpdateSl | Action::Hold => unreachable!("skipped above"),
+    });
+    match outcome {
+        Ok(Answer {
+            verdict,
+            effects,
+            guards,
+        }) => finish(&ctx, trace, verdict, effects, guards, summary),
+        Err(refusal) => block(&ctx, trace, refusal, phase2, summary),
+    }
+}
+
+/// What a path that did not block answers with.
+struct Answer {
+    verdict: Verdict,
+    effects: Vec<Effect>,
+    guards: Vec<Guard>,
+}
+
+fn schema_line(plan: &Plan) -> TraceLine {
+    let source = match &plan.action_source {
+        ActionSource::Action => "action".to_owned(),
+        ActionSource::HarvestActionAlias => {
+            "harvest_action (alias: `action` was absent)".to_owned()
+        }
+        ActionSource::OpenAlias(alias) => format!("{alias} + side"),
+    };
+    let mut line = TraceLine::new("schema", Outcome::Pass)
+        .name("action", plan.action.as_str())
+        .text("action_from", source);
+    if !plan.extra.is_empty() {
+        let names: Vec<&str> = plan.extra.keys().map(String::as_str).collect();
+        line = line.text("ignored_fields", names.join(","));
+    }
+    line
+}
+
+fn replay(prior: &DecisionRecord, now: Timestamp) -> Decision {
+    let verdict = match prior.verdict {
+        VerdictKind::Allow => Verdict::Allow {
+            qty: prior.qty.unwrap_or(0.0),
+            notional: prior.notional.unwrap_or(0.0),
+        },
+        VerdictKind::Pending => Verdict::Pending {
+            close_plan_id: PlanId::parse(&prior.detail).unwrap_or_else(|_| prior.plan_id.clone()),
+        },
+        VerdictKind::Skip => Verdict::Skip {
+            why: prior.detail.clone(),
+        },
+        VerdictKind::Block | VerdictKind::Reject => Verdict::Block {
+            reason: prior.reason.unwrap_or(BlockReason::KillSwitch),
+            detail: prior.detail.clone(),
+        },
+    };
+    let mut trace = Trace::default();
+    trace.push(
+        TraceLine::new("idempotency", Outcome::Pass)
+            .flag("decided_before", true)
+            .int("decided_at", prior.decided_at.millis())
+            .int("asked_again_at", now.millis())
+            .name("verdict", prior.verdict.as_str())
+            .note("this plan id was decided before: the same decision, no new effects"),
+    );
+    Decision {
+        verdict,
+        replayed: true,
+        effects: Vec::new(),
+        guards: Vec::new(),
+        trace,
+        record: prior.clone(),
+    }
+}
+
+fn close_path(ctx: &Ctx<'_>, kind: CloseKind, trace: &mut Trace) -> Result<Answer, Refusal> {
+    let position = close::position_exists(ctx, trace)?;
+    close::kill_score(ctx, trace)?;
+    close::exit_lock(ctx, trace)?;
+    let plan = ctx.plan;
+    let qty = match kind {
+        CloseKind::Full => position.qty,
+        partial => plan
+            .qty
+            .unwrap_or(position.qty * partial.fraction())
+            .min(position.qty),
+    };
+    let notional = qty * position.mark;
+    trace.push(
+        TraceLine::new("close_size", Outcome::Pass)
+            .num("fraction", kind.fraction())
+            .num("qty", qty)
+            .num("notional", notional)
+            .note("closes skip fund caps, slots, correlation, margin, cooldown and rate limits"),
+    );
+    let now = ctx.now;
+    let effects = vec![
+        Effect::TakeExitLock {
+            symbol: plan.symbol.clone(),
+            holder: plan.plan_id.clone(),
+            expires_at: now.plus_secs(ctx.cfg.exit_lock_ttl_secs),
+        },
+        permit(ctx, qty, notional, None),
+    ];
+    let guards = vec![
+        Guard::TradingStateIs(ctx.snap.trading_state),
+        Guard::ExitLockFree {
+            symbol: plan.symbol.clone(),
+            holder: plan.plan_id.clone(),
+        },
+    ];
+    Ok(Answer {
+        verdict: Verdict::Allow { qty, notional },
+        effects,
+        guards,
+    })
+}
+
+fn permit(ctx: &Ctx<'_>, qty: f64, notional: f64, regime: Option<&str>) -> Effect {
+    Effect::WritePermit(Permit {
+        plan_id: ctx.plan.plan_id.clone(),
+        symbol: ctx.plan.symbol.clone(),
+        action: ctx.plan.action.as_str().to_owned(),
+        qty,
+        notional,
+        regime: regime.map(str::to_owned),
+        fence: 0,
+        granted_at: ctx.now,
+        expires_at: ctx.now.plus_secs(ctx.cfg.permit_ttl_secs),
+    })
+}
+
+/// Sizes the open: scaled quantity, the price it is valued at, leverage.
+fn size(
+    ctx: &Ctx<'_>,
+    side: Side,
+    qty_scale: f64,
+    trace: &mut Trace,
+) -> Result<Candidate, Refusal> {
+    let plan = ctx.plan;
+    let stated = plan.stated_price();
+    let market = ctx.snap.market.get(&plan.symbol).map(|m| m.last_close);
+    let line = TraceLine::new("sizing", Outcome::Pass)
+        .opt_num("plan_qty", plan.qty)
+        .num("qty_scale", qty_scale)
+        .opt_num("stated_price", stated)
+        .opt_num("market_price", market);
+    let Some(price) = stated.or(market) else {
+        return Err(crate::gates::refuse(
+            trace,
+            line,
+            Refusal::new(
+                BlockReason::MarketDataUnavailable,
+                format!(
+                    "no price for {}: the plan states none and no klines",
+                    plan.symbol
+                ),
+            ),
+        ));
+    };
+    let qty = plan.qty.unwrap_or(0.0) * qty_scale;
+    let leverage = plan.leverage.unwrap_or(ctx.cfg.funds.default_leverage);
+    let notional = qty * price;
+    trace.push(
+        line.num("qty", qty)
+            .num("price", price)
+            .num("notional", notional)
+            .int("leverage", i64::from(leverage)),
+    );
+    Ok(Candidate {
+        symbol: plan.symbol.clone(),
+        side,
+        qty,
+        price,
+        notional,
+        leverage,
+    })
+}
+
+fn open_path(
+    ctx: &Ctx<'_>,
+    side: Side,
+    phase2: bool,
+    trace: &mut Trace,
+    summary: &mut Summary,
+) -> Result<Answer, Refusal> {
+    let plan = ctx.plan;
+    policy::check(ctx, trace)?;
+    let mut book_view = portfolio::require_exchange(ctx, trace)?;
+    if phase2 {
+        book_view =
+            book_view.without(|h| matches!(&h.kind, HoldingKind::Held(id) if *id == plan.plan_id));
+    }
+    summary.occupied = Some(book_view.occupied_slots() as u32);
+    drift::check(ctx, &book_view, trace)?;
+    let scale = kill_score::check(ctx, trace)?.qty_scale;
+    cadence::cooldown(ctx, trace)?;
+    cadence::execution_rate(ctx, trace)?;
+    let budget = if ctx.cfg.slots.enabled {
+        let b = slots::regime(ctx, trace)?;
+        summary.regime = Some(b.reading.regime.as_str().to_owned());
+        summary.desired = Some(b.desired);
+        Some(b)
+    } else {
+        trace.push(
+            TraceLine::new("regime", Outcome::NotApplicable).note("slot accounting disabled"),
+        );
+        None
+    };
+    let cand = size(ctx, side, scale, trace)?;
+    let slot_use = slots::occupancy(&cand, &book_view, budget, phase2, trace)?;
+    if slot_use == SlotUse::Full {
+        let choice = slots::rotation(ctx, &book_view, trace)?;
+        // Never close a position for a candidate that would be refused anyway.
+        let after = book_view.without(|h| h.symbol == choice.weakest);
+        money_gates(ctx, &cand, &after, trace)?;
+        return Ok(start_rotation(ctx, &choice, trace));
+    }
+    money_gates(ctx, &cand, &book_view, trace)?;
+    Ok(allow_open(ctx, &cand, slot_use, budget, &book_view, phase2))
+}
+
+/// Correlation, margin, fund caps and capital allocation, in that order.
+fn money_gates(
+    ctx: &Ctx<'_>,
+    cand: &Candidate,
+    view: &Portfolio,
+    trace: &mut Trace,
+) -> Result<(), Refusal> {
+    correlation::check(ctx, cand, view, trace)?;
+    funds::margin(ctx, cand, view, trace)?;
+    funds::caps(ctx, cand, view, trace)?;
+    capital::check(ctx, cand, view, trace)
+}
+
+fn allow_open(
+    ctx: &Ctx<'_>,
+    cand: &Candidate,
+    slot_use: SlotUse,
+    budget: Option<SlotBudget>,
+    view: &Portfolio,
+    phase2: bool,
+) -> Answer {
+    let plan = ctx.plan;
+    let now = ctx.now;
+    let cadence = &ctx.cfg.cadence;
+    let regime = budget.map(|b| b.reading.regime.as_str());
+    let mut effects = vec![
+        Effect::Reserve {
+            plan_id: plan.plan_id.clone(),
+            reservation: Reservation {
+                symbol: cand.symbol.clone(),
+                side: cand.side,
+                qty: cand.qty,
+                notional: cand.notional,
+                leverage: cand.leverage,
+                score: plan.score,
+                granted_at: now,
+                expires_at: now.plus_secs(ctx.cfg.permit_ttl_secs),
+                fence: 0,
+            },
+        },
+        permit(ctx, cand.qty, cand.notional, regime),
+        Effect::CountOpen {
+            symbol: cand.symbol.clone(),
+            at: now,
+        },
+    ];
+    let mut guards = vec![
+        Guard::TradingStateIs(TradingState::Active),
+        Guard::CooldownClear {
+            symbol: cand.symbol.clone(),
+            since: now.minus_secs(cadence.symbol_cooldown_secs),
+        },
+        Guard::OpensBelow {
+            since: now.minus_secs(3600),
+            limit: cadence.max_exec_per_hour,
+        },
+        Guard::OpensBelow {
+            since: now.minus_secs(300),
+            limit: cadence.max_exec_per_5min,
+        },
+        Guard::NoReservationSince(ctx.snap.book.reservation_seq),
+    ];
+    if let (SlotUse::NewSlot, Some(b)) = (slot_use, budget) {
+        guards.push(Guard::SlotAvailable {
+            symbol: cand.symbol.clone(),
+            side: cand.side,
+            desired: b.desired,
+            unledgered: view.unledgered,
+        });
+    }
+    if phase2 {
+        effects.push(Effect::EndRotation {
+            pending_plan_id: plan.plan_id.clone(),
+        });
+        let rot = ctx.snap.book.rotations.get(&plan.plan_id);
+        let mut event = Event::new("ROTATION_COMPLETE", &plan.plan_id, &plan.symbol, now)
+            .with("new_symbol", &plan.symbol);
+        if let Some(rot) = rot {
+            event = event
+                .with("close_symbol", &rot.close_symbol)
+                .with("close_plan_id", &rot.close_plan_id)
+                .with("lock_age", format!("{:.3}", now.secs_since(rot.created_at)));
+        }
+        effects.push(Effect::Emit(event));
+    }
+    Answer {
+        verdict: Verdict::Allow {
+            qty: cand.qty,
+            notional: cand.notional,
+        },
+        effects,
+        guards,
+    }
+}
+
+fn start_rotation(ctx: &Ctx<'_>, choice: &RotationChoice, trace: &mut Trace) -> Answer {
+    let plan = ctx.plan;
+    let now = ctx.now;
+    let ttl = ctx.cfg.slots.rotation_lock_ttl_secs;
+    let close_fields: Vec<(String, String)> = [
+        ("plan_id", choice.close_plan_id.to_string()),
+        ("symbol", choice.weakest.to_string()),
+        ("action", "FULL_CLOSE_PROPOSED".to_owned()),
+        ("decision", "EXECUTE".to_owned()),
+        ("reduceOnly", "true".to_owned()),
+        ("qty", choice.weakest_qty.to_string()),
+        ("rotation_trigger", "true".to_owned()),
+        ("new_symbol", plan.symbol.to_string()),
+        ("new_plan_id", plan.plan_id.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    trace.push(
+        TraceLine::new(
+            "rotation_phase1",
+            Outcome::Pending(BlockReason::ActiveSlotsWaitingRotationClose),
+        )
+        .text("close_symbol", choice.weakest.as_str())
+        .text("close_plan_id", choice.close_plan_id.as_str())
+        .num("weakest_score", choice.weakest_score)
+        .num("candidate_score", choice.candidate_score)
+        .int("rotation_lock_ttl_secs", ttl as i64)
+        .note("close plan published; the slot it frees is held for this plan only"),
+    );
+    let effects = vec![
+        Effect::TakeExitLock {
+            symbol: choice.weakest.clone(),
+            holder: choice.close_plan_id.clone(),
+            expires_at: now.plus_secs(ttl),
+        },
+        Effect::StartRotation(Box::new(RotationLock {
+            pending: plan.clone(),
+            close_symbol: choice.weakest.clone(),
+            close_plan_id: choice.close_plan_id.clone(),
+            created_at: now,
+            expires_at: now.plus_secs(ttl),
+            phase: RotationPhase::AwaitingClose,
+        })),
+        Effect::PublishPlan(close_fields),
+        Effect::Emit(
+            Event::new("ROTATION_LOCK_CREATED", &plan.plan_id, &plan.symbol, now)
+                .with("new_symbol", &plan.symbol)
+                .with("close_symbol", &choice.weakest)
+                .with("close_plan_id", &choice.close_plan_id)
+                .with("weakest_score", choice.weakest_score)
+                .with("new_score", choice.candidate_score),
+        ),
+    ];
+    let guards = vec![
+        Guard::TradingStateIs(TradingState::Active),
+        Guard::ExitLockFree {
+            symbol: choice.weakest.clone(),
+            holder: choice.close_plan_id.clone(),
+        },
+    ];
+    Answer {
+        verdict: Verdict::Pending {
+            close_plan_id: choice.close_plan_id.clone(),
+        },
+        effects,
+        guards,
+    }
+}
+
+fn block(
+    ctx: &Ctx<'_>,
+    trace: Trace,
+    refusal: Refusal,
+    phase2: bool,
+    summary: Summary,
+) -> Decision {
+    let plan = ctx.plan;
+    let now = ctx.now;
+    let mut effects = vec![Effect::WriteBlock {
+        plan_id: plan.plan_id.clone(),
+        reason: refusal.reason,
+        detail: refusal.detail.clone(),
+    }];
+    if phase2 {
+        effects.push(Effect::EndRotation {
+            pending_plan_id: plan.plan_id.clone(),
+        });
+    }
+    let disarm = refusal.reason == BlockReason::KillScoreCritical
+        && plan.action.is_open()
+        && ctx.cfg.kill_score.auto_disarm
+        && ctx.snap.trading_state == TradingState::Active;
+    if disarm {
+        let why = format!("auto-disarm: {}", refusal.detail);
+        effects.push(Effect::SetTradingState {
+            to: TradingState::Reducing,
+            reason: why.clone(),
+        });
+        effects.push(Effect::Emit(
+            Event::new("TRADING_STATE_CHANGED", &plan.plan_id, &plan.symbol, now)
+                .with("from", TradingState::Active.as_str())
+                .with("to", TradingState::Reducing.as_str())
+                .with("reason", why)
+                .with("by", "governor"),
+        ));
+    }
+    let verdict = Verdict::Block {
+        reason: refusal.reason,
+        detail: refusal.detail,
+    };
+    finish(ctx, trace, verdict, effects, Vec::new(), summary)
+}
+
+/// Adds what every decision carries: its record, its event, and the guard that the plan id is
+/// decided once (or, in phase 2, that its rotation still holds the slot).
+fn finish(
+    ctx: &Ctx<'_>,
+    trace: Trace,
+    verdict: Verdict,
+    mut effects: Vec<Effect>,
+    mut guards: Vec<Guard>,
+    summary: Summary,
+) -> Decision {
+    let plan = ctx.plan;
+    let phase2 = ctx.snap.prior.is_some();
+    guards.insert(
+        0,
+        if phase2 {
+            Guard::RotationSlotHeld(plan.plan_id.clone())
+        } else {
+            Guard::Undecided(plan.plan_id.clone())
+        },
+    );
+    let (qty, notional) = match &verdict {
+        Verdict::Allow { qty, notional } => (Some(*qty), Some(*notional)),
+        _ => (None, None),
+    };
+    let detail = match &verdict {
+        Verdict::Block { detail, .. } => detail.clone(),
+        Verdict::Pending { close_plan_id } => close_plan_id.to_string(),
+        Verdict::Skip { why } => why.clone(),
+        Verdict::Allow { .. } => String::new(),
+    };
+    let record = DecisionRecord {
+        plan_id: plan.plan_id.clone(),
+        symbol: plan.symbol.clone(),
+        action: plan.action.as_str().to_owned(),
+        verdict: verdict.kind(),
+        reason: verdict.reason(),
+        detail,
+        qty,
+        notional,
+        regime: summary.regime,
+        desired_slots: summary.desired,
+        occupied_slots: summary.occupied,
+        decided_at: ctx.now,
+        trace: trace.to_json(),
+    };
+    let event = match &verdict {
+        Verdict::Allow { qty, .. } => Some(
+            Event::new("PLAN_ALLOWED", &plan.plan_id, &plan.symbol, ctx.now)
+                .with("action", plan.action.as_str())
+                .with("qty", qty),
+        ),
+        Verdict::Block { reason, .. } => Some(
+            Event::new("PLAN_BLOCKED", &plan.plan_id, &plan.symbol, ctx.now)
+                .with("action", plan.action.as_str())
+                .with("reason", reason.code()),
+        ),
+        Verdict::Pending { .. } | Verdict::Skip { .. } => None,
+    };
+    effects.insert(0, Effect::Record(record.clone()));
+    if let Some(event) = event {
+        effects.push(Effect::Emit(event));
+    }
+    Decision {
+        verdict,
+        replayed: false,
+        effects,
+        guards,
+        trace,
+        record,
+    }
+}

@@ -1,0 +1,221 @@
+//! What a decision asks the store to do (effects) and what must still hold when it does
+//! (guards). The store applies all effects of one decision or none: in Redis one Lua script, in
+//! the embedded store one critical section. A failed guard means another governor raced this
+//! one: re-read and decide again.
+
+use crate::book::{LedgerPosition, Reservation, RotationLock};
+use crate::reason::BlockReason;
+use crate::snapshot::DecisionRecord;
+use crate::time::Timestamp;
+use crate::types::{PlanId, Side, Symbol, TradingState};
+use serde::Serialize;
+
+/// A permit as written to `quantum:permit:{plan_id}`; the store assigns `fence` at commit.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Permit {
+    /// The permitted plan.
+    pub plan_id: PlanId,
+    /// Its symbol.
+    pub symbol: Symbol,
+    /// Its action's wire name.
+    pub action: String,
+    /// Permitted quantity (possibly scaled down).
+    pub qty: f64,
+    /// Permitted notional in USDT.
+    pub notional: f64,
+    /// The regime it was granted in.
+    pub regime: Option<String>,
+    /// Fencing token: strictly increasing per store; 0 until committed.
+    pub fence: u64,
+    /// Granted at.
+    pub granted_at: Timestamp,
+    /// Expires at (single use before then).
+    pub expires_at: Timestamp,
+}
+
+/// A governor event (`quantum:stream:governor.events`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Event {
+    /// `PLAN_ALLOWED`, `ROTATION_COMPLETE`, …
+    pub event: &'static str,
+    /// The plan it is about.
+    pub plan_id: String,
+    /// The symbol it is about.
+    pub symbol: String,
+    /// When.
+    pub ts: Timestamp,
+    /// The event's own fields.
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl Event {
+    /// An event with no fields of its own yet.
+    pub fn new(event: &'static str, plan_id: &PlanId, symbol: &Symbol, ts: Timestamp) -> Self {
+        Event {
+            event,
+            plan_id: plan_id.to_string(),
+            symbol: symbol.to_string(),
+            ts,
+            fields: Vec::new(),
+        }
+    }
+
+    /// Adds a field.
+    pub fn with(mut self, name: &'static str, value: impl ToString) -> Self {
+        self.fields.push((name, value.to_string()));
+        self
+    }
+}
+
+/// One change to the store.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Write (or overwrite, for a pending plan reaching its end) the plan's decision record.
+    Record(DecisionRecord),
+    /// Reserve a slot and capital for a permitted open.
+    Reserve {
+        /// The plan holding it.
+        plan_id: PlanId,
+        /// The reservation (its fence is assigned at commit).
+        reservation: Reservation,
+    },
+    /// Write the permit.
+    WritePermit(Permit),
+    /// Write the block record (`quantum:governor:block:{plan_id}`).
+    WriteBlock {
+        /// The blocked plan.
+        plan_id: PlanId,
+        /// Why.
+        reason: BlockReason,
+        /// A sentence on why.
+        detail: String,
+    },
+    /// Take (or keep) a symbol's exit lock.
+    TakeExitLock {
+        /// The symbol.
+        symbol: Symbol,
+        /// The plan holding it.
+        holder: PlanId,
+        /// When it lapses.
+        expires_at: Timestamp,
+    },
+    /// Release an exit lock, only if `holder` still holds it (compare-and-delete).
+    ReleaseExitLock {
+        /// The symbol.
+        symbol: Symbol,
+        /// The plan that must hold it.
+        holder: PlanId,
+    },
+    /// Record an open for the cooldown and the rate windows.
+    CountOpen {
+        /// The symbol opened.
+        symbol: Symbol,
+        /// When.
+        at: Timestamp,
+    },
+    /// Phase 1 of a rotation.
+    StartRotation(Box<RotationLock>),
+    /// The rotation close executed: hold its slot for the pending plan.
+    HoldRotationSlot {
+        /// The pending plan.
+        pending_plan_id: PlanId,
+    },
+    /// The rotation is over (completed, blocked or timed out).
+    EndRotation {
+        /// The pending plan.
+        pending_plan_id: PlanId,
+    },
+    /// Publish a plan on the plan stream (rotation close plans).
+    PublishPlan(Vec<(String, String)>),
+    /// Switch the trading state.
+    SetTradingState {
+        /// The new state.
+        to: TradingState,
+        /// Why (recorded with the event).
+        reason: String,
+    },
+    /// Turn a reservation into a position (a filled open); adds to an existing position.
+    FillOpen {
+        /// The plan whose order filled.
+        plan_id: PlanId,
+        /// The instrument.
+        symbol: Symbol,
+        /// The position it adds (qty and price are the fill's).
+        fill: LedgerPosition,
+    },
+    /// Drop a reservation and its capital.
+    ReleaseReservation {
+        /// The plan that held it.
+        plan_id: PlanId,
+    },
+    /// Reduce a position by a filled close; removes it when nothing is left.
+    ReducePosition {
+        /// The instrument.
+        symbol: Symbol,
+        /// The filled quantity.
+        qty: f64,
+    },
+    /// Forget opens at or before `before`: they left every rate window.
+    PruneOpens {
+        /// The cut-off.
+        before: Timestamp,
+    },
+    /// Remember that this result was applied (results are idempotent).
+    MarkResultApplied {
+        /// The result's plan id.
+        plan_id: PlanId,
+    },
+    /// Publish an event.
+    Emit(Event),
+}
+
+/// A condition the commit re-checks atomically before applying any effect.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Guard {
+    /// No decision exists yet for this plan id.
+    Undecided(PlanId),
+    /// The plan's decision is still PENDING and its rotation has a held slot (phase 2).
+    RotationSlotHeld(PlanId),
+    /// The trading state is still this.
+    TradingStateIs(TradingState),
+    /// Taking `symbol` in `side` still fits: it is already held in that side, or fewer than
+    /// `desired` slots are occupied (counting `unledgered` exchange positions too).
+    SlotAvailable {
+        /// The symbol to take.
+        symbol: Symbol,
+        /// Its side.
+        side: Side,
+        /// Desired slots at decision time.
+        desired: u32,
+        /// Exchange positions the ledger does not know yet (they count).
+        unledgered: u32,
+    },
+    /// The exit lock is free, lapsed, or already held by `holder`.
+    ExitLockFree {
+        /// The symbol.
+        symbol: Symbol,
+        /// Who may hold it.
+        holder: PlanId,
+    },
+    /// No open on `symbol` strictly after `since`.
+    CooldownClear {
+        /// The symbol.
+        symbol: Symbol,
+        /// The start of the cooldown window.
+        since: Timestamp,
+    },
+    /// Fewer than `limit` opens strictly after `since`.
+    OpensBelow {
+        /// The start of the window.
+        since: Timestamp,
+        /// The most opens allowed before this one.
+        limit: u32,
+    },
+    /// No reservation was made since the snapshot (so the money caps computed on it still hold).
+    NoReservationSince(u64),
+}
+
+/// A guard that did not hold at commit.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("guard failed at commit: {0:?}")]
+pub struct GuardFailed(pub Guard);

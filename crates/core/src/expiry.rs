@@ -1,0 +1,106 @@
+//! What time alone changes: expired reservations and exit locks are released, a rotation
+//! with no confirmed close within its TTL times out (its pending plan is blocked
+//! `active_slots_rotation_timeout`), and old opens leave the rate windows.
+
+use crate::book::Book;
+use crate::effects::{Effect, Event};
+use crate::reason::BlockReason;
+use crate::snapshot::{DecisionRecord, VerdictKind};
+use crate::time::Timestamp;
+use crate::trace::{Outcome, Trace, TraceLine};
+
+/// The effects of letting time reach `now`. Applying them twice changes nothing more.
+pub fn expire(book: &Book, now: Timestamp) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    for (plan_id, r) in &book.reservations {
+        if r.expires_at <= now {
+            effects.push(Effect::ReleaseReservation {
+                plan_id: plan_id.clone(),
+            });
+            effects.push(Effect::Emit(
+                Event::new("RESERVATION_EXPIRED", plan_id, &r.symbol, now)
+                    .with("notional", r.notional)
+                    .with("fence", r.fence),
+            ));
+        }
+    }
+    for (symbol, lock) in &book.exit_locks {
+        if lock.expires_at <= now {
+            effects.push(Effect::ReleaseExitLock {
+                symbol: symbol.clone(),
+                holder: lock.holder.clone(),
+            });
+        }
+    }
+    for (plan_id, rot) in &book.rotations {
+        if rot.expires_at > now {
+            continue;
+        }
+        let pending = &rot.pending;
+        let age = now.secs_since(rot.created_at);
+        let detail = format!(
+            "no confirmed close of {} ({}) within {:.0} s",
+            rot.close_symbol, rot.close_plan_id, age
+        );
+        let mut trace = Trace::default();
+        trace.push(
+            TraceLine::new(
+                "rotation_timeout",
+                Outcome::Block(BlockReason::ActiveSlotsRotationTimeout),
+            )
+            .text("close_symbol", rot.close_symbol.as_str())
+            .text("close_plan_id", rot.close_plan_id.as_str())
+            .num("lock_age_secs", age)
+            .note(detail.clone()),
+        );
+        effects.push(Effect::EndRotation {
+            pending_plan_id: plan_id.clone(),
+        });
+        effects.push(Effect::ReleaseExitLock {
+            symbol: rot.close_symbol.clone(),
+            holder: rot.close_plan_id.clone(),
+        });
+        effects.push(Effect::Record(DecisionRecord {
+            plan_id: plan_id.clone(),
+            symbol: pending.symbol.clone(),
+            action: pending.action.as_str().to_owned(),
+            verdict: VerdictKind::Block,
+            reason: Some(BlockReason::ActiveSlotsRotationTimeout),
+            detail: detail.clone(),
+            qty: None,
+            notional: None,
+            regime: None,
+            desired_slots: None,
+            occupied_slots: None,
+            decided_at: now,
+            trace: trace.to_json(),
+        }));
+        effects.push(Effect::WriteBlock {
+            plan_id: plan_id.clone(),
+            reason: BlockReason::ActiveSlotsRotationTimeout,
+            detail,
+        });
+        effects.push(Effect::Emit(
+            Event::new("ROTATION_TIMEOUT", plan_id, &pending.symbol, now)
+                .with("new_symbol", &pending.symbol)
+                .with("close_symbol", &rot.close_symbol)
+                .with("close_plan_id", &rot.close_plan_id)
+                .with("lock_age", format!("{age:.3}")),
+        ));
+        effects.push(Effect::Emit(
+            Event::new("PLAN_BLOCKED", plan_id, &pending.symbol, now)
+                .with("action", pending.action.as_str())
+                .with("reason", BlockReason::ActiveSlotsRotationTimeout.code()),
+        ));
+    }
+    if book
+        .open_times
+        .first()
+        .is_some_and(|t| *t <= now.minus_secs(3600))
+    {
+        effects.push(Effect::PruneOpens {
+            before: now.minus_secs(3600),
+        });
+    }
+    effects
+}

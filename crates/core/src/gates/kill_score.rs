@@ -1,0 +1,70 @@
+//! The kill score (DESIGN.md §1.10): critical blocks the open (and may disarm the account);
+//! between the open threshold and critical the quantity shrinks linearly.
+
+use super::{refuse, Ctx, Refusal};
+use crate::reason::BlockReason;
+use crate::trace::{Outcome, Trace, TraceLine};
+
+/// What the kill score does to an open that passes.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct KillScoreOutcome {
+    /// The factor applied to the plan's quantity (1.0 when unchanged).
+    pub qty_scale: f64,
+}
+
+/// The quantity factor for a kill score: 1 up to `open_threshold`, falling linearly to
+/// `min_qty_scale` at `critical`.
+pub fn qty_scale(kill_score: f64, open_threshold: f64, critical: f64, min_qty_scale: f64) -> f64 {
+    if kill_score <= open_threshold {
+        return 1.0;
+    }
+    let t = ((kill_score - open_threshold) / (critical - open_threshold)).clamp(0.0, 1.0);
+    1.0 - t * (1.0 - min_qty_scale)
+}
+
+/// Blocks a critical kill score; otherwise returns the quantity scale.
+pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<KillScoreOutcome, Refusal> {
+    let cfg = &ctx.cfg.kill_score;
+    let line = TraceLine::new("kill_score", Outcome::Pass)
+        .opt_num("kill_score", ctx.plan.kill_score)
+        .num("open_threshold", cfg.open_threshold)
+        .num("critical", cfg.critical)
+        .num("min_qty_scale", cfg.min_qty_scale);
+    let Some(k) = ctx.plan.kill_score else {
+        trace.push(line.note("no kill score: quantity unchanged"));
+        return Ok(KillScoreOutcome { qty_scale: 1.0 });
+    };
+    if k >= cfg.critical {
+        let line = line.flag("auto_disarm", cfg.auto_disarm);
+        return Err(refuse(
+            trace,
+            line,
+            Refusal::new(
+                BlockReason::KillScoreCritical,
+                format!("kill score {k} >= critical {}", cfg.critical),
+            ),
+        ));
+    }
+    let scale = qty_scale(k, cfg.open_threshold, cfg.critical, cfg.min_qty_scale);
+    let outcome = if scale < 1.0 {
+        Outcome::Adjust
+    } else {
+        Outcome::Pass
+    };
+    trace.push(TraceLine { outcome, ..line }.num("qty_scale", scale));
+    Ok(KillScoreOutcome { qty_scale: scale })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::qty_scale;
+
+    #[test]
+    fn scale_is_linear_between_threshold_and_critical() {
+        assert_eq!(qty_scale(0.60, 0.65, 0.80, 0.25), 1.0);
+        assert_eq!(qty_scale(0.65, 0.65, 0.80, 0.25), 1.0);
+        // 0.72: (0.72 - 0.65) / 0.15 = 0.4667 of the way; 1 - 0.4667 × 0.75 = 0.65.
+        assert!((qty_scale(0.72, 0.65, 0.80, 0.25) - 0.65).abs() < 1e-9);
+        assert!((qty_scale(0.80, 0.65, 0.80, 0.25) - 0.25).abs() < 1e-12);
+    }
+}

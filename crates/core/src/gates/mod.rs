@@ -1,0 +1,82 @@
+//! The gates of DESIGN.md §1, one file per family. Each gate is a small function that reads
+//! the plan, the snapshot and the config, writes its one trace line, and either lets the plan
+//! through or returns a typed [`Refusal`]. `decide` composes them in priority order.
+
+pub mod cadence;
+pub mod capital;
+pub mod close;
+pub mod correlation;
+pub mod drift;
+pub mod funds;
+pub mod kill_score;
+pub mod policy;
+pub mod portfolio;
+pub mod slots;
+pub mod trading_state;
+
+use crate::config::Config;
+use crate::plan::Plan;
+use crate::reason::BlockReason;
+use crate::snapshot::Snapshot;
+use crate::time::Timestamp;
+use crate::trace::{Outcome, Trace, TraceLine};
+use crate::types::{Side, Symbol};
+
+/// A gate's "no", with a sentence that says why in numbers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    /// The stable reason code.
+    pub reason: BlockReason,
+    /// The numbers behind it, for the block record and the logs.
+    pub detail: String,
+}
+
+impl Refusal {
+    /// A refusal with its detail.
+    pub fn new(reason: BlockReason, detail: impl Into<String>) -> Self {
+        Refusal {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What every gate may read.
+pub struct Ctx<'a> {
+    /// The plan being decided.
+    pub plan: &'a Plan,
+    /// Everything known at decision time.
+    pub snap: &'a Snapshot,
+    /// The effective configuration.
+    pub cfg: &'a Config,
+    /// Decision time.
+    pub now: Timestamp,
+}
+
+/// The open being considered, once its size and price are known.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    /// The instrument.
+    pub symbol: Symbol,
+    /// Direction.
+    pub side: Side,
+    /// Quantity after kill-score scaling.
+    pub qty: f64,
+    /// The price it is valued at.
+    pub price: f64,
+    /// qty × price.
+    pub notional: f64,
+    /// Leverage.
+    pub leverage: u32,
+}
+
+/// Writes a block line for `refusal` at `gate` and returns the refusal (for `?` chains).
+pub(crate) fn refuse(trace: &mut Trace, line: TraceLine, refusal: Refusal) -> Refusal {
+    let mut line = line;
+    line.outcome = Outcome::Block(refusal.reason);
+    if line.note.is_none() {
+        line.note = Some(refusal.detail.clone());
+    }
+    trace.push(line);
+    refusal
+}

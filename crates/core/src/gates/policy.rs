@@ -1,0 +1,46 @@
+//! The policy universe (DESIGN.md §1.8): one source of truth, read every decision,
+//! fail-closed when missing.
+
+use super::{refuse, Ctx, Refusal};
+use crate::reason::BlockReason;
+use crate::snapshot::Policy;
+use crate::trace::{Outcome, Trace, TraceLine};
+
+/// Blocks opens when the universe is missing, unreadable or does not hold the symbol.
+pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
+    let symbol = &ctx.plan.symbol;
+    let line = TraceLine::new("policy_universe", Outcome::Pass).text("symbol", symbol.as_str());
+    match &ctx.snap.policy {
+        Policy::Missing => Err(refuse(
+            trace,
+            line.name("policy", "missing"),
+            Refusal::new(
+                BlockReason::ActiveSlotsNoPolicy,
+                "quantum:policy:current has no universe_symbols",
+            ),
+        )),
+        Policy::Invalid(why) => Err(refuse(
+            trace,
+            line.name("policy", "invalid"),
+            Refusal::new(
+                BlockReason::ActiveSlotsNoPolicy,
+                format!("universe_symbols unusable: {why}"),
+            ),
+        )),
+        Policy::Universe(symbols) if !symbols.contains(symbol) => Err(refuse(
+            trace,
+            line.int("universe_size", symbols.len() as i64),
+            Refusal::new(
+                BlockReason::ActiveSlotsNotInUniverse,
+                format!(
+                    "{symbol} is not in the policy universe ({} symbols)",
+                    symbols.len()
+                ),
+            ),
+        )),
+        Policy::Universe(symbols) => {
+            trace.push(line.int("universe_size", symbols.len() as i64));
+            Ok(())
+        }
+    }
+}

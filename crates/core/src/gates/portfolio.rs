@@ -1,0 +1,230 @@
+//! The account as the money gates see it: ledger positions merged with the exchange's view,
+//! reservations, and slots held by rotations — each with its notional at the current mark.
+
+use super::{refuse, Ctx, Refusal};
+use crate::reason::BlockReason;
+use crate::snapshot::Snapshot;
+use crate::time::Timestamp;
+use crate::trace::{Outcome, Trace, TraceLine};
+use crate::types::{PlanId, Side, Symbol};
+use std::collections::BTreeSet;
+
+/// What a holding is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HoldingKind {
+    /// An open position.
+    Position {
+        /// When it was opened (unknown for positions only the exchange knows).
+        opened_at: Option<Timestamp>,
+        /// The opening plan's score.
+        entry_score: Option<f64>,
+        /// Unrealized PnL as a fraction of the entry value (direction-aware).
+        pnl_pct: f64,
+        /// Whether the ledger knows it (the exchange alone otherwise).
+        ledgered: bool,
+    },
+    /// Reserved for a permitted open.
+    Reserved(PlanId),
+    /// A slot freed by a rotation close, held for its pending plan.
+    Held(PlanId),
+}
+
+/// One thing that uses a slot, margin or notional.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Holding {
+    /// The instrument.
+    pub symbol: Symbol,
+    /// Direction.
+    pub side: Side,
+    /// Size in base units.
+    pub qty: f64,
+    /// qty × mark (reservations: the notional reserved).
+    pub notional: f64,
+    /// Leverage.
+    pub leverage: u32,
+    /// What it is.
+    pub kind: HoldingKind,
+}
+
+impl Holding {
+    /// Whether this holding is an open position.
+    pub fn is_position(&self) -> bool {
+        matches!(self.kind, HoldingKind::Position { .. })
+    }
+}
+
+/// The account at decision time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Portfolio {
+    /// Every position, reservation and held slot.
+    pub holdings: Vec<Holding>,
+    /// Account equity in USDT.
+    pub equity: f64,
+    /// Exchange positions the ledger does not know (they count as occupied).
+    pub unledgered: u32,
+}
+
+impl Portfolio {
+    /// Builds the view; `None` when the exchange state is unavailable.
+    pub fn build(snap: &Snapshot) -> Option<Portfolio> {
+        let exchange = snap.exchange.as_ref()?;
+        let book = &snap.book;
+        let mut holdings = Vec::new();
+        let mut unledgered = 0;
+        let symbols: BTreeSet<&Symbol> = book
+            .positions
+            .keys()
+            .chain(exchange.positions.keys())
+            .collect();
+        for symbol in symbols {
+            let ledger = book.positions.get(symbol);
+            let live = exchange.positions.get(symbol);
+            let market_mark = snap.market.get(symbol).map(|m| m.last_close);
+            let (side, qty, entry, mark, leverage) = match (live, ledger) {
+                (Some(x), _) => (x.side, x.qty, x.entry_price, x.mark_price, x.leverage),
+                (None, Some(l)) => (
+                    l.side,
+                    l.qty,
+                    l.entry_price,
+                    market_mark.unwrap_or(l.entry_price),
+                    l.leverage,
+                ),
+                (None, None) => continue,
+            };
+            if ledger.is_none() {
+                unledgered += 1;
+            }
+            holdings.push(Holding {
+                symbol: symbol.clone(),
+                side,
+                qty,
+                notional: qty * mark,
+                leverage: leverage.max(1),
+                kind: HoldingKind::Position {
+                    opened_at: ledger.map(|l| l.opened_at),
+                    entry_score: ledger.and_then(|l| l.entry_score),
+                    pnl_pct: if entry > 0.0 {
+                        (mark - entry) / entry * side.sign()
+                    } else {
+                        0.0
+                    },
+                    ledgered: ledger.is_some(),
+                },
+            });
+        }
+        for (plan_id, r) in &book.reservations {
+            holdings.push(Holding {
+                symbol: r.symbol.clone(),
+                side: r.side,
+                qty: r.qty,
+                notional: r.notional,
+                leverage: r.leverage.max(1),
+                kind: HoldingKind::Reserved(plan_id.clone()),
+            });
+        }
+        for (plan_id, rot) in &book.rotations {
+            if rot.phase != crate::book::RotationPhase::SlotHeld {
+                continue;
+            }
+            if let crate::plan::Action::Open(side) = rot.pending.action {
+                holdings.push(Holding {
+                    symbol: rot.pending.symbol.clone(),
+                    side,
+                    qty: 0.0,
+                    notional: 0.0,
+                    leverage: 1,
+                    kind: HoldingKind::Held(plan_id.clone()),
+                });
+            }
+        }
+        Some(Portfolio {
+            holdings,
+            equity: exchange.equity_usdt,
+            unledgered,
+        })
+    }
+
+    /// Distinct symbols that hold a slot.
+    pub fn occupied_slots(&self) -> usize {
+        self.holdings
+            .iter()
+            .map(|h| &h.symbol)
+            .collect::<BTreeSet<_>>()
+            .len()
+    }
+
+    /// Open positions (not reservations, not held slots).
+    pub fn position_count(&self) -> usize {
+        self.holdings.iter().filter(|h| h.is_position()).count()
+    }
+
+    /// Σ notional of positions and reservations.
+    pub fn total_notional(&self) -> f64 {
+        self.holdings.iter().map(|h| h.notional).sum()
+    }
+
+    /// Σ notional of positions only, over equity: the exposure upstream snapshots.
+    pub fn exposure(&self) -> f64 {
+        let positions: f64 = self
+            .holdings
+            .iter()
+            .filter(|h| h.is_position())
+            .map(|h| h.notional)
+            .sum();
+        if self.equity > 0.0 {
+            positions / self.equity
+        } else {
+            f64::INFINITY
+        }
+    }
+
+    /// Σ notional / leverage: the margin in use (positions and reservations).
+    pub fn margin_used(&self) -> f64 {
+        self.holdings
+            .iter()
+            .map(|h| h.notional / f64::from(h.leverage))
+            .sum()
+    }
+
+    /// The side `symbol` is held in, if any.
+    pub fn side_of(&self, symbol: &Symbol) -> Option<Side> {
+        self.holdings
+            .iter()
+            .find(|h| &h.symbol == symbol)
+            .map(|h| h.side)
+    }
+
+    /// The same portfolio without `symbol` (a rotation's pre-check) or without a plan's own
+    /// held slot (phase 2).
+    pub fn without(&self, drop: impl Fn(&Holding) -> bool) -> Portfolio {
+        Portfolio {
+            holdings: self.holdings.iter().filter(|h| !drop(h)).cloned().collect(),
+            equity: self.equity,
+            unledgered: self.unledgered,
+        }
+    }
+}
+
+/// Opens need the exchange's view (positions, equity): without it they are blocked.
+pub fn require_exchange(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<Portfolio, Refusal> {
+    let line = TraceLine::new("exchange_state", Outcome::Pass);
+    match Portfolio::build(ctx.snap) {
+        None => Err(refuse(
+            trace,
+            line.flag("available", false),
+            Refusal::new(
+                BlockReason::ExchangeStateUnavailable,
+                "no exchange snapshot: positions and equity unknown",
+            ),
+        )),
+        Some(p) => {
+            trace.push(
+                line.flag("available", true)
+                    .num("equity_usdt", p.equity)
+                    .int("positions", p.position_count() as i64)
+                    .int("unledgered_positions", i64::from(p.unledgered)),
+            );
+            Ok(p)
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Regime → desired slots, slot occupancy and the choice of a rotation (DESIGN.md §1.13-15).
+
+use super::portfolio::{HoldingKind, Portfolio};
+use super::{refuse, Candidate, Ctx, Refusal};
+use crate::config::RegimeReference;
+use crate::market::regime::{classify, desired_slots};
+use crate::market::RegimeReading;
+use crate::reason::BlockReason;
+use crate::trace::{Outcome, Trace, TraceLine};
+use crate::types::{PlanId, Symbol};
+
+/// The regime reading and the slots it grants.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct SlotBudget {
+    /// The regime and its confidence.
+    pub reading: RegimeReading,
+    /// Desired slots after the hard cap and max_open_positions.
+    pub desired: u32,
+}
+
+/// Classifies the regime from the reference symbol's cached features. Missing or stale
+/// klines are `market_data_unavailable` (fail-closed); too few bars are UNKNOWN.
+pub fn regime(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<SlotBudget, Refusal> {
+    let reference: &Symbol = match &ctx.cfg.regime.reference {
+        RegimeReference::Symbol(s) => s,
+        RegimeReference::Candidate => &ctx.plan.symbol,
+    };
+    let max_age = ctx.cfg.regime.max_kline_age_secs as f64;
+    let line = TraceLine::new("regime", Outcome::Pass).text("reference", reference.as_str());
+    let market = match ctx.snap.market.get(reference) {
+        None => {
+            return Err(refuse(
+                trace,
+                line,
+                Refusal::new(
+                    BlockReason::MarketDataUnavailable,
+                    format!("no klines for the regime reference {reference}"),
+                ),
+            ))
+        }
+        Some(m) => m,
+    };
+    let age = market.age_secs(ctx.now);
+    let line = line
+        .num("kline_age_secs", age)
+        .num("max_kline_age_secs", max_age);
+    if !(0.0..=max_age).contains(&age) {
+        return Err(refuse(
+            trace,
+            line,
+            Refusal::new(
+                BlockReason::MarketDataUnavailable,
+                format!(
+                    "{reference} klines are {age:.0} s old (max {max_age:.0} s) or not closed yet"
+                ),
+            ),
+        ));
+    }
+    let reading = classify(market.features.as_ref(), &ctx.cfg.regime);
+    let desired = desired_slots(
+        reading.regime,
+        &ctx.cfg.slots,
+        ctx.cfg.funds.max_open_positions,
+    );
+    let mut line = line
+        .name("regime", reading.regime.as_str())
+        .num("confidence", reading.confidence)
+        .int("bars", market.bars as i64)
+        .int("desired_slots", i64::from(desired))
+        .int("hard_cap", i64::from(ctx.cfg.slots.hard_cap));
+    if let Some(f) = &market.features {
+        line = line
+            .num("ema20", f.ema20)
+            .num("ema50", f.ema50)
+            .num("atr14", f.atr14)
+            .num("trend", f.trend)
+            .num("atr_pct", f.atr_pct)
+            .num("momentum_consistency", f.momentum_consistency);
+    }
+    trace.push(line);
+    Ok(SlotBudget { reading, desired })
+}
+
+/// How an open uses the slot table.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SlotUse {
+    /// The symbol is already held in this direction: no new slot.
+    Expand,
+    /// A free slot is taken.
+    NewSlot,
+    /// The slot a rotation freed for this very plan (phase 2).
+    RotationHeld,
+    /// No free slot.
+    Full,
+}
+
+/// Checks the candidate's symbol against the slot table. `budget` is `None` when slot
+/// accounting is disabled (only the side rule applies then).
+pub fn occupancy(
+    cand: &Candidate,
+    portfolio: &Portfolio,
+    budget: Option<SlotBudget>,
+    phase2: bool,
+    trace: &mut Trace,
+) -> Result<SlotUse, Refusal> {
+    let occupied = portfolio.occupied_slots() as u32;
+    let line = TraceLine::new("slots", Outcome::Pass)
+        .int("occupied", i64::from(occupied))
+        .opt_num("desired", budget.map(|b| f64::from(b.desired)));
+    match portfolio.side_of(&cand.symbol) {
+        Some(side) if side != cand.side => {
+            return Err(refuse(
+                trace,
+                line,
+                Refusal::new(
+                    BlockReason::OppositePositionOpen,
+                    format!("{} is held {}: close it first", cand.symbol, side.as_str()),
+                ),
+            ))
+        }
+        Some(_) => {
+            trace.push(line.note("expands the symbol's slot: no new slot taken"));
+            return Ok(SlotUse::Expand);
+        }
+        None => {}
+    }
+    let Some(budget) = budget else {
+        trace.push(TraceLine {
+            outcome: Outcome::NotApplicable,
+            ..line.note("slot accounting disabled")
+        });
+        return Ok(SlotUse::NewSlot);
+    };
+    if phase2 {
+        // The portfolio excludes this plan's own held slot: it must still fit beside the rest.
+        if occupied < budget.desired {
+            trace.push(line.note("takes the slot its rotation freed"));
+            return Ok(SlotUse::RotationHeld);
+        }
+    } else if occupied < budget.desired {
+        trace.push(line);
+        return Ok(SlotUse::NewSlot);
+    }
+    trace.push(TraceLine {
+        outcome: Outcome::Warn,
+        ..line.note("all slots occupied")
+    });
+    Ok(SlotUse::Full)
+}
+
+/// A rotation that phase 1 will start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RotationChoice {
+    /// The weakest position, to be closed.
+    pub weakest: Symbol,
+    /// Its size (the close plan carries it).
+    pub weakest_qty: f64,
+    /// Its entry score.
+    pub weakest_score: f64,
+    /// The candidate's score.
+    pub candidate_score: f64,
+    /// The close plan's id: `rot_<first 8 of plan id>_<SYMBOL>`.
+    pub close_plan_id: PlanId,
+}
+
+/// `weakness = -(unrealized_pnl_pct) + min(age_hours × per_hour, cap)`; an age nobody
+/// recorded counts as the cap.
+fn weakness(ctx: &Ctx<'_>, kind: &HoldingKind) -> Option<(f64, Option<f64>)> {
+    let cfg = &ctx.cfg.slots;
+    match kind {
+        HoldingKind::Position {
+            opened_at,
+            entry_score,
+            pnl_pct,
+            ..
+        } => {
+            let penalty = opened_at
+                .map(|t| (ctx.now.secs_since(t) / 3600.0 * cfg.age_penalty_per_hour).max(0.0))
+                .unwrap_or(cfg.age_penalty_cap)
+                .min(cfg.age_penalty_cap);
+            Some((-pnl_pct + penalty, *entry_score))
+        }
+        _ => None,
+    }
+}
+
+/// The close plan id of a rotation: `rot_<first 8 characters of the plan id>_<SYMBOL>`.
+pub fn rotation_close_plan_id(plan_id: &PlanId, weakest: &Symbol) -> PlanId {
+    let head: String = plan_id.as_str().chars().take(8).collect();
+    PlanId::parse(&format!("rot_{head}_{weakest}")).expect("built from valid parts")
+}
+
+/// With every slot full: picks the weakest position not already being closed, and rotates
+/// only if the candidate's score beats its entry score by more than the threshold.
+pub fn rotation(
+    ctx: &Ctx<'_>,
+    portfolio: &Portfolio,
+    trace: &mut Trace,
+) -> Result<RotationChoice, Refusal> {
+    let threshold = ctx.cfg.slots.rotation_threshold;
+    let book = &ctx.snap.book;
+    let weakest = portfolio
+        .holdings
+        .iter()
+        .filter(|h| book.live_exit_lock(&h.symbol, ctx.now).is_none())
+        .filter(|h| !book.rotations.values().any(|r| r.close_symbol == h.symbol))
+        .filter_map(|h| weakness(ctx, &h.kind).map(|(w, s)| (h, w, s)))
+        .max_by(|a, b| {
+            a.1.total_cmp(&b.1)
+                .then_with(|| b.0.symbol.cmp(&a.0.symbol))
+        });
+    let line = TraceLine::new("rotation", Outcome::Pass)
+        .opt_num("candidate_score", ctx.plan.score)
+        .num("threshold", threshold);
+    let full = |detail: String| Refusal::new(BlockReason::SlotsFull, detail);
+    let Some((holding, weak, weakest_score)) = weakest else {
+        return Err(refuse(
+            trace,
+            line,
+            full("every slot is taken and no position is free to rotate out".to_owned()),
+        ));
+    };
+    let line = line
+        .text("weakest", holding.symbol.as_str())
+        .num("weakness", weak)
+        .opt_num("weakest_score", weakest_score);
+    let (Some(new), Some(old)) = (ctx.plan.score, weakest_score) else {
+        return Err(refuse(
+            trace,
+            line,
+            full("slots full and a score is missing: no rotation".to_owned()),
+        ));
+    };
+    if !(old > 0.0) {
+        return Err(refuse(
+            trace,
+            line,
+            full(format!(
+                "weakest entry score {old} is not positive: no rotation"
+            )),
+        ));
+    }
+    let improvement = (new - old) / old;
+    let line = line.num("improvement", improvement);
+    if !(improvement > threshold) {
+        return Err(refuse(
+            trace,
+            line,
+            full(format!(
+                "slots full; candidate {new} vs weakest {} at {old}: improvement {:.2}% <= {:.2}%",
+                holding.symbol,
+                improvement * 100.0,
+                threshold * 100.0
+            )),
+        ));
+    }
+    trace.push(line.note("rotation: the weakest position will be closed for this plan"));
+    Ok(RotationChoice {
+        weakest: holding.symbol.clone(),
+        weakest_qty: holding.qty,
+        weakest_score: old,
+        candidate_score: new,
+        close_plan_id: rotation_close_plan_id(&ctx.plan.plan_id, &holding.symbol),
+    })
+}

@@ -1,0 +1,10 @@
+//! Market data as the decision sees it: closed 1 h klines, indicators computed once per bar,
+//! the regime classifier, and timestamp-aligned correlation.
+
+pub mod correlation;
+pub mod indicators;
+pub mod kline;
+pub mod regime;
+
+pub use kline::{Kline, SymbolMarket, BAR_MS};
+pub use regime::{Regime, RegimeFeatures, RegimeReading};

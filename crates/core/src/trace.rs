@@ -1,0 +1,189 @@
+//! The decision trace: one line per gate with its inputs, its threshold and its outcome.
+//!
+//! It answers "why was plan X blocked?" without reading logs. Lines are cheap to build (static
+//! names, numbers kept as numbers) because a trace is written for every decision on the hot path.
+
+use crate::reason::BlockReason;
+use serde::ser::{SerializeMap, SerializeStruct};
+use serde::{Serialize, Serializer};
+
+/// What a gate concluded.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The gate let the plan through.
+    Pass,
+    /// The gate decided the plan is blocked, with this reason.
+    Block(BlockReason),
+    /// The plan waits for something (a rotation close).
+    Pending(BlockReason),
+    /// The gate passed the plan but flags something an operator should see.
+    Warn,
+    /// The gate changed the plan (e.g. scaled its quantity) and let it through.
+    Adjust,
+    /// The gate does not apply to this plan (e.g. a close at an open-only gate).
+    NotApplicable,
+}
+
+impl Outcome {
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Block(_) => "block",
+            Outcome::Pending(_) => "pending",
+            Outcome::Warn => "warn",
+            Outcome::Adjust => "adjust",
+            Outcome::NotApplicable => "n/a",
+        }
+    }
+}
+
+/// A value in a trace line. Numbers stay numbers so that the JSON is machine-readable.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fact {
+    /// A measured or configured quantity.
+    Num(f64),
+    /// A count or an integer setting.
+    Int(i64),
+    /// A yes/no input.
+    Flag(bool),
+    /// A fixed name (state, regime, action).
+    Name(&'static str),
+    /// Free text (symbols, ids, parse errors).
+    Text(String),
+    /// An input that was not there.
+    Missing,
+}
+
+impl Serialize for Fact {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Fact::Num(v) if v.is_finite() => s.serialize_f64(*v),
+            Fact::Num(v) => s.serialize_str(&v.to_string()),
+            Fact::Int(v) => s.serialize_i64(*v),
+            Fact::Flag(v) => s.serialize_bool(*v),
+            Fact::Name(v) => s.serialize_str(v),
+            Fact::Text(v) => s.serialize_str(v),
+            Fact::Missing => s.serialize_none(),
+        }
+    }
+}
+
+/// One gate's line of the trace.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TraceLine {
+    /// The gate's name (stable; the order of lines is the order of the gates).
+    pub gate: &'static str,
+    /// What the gate concluded.
+    pub outcome: Outcome,
+    /// The gate's inputs and thresholds, in the order the gate wrote them.
+    pub facts: Vec<(&'static str, Fact)>,
+    /// A sentence for people, when the facts alone don't say it.
+    pub note: Option<String>,
+}
+
+impl TraceLine {
+    /// A line for `gate` with `outcome` and no facts yet.
+    pub fn new(gate: &'static str, outcome: Outcome) -> Self {
+        TraceLine {
+            gate,
+            outcome,
+            facts: Vec::new(),
+            note: None,
+        }
+    }
+
+    /// Adds a numeric fact.
+    pub fn num(mut self, name: &'static str, value: f64) -> Self {
+        self.facts.push((name, Fact::Num(value)));
+        self
+    }
+
+    /// Adds an integer fact.
+    pub fn int(mut self, name: &'static str, value: i64) -> Self {
+        self.facts.push((name, Fact::Int(value)));
+        self
+    }
+
+    /// Adds a yes/no fact.
+    pub fn flag(mut self, name: &'static str, value: bool) -> Self {
+        self.facts.push((name, Fact::Flag(value)));
+        self
+    }
+
+    /// Adds a fixed-name fact.
+    pub fn name(mut self, name: &'static str, value: &'static str) -> Self {
+        self.facts.push((name, Fact::Name(value)));
+        self
+    }
+
+    /// Adds a text fact.
+    pub fn text(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.facts.push((name, Fact::Text(value.into())));
+        self
+    }
+
+    /// Adds an optional number: `Missing` when absent, so absence is visible, never a zero.
+    pub fn opt_num(mut self, name: &'static str, value: Option<f64>) -> Self {
+        self.facts
+            .push((name, value.map(Fact::Num).unwrap_or(Fact::Missing)));
+        self
+    }
+
+    /// Adds a note for people.
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+
+    /// The block (or pending) reason of this line, if it decided one.
+    pub fn reason(&self) -> Option<BlockReason> {
+        match &self.outcome {
+            Outcome::Block(r) | Outcome::Pending(r) => Some(*r),
+            _ => None,
+        }
+    }
+}
+
+struct Facts<'a>(&'a [(&'static str, Fact)]);
+
+impl Serialize for Facts<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for TraceLine {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("TraceLine", 5)?;
+        st.serialize_field("gate", self.gate)?;
+        st.serialize_field("outcome", self.outcome.label())?;
+        st.serialize_field("reason", &self.reason().map(|r| r.code()))?;
+        st.serialize_field("inputs", &Facts(&self.facts))?;
+        st.serialize_field("note", &self.note)?;
+        st.end()
+    }
+}
+
+/// The whole trace of one decision, gate by gate in evaluation order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Trace {
+    /// The lines, in gate order.
+    pub lines: Vec<TraceLine>,
+}
+
+impl Trace {
+    /// Appends a line.
+    pub fn push(&mut self, line: TraceLine) {
+        self.lines.push(line);
+    }
+
+    /// The trace as a JSON array (one object per gate); deterministic for equal traces.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a trace always serializes")
+    }
+}

@@ -1,0 +1,160 @@
+//! Small domain types shared by every part of the core: symbols, plan ids, sides, trading state.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A validated exchange symbol such as `BTCUSDT` (`[A-Z0-9]{2,30}`).
+///
+/// Constructing one is the only way a symbol enters the core, so every symbol downstream has
+/// already been checked.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Symbol(String);
+
+impl Symbol {
+    /// Validates `raw` as a symbol; the error says what is wrong with it.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let ok_len = (2..=30).contains(&raw.len());
+        let ok_chars = raw
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        if ok_len && ok_chars {
+            Ok(Symbol(raw.to_owned()))
+        } else {
+            Err("must be 2-30 characters of A-Z and 0-9".to_owned())
+        }
+    }
+
+    /// The symbol as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Symbol {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Symbol::parse(&value).map_err(|e| format!("symbol {value:?}: {e}"))
+    }
+}
+
+impl From<Symbol> for String {
+    fn from(value: Symbol) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A validated plan id (`[A-Za-z0-9_.:-]{1,128}`); it is also the order's client id.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PlanId(String);
+
+impl PlanId {
+    /// Validates `raw` as a plan id; the error says what is wrong with it.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let ok_len = (1..=128).contains(&raw.len());
+        let ok_chars = raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+        if ok_len && ok_chars {
+            Ok(PlanId(raw.to_owned()))
+        } else {
+            Err("must be 1-128 characters of A-Z a-z 0-9 _ . : -".to_owned())
+        }
+    }
+
+    /// The plan id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for PlanId {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        PlanId::parse(&value).map_err(|e| format!("plan id {value:?}: {e}"))
+    }
+}
+
+impl From<PlanId> for String {
+    fn from(value: PlanId) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for PlanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The direction of a position or of an open.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Side {
+    /// Profits when the price rises.
+    Long,
+    /// Profits when the price falls.
+    Short,
+}
+
+impl Side {
+    /// +1 for long, -1 for short: the factor of direction-aware correlation and of PnL.
+    pub fn sign(self) -> f64 {
+        match self {
+            Side::Long => 1.0,
+            Side::Short => -1.0,
+        }
+    }
+
+    /// The wire name (`LONG` / `SHORT`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Long => "LONG",
+            Side::Short => "SHORT",
+        }
+    }
+}
+
+/// The account's trading state: the kill switch.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TradingState {
+    /// Normal trading.
+    #[default]
+    Active,
+    /// Only closes pass; every open is blocked.
+    Reducing,
+    /// Nothing passes, closes included.
+    Halted,
+}
+
+impl TradingState {
+    /// Reads the `quantum:kill` key's value: `1` (legacy) means HALTED, `0` ACTIVE, and the
+    /// three state names are accepted as they are. Anything else is an error, never a default.
+    pub fn parse_kill_key(raw: &str) -> Result<Self, String> {
+        match raw.trim() {
+            "1" | "HALTED" => Ok(TradingState::Halted),
+            "0" | "ACTIVE" => Ok(TradingState::Active),
+            "REDUCING" => Ok(TradingState::Reducing),
+            other => Err(format!(
+                "quantum:kill = {other:?}: expected 1, 0, ACTIVE, REDUCING or HALTED"
+            )),
+        }
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TradingState::Active => "ACTIVE",
+            TradingState::Reducing => "REDUCING",
+            TradingState::Halted => "HALTED",
+        }
+    }
+}
