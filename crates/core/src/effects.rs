@@ -68,7 +68,8 @@ impl Event {
 }
 
 /// One change to the store.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Effect {
     /// Write (or overwrite, for a pending plan reaching its end) the plan's decision record.
     Record(DecisionRecord),
@@ -170,7 +171,8 @@ pub enum Effect {
 }
 
 /// A condition the commit re-checks atomically before applying any effect.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Guard {
     /// No decision exists yet for this plan id.
     Undecided(PlanId),

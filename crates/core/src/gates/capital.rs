@@ -2,7 +2,7 @@
 //! is reserved on it plus the new open. Mandatory in production, optional in testnet.
 
 use super::portfolio::{HoldingKind, Portfolio};
-use super::{refuse, Candidate, Ctx, Refusal};
+use super::{fits, refuse, Candidate, Ctx, Refusal};
 use crate::reason::BlockReason;
 use crate::trace::{Outcome, Trace, TraceLine};
 
@@ -55,7 +55,7 @@ pub fn check(
         .num("reserved_usdt", reserved)
         .num("new_usdt", cand.notional)
         .num("limit_usdt", limit);
-    if !(reserved + cand.notional <= limit) {
+    if !fits(reserved + cand.notional, limit) {
         return Err(refuse(
             trace,
             line,

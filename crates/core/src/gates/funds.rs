@@ -2,7 +2,7 @@
 //! order instead of discovered after it.
 
 use super::portfolio::Portfolio;
-use super::{refuse, Candidate, Ctx, Refusal};
+use super::{fits, refuse, Candidate, Ctx, Refusal};
 use crate::reason::BlockReason;
 use crate::trace::{Outcome, Trace, TraceLine};
 
@@ -28,7 +28,7 @@ pub fn margin(
         .num("equity_usdt", equity)
         .num("projected_usage", projected)
         .num("max_usage", max);
-    if !(projected <= max) {
+    if !fits(projected, max) {
         return Err(refuse(
             trace,
             line,
@@ -78,7 +78,7 @@ pub fn caps(
             ),
         ));
     }
-    if !(cand.notional <= cfg.max_notional_per_trade_usdt) {
+    if !fits(cand.notional, cfg.max_notional_per_trade_usdt) {
         return Err(refuse(
             trace,
             line,
@@ -91,7 +91,7 @@ pub fn caps(
             ),
         ));
     }
-    if !(total_after <= cfg.max_total_notional_usdt) {
+    if !fits(total_after, cfg.max_total_notional_usdt) {
         return Err(refuse(
             trace,
             line,

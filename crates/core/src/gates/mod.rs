@@ -70,6 +70,12 @@ pub struct Candidate {
     pub leverage: u32,
 }
 
+/// `value <= cap`, forgiving the last bits of floating-point rounding: `qty × price` computed
+/// from a quantity sized to exactly the cap must not come out a hair above it. NaN never fits.
+pub fn fits(value: f64, cap: f64) -> bool {
+    value <= cap + cap.abs() * 1e-9
+}
+
 /// Writes a block line for `refusal` at `gate` and returns the refusal (for `?` chains).
 pub(crate) fn refuse(trace: &mut Trace, line: TraceLine, refusal: Refusal) -> Refusal {
     let mut line = line;

@@ -133,11 +133,25 @@ pub fn occupancy(
     };
     if phase2 {
         // The portfolio excludes this plan's own held slot: it must still fit beside the rest.
+        // If it no longer does (the regime shrank the budget), it is refused: a pending plan
+        // never starts a second rotation.
         if occupied < budget.desired {
             trace.push(line.note("takes the slot its rotation freed"));
             return Ok(SlotUse::RotationHeld);
         }
-    } else if occupied < budget.desired {
+        return Err(refuse(
+            trace,
+            line,
+            Refusal::new(
+                BlockReason::SlotsFull,
+                format!(
+                    "rotation phase 2: {occupied} other slots occupied, {} desired",
+                    budget.desired
+                ),
+            ),
+        ));
+    }
+    if occupied < budget.desired {
         trace.push(line);
         return Ok(SlotUse::NewSlot);
     }

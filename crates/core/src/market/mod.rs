@@ -2,6 +2,7 @@
 //! the regime classifier, and timestamp-aligned correlation.
 
 pub mod correlation;
+pub mod csv;
 pub mod indicators;
 pub mod kline;
 pub mod regime;

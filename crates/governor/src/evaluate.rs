@@ -1,0 +1,79 @@
+//! `quantum-governor evaluate PLAN.json [--state STATE.json]`: one decision and its trace as
+//! JSON, without committing anything — the operator's "what would it say, and why?".
+
+use crate::state_file;
+use crate::store::memory::MemoryStore;
+use anyhow::{bail, Context};
+use governor_core::decide::decide;
+use governor_core::{Config, Plan};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// Reads a plan file: a JSON object whose values are strings, numbers or booleans (as a
+/// stream entry would carry them). Anything else is an error naming the field.
+pub fn read_plan_fields(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let Value::Object(map) = value else {
+        bail!(
+            "{}: a plan is a JSON object of field names to values",
+            path.display()
+        );
+    };
+    map.into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s,
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                other => bail!("field `{k}` = {other}: values are strings, numbers or booleans"),
+            };
+            Ok((k, text))
+        })
+        .collect()
+}
+
+/// Decides the plan against the state and returns the decision as JSON.
+pub fn evaluate(
+    plan_path: &Path,
+    state_path: Option<&Path>,
+    cfg: &Config,
+) -> anyhow::Result<Value> {
+    let fields = read_plan_fields(plan_path)?;
+    let plan = match Plan::parse(&fields) {
+        Ok(plan) => plan,
+        Err(rejection) => {
+            return Ok(json!({
+                "verdict": "REJECT",
+                "errors": rejection.errors,
+                "error": rejection.to_string(),
+            }))
+        }
+    };
+    let keep = 2 * cfg.correlation.window as usize;
+    let loaded = state_file::load(state_path, keep)?;
+    let store = MemoryStore::with_state(loaded.store, cfg.block_ttl_secs);
+    let snapshot = store.snapshot(&plan.plan_id, &loaded.inputs, loaded.now);
+    let decision = decide(&plan, &snapshot, cfg, loaded.now);
+    let r = &decision.record;
+    Ok(json!({
+        "plan_id": r.plan_id,
+        "symbol": r.symbol,
+        "action": r.action,
+        "verdict": r.verdict.as_str(),
+        "reason": r.reason.map(|x| x.code()),
+        "detail": r.detail,
+        "qty": r.qty,
+        "notional": r.notional,
+        "regime": r.regime,
+        "desired_slots": r.desired_slots,
+        "occupied_slots": r.occupied_slots,
+        "now_ms": loaded.now.millis(),
+        "replayed": decision.replayed,
+        "trace": decision.trace,
+        "effects": decision.effects,
+        "guards": decision.guards,
+    }))
+}

@@ -1,0 +1,157 @@
+//! The governor loop on the embedded store: parse strictly (dead-letter what fails), snapshot,
+//! decide purely, commit atomically; a failed guard means another governor won a race, so
+//! re-read and decide again, a bounded number of times.
+
+use crate::store::memory::MemoryStore;
+use governor_core::decide::{decide, Decision};
+use governor_core::market::SymbolMarket;
+use governor_core::plan::PlanRejection;
+use governor_core::results::{ExecutionResult, Settlement};
+use governor_core::snapshot::ExchangeState;
+use governor_core::time::Timestamp;
+use governor_core::types::Symbol;
+use governor_core::{Config, Plan};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What the world outside the store says at decision time: the exchange's account view and
+/// the per-symbol market summaries (computed once per bar by the caller).
+#[derive(Clone, Debug, Default)]
+pub struct MarketInputs {
+    /// The exchange's view; `None` when it could not be read (opens then fail closed).
+    pub exchange: Option<ExchangeState>,
+    /// Market summaries by symbol.
+    pub market: BTreeMap<Symbol, Arc<SymbolMarket>>,
+}
+
+/// The outcome of submitting one plan.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Submission {
+    /// Decided and committed (or replayed, when the plan id was decided before).
+    Decided {
+        /// The decision.
+        decision: Box<Decision>,
+        /// The fence its commit received (`None` for a replay, which commits nothing).
+        fence: Option<u64>,
+    },
+    /// The schema refused it; it is in the dead-letter record.
+    Rejected(PlanRejection),
+    /// Lost the race more times than allowed: nothing was committed, the plan stays
+    /// undecided (in a stream it stays pending and is retried).
+    Contended {
+        /// How many times it tried.
+        attempts: u32,
+    },
+}
+
+/// What applying one execution result did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResultOutcome {
+    /// The store changes.
+    pub settlement: Settlement,
+    /// The re-decision of a rotation's pending plan (phase 2), if the result completed one.
+    pub phase2: Option<Submission>,
+}
+
+/// One governor instance over a shared embedded store. Several instances may share a store:
+/// the store's guards keep them from overcommitting it.
+#[derive(Clone, Debug)]
+pub struct Governor {
+    cfg: Arc<Config>,
+    store: Arc<MemoryStore>,
+    max_attempts: u32,
+}
+
+impl Governor {
+    /// How many times a decision is retried after losing a race before it is left undecided.
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+
+    /// A governor deciding with `cfg` over `store`.
+    pub fn new(cfg: Arc<Config>, store: Arc<MemoryStore>) -> Self {
+        Governor {
+            cfg,
+            store,
+            max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    /// The store it commits to.
+    pub fn store(&self) -> &Arc<MemoryStore> {
+        &self.store
+    }
+
+    /// The config it decides with.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Parses and decides one plan given as stream fields.
+    pub fn submit(
+        &self,
+        fields: &[(String, String)],
+        inputs: &MarketInputs,
+        now: Timestamp,
+    ) -> Submission {
+        match Plan::parse(fields) {
+            Ok(plan) => self.decide_plan(&plan, inputs, now),
+            Err(rejection) => {
+                self.store.dead_letter(fields, rejection.to_string(), now);
+                Submission::Rejected(rejection)
+            }
+        }
+    }
+
+    /// Decides a parsed plan: snapshot, decide, commit; again on a lost race.
+    pub fn decide_plan(&self, plan: &Plan, inputs: &MarketInputs, now: Timestamp) -> Submission {
+        for _ in 0..self.max_attempts {
+            let snapshot = self.store.snapshot(&plan.plan_id, inputs, now);
+            let decision = decide(plan, &snapshot, &self.cfg, now);
+            if decision.replayed {
+                return Submission::Decided {
+                    decision: Box::new(decision),
+                    fence: None,
+                };
+            }
+            if let Ok(fence) = self.store.commit(&decision, now) {
+                return Submission::Decided {
+                    decision: Box::new(decision),
+                    fence: Some(fence),
+                };
+            }
+        }
+        Submission::Contended {
+            attempts: self.max_attempts,
+        }
+    }
+
+    /// Applies an execution result; when it confirms a rotation's close, re-decides the
+    /// pending plan at once (phase 2) — upstream need not resend it.
+    pub fn on_result(
+        &self,
+        fields: &[(String, String)],
+        inputs: &MarketInputs,
+        now: Timestamp,
+    ) -> Result<ResultOutcome, PlanRejection> {
+        let result = match ExecutionResult::parse(fields) {
+            Ok(r) => r,
+            Err(rejection) => {
+                self.store.dead_letter(fields, rejection.to_string(), now);
+                return Err(rejection);
+            }
+        };
+        let settlement = self
+            .store
+            .settle(&result, self.cfg.funds.default_leverage, now);
+        let phase2 = settlement
+            .redecide
+            .as_ref()
+            .and_then(|id| self.store.rotation_plan(id))
+            .map(|plan| self.decide_plan(&plan, inputs, now));
+        Ok(ResultOutcome { settlement, phase2 })
+    }
+
+    /// Lets time reach `now` (expiries, rotation timeouts) without a plan.
+    pub fn tick(&self, now: Timestamp) {
+        self.store.expire(now);
+    }
+}

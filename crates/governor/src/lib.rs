@@ -1,0 +1,12 @@
+//! quantum-governor: the service around the pure core — the embedded state store that applies
+//! decisions atomically, the governor loop (parse → snapshot → decide → commit, retried on a
+//! lost race), and the CLI commands.
+
+pub mod evaluate;
+pub mod governor;
+pub mod market_data;
+pub mod state_file;
+pub mod store;
+
+pub use governor::{Governor, MarketInputs, Submission};
+pub use store::memory::MemoryStore;

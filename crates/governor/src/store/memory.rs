@@ -1,0 +1,352 @@
+//! The embedded state store: all state behind one mutex, so a commit's guards and effects are
+//! one critical section. TTLs are driven by the `now` each call is given, never by a clock, so
+//! the replay and the tests control time exactly.
+
+use governor_core::book::{Book, ExitLock, RotationPhase};
+use governor_core::decide::Decision;
+use governor_core::effects::{Effect, Event, Guard, GuardFailed, Permit};
+use governor_core::expiry::expire;
+use governor_core::reason::BlockReason;
+use governor_core::results::{settle, ExecutionResult, Settlement};
+use governor_core::snapshot::{CapitalState, DecisionRecord, Policy, Snapshot, VerdictKind};
+use governor_core::time::Timestamp;
+use governor_core::types::{PlanId, TradingState};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::governor::MarketInputs;
+
+/// A block record as written to `quantum:governor:block:{plan_id}`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BlockRecord {
+    /// The stable reason.
+    pub reason: BlockReason,
+    /// The numbers behind it.
+    pub detail: String,
+    /// When it was written.
+    pub ts: Timestamp,
+    /// When it lapses (block TTL).
+    pub expires_at: Timestamp,
+}
+
+/// An entry that failed the schema, kept with its original fields and the exact error.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeadLetter {
+    /// The fields as received.
+    pub fields: Vec<(String, String)>,
+    /// The parser's error.
+    pub error: String,
+    /// When it was rejected.
+    pub ts: Timestamp,
+}
+
+/// Everything the embedded store holds. Public for inspection by tests, the replay and the
+/// report; changed only through [`MemoryStore`]'s methods.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StoreState {
+    /// The kill switch.
+    pub trading_state: TradingState,
+    /// The raw `universe_symbols` field of the policy hash (`None`: missing).
+    pub policy_universe: Option<String>,
+    /// Capital allocation inputs.
+    pub capital: CapitalState,
+    /// Ledger, reservations, rotations, locks, recent opens.
+    pub book: Book,
+    /// The decision of every plan id (the latest: a pending plan's is replaced at its end).
+    pub decisions: BTreeMap<PlanId, DecisionRecord>,
+    /// Live permits (single use, TTL).
+    pub permits: BTreeMap<PlanId, Permit>,
+    /// Block records (TTL).
+    pub blocks: BTreeMap<PlanId, BlockRecord>,
+    /// The events stream.
+    pub events: Vec<Event>,
+    /// The decisions stream: one entry per decision, in commit order.
+    pub decision_log: Vec<DecisionRecord>,
+    /// Plans the governor published (rotation closes).
+    pub published: Vec<Vec<(String, String)>>,
+    /// Rejected entries.
+    pub dead_letters: Vec<DeadLetter>,
+    /// Results already applied (by plan id).
+    pub applied_results: BTreeSet<PlanId>,
+    /// The last fencing token handed out.
+    pub fence: u64,
+    /// Permits ever granted, by plan id (the audit trail behind "never two permits").
+    pub permits_granted: BTreeMap<PlanId, u32>,
+}
+
+/// The embedded store.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<StoreState>,
+    block_ttl_secs: u64,
+}
+
+impl MemoryStore {
+    /// An empty store: ACTIVE, no policy (so opens are blocked until one is set).
+    pub fn new(block_ttl_secs: u64) -> Self {
+        Self::with_state(StoreState::default(), block_ttl_secs)
+    }
+
+    /// A store holding `state`.
+    pub fn with_state(state: StoreState, block_ttl_secs: u64) -> Self {
+        MemoryStore {
+            state: Mutex::new(state),
+            block_ttl_secs,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, StoreState> {
+        // A panic while holding the lock cannot leave a half-applied commit: effects are applied
+        // only after every guard passed, and applying them does not panic.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A copy of the whole state (for tests, reports and the evaluate command).
+    pub fn state(&self) -> StoreState {
+        self.lock().clone()
+    }
+
+    /// Runs `f` on the state under the lock (for operators' writes: policy, kill switch).
+    pub fn update<T>(&self, f: impl FnOnce(&mut StoreState) -> T) -> T {
+        f(&mut self.lock())
+    }
+
+    /// Everything `decide` needs for `plan_id` at `now`, after letting time expire what it
+    /// must.
+    pub fn snapshot(&self, plan_id: &PlanId, inputs: &MarketInputs, now: Timestamp) -> Snapshot {
+        let mut st = self.lock();
+        self.expire_locked(&mut st, now);
+        Snapshot {
+            trading_state: st.trading_state,
+            policy: Policy::from_field(st.policy_universe.as_deref()),
+            prior: st.decisions.get(plan_id).cloned(),
+            book: st.book.clone(),
+            exchange: inputs.exchange.clone(),
+            market: inputs.market.clone(),
+            capital: st.capital.clone(),
+        }
+    }
+
+    /// Applies a decision's effects if every guard still holds, atomically. Returns the fence
+    /// given to its permit, reservation and locks.
+    pub fn commit(&self, decision: &Decision, now: Timestamp) -> Result<u64, GuardFailed> {
+        let mut st = self.lock();
+        self.expire_locked(&mut st, now);
+        for guard in &decision.guards {
+            if !guard_holds(&st, guard, now) {
+                return Err(GuardFailed(guard.clone()));
+            }
+        }
+        st.fence += 1;
+        let fence = st.fence;
+        for effect in &decision.effects {
+            self.apply(&mut st, effect, fence, now);
+        }
+        Ok(fence)
+    }
+
+    /// Applies an execution result atomically (idempotent: a repeated result changes nothing).
+    pub fn settle(
+        &self,
+        result: &ExecutionResult,
+        default_leverage: u32,
+        now: Timestamp,
+    ) -> Settlement {
+        let mut st = self.lock();
+        self.expire_locked(&mut st, now);
+        let applied = st.applied_results.contains(&result.plan_id);
+        let settlement = settle(result, &st.book, applied, default_leverage, now);
+        let fence = st.fence;
+        for effect in &settlement.effects {
+            self.apply(&mut st, effect, fence, now);
+        }
+        settlement
+    }
+
+    /// Lets time reach `now`: expired reservations, locks, rotations and permits go.
+    pub fn expire(&self, now: Timestamp) {
+        let mut st = self.lock();
+        self.expire_locked(&mut st, now);
+    }
+
+    /// Records a rejected entry with its original fields and the exact error.
+    pub fn dead_letter(&self, fields: &[(String, String)], error: String, now: Timestamp) {
+        self.lock().dead_letters.push(DeadLetter {
+            fields: fields.to_vec(),
+            error,
+            ts: now,
+        });
+    }
+
+    /// Takes a live permit, once: the executor's atomic single use. `None` when absent or
+    /// expired.
+    pub fn take_permit(&self, plan_id: &PlanId, now: Timestamp) -> Option<Permit> {
+        let mut st = self.lock();
+        let permit = st.permits.remove(plan_id)?;
+        (permit.expires_at > now).then_some(permit)
+    }
+
+    /// The pending plan of a rotation, to re-decide it in phase 2.
+    pub fn rotation_plan(&self, pending: &PlanId) -> Option<governor_core::Plan> {
+        self.lock()
+            .book
+            .rotations
+            .get(pending)
+            .map(|r| r.pending.clone())
+    }
+
+    fn expire_locked(&self, st: &mut StoreState, now: Timestamp) {
+        st.permits.retain(|_, p| p.expires_at > now);
+        st.blocks.retain(|_, b| b.expires_at > now);
+        let effects = expire(&st.book, now);
+        let fence = st.fence;
+        for effect in &effects {
+            self.apply(st, effect, fence, now);
+        }
+    }
+
+    fn apply(&self, st: &mut StoreState, effect: &Effect, fence: u64, now: Timestamp) {
+        let book = &mut st.book;
+        match effect {
+            Effect::Record(record) => {
+                st.decisions.insert(record.plan_id.clone(), record.clone());
+                st.decision_log.push(record.clone());
+            }
+            Effect::Reserve {
+                plan_id,
+                reservation,
+            } => {
+                let mut r = reservation.clone();
+                r.fence = fence;
+                book.reservations.insert(plan_id.clone(), r);
+                book.reservation_seq += 1;
+            }
+            Effect::WritePermit(permit) => {
+                let mut p = permit.clone();
+                p.fence = fence;
+                *st.permits_granted.entry(p.plan_id.clone()).or_default() += 1;
+                st.permits.insert(p.plan_id.clone(), p);
+            }
+            Effect::WriteBlock {
+                plan_id,
+                reason,
+                detail,
+            } => {
+                st.blocks.insert(
+                    plan_id.clone(),
+                    BlockRecord {
+                        reason: *reason,
+                        detail: detail.clone(),
+                        ts: now,
+                        expires_at: now.plus_secs(self.block_ttl_secs),
+                    },
+                );
+            }
+            Effect::TakeExitLock {
+                symbol,
+                holder,
+                expires_at,
+            } => {
+                book.exit_locks.insert(
+                    symbol.clone(),
+                    ExitLock {
+                        holder: holder.clone(),
+                        expires_at: *expires_at,
+                        fence,
+                    },
+                );
+            }
+            Effect::ReleaseExitLock { symbol, holder } => {
+                if book
+                    .exit_locks
+                    .get(symbol)
+                    .is_some_and(|l| &l.holder == holder)
+                {
+                    book.exit_locks.remove(symbol);
+                }
+            }
+            Effect::CountOpen { symbol, at } => {
+                book.last_open_at.insert(symbol.clone(), *at);
+                book.open_times.push(*at);
+            }
+            Effect::StartRotation(lock) => {
+                book.rotations
+                    .insert(lock.pending.plan_id.clone(), (**lock).clone());
+            }
+            Effect::HoldRotationSlot { pending_plan_id } => {
+                if let Some(r) = book.rotations.get_mut(pending_plan_id) {
+                    r.phase = RotationPhase::SlotHeld;
+                }
+            }
+            Effect::EndRotation { pending_plan_id } => {
+                book.rotations.remove(pending_plan_id);
+            }
+            Effect::PublishPlan(fields) => st.published.push(fields.clone()),
+            Effect::SetTradingState { to, .. } => st.trading_state = *to,
+            Effect::FillOpen { symbol, fill, .. } => match book.positions.get_mut(symbol) {
+                Some(p) if p.side == fill.side => {
+                    let qty = p.qty + fill.qty;
+                    p.entry_price = (p.entry_price * p.qty + fill.entry_price * fill.qty) / qty;
+                    p.qty = qty;
+                }
+                _ => {
+                    book.positions.insert(symbol.clone(), fill.clone());
+                }
+            },
+            Effect::ReleaseReservation { plan_id } => {
+                book.reservations.remove(plan_id);
+            }
+            Effect::ReducePosition { symbol, qty } => {
+                if let Some(p) = book.positions.get_mut(symbol) {
+                    p.qty -= qty;
+                    if p.qty <= p.qty.abs().max(*qty) * 1e-9 {
+                        book.positions.remove(symbol);
+                    }
+                }
+            }
+            Effect::PruneOpens { before } => book.open_times.retain(|t| t > before),
+            Effect::MarkResultApplied { plan_id } => {
+                st.applied_results.insert(plan_id.clone());
+            }
+            Effect::Emit(event) => st.events.push(event.clone()),
+        }
+    }
+}
+
+fn guard_holds(st: &StoreState, guard: &Guard, now: Timestamp) -> bool {
+    let book = &st.book;
+    match guard {
+        Guard::Undecided(id) => !st.decisions.contains_key(id),
+        Guard::RotationSlotHeld(id) => {
+            st.decisions
+                .get(id)
+                .is_some_and(|d| d.verdict == VerdictKind::Pending)
+                && book
+                    .rotations
+                    .get(id)
+                    .is_some_and(|r| r.phase == RotationPhase::SlotHeld)
+        }
+        Guard::TradingStateIs(state) => st.trading_state == *state,
+        Guard::SlotAvailable {
+            symbol,
+            side,
+            desired,
+            unledgered,
+        } => {
+            let slots = book.slots();
+            match slots.get(symbol) {
+                Some(slot) => slot.side == *side,
+                None => slots.len() as u64 + u64::from(*unledgered) < u64::from(*desired),
+            }
+        }
+        Guard::ExitLockFree { symbol, holder } => book
+            .live_exit_lock(symbol, now)
+            .is_none_or(|l| &l.holder == holder),
+        Guard::CooldownClear { symbol, since } => {
+            book.last_open_at.get(symbol).is_none_or(|t| t <= since)
+        }
+        Guard::OpensBelow { since, limit } => book.opens_after(*since) < *limit as usize,
+        Guard::NoReservationSince(seq) => book.reservation_seq == *seq,
+    }
+}

@@ -1,0 +1,374 @@
+//! A small world for scenario tests: a governor on the embedded store, synthetic but
+//! realistic hourly markets with controlled correlation, and helpers to open, close and fill.
+#![allow(dead_code)] // each test file uses its own subset of the helpers
+
+use governor_core::book::LedgerPosition;
+use governor_core::market::{Kline, BAR_MS};
+use governor_core::snapshot::{ExchangePosition, ExchangeState};
+use governor_core::time::Timestamp;
+use governor_core::types::{PlanId, Side, Symbol, TradingState};
+use governor_core::{Config, Decision, Verdict};
+use quantum_governor::market_data::summaries_at;
+use quantum_governor::{Governor, MarketInputs, MemoryStore, Submission};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The symbols of the test universe (BTCUSDT is the regime reference and is not traded).
+pub const SYMBOLS: [&str; 13] = [
+    "BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "LTCUSDT",
+    "DOTUSDT", "LINKUSDT", "AVAXUSDT", "TRXUSDT", "ATOMUSDT",
+];
+
+/// Bars per synthetic series.
+pub const BARS: usize = 240;
+
+pub fn sym(s: &str) -> Symbol {
+    Symbol::parse(s).unwrap()
+}
+
+pub fn pid(s: &str) -> PlanId {
+    PlanId::parse(s).unwrap()
+}
+
+/// A deterministic generator of roughly normal draws (sum of uniforms), one per seed.
+pub struct Noise(u64);
+
+impl Noise {
+    pub fn new(seed: u64) -> Self {
+        Noise(
+            seed.wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407),
+        )
+    }
+    fn uniform(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+    pub fn normal(&mut self) -> f64 {
+        (0..12).map(|_| self.uniform()).sum::<f64>() - 6.0
+    }
+}
+
+/// Hourly klines whose log returns are `drift + vol × (w × common + √(1-w²) × own)`.
+pub fn series(
+    start: f64,
+    drift: f64,
+    vol: f64,
+    common: &[f64],
+    w: f64,
+    own_seed: u64,
+) -> Vec<Kline> {
+    let mut own = Noise::new(own_seed);
+    let mut price = start;
+    let mut out = Vec::with_capacity(common.len());
+    for (i, c) in common.iter().enumerate() {
+        let r = drift + vol * (w * c + (1.0 - w * w).sqrt() * own.normal());
+        let open = price;
+        price *= r.exp();
+        out.push(Kline {
+            open_time: Timestamp(i as i64 * BAR_MS),
+            open,
+            high: open.max(price) * 1.001,
+            low: open.min(price) * 0.999,
+            close: price,
+            volume: 1.0,
+        });
+    }
+    out
+}
+
+/// The regime the reference symbol shows.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum Market {
+    /// BTC drifts +0.1 %/h with little noise: RANGE, 4 slots.
+    Range,
+    /// BTC climbs +0.5 %/h: TREND_STRONG, 6 slots.
+    TrendStrong,
+}
+
+pub fn klines(market: Market) -> BTreeMap<Symbol, Vec<Kline>> {
+    let mut common = Noise::new(7);
+    let common: Vec<f64> = (0..BARS).map(|_| common.normal()).collect();
+    let mut out = BTreeMap::new();
+    let btc_drift = match market {
+        Market::Range => 0.001,
+        Market::TrendStrong => 0.005,
+    };
+    out.insert(
+        sym("BTCUSDT"),
+        series(100.0, btc_drift, 0.0003, &common, 0.0, 1),
+    );
+    for (i, s) in SYMBOLS.iter().enumerate().skip(1) {
+        // Independent series: pairwise correlations stay far below the 0.80 cap.
+        out.insert(
+            sym(s),
+            series(10.0 + i as f64, 0.0, 0.004, &common, 0.0, 100 + i as u64),
+        );
+    }
+    out
+}
+
+/// A governor world at the close of the last synthetic bar.
+pub struct World {
+    pub gov: Governor,
+    /// The exchange's positions: kept apart from the ledger, as a real exchange is.
+    pub exchange: RefCell<BTreeMap<Symbol, ExchangePosition>>,
+    pub klines: BTreeMap<Symbol, Vec<Kline>>,
+    pub equity: f64,
+    pub exchange_down: bool,
+    pub now: Timestamp,
+}
+
+impl World {
+    pub fn new(cfg: Config) -> World {
+        Self::with_market(cfg, Market::Range)
+    }
+
+    pub fn with_market(cfg: Config, market: Market) -> World {
+        let store = Arc::new(MemoryStore::new(cfg.block_ttl_secs));
+        let universe: Vec<&str> = SYMBOLS.to_vec();
+        store.update(|st| st.policy_universe = Some(serde_json::to_string(&universe).unwrap()));
+        let klines = klines(market);
+        let now = Timestamp(BARS as i64 * BAR_MS);
+        World {
+            gov: Governor::new(Arc::new(cfg), store),
+            exchange: RefCell::new(BTreeMap::new()),
+            klines,
+            equity: 10_000.0,
+            exchange_down: false,
+            now,
+        }
+    }
+
+    pub fn store(&self) -> &MemoryStore {
+        self.gov.store()
+    }
+
+    pub fn mark(&self, s: &str) -> f64 {
+        self.klines[&sym(s)].last().unwrap().close
+    }
+
+    /// The exchange's view, positions marked at the last close.
+    pub fn inputs(&self) -> MarketInputs {
+        let positions = self
+            .exchange
+            .borrow()
+            .iter()
+            .map(|(s, p)| {
+                let mark = self
+                    .klines
+                    .get(s)
+                    .and_then(|k| k.last())
+                    .map_or(p.entry_price, |k| k.close);
+                (
+                    s.clone(),
+                    ExchangePosition {
+                        mark_price: mark,
+                        ..p.clone()
+                    },
+                )
+            })
+            .collect();
+        MarketInputs {
+            exchange: (!self.exchange_down).then_some(ExchangeState {
+                equity_usdt: self.equity,
+                positions,
+            }),
+            market: summaries_at(&self.klines, self.now, 400),
+        }
+    }
+
+    /// Puts a position in the ledger directly (an account that already holds it).
+    pub fn hold(&self, s: &str, side: Side, notional: f64, entry_score: Option<f64>) {
+        self.hold_at(s, side, notional, self.mark(s), entry_score, 2);
+    }
+
+    pub fn hold_at(
+        &self,
+        s: &str,
+        side: Side,
+        notional: f64,
+        entry: f64,
+        entry_score: Option<f64>,
+        leverage: u32,
+    ) {
+        let qty = notional / self.mark(s);
+        let opened_at = self.now.minus_secs(3600);
+        let live = ExchangePosition {
+            side,
+            qty,
+            entry_price: entry,
+            mark_price: entry,
+            leverage,
+        };
+        self.exchange.borrow_mut().insert(sym(s), live);
+        self.store().update(|st| {
+            st.book.positions.insert(
+                sym(s),
+                LedgerPosition {
+                    side,
+                    qty,
+                    entry_price: entry,
+                    leverage,
+                    opened_at,
+                    entry_score,
+                },
+            );
+        });
+    }
+
+    pub fn set_state(&self, state: TradingState) {
+        self.store().update(|st| st.trading_state = state);
+    }
+
+    pub fn advance(&mut self, secs: u64) {
+        self.now = self.now.plus_secs(secs);
+    }
+
+    pub fn submit(&self, fields: &[(&str, &str)]) -> Submission {
+        let fields: Vec<(String, String)> = fields
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        self.gov.submit(&fields, &self.inputs(), self.now)
+    }
+
+    /// An open worth `notional` USDT at the current mark.
+    pub fn open(
+        &self,
+        id: &str,
+        s: &str,
+        side: Side,
+        notional: f64,
+        score: Option<f64>,
+    ) -> Decision {
+        let qty = (notional / self.mark(s)).to_string();
+        let score = score.map(|x| x.to_string());
+        let action = match side {
+            Side::Long => "OPEN_LONG",
+            Side::Short => "OPEN_SHORT",
+        };
+        let mut f = vec![
+            ("plan_id", id),
+            ("symbol", s),
+            ("action", action),
+            ("decision", "EXECUTE"),
+            ("qty", qty.as_str()),
+        ];
+        if let Some(score) = &score {
+            f.push(("score", score));
+        }
+        decided(self.submit(&f))
+    }
+
+    pub fn close(&self, id: &str, s: &str, action: &str) -> Decision {
+        decided(self.submit(&[
+            ("plan_id", id),
+            ("symbol", s),
+            ("action", action),
+            ("decision", "EXECUTE"),
+        ]))
+    }
+
+    /// Reports the permitted order of `id` as executed at the mark.
+    pub fn fill(&self, id: &str) -> quantum_governor::governor::ResultOutcome {
+        let st = self.store().state();
+        let permit = st
+            .permits
+            .get(&pid(id))
+            .unwrap_or_else(|| panic!("no permit for {id}"));
+        let mark = self.mark(permit.symbol.as_str());
+        let price = mark.to_string();
+        let qty = permit.qty.to_string();
+        self.execute_on_exchange(&permit.symbol, &permit.action, permit.qty, mark);
+        let reduce = (!permit.action.starts_with("OPEN")).to_string();
+        let fields: Vec<(String, String)> = [
+            ("plan_id", id),
+            ("symbol", permit.symbol.as_str()),
+            ("executed", "true"),
+            ("reduceOnly", reduce.as_str()),
+            ("action", permit.action.as_str()),
+            ("filled_qty", qty.as_str()),
+            ("avg_price", price.as_str()),
+            ("ts", "0"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        self.gov
+            .on_result(&fields, &self.inputs(), self.now)
+            .expect("a well-formed result")
+    }
+
+    /// What the exchange does when the order executes.
+    pub fn execute_on_exchange(&self, symbol: &Symbol, action: &str, qty: f64, price: f64) {
+        let mut ex = self.exchange.borrow_mut();
+        let side = match action {
+            "OPEN_LONG" => Some(Side::Long),
+            "OPEN_SHORT" => Some(Side::Short),
+            _ => None,
+        };
+        match side {
+            Some(side) => {
+                let p = ex.entry(symbol.clone()).or_insert(ExchangePosition {
+                    side,
+                    qty: 0.0,
+                    entry_price: price,
+                    mark_price: price,
+                    leverage: 5,
+                });
+                p.qty += qty;
+            }
+            None => {
+                let gone = ex.get_mut(symbol).map(|p| {
+                    p.qty -= qty;
+                    p.qty <= 1e-12
+                });
+                if gone == Some(true) {
+                    ex.remove(symbol);
+                }
+            }
+        }
+    }
+
+    pub fn events(&self, kind: &str) -> usize {
+        self.store()
+            .state()
+            .events
+            .iter()
+            .filter(|e| e.event == kind)
+            .count()
+    }
+}
+
+pub fn decided(s: Submission) -> Decision {
+    match s {
+        Submission::Decided { decision, .. } => *decision,
+        other => panic!("expected a decision, got {other:?}"),
+    }
+}
+
+pub fn reason(d: &Decision) -> &'static str {
+    match &d.verdict {
+        Verdict::Block { reason, .. } => reason.code(),
+        Verdict::Pending { .. } => "pending",
+        Verdict::Allow { .. } => "allow",
+        Verdict::Skip { .. } => "skip",
+    }
+}
+
+/// The trace line of `gate`, as JSON.
+pub fn trace_line(d: &Decision, gate: &str) -> serde_json::Value {
+    let trace: serde_json::Value = serde_json::from_str(&d.trace.to_json()).unwrap();
+    trace
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["gate"] == gate)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {gate} line in {trace}"))
+}
