@@ -1,1 +1,166 @@
-fn main() {}
+//! `decide` for an open on an account with 10 positions: correlation against each (100 aligned
+//! returns), regime from cached indicators, every gate passing so every gate runs.
+//! Run: `cargo bench -p governor-core --bench decide`.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use governor_core::book::{Book, LedgerPosition};
+use governor_core::market::{Kline, SymbolMarket, BAR_MS};
+use governor_core::snapshot::{CapitalState, ExchangePosition, ExchangeState, Policy, Snapshot};
+use governor_core::time::Timestamp;
+use governor_core::types::{Side, Symbol, TradingState};
+use governor_core::{decide, Config, Plan, Verdict};
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::sync::Arc;
+
+const BARS: usize = 300;
+
+fn series(seed: u64) -> Vec<Kline> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    let mut price = 100.0;
+    (0..BARS)
+        .map(|i| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let r = ((state >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 0.01;
+            let open = price;
+            price *= 1.0 + r;
+            Kline {
+                open_time: Timestamp(i as i64 * BAR_MS),
+                open,
+                high: open.max(price) * 1.001,
+                low: open.min(price) * 0.999,
+                close: price,
+                volume: 1.0,
+            }
+        })
+        .collect()
+}
+
+fn setup() -> (Plan, Snapshot, Config, Timestamp) {
+    let names: Vec<String> = (0..11).map(|i| format!("SYM{i}USDT")).collect();
+    let symbols: Vec<Symbol> = names.iter().map(|n| Symbol::parse(n).unwrap()).collect();
+    let mut market = BTreeMap::new();
+    market.insert(
+        Symbol::parse("BTCUSDT").unwrap(),
+        Arc::new(SymbolMarket::from_klines(&series(999), 200).unwrap()),
+    );
+    for (i, s) in symbols.iter().enumerate() {
+        market.insert(
+            s.clone(),
+            Arc::new(SymbolMarket::from_klines(&series(i as u64 + 1), 200).unwrap()),
+        );
+    }
+    let mut book = Book::default();
+    let mut positions = BTreeMap::new();
+    for s in &symbols[..10] {
+        let mark = market[s].last_close;
+        book.positions.insert(
+            s.clone(),
+            LedgerPosition {
+                side: Side::Long,
+                qty: 1.0,
+                entry_price: mark,
+                leverage: 5,
+                opened_at: Timestamp(0),
+                entry_score: Some(60.0),
+            },
+        );
+        positions.insert(
+            s.clone(),
+            ExchangePosition {
+                side: Side::Long,
+                qty: 1.0,
+                entry_price: mark,
+                mark_price: mark,
+                leverage: 5,
+            },
+        );
+    }
+    let mut cfg = Config::default();
+    cfg.slots.base = 11;
+    cfg.slots.chop = 11;
+    cfg.slots.hard_cap = 11;
+    cfg.funds.max_open_positions = 11;
+    cfg.funds.max_total_notional_usdt = 1e6;
+    let universe = serde_json::to_string(&names).unwrap();
+    let snap = Snapshot {
+        trading_state: TradingState::Active,
+        policy: Policy::from_field(Some(&universe)),
+        prior: None,
+        book,
+        exchange: Some(ExchangeState {
+            equity_usdt: 100_000.0,
+            positions,
+        }),
+        market,
+        capital: CapitalState::default(),
+    };
+    let candidate = &names[10];
+    let qty = (150.0 / snap.market[&symbols[10]].last_close).to_string();
+    let plan = Plan::parse(&[
+        ("plan_id", "bench-1"),
+        ("symbol", candidate.as_str()),
+        ("action", "OPEN_LONG"),
+        ("decision", "EXECUTE"),
+        ("qty", qty.as_str()),
+        ("score", "70"),
+    ])
+    .unwrap();
+    (plan, snap, cfg, Timestamp(BARS as i64 * BAR_MS))
+}
+
+fn bench_decide(c: &mut Criterion) {
+    let (plan, snap, cfg, now) = setup();
+    let d = decide(&plan, &snap, &cfg, now);
+    assert!(
+        matches!(d.verdict, Verdict::Allow { .. }),
+        "the benchmark must pass every gate: {:?}",
+        d.verdict
+    );
+    assert_eq!(
+        d.trace
+            .lines
+            .iter()
+            .filter(|l| l.gate == "correlation")
+            .count(),
+        1
+    );
+    c.bench_function("decide_open_10_positions_corr100", |b| {
+        b.iter(|| {
+            decide(
+                black_box(&plan),
+                black_box(&snap),
+                black_box(&cfg),
+                black_box(now),
+            )
+        })
+    });
+}
+
+criterion_group!(benches, bench_decide);
+
+fn bench_parts(c: &mut Criterion) {
+    let (plan, snap, cfg, now) = setup();
+    let d = decide(&plan, &snap, &cfg, now);
+    c.bench_function("trace_to_json", |b| {
+        b.iter(|| black_box(&d.trace).to_json())
+    });
+    let a = &snap.market.values().next().unwrap().returns;
+    let bb = &snap.market.values().nth(1).unwrap().returns;
+    c.bench_function("aligned_corr", |b| {
+        b.iter(|| {
+            governor_core::market::correlation::aligned_correlation(
+                black_box(a),
+                black_box(bb),
+                100,
+            )
+        })
+    });
+    c.bench_function("portfolio_build", |b| {
+        b.iter(|| governor_core::gates::portfolio::Portfolio::build(black_box(&snap)))
+    });
+}
+criterion_group!(parts, bench_parts);
+criterion_main!(benches, parts);

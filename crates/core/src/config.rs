@@ -524,22 +524,6 @@ fn known_keys() -> Vec<String> {
     keys
 }
 
-fn is_known_section(key: &str) -> bool {
-    matches!(
-        key,
-        "slots"
-            | "regime"
-            | "correlation"
-            | "funds"
-            | "cadence"
-            | "kill_score"
-            | "drift"
-            | "capital"
-            | "binance"
-            | "heat"
-    )
-}
-
 impl Config {
     /// Builds the effective config from an optional TOML text and the environment's pairs.
     /// Returns every problem found, or the validated config.
@@ -585,62 +569,45 @@ impl Config {
             }
         }
 
-        // Check each key on its own so that every bad key is reported, not just the first.
+        // Check each key on its own so that every bad key is reported, not just the first;
+        // the keys that are fine are then validated together, so range errors come too.
         let known = known_keys();
         let mut user_leaves = Vec::new();
         leaves("", &table, &mut user_leaves);
+        let mut usable = toml::Table::new();
         for (path, value) in &user_leaves {
             let env = origin.get(path).cloned();
             if !known.iter().any(|k| k == path) {
-                let top = path.split('.').next().unwrap_or(path);
-                let what = if path.contains('.') && is_known_section(top) || !path.contains('.') {
-                    "unknown key"
-                } else {
-                    "unknown section"
-                };
                 errors.push(ConfigError {
                     key: path.clone(),
                     env,
                     value: value.to_string(),
-                    allowed: format!(
-                        "{what}; known keys are listed by `config check` on an empty file"
-                    ),
+                    allowed: "unknown key; `config check` with no file lists every known key"
+                        .to_owned(),
                 });
                 continue;
             }
             let mut single = toml::Table::new();
             insert_path(&mut single, path, value.clone());
-            if let Err(e) = single.try_into::<Config>() {
-                errors.push(ConfigError {
+            match single.try_into::<Config>() {
+                Ok(_) => insert_path(&mut usable, path, value.clone()),
+                Err(e) => errors.push(ConfigError {
                     key: path.clone(),
                     env,
                     value: value.to_string(),
                     allowed: e.message().trim().to_owned(),
-                });
+                }),
             }
         }
-        if !errors.is_empty() {
-            return Err(errors);
+        let config: Config = usable.try_into().expect("every key was checked on its own");
+        for mut problem in config.validate() {
+            problem.env = origin.get(&problem.key).cloned();
+            errors.push(problem);
         }
-        let config: Config = table.try_into().map_err(|e: toml::de::Error| {
-            vec![ConfigError {
-                key: "<file>".to_owned(),
-                env: None,
-                value: "(as a whole)".to_owned(),
-                allowed: e.message().to_owned(),
-            }]
-        })?;
-        let problems = config.validate();
-        if problems.is_empty() {
+        if errors.is_empty() {
             Ok(config)
         } else {
-            Err(problems
-                .into_iter()
-                .map(|mut p| {
-                    p.env = origin.get(&p.key).cloned();
-                    p
-                })
-                .collect())
+            Err(errors)
         }
     }
 

@@ -81,8 +81,20 @@ pub struct Decision {
     pub guards: Vec<Guard>,
     /// Gate by gate, why.
     pub trace: Trace,
-    /// The record written for this plan id (also what a replay answers with).
+    /// The record of this decision; its `trace` text is empty until [`Decision::committed_record`]
+    /// fills it (a replay's record is the stored one, complete).
     pub record: DecisionRecord,
+}
+
+impl Decision {
+    /// The record as the store writes it at commit: with the trace as JSON.
+    pub fn committed_record(&self) -> DecisionRecord {
+        let mut record = self.record.clone();
+        if record.trace.is_empty() {
+            record.trace = self.trace.to_json();
+        }
+        record
+    }
 }
 
 /// What the decision learned along the way, for the record.
@@ -343,7 +355,7 @@ fn open_path(
     let mut book_view = portfolio::require_exchange(ctx, trace)?;
     if phase2 {
         book_view =
-            book_view.without(|h| matches!(&h.kind, HoldingKind::Held(id) if *id == plan.plan_id));
+            book_view.without(|h| matches!(&h.kind, HoldingKind::Held(id) if **id == plan.plan_id));
     }
     summary.occupied = Some(book_view.occupied_slots() as u32);
     drift::check(ctx, &book_view, trace)?;
@@ -366,7 +378,7 @@ fn open_path(
     if slot_use == SlotUse::Full {
         let choice = slots::rotation(ctx, &book_view, trace)?;
         // Never close a position for a candidate that would be refused anyway.
-        let after = book_view.without(|h| h.symbol == choice.weakest);
+        let after = book_view.without(|h| *h.symbol == choice.weakest);
         money_gates(ctx, &cand, &after, trace)?;
         return Ok(start_rotation(ctx, &choice, trace));
     }
@@ -626,7 +638,9 @@ fn finish(
         desired_slots: summary.desired,
         occupied_slots: summary.occupied,
         decided_at: ctx.now,
-        trace: trace.to_json(),
+        // Serialized at commit (`committed_record`): writing JSON is the store's work, not
+        // the decision's.
+        trace: String::new(),
     };
     let event = match &verdict {
         Verdict::Allow { qty, .. } => Some(
@@ -641,7 +655,6 @@ fn finish(
         ),
         Verdict::Pending { .. } | Verdict::Skip { .. } => None,
     };
-    effects.insert(0, Effect::Record(record.clone()));
     if let Some(event) = event {
         effects.push(Effect::Emit(event));
     }

@@ -71,7 +71,8 @@ impl Event {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Effect {
-    /// Write (or overwrite, for a pending plan reaching its end) the plan's decision record.
+    /// Write (or overwrite, for a pending plan reaching its end) a decision record that no
+    /// `Decision` carries: a rotation timeout. A committed `Decision` records itself.
     Record(DecisionRecord),
     /// Reserve a slot and capital for a permitted open.
     Reserve {

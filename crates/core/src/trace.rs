@@ -6,6 +6,7 @@
 use crate::reason::BlockReason;
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Serialize, Serializer};
+use std::borrow::Cow;
 
 /// What a gate concluded.
 #[derive(Clone, Debug, PartialEq)]
@@ -77,8 +78,8 @@ pub struct TraceLine {
     pub outcome: Outcome,
     /// The gate's inputs and thresholds, in the order the gate wrote them.
     pub facts: Vec<(&'static str, Fact)>,
-    /// A sentence for people, when the facts alone don't say it.
-    pub note: Option<String>,
+    /// A sentence for people, when the facts alone don't say it (static text costs nothing).
+    pub note: Option<Cow<'static, str>>,
 }
 
 impl TraceLine {
@@ -87,7 +88,8 @@ impl TraceLine {
         TraceLine {
             gate,
             outcome,
-            facts: Vec::new(),
+            // Most gates write 4-8 facts: one allocation, no regrowth.
+            facts: Vec::with_capacity(8),
             note: None,
         }
     }
@@ -129,8 +131,15 @@ impl TraceLine {
         self
     }
 
+    /// Adds an optional integer: `Missing` when absent.
+    pub fn opt_int(mut self, name: &'static str, value: Option<i64>) -> Self {
+        self.facts
+            .push((name, value.map(Fact::Int).unwrap_or(Fact::Missing)));
+        self
+    }
+
     /// Adds a note for people.
-    pub fn note(mut self, note: impl Into<String>) -> Self {
+    pub fn note(mut self, note: impl Into<Cow<'static, str>>) -> Self {
         self.note = Some(note.into());
         self
     }

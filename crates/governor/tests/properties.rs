@@ -14,16 +14,30 @@ use proptest::prelude::*;
 use std::collections::BTreeMap;
 use support::*;
 
-const TRADED: [&str; 6] = ["ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT"];
+const TRADED: [&str; 6] = [
+    "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT",
+];
 const GOVERNORS: usize = 3;
 
 #[derive(Clone, Debug)]
 enum Op {
     /// Governor `g` snapshots and decides an open (plan ids come from a small pool, so the
     /// same id is submitted again and again).
-    PrepareOpen { g: usize, id: u8, sym: usize, long: bool, notional: u16, score: u8 },
+    PrepareOpen {
+        g: usize,
+        id: u8,
+        sym: usize,
+        long: bool,
+        notional: u16,
+        score: u8,
+    },
     /// Governor `g` snapshots and decides a close.
-    PrepareClose { g: usize, id: u8, sym: usize, partial: bool },
+    PrepareClose {
+        g: usize,
+        id: u8,
+        sym: usize,
+        partial: bool,
+    },
     /// Governor `g` commits what it decided (a lost race re-decides, as the service does).
     Commit { g: usize },
     /// The executor takes a live permit and the exchange fills it.
@@ -61,16 +75,37 @@ fn open_only(reason: BlockReason) -> bool {
     )
 }
 
-fn open_fields(w: &World, id: &str, sym: &str, long: bool, notional: f64, score: u8) -> Vec<(String, String)> {
+fn open_fields(
+    w: &World,
+    id: &str,
+    sym: &str,
+    long: bool,
+    notional: f64,
+    score: u8,
+) -> Vec<(String, String)> {
     let action = if long { "OPEN_LONG" } else { "OPEN_SHORT" };
     let qty = (notional / w.mark(sym)).to_string();
-    [("plan_id", id), ("symbol", sym), ("action", action), ("decision", "EXECUTE"), ("qty", qty.as_str()), ("score", score.to_string().as_str())]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    [
+        ("plan_id", id),
+        ("symbol", sym),
+        ("action", action),
+        ("decision", "EXECUTE"),
+        ("qty", qty.as_str()),
+        ("score", score.to_string().as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect()
 }
 
-fn result_fields(id: &str, sym: &str, action: &str, executed: bool, qty: f64, price: f64) -> Vec<(String, String)> {
+fn result_fields(
+    id: &str,
+    sym: &str,
+    action: &str,
+    executed: bool,
+    qty: f64,
+    price: f64,
+) -> Vec<(String, String)> {
     let reduce = (!action.starts_with("OPEN")).to_string();
     let mut f: Vec<(String, String)> = [
         ("plan_id", id.to_owned()),
@@ -78,8 +113,22 @@ fn result_fields(id: &str, sym: &str, action: &str, executed: bool, qty: f64, pr
         ("executed", executed.to_string()),
         ("reduceOnly", reduce),
         ("action", action.to_owned()),
-        ("filled_qty", if executed { qty.to_string() } else { "0".into() }),
-        ("avg_price", if executed { price.to_string() } else { "0".into() }),
+        (
+            "filled_qty",
+            if executed {
+                qty.to_string()
+            } else {
+                "0".into()
+            },
+        ),
+        (
+            "avg_price",
+            if executed {
+                price.to_string()
+            } else {
+                "0".into()
+            },
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -105,8 +154,17 @@ fn check_invariants(w: &World) {
     let st = w.store().state();
     // Slots: the budget is the RANGE regime's 4 (the market does not change in this test).
     let slots = st.book.slots().len();
-    let unledgered = w.exchange.borrow().keys().filter(|s| !st.book.positions.contains_key(*s)).count();
-    assert!(slots + unledgered <= 4, "{slots} slots + {unledgered} unledgered > 4: {:?}", st.book);
+    let unledgered = w
+        .exchange
+        .borrow()
+        .keys()
+        .filter(|s| !st.book.positions.contains_key(*s))
+        .count();
+    assert!(
+        slots + unledgered <= 4,
+        "{slots} slots + {unledgered} unledgered > 4: {:?}",
+        st.book
+    );
     // Never two permits for one plan id.
     for (id, n) in &st.permits_granted {
         assert!(*n <= 1, "{id} got {n} permits");
@@ -117,14 +175,19 @@ fn check_invariants(w: &World) {
         per_id.entry(r.plan_id.clone()).or_default().push(r.verdict);
     }
     for (id, verdicts) in per_id {
-        let ok = verdicts.len() == 1 || (verdicts.len() == 2 && verdicts[0] == VerdictKind::Pending);
+        let ok =
+            verdicts.len() == 1 || (verdicts.len() == 2 && verdicts[0] == VerdictKind::Pending);
         assert!(ok, "{id} decided as {verdicts:?}");
     }
     // Closes are never refused by an open-only gate.
     for r in &st.decision_log {
         let is_close = !r.action.starts_with("OPEN");
         if let (true, Some(reason)) = (is_close, r.reason) {
-            assert!(!open_only(reason), "close {} blocked by {reason}", r.plan_id);
+            assert!(
+                !open_only(reason),
+                "close {} blocked by {reason}",
+                r.plan_id
+            );
         }
     }
     // Once the clock has passed a reservation's TTL, no snapshot shows it.
@@ -150,18 +213,46 @@ fn run(ops: Vec<Op>) {
     let mut in_flight: Vec<Option<(Plan, Decision)>> = vec![None; GOVERNORS];
     for op in ops {
         match op {
-            Op::PrepareOpen { g, id, sym, long, notional, score } => {
-                let fields = open_fields(&w, &format!("o{id}"), TRADED[sym], long, f64::from(notional), score);
+            Op::PrepareOpen {
+                g,
+                id,
+                sym,
+                long,
+                notional,
+                score,
+            } => {
+                let fields = open_fields(
+                    &w,
+                    &format!("o{id}"),
+                    TRADED[sym],
+                    long,
+                    f64::from(notional),
+                    score,
+                );
                 let plan = Plan::parse(&fields).expect("generated plans are valid");
                 let d = prepare(&w, &plan);
                 in_flight[g] = Some((plan, d));
             }
-            Op::PrepareClose { g, id, sym, partial } => {
-                let action = if partial { "PARTIAL_50" } else { "FULL_CLOSE_PROPOSED" };
-                let fields: Vec<(String, String)> = [("plan_id", format!("c{id}")), ("symbol", TRADED[sym].into()), ("action", action.into()), ("decision", "EXECUTE".into())]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v))
-                    .collect();
+            Op::PrepareClose {
+                g,
+                id,
+                sym,
+                partial,
+            } => {
+                let action = if partial {
+                    "PARTIAL_50"
+                } else {
+                    "FULL_CLOSE_PROPOSED"
+                };
+                let fields: Vec<(String, String)> = [
+                    ("plan_id", format!("c{id}")),
+                    ("symbol", TRADED[sym].into()),
+                    ("action", action.into()),
+                    ("decision", "EXECUTE".into()),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
                 let plan = Plan::parse(&fields).expect("generated plans are valid");
                 let d = prepare(&w, &plan);
                 in_flight[g] = Some((plan, d));
@@ -179,15 +270,27 @@ fn run(ops: Vec<Op>) {
                 if let Some(permit) = w.store().take_permit(&pid(&id), w.now) {
                     let mark = w.mark(permit.symbol.as_str());
                     w.execute_on_exchange(&permit.symbol, &permit.action, permit.qty, mark);
-                    let f = result_fields(&id, permit.symbol.as_str(), &permit.action, true, permit.qty, mark);
-                    w.gov.on_result(&f, &w.inputs(), w.now).expect("valid result");
+                    let f = result_fields(
+                        &id,
+                        permit.symbol.as_str(),
+                        &permit.action,
+                        true,
+                        permit.qty,
+                        mark,
+                    );
+                    w.gov
+                        .on_result(&f, &w.inputs(), w.now)
+                        .expect("valid result");
                 }
             }
             Op::Fail { id } => {
                 let id = format!("o{id}");
                 if let Some(permit) = w.store().take_permit(&pid(&id), w.now) {
-                    let f = result_fields(&id, permit.symbol.as_str(), &permit.action, false, 0.0, 0.0);
-                    w.gov.on_result(&f, &w.inputs(), w.now).expect("valid result");
+                    let f =
+                        result_fields(&id, permit.symbol.as_str(), &permit.action, false, 0.0, 0.0);
+                    w.gov
+                        .on_result(&f, &w.inputs(), w.now)
+                        .expect("valid result");
                 }
             }
             Op::Replan => {
@@ -198,8 +301,17 @@ fn run(ops: Vec<Op>) {
                     if let Some(permit) = w.store().take_permit(&pid(id), w.now) {
                         let mark = w.mark(permit.symbol.as_str());
                         w.execute_on_exchange(&permit.symbol, &permit.action, permit.qty, mark);
-                        let f = result_fields(id, permit.symbol.as_str(), &permit.action, true, permit.qty, mark);
-                        w.gov.on_result(&f, &w.inputs(), w.now).expect("valid result");
+                        let f = result_fields(
+                            id,
+                            permit.symbol.as_str(),
+                            &permit.action,
+                            true,
+                            permit.qty,
+                            mark,
+                        );
+                        w.gov
+                            .on_result(&f, &w.inputs(), w.now)
+                            .expect("valid result");
                     }
                 }
             }

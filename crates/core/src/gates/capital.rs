@@ -47,7 +47,7 @@ pub fn check(
     let reserved: f64 = portfolio
         .holdings
         .iter()
-        .filter(|h| h.symbol == cand.symbol && matches!(h.kind, HoldingKind::Reserved(_)))
+        .filter(|h| *h.symbol == cand.symbol && matches!(h.kind, HoldingKind::Reserved(_)))
         .map(|h| h.notional)
         .sum();
     let limit = pct * total;

@@ -43,8 +43,8 @@ pub fn check(
     let others: BTreeSet<(&Symbol, crate::types::Side)> = portfolio
         .holdings
         .iter()
-        .filter(|h| h.symbol != cand.symbol)
-        .map(|h| (&h.symbol, h.side))
+        .filter(|h| *h.symbol != cand.symbol)
+        .map(|h| (h.symbol, h.side))
         .collect();
     if others.is_empty() {
         trace.push(line.int("pairs", 0));

@@ -29,9 +29,9 @@ pub fn check(ctx: &Ctx<'_>, portfolio: &Portfolio, trace: &mut Trace) -> Result<
         .opt_num("intent_age_secs", age)
         .int("max_intent_age_secs", cfg.max_intent_age_secs as i64)
         .int("positions_now", now_count)
-        .opt_num(
+        .opt_int(
             "positions_at_intent",
-            plan.snapshot_position_count.map(f64::from),
+            plan.snapshot_position_count.map(i64::from),
         )
         .int(
             "max_position_count_drift",
@@ -74,10 +74,7 @@ pub fn check(ctx: &Ctx<'_>, portfolio: &Portfolio, trace: &mut Trace) -> Result<
     }
     if age.is_some_and(|a| a > cfg.max_intent_age_secs as f64) {
         line.outcome = Outcome::Warn;
-        line.note = Some(format!(
-            "intent is older than {} s",
-            cfg.max_intent_age_secs
-        ));
+        line.note = Some(format!("intent is older than {} s", cfg.max_intent_age_secs).into());
     }
     trace.push(line);
     Ok(())

@@ -81,7 +81,7 @@ pub(crate) fn refuse(trace: &mut Trace, line: TraceLine, refusal: Refusal) -> Re
     let mut line = line;
     line.outcome = Outcome::Block(refusal.reason);
     if line.note.is_none() {
-        line.note = Some(refusal.detail.clone());
+        line.note = Some(refusal.detail.clone().into());
     }
     trace.push(line);
     refusal

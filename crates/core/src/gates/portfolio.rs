@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 /// What a holding is.
 #[derive(Clone, Debug, PartialEq)]
-pub enum HoldingKind {
+pub enum HoldingKind<'a> {
     /// An open position.
     Position {
         /// When it was opened (unknown for positions only the exchange knows).
@@ -24,16 +24,16 @@ pub enum HoldingKind {
         ledgered: bool,
     },
     /// Reserved for a permitted open.
-    Reserved(PlanId),
+    Reserved(&'a PlanId),
     /// A slot freed by a rotation close, held for its pending plan.
-    Held(PlanId),
+    Held(&'a PlanId),
 }
 
 /// One thing that uses a slot, margin or notional.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Holding {
+pub struct Holding<'a> {
     /// The instrument.
-    pub symbol: Symbol,
+    pub symbol: &'a Symbol,
     /// Direction.
     pub side: Side,
     /// Size in base units.
@@ -43,10 +43,10 @@ pub struct Holding {
     /// Leverage.
     pub leverage: u32,
     /// What it is.
-    pub kind: HoldingKind,
+    pub kind: HoldingKind<'a>,
 }
 
-impl Holding {
+impl Holding<'_> {
     /// Whether this holding is an open position.
     pub fn is_position(&self) -> bool {
         matches!(self.kind, HoldingKind::Position { .. })
@@ -55,18 +55,18 @@ impl Holding {
 
 /// The account at decision time.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Portfolio {
+pub struct Portfolio<'a> {
     /// Every position, reservation and held slot.
-    pub holdings: Vec<Holding>,
+    pub holdings: Vec<Holding<'a>>,
     /// Account equity in USDT.
     pub equity: f64,
     /// Exchange positions the ledger does not know (they count as occupied).
     pub unledgered: u32,
 }
 
-impl Portfolio {
+impl<'a> Portfolio<'a> {
     /// Builds the view; `None` when the exchange state is unavailable.
-    pub fn build(snap: &Snapshot) -> Option<Portfolio> {
+    pub fn build(snap: &'a Snapshot) -> Option<Portfolio<'a>> {
         let exchange = snap.exchange.as_ref()?;
         let book = &snap.book;
         let mut holdings = Vec::new();
@@ -95,7 +95,7 @@ impl Portfolio {
                 unledgered += 1;
             }
             holdings.push(Holding {
-                symbol: symbol.clone(),
+                symbol,
                 side,
                 qty,
                 notional: qty * mark,
@@ -114,12 +114,12 @@ impl Portfolio {
         }
         for (plan_id, r) in &book.reservations {
             holdings.push(Holding {
-                symbol: r.symbol.clone(),
+                symbol: &r.symbol,
                 side: r.side,
                 qty: r.qty,
                 notional: r.notional,
                 leverage: r.leverage.max(1),
-                kind: HoldingKind::Reserved(plan_id.clone()),
+                kind: HoldingKind::Reserved(plan_id),
             });
         }
         for (plan_id, rot) in &book.rotations {
@@ -128,12 +128,12 @@ impl Portfolio {
             }
             if let crate::plan::Action::Open(side) = rot.pending.action {
                 holdings.push(Holding {
-                    symbol: rot.pending.symbol.clone(),
+                    symbol: &rot.pending.symbol,
                     side,
                     qty: 0.0,
                     notional: 0.0,
                     leverage: 1,
-                    kind: HoldingKind::Held(plan_id.clone()),
+                    kind: HoldingKind::Held(plan_id),
                 });
             }
         }
@@ -146,11 +146,11 @@ impl Portfolio {
 
     /// Distinct symbols that hold a slot.
     pub fn occupied_slots(&self) -> usize {
-        self.holdings
-            .iter()
-            .map(|h| &h.symbol)
-            .collect::<BTreeSet<_>>()
-            .len()
+        // A handful of holdings: a quadratic scan beats building a set on every call.
+        let h = &self.holdings;
+        (0..h.len())
+            .filter(|&i| !h[..i].iter().any(|e| e.symbol == h[i].symbol))
+            .count()
     }
 
     /// Open positions (not reservations, not held slots).
@@ -190,13 +190,13 @@ impl Portfolio {
     pub fn side_of(&self, symbol: &Symbol) -> Option<Side> {
         self.holdings
             .iter()
-            .find(|h| &h.symbol == symbol)
+            .find(|h| h.symbol == symbol)
             .map(|h| h.side)
     }
 
     /// The same portfolio without `symbol` (a rotation's pre-check) or without a plan's own
     /// held slot (phase 2).
-    pub fn without(&self, drop: impl Fn(&Holding) -> bool) -> Portfolio {
+    pub fn without(&self, drop: impl Fn(&Holding<'a>) -> bool) -> Portfolio<'a> {
         Portfolio {
             holdings: self.holdings.iter().filter(|h| !drop(h)).cloned().collect(),
             equity: self.equity,
@@ -206,7 +206,7 @@ impl Portfolio {
 }
 
 /// Opens need the exchange's view (positions, equity): without it they are blocked.
-pub fn require_exchange(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<Portfolio, Refusal> {
+pub fn require_exchange<'a>(ctx: &Ctx<'a>, trace: &mut Trace) -> Result<Portfolio<'a>, Refusal> {
     let line = TraceLine::new("exchange_state", Outcome::Pass);
     match Portfolio::build(ctx.snap) {
         None => Err(refuse(

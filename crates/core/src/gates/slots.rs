@@ -106,7 +106,7 @@ pub fn occupancy(
     let occupied = portfolio.occupied_slots() as u32;
     let line = TraceLine::new("slots", Outcome::Pass)
         .int("occupied", i64::from(occupied))
-        .opt_num("desired", budget.map(|b| f64::from(b.desired)));
+        .opt_int("desired", budget.map(|b| i64::from(b.desired)));
     match portfolio.side_of(&cand.symbol) {
         Some(side) if side != cand.side => {
             return Err(refuse(
@@ -216,13 +216,10 @@ pub fn rotation(
     let weakest = portfolio
         .holdings
         .iter()
-        .filter(|h| book.live_exit_lock(&h.symbol, ctx.now).is_none())
-        .filter(|h| !book.rotations.values().any(|r| r.close_symbol == h.symbol))
+        .filter(|h| book.live_exit_lock(h.symbol, ctx.now).is_none())
+        .filter(|h| !book.rotations.values().any(|r| r.close_symbol == *h.symbol))
         .filter_map(|h| weakness(ctx, &h.kind).map(|(w, s)| (h, w, s)))
-        .max_by(|a, b| {
-            a.1.total_cmp(&b.1)
-                .then_with(|| b.0.symbol.cmp(&a.0.symbol))
-        });
+        .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.symbol.cmp(a.0.symbol)));
     let line = TraceLine::new("rotation", Outcome::Pass)
         .opt_num("candidate_score", ctx.plan.score)
         .num("threshold", threshold);
@@ -274,6 +271,6 @@ pub fn rotation(
         weakest_qty: holding.qty,
         weakest_score: old,
         candidate_score: new,
-        close_plan_id: rotation_close_plan_id(&ctx.plan.plan_id, &holding.symbol),
+        close_plan_id: rotation_close_plan_id(&ctx.plan.plan_id, holding.symbol),
     })
 }

@@ -140,6 +140,12 @@ impl MemoryStore {
         }
         st.fence += 1;
         let fence = st.fence;
+        self.apply(
+            &mut st,
+            &Effect::Record(decision.committed_record()),
+            fence,
+            now,
+        );
         for effect in &decision.effects {
             self.apply(&mut st, effect, fence, now);
         }
