@@ -2,9 +2,12 @@
 //! decisions atomically, the governor loop (parse → snapshot → decide → commit, retried on a
 //! lost race), and the CLI commands.
 
+pub mod civil;
 pub mod evaluate;
+pub mod exchange;
 pub mod governor;
 pub mod market_data;
+pub mod replay;
 pub mod state_file;
 pub mod store;
 

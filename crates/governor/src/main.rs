@@ -3,7 +3,10 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use governor_core::Config;
+use governor_core::time::Timestamp;
+use quantum_governor::civil;
 use quantum_governor::evaluate::evaluate;
+use quantum_governor::replay::{self, ReplayOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -17,6 +20,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job: replay recorded klines through sample signals and the whole governed
+    /// pipeline (embedded store, paper exchange), side by side with the same signals
+    /// ungoverned; prints a summary and writes report.html and decisions.jsonl.
+    Replay {
+        /// A directory of <SYMBOL>-1h.csv files.
+        #[arg(long, default_value = "data/klines")]
+        data: PathBuf,
+        /// A TOML config file (environment variables override it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where report.html and decisions.jsonl go.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// First bar close to replay: YYYY-MM-DD, YYYY-MM-DDTHH:MM (UTC) or epoch ms.
+        #[arg(long, value_parser = civil::parse_utc)]
+        from: Option<Timestamp>,
+        /// Last bar close to replay (same formats).
+        #[arg(long, value_parser = civil::parse_utc)]
+        to: Option<Timestamp>,
+        /// Starting capital of both accounts, in USDT.
+        #[arg(long, default_value_t = 13_661.0)]
+        capital: f64,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -74,6 +103,46 @@ fn config_or_exit(file: Option<&Path>) -> anyhow::Result<Result<Config, ExitCode
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Replay {
+            data,
+            config,
+            out,
+            from,
+            to,
+            capital,
+            quiet,
+        } => {
+            let cfg = match config_or_exit(config.as_deref())? {
+                Ok(cfg) => cfg,
+                Err(code) => return Ok(code),
+            };
+            if !(capital.is_finite() && capital > 0.0) {
+                anyhow::bail!("--capital {capital}: must be a finite number of USDT above 0");
+            }
+            let opts = ReplayOptions {
+                data_dir: data,
+                out_dir: out.clone(),
+                from,
+                to,
+                initial_equity: capital,
+                progress: !quiet,
+                ..ReplayOptions::default()
+            };
+            let started = std::time::Instant::now();
+            let result = replay::run(&cfg, &opts)?;
+            let summary = replay::summary::summarize(&result);
+            let report = out.join("report.html");
+            std::fs::write(&report, replay::report::render(&result, &summary))
+                .with_context(|| format!("writing {}", report.display()))?;
+            print!("{}", replay::summary::render(&summary, &result));
+            println!(
+                "report: {}\njournal: {}\n({:.2} s)",
+                report.display(),
+                result.journal.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match config_or_exit(file.as_deref())? {

@@ -107,6 +107,11 @@ impl MemoryStore {
         self.lock().clone()
     }
 
+    /// Reads the state under the lock without copying it.
+    pub fn read<T>(&self, f: impl FnOnce(&StoreState) -> T) -> T {
+        f(&self.lock())
+    }
+
     /// Runs `f` on the state under the lock (for operators' writes: policy, kill switch).
     pub fn update<T>(&self, f: impl FnOnce(&mut StoreState) -> T) -> T {
         f(&mut self.lock())

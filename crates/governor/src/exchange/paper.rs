@@ -1,0 +1,278 @@
+//! The paper exchange: USDT-M futures accounting on recorded prices. Orders fill at the next
+//! bar's open with configurable slippage and taker fee; positions carry side, quantity, entry
+//! and leverage; equity is wallet balance plus unrealized PnL at the mark; an order the account
+//! cannot margin is refused with -2019, as Binance does. It is the default runtime of the replay,
+//! not a test double.
+
+use super::{Exchange, Fill, OrderError, OrderRequest};
+use governor_core::snapshot::{ExchangePosition, ExchangeState};
+use governor_core::types::{Side, Symbol};
+use std::collections::BTreeMap;
+
+/// Fill assumptions.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct PaperCosts {
+    /// Taker fee as a fraction of notional (Binance USDT-M default tier: 0.0005).
+    pub taker_fee: f64,
+    /// Slippage as a fraction of price, against the order.
+    pub slippage: f64,
+}
+
+impl Default for PaperCosts {
+    fn default() -> Self {
+        PaperCosts {
+            taker_fee: 0.0005,
+            slippage: 0.0002,
+        }
+    }
+}
+
+/// One paper position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PaperPosition {
+    /// Direction.
+    pub side: Side,
+    /// Size in base units.
+    pub qty: f64,
+    /// Average entry price.
+    pub entry_price: f64,
+    /// Leverage.
+    pub leverage: u32,
+}
+
+/// The paper account.
+#[derive(Clone, Debug)]
+pub struct PaperExchange {
+    costs: PaperCosts,
+    /// Realized cash: deposits + realized PnL − fees.
+    wallet: f64,
+    positions: BTreeMap<Symbol, PaperPosition>,
+    /// Current mark per symbol (the last close).
+    marks: BTreeMap<Symbol, f64>,
+    /// Where a market order fills now (the next bar's open).
+    fill_prices: BTreeMap<Symbol, f64>,
+    /// Fees paid so far.
+    fees_paid: f64,
+}
+
+impl PaperExchange {
+    /// An account holding `deposit` USDT and no positions.
+    pub fn new(deposit: f64, costs: PaperCosts) -> Self {
+        PaperExchange {
+            costs,
+            wallet: deposit,
+            positions: BTreeMap::new(),
+            marks: BTreeMap::new(),
+            fill_prices: BTreeMap::new(),
+            fees_paid: 0.0,
+        }
+    }
+
+    /// Moves the market: marks are the last closes, fills happen at the next bar's opens.
+    pub fn set_prices(&mut self, marks: BTreeMap<Symbol, f64>, fill_prices: BTreeMap<Symbol, f64>) {
+        self.marks = marks;
+        self.fill_prices = fill_prices;
+    }
+
+    /// Open positions.
+    pub fn positions(&self) -> &BTreeMap<Symbol, PaperPosition> {
+        &self.positions
+    }
+
+    fn mark(&self, symbol: &Symbol, p: &PaperPosition) -> f64 {
+        self.marks.get(symbol).copied().unwrap_or(p.entry_price)
+    }
+
+    /// Unrealized PnL of all positions at the marks.
+    pub fn unrealized_pnl(&self) -> f64 {
+        self.positions
+            .iter()
+            .map(|(s, p)| (self.mark(s, p) - p.entry_price) * p.qty * p.side.sign())
+            .sum()
+    }
+
+    /// Wallet balance + unrealized PnL.
+    pub fn equity(&self) -> f64 {
+        self.wallet + self.unrealized_pnl()
+    }
+
+    /// Σ |notional| at the marks.
+    pub fn notional(&self) -> f64 {
+        self.positions.iter().map(|(s, p)| p.qty * self.mark(s, p)).sum()
+    }
+
+    /// Σ notional / leverage: the initial margin in use.
+    pub fn margin_used(&self) -> f64 {
+        self.positions
+            .iter()
+            .map(|(s, p)| p.qty * self.mark(s, p) / f64::from(p.leverage))
+            .sum()
+    }
+
+    /// Fees paid so far.
+    pub fn fees_paid(&self) -> f64 {
+        self.fees_paid
+    }
+
+    fn fill_price(&self, order: &OrderRequest, buying: bool) -> Result<f64, OrderError> {
+        let base = self
+            .fill_prices
+            .get(&order.symbol)
+            .copied()
+            .ok_or_else(|| OrderError::NoPrice(order.symbol.clone()))?;
+        let slip = if buying { 1.0 + self.costs.slippage } else { 1.0 - self.costs.slippage };
+        Ok(base * slip)
+    }
+}
+
+impl Exchange for PaperExchange {
+    fn account(&self) -> ExchangeState {
+        ExchangeState {
+            equity_usdt: self.equity(),
+            positions: self
+                .positions
+                .iter()
+                .map(|(s, p)| {
+                    (
+                        s.clone(),
+                        ExchangePosition {
+                            side: p.side,
+                            qty: p.qty,
+                            entry_price: p.entry_price,
+                            mark_price: self.mark(s, p),
+                            leverage: p.leverage,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn place_order(&mut self, order: &OrderRequest) -> Result<Fill, OrderError> {
+        if order.reduce_only {
+            let Some(pos) = self.positions.get(&order.symbol).cloned() else {
+                return Err(OrderError::ReduceOnlyRejected(order.symbol.clone()));
+            };
+            // A reduce-only order trades against the position's side.
+            let price = self.fill_price(order, pos.side == Side::Short)?;
+            let qty = order.qty.min(pos.qty);
+            let realized = (price - pos.entry_price) * qty * pos.side.sign();
+            let fee = qty * price * self.costs.taker_fee;
+            self.wallet += realized - fee;
+            self.fees_paid += fee;
+            let left = pos.qty - qty;
+            if left <= pos.qty * 1e-9 {
+                self.positions.remove(&order.symbol);
+            } else if let Some(p) = self.positions.get_mut(&order.symbol) {
+                p.qty = left;
+            }
+            return Ok(Fill {
+                qty,
+                avg_price: price,
+                fee,
+                realized_pnl: realized,
+            });
+        }
+        let price = self.fill_price(order, order.side == Side::Long)?;
+        if let Some(p) = self.positions.get(&order.symbol) {
+            if p.side != order.side {
+                // Opening against a position would net it down: this account keeps one side per
+                // symbol (one-way mode), and the governor never permits it.
+                return Err(OrderError::ReduceOnlyRejected(order.symbol.clone()));
+            }
+        }
+        let notional = order.qty * price;
+        let fee = notional * self.costs.taker_fee;
+        let needed = notional / f64::from(order.leverage.max(1)) + fee;
+        let available = self.equity() - self.margin_used();
+        if !(needed <= available) {
+            return Err(OrderError::MarginInsufficient { needed, available });
+        }
+        self.wallet -= fee;
+        self.fees_paid += fee;
+        let entry = self.positions.entry(order.symbol.clone()).or_insert(PaperPosition {
+            side: order.side,
+            qty: 0.0,
+            entry_price: price,
+            leverage: order.leverage.max(1),
+        });
+        let qty = entry.qty + order.qty;
+        entry.entry_price = (entry.entry_price * entry.qty + price * order.qty) / qty;
+        entry.qty = qty;
+        Ok(Fill {
+            qty: order.qty,
+            avg_price: price,
+            fee,
+            realized_pnl: 0.0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use governor_core::types::PlanId;
+
+    fn sym() -> Symbol {
+        Symbol::parse("ETHUSDT").unwrap()
+    }
+
+    fn exchange(price: f64) -> PaperExchange {
+        let mut x = PaperExchange::new(1000.0, PaperCosts { taker_fee: 0.001, slippage: 0.0 });
+        let prices: BTreeMap<_, _> = [(sym(), price)].into();
+        x.set_prices(prices.clone(), prices);
+        x
+    }
+
+    fn order(side: Side, qty: f64, reduce_only: bool, leverage: u32) -> OrderRequest {
+        OrderRequest {
+            client_id: PlanId::parse("p").unwrap(),
+            symbol: sym(),
+            side,
+            qty,
+            reduce_only,
+            leverage,
+        }
+    }
+
+    #[test]
+    fn open_mark_and_close_account_for_pnl_and_fees() {
+        let mut x = exchange(100.0);
+        let fill = x.place_order(&order(Side::Long, 2.0, false, 5)).unwrap();
+        assert_eq!((fill.qty, fill.avg_price), (2.0, 100.0));
+        assert!((fill.fee - 0.2).abs() < 1e-12, "0.1 % of 200");
+        let up: BTreeMap<_, _> = [(sym(), 110.0)].into();
+        x.set_prices(up.clone(), up);
+        assert!((x.unrealized_pnl() - 20.0).abs() < 1e-9);
+        assert!((x.equity() - (1000.0 - 0.2 + 20.0)).abs() < 1e-9);
+        assert!((x.margin_used() - 44.0).abs() < 1e-9, "220 notional at 5x");
+        let close = x.place_order(&order(Side::Long, 2.0, true, 5)).unwrap();
+        assert!((close.realized_pnl - 20.0).abs() < 1e-9);
+        assert!(x.positions().is_empty());
+        assert!((x.equity() - (1000.0 - 0.2 + 20.0 - 0.22)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_order_the_account_cannot_margin_is_refused_with_2019() {
+        let mut x = exchange(100.0);
+        // 1000 equity at 1x: 11 × 100 = 1100 notional needs 1100 + fee.
+        let err = x.place_order(&order(Side::Long, 11.0, false, 1)).unwrap_err();
+        assert!(err.to_string().starts_with("-2019 Margin is insufficient"), "{err}");
+        assert!(x.positions().is_empty());
+        // At 2x it fits.
+        assert!(x.place_order(&order(Side::Long, 11.0, false, 2)).is_ok());
+    }
+
+    #[test]
+    fn short_pnl_and_reduce_only_without_position() {
+        let mut x = exchange(100.0);
+        assert!(matches!(x.place_order(&order(Side::Short, 1.0, true, 5)), Err(OrderError::ReduceOnlyRejected(_))));
+        x.place_order(&order(Side::Short, 1.0, false, 5)).unwrap();
+        let down: BTreeMap<_, _> = [(sym(), 90.0)].into();
+        x.set_prices(down.clone(), down);
+        assert!((x.unrealized_pnl() - 10.0).abs() < 1e-9);
+        let partial = x.place_order(&order(Side::Short, 0.5, true, 5)).unwrap();
+        assert!((partial.realized_pnl - 5.0).abs() < 1e-9);
+        assert!((x.positions()[&sym()].qty - 0.5).abs() < 1e-12);
+    }
+}

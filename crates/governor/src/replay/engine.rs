@@ -1,0 +1,615 @@
+//! The replay loop.
+
+use super::signals::{kill_score, open_plans, ExitPlanner, PlanFields, SignalConfig};
+use crate::exchange::paper::{PaperCosts, PaperExchange};
+use crate::exchange::{Exchange, OrderRequest};
+use crate::governor::{Governor, MarketInputs, Submission};
+use crate::market_data::{closed_by, load_klines_dir, summaries_at};
+use crate::store::memory::MemoryStore;
+use anyhow::{bail, Context};
+use governor_core::config::RegimeReference;
+use governor_core::market::correlation::aligned_correlation;
+use governor_core::market::regime::{classify, desired_slots};
+use governor_core::market::{Kline, SymbolMarket, BAR_MS};
+use governor_core::plan::{Action, CloseKind};
+use governor_core::time::Timestamp;
+use governor_core::types::{PlanId, Side, Symbol, TradingState};
+use governor_core::{Config, Plan, Verdict};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What to replay and how.
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    /// A directory of `<SYMBOL>-1h.csv` files.
+    pub data_dir: PathBuf,
+    /// Where the journal and the report go.
+    pub out_dir: PathBuf,
+    /// First bar close to replay (inclusive).
+    pub from: Option<Timestamp>,
+    /// Last bar close to replay (inclusive).
+    pub to: Option<Timestamp>,
+    /// Starting capital of both accounts (USDT); the incident's account had 13,661.
+    pub initial_equity: f64,
+    /// The sample signal source's knobs.
+    pub signals: SignalConfig,
+    /// Fill assumptions of the paper exchange.
+    pub costs: PaperCosts,
+    /// Windows in which a simulated operator holds the kill switch at HALTED.
+    pub halts: Vec<(Timestamp, Timestamp)>,
+    /// A simulated operator resumes trading this many hours after an auto-disarm to REDUCING
+    /// (without it, the first critical kill score would end all opens for the rest of the run).
+    pub resume_after_hours: u64,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions {
+            data_dir: PathBuf::from("data/klines"),
+            out_dir: PathBuf::from("out"),
+            from: None,
+            to: None,
+            initial_equity: 13_661.0,
+            signals: SignalConfig::default(),
+            costs: PaperCosts::default(),
+            halts: Vec::new(),
+            resume_after_hours: 24,
+            progress: false,
+        }
+    }
+}
+
+/// One account's state at a bar.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct AccountStat {
+    /// Equity (wallet + unrealized PnL).
+    pub equity: f64,
+    /// Drawdown from the running peak, as a fraction.
+    pub drawdown: f64,
+    /// Open positions.
+    pub positions: usize,
+    /// Σ notional at the marks.
+    pub notional: f64,
+    /// Margin in use / equity.
+    pub margin_usage: f64,
+}
+
+/// The state of both accounts after one bar.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BarStat {
+    /// Bar close time.
+    pub t: Timestamp,
+    /// The regime (of the reference symbol) at this bar.
+    pub regime: String,
+    /// Desired slots at this bar.
+    pub desired: u32,
+    /// Occupied slots in the governor's slot table after this bar.
+    pub occupied: u32,
+    /// The trading state after this bar.
+    pub trading_state: String,
+    /// The governed account.
+    pub governed: AccountStat,
+    /// The ungoverned account.
+    pub ungoverned: AccountStat,
+}
+
+/// How a rotation ended.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RotationRow {
+    /// When phase 1 happened.
+    pub t: Timestamp,
+    /// The pending plan.
+    pub plan_id: String,
+    /// The symbol it made room for, and its side.
+    pub new_symbol: String,
+    /// Long or short.
+    pub new_side: String,
+    /// The position it closed, and its side.
+    pub close_symbol: String,
+    /// Long or short.
+    pub close_side: String,
+    /// ALLOW (completed), or the block reason that ended it.
+    pub outcome: String,
+    /// The new symbol's return in its direction over the 24 h after the rotation.
+    pub new_return_24h: Option<f64>,
+    /// The closed position's return in its direction over the same 24 h.
+    pub old_return_24h: Option<f64>,
+}
+
+/// Counts of one run of the ungoverned account.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct UngovernedCounts {
+    /// Orders the exchange filled.
+    pub filled: usize,
+    /// Orders the exchange refused for margin (-2019).
+    pub margin_rejected: usize,
+}
+
+/// Everything the replay produced.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplayResult {
+    /// Symbols replayed.
+    pub symbols: Vec<String>,
+    /// Every bar, in time order.
+    pub bars: Vec<BarStat>,
+    /// Plans submitted to the governor (including rotation closes it published).
+    pub plans: usize,
+    /// Decisions by verdict.
+    pub verdicts: BTreeMap<String, usize>,
+    /// Blocks by reason code.
+    pub blocks: BTreeMap<String, usize>,
+    /// Schema rejections (dead letters).
+    pub rejected: usize,
+    /// Rotations and how they ended.
+    pub rotations: Vec<RotationRow>,
+    /// Orders refused by the paper exchange under a permit (the governor's account).
+    pub governed_order_errors: usize,
+    /// The ungoverned account's order counts.
+    pub ungoverned: UngovernedCounts,
+    /// Symbols of the correlation heatmap and their matrix (last 100 aligned 1 h returns).
+    pub heatmap: (Vec<String>, Vec<Vec<Option<f64>>>),
+    /// Whether the heatmap shows the final portfolio (else the whole universe: fewer than 2 held).
+    pub heatmap_is_portfolio: bool,
+    /// Whether the ledger equals the paper exchange's positions at the end.
+    pub ledger_matches_exchange: bool,
+    /// Opens permitted while the trading state was HALTED (the governor guarantees 0).
+    pub opens_permitted_while_halted: usize,
+    /// Where the journal was written.
+    pub journal: PathBuf,
+    /// Starting capital.
+    pub initial_equity: f64,
+}
+
+/// Closing prices at `t` and the opens of the bars starting at `t` (where orders fill).
+fn prices_at(klines: &BTreeMap<Symbol, Vec<Kline>>, t: Timestamp) -> (BTreeMap<Symbol, f64>, BTreeMap<Symbol, f64>) {
+    let mut marks = BTreeMap::new();
+    let mut fills = BTreeMap::new();
+    for (s, series) in klines {
+        if let Some(last) = closed_by(series, t).last() {
+            marks.insert(s.clone(), last.close);
+        }
+        if let Ok(i) = series.binary_search_by_key(&t.0, |k| k.open_time.0) {
+            fills.insert(s.clone(), series[i].open);
+        }
+    }
+    (marks, fills)
+}
+
+fn account_stat(x: &PaperExchange, peak: &mut f64) -> AccountStat {
+    let equity = x.equity();
+    *peak = peak.max(equity);
+    AccountStat {
+        equity,
+        drawdown: if *peak > 0.0 { (*peak - equity) / *peak } else { 0.0 },
+        positions: x.positions().len(),
+        notional: x.notional(),
+        margin_usage: if equity > 0.0 { x.margin_used() / equity } else { f64::INFINITY },
+    }
+}
+
+fn forward_return(klines: &BTreeMap<Symbol, Vec<Kline>>, symbol: &str, side: Side, t: Timestamp) -> Option<f64> {
+    let series = klines.get(&Symbol::parse(symbol).ok()?)?;
+    let at = closed_by(series, t).last()?;
+    let later = closed_by(series, Timestamp(t.0 + 24 * BAR_MS)).last()?;
+    (later.open_time.0 - at.open_time.0 == 24 * BAR_MS).then(|| (later.close / at.close - 1.0) * side.sign())
+}
+
+/// The replay's two accounts and the governor.
+struct Pipeline<'a> {
+    cfg: &'a Config,
+    gov: Governor,
+    governed: PaperExchange,
+    ungoverned: PaperExchange,
+    market: BTreeMap<Symbol, Arc<SymbolMarket>>,
+    published_seen: usize,
+    plans: usize,
+    order_errors: usize,
+    ungov: UngovernedCounts,
+    rotations: Vec<RotationRow>,
+    halted_opens: usize,
+}
+
+impl Pipeline<'_> {
+    fn inputs(&self) -> MarketInputs {
+        MarketInputs {
+            exchange: Some(self.governed.account()),
+            market: self.market.clone(),
+        }
+    }
+
+    /// Submits a plan to the governor and carries out what it allows.
+    fn submit(&mut self, fields: &PlanFields, t: Timestamp) {
+        self.plans += 1;
+        let submission = self.gov.submit(fields, &self.inputs(), t);
+        self.follow(submission, t);
+        self.publish_rotation_closes(t);
+    }
+
+    fn follow(&mut self, submission: Submission, t: Timestamp) {
+        let Submission::Decided { decision, fence } = submission else {
+            return;
+        };
+        if fence.is_none() {
+            return; // a replay of an earlier decision: nothing new to do
+        }
+        match &decision.verdict {
+            Verdict::Allow { .. } => {
+                if decision.record.action.starts_with("OPEN")
+                    && self.gov.store().read(|s| s.trading_state) == TradingState::Halted
+                {
+                    self.halted_opens += 1;
+                }
+                self.execute(&decision.record.plan_id, t);
+            }
+            Verdict::Pending { .. } => {
+                let pending = decision.record.plan_id.clone();
+                let rot = self.gov.store().read(|s| s.book.rotations.get(&pending).cloned());
+                if let Some(rot) = rot {
+                    let new_side = match rot.pending.action {
+                        Action::Open(side) => side,
+                        _ => Side::Long,
+                    };
+                    let close_side = self
+                        .governed
+                        .positions()
+                        .get(&rot.close_symbol)
+                        .map_or(Side::Long, |p| p.side);
+                    self.rotations.push(RotationRow {
+                        t,
+                        plan_id: pending.to_string(),
+                        new_symbol: rot.pending.symbol.to_string(),
+                        new_side: new_side.as_str().to_owned(),
+                        close_symbol: rot.close_symbol.to_string(),
+                        close_side: close_side.as_str().to_owned(),
+                        outcome: "PENDING".to_owned(),
+                        new_return_24h: None,
+                        old_return_24h: None,
+                    });
+                }
+            }
+            Verdict::Block { .. } | Verdict::Skip { .. } => {}
+        }
+    }
+
+    /// Rotation close plans the governor published go back through the plan stream.
+    fn publish_rotation_closes(&mut self, t: Timestamp) {
+        loop {
+            let next = self.gov.store().read(|s| s.published.get(self.published_seen).cloned());
+            let Some(fields) = next else { break };
+            self.published_seen += 1;
+            self.submit(&fields, t);
+        }
+    }
+
+    /// The permit-checked executor: takes the permit once, places the order, reports.
+    fn execute(&mut self, plan_id: &PlanId, t: Timestamp) {
+        let Some(permit) = self.gov.store().take_permit(plan_id, t) else {
+            return; // expired or already used: never executed
+        };
+        let action = match permit.action.as_str() {
+            "OPEN_LONG" => Action::Open(Side::Long),
+            "OPEN_SHORT" => Action::Open(Side::Short),
+            "PARTIAL_75" => Action::Close(CloseKind::Partial75),
+            "PARTIAL_50" => Action::Close(CloseKind::Partial50),
+            "PARTIAL_25" => Action::Close(CloseKind::Partial25),
+            _ => Action::Close(CloseKind::Full),
+        };
+        let (side, reduce_only, leverage) = match action {
+            Action::Open(side) => {
+                let lev = self
+                    .gov
+                    .store()
+                    .read(|s| s.book.reservations.get(plan_id).map(|r| r.leverage))
+                    .unwrap_or(self.cfg.funds.default_leverage);
+                (side, false, lev)
+            }
+            _ => {
+                let side = self.governed.positions().get(&permit.symbol).map_or(Side::Long, |p| p.side);
+                (side, true, 1)
+            }
+        };
+        let order = OrderRequest {
+            client_id: plan_id.clone(),
+            symbol: permit.symbol.clone(),
+            side,
+            qty: permit.qty,
+            reduce_only,
+            leverage,
+        };
+        let outcome = self.governed.place_order(&order);
+        let mut fields: Vec<(String, String)> = vec![
+            ("plan_id".into(), plan_id.to_string()),
+            ("symbol".into(), permit.symbol.to_string()),
+            ("reduceOnly".into(), reduce_only.to_string()),
+            ("action".into(), permit.action.clone()),
+            ("ts".into(), (t.millis() / 1000).to_string()),
+        ];
+        match &outcome {
+            Ok(fill) => {
+                fields.push(("executed".into(), "true".into()));
+                fields.push(("filled_qty".into(), fill.qty.to_string()));
+                fields.push(("avg_price".into(), fill.avg_price.to_string()));
+            }
+            Err(e) => {
+                self.order_errors += 1;
+                fields.push(("executed".into(), "false".into()));
+                fields.push(("filled_qty".into(), "0".into()));
+                fields.push(("avg_price".into(), "0".into()));
+                fields.push(("error".into(), e.to_string()));
+            }
+        }
+        let inputs = self.inputs();
+        if let Ok(outcome) = self.gov.on_result(&fields, &inputs, t) {
+            if let Some(phase2) = outcome.phase2 {
+                self.follow(phase2, t);
+            }
+        }
+    }
+
+    /// The same plans without a governor: straight to the exchange.
+    fn ungoverned_order(&mut self, fields: &PlanFields) {
+        let Ok(plan) = Plan::parse(fields) else { return };
+        let order = match plan.action {
+            Action::Open(side) => OrderRequest {
+                client_id: plan.plan_id.clone(),
+                symbol: plan.symbol.clone(),
+                side,
+                qty: plan.qty.unwrap_or(0.0),
+                reduce_only: false,
+                leverage: plan.leverage.unwrap_or(self.cfg.funds.default_leverage),
+            },
+            Action::Close(kind) => {
+                let Some(p) = self.ungoverned.positions().get(&plan.symbol) else { return };
+                OrderRequest {
+                    client_id: plan.plan_id.clone(),
+                    symbol: plan.symbol.clone(),
+                    side: p.side,
+                    qty: p.qty * kind.fraction(),
+                    reduce_only: true,
+                    leverage: 1,
+                }
+            }
+            Action::UpdateSl | Action::Hold => return,
+        };
+        match self.ungoverned.place_order(&order) {
+            Ok(_) => self.ungov.filled += 1,
+            Err(crate::exchange::OrderError::MarginInsufficient { .. }) => self.ungov.margin_rejected += 1,
+            Err(_) => {}
+        }
+    }
+}
+
+/// Runs the replay, writes the journal (`decisions.jsonl`) into `out_dir`, and returns what
+/// the summary and the report need.
+pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
+    let klines = load_klines_dir(&opts.data_dir)?;
+    let reference = match &cfg.regime.reference {
+        RegimeReference::Symbol(s) => {
+            if !klines.contains_key(s) {
+                bail!(
+                    "the regime reference {s} has no klines in {} (set regime.reference)",
+                    opts.data_dir.display()
+                );
+            }
+            Some(s.clone())
+        }
+        RegimeReference::Candidate => None,
+    };
+    let universe: BTreeSet<Symbol> = klines.keys().cloned().collect();
+    let timeline: Vec<Timestamp> = klines
+        .values()
+        .flat_map(|k| k.iter().map(Kline::close_time))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|t| opts.from.is_none_or(|f| *t >= f) && opts.to.is_none_or(|to| *t <= to))
+        .collect();
+    if timeline.is_empty() {
+        bail!("no bars between --from and --to in {}", opts.data_dir.display());
+    }
+    std::fs::create_dir_all(&opts.out_dir)
+        .with_context(|| format!("creating {}", opts.out_dir.display()))?;
+
+    let store = Arc::new(MemoryStore::new(cfg.block_ttl_secs));
+    let names: Vec<&str> = universe.iter().map(Symbol::as_str).collect();
+    store.update(|st| st.policy_universe = Some(serde_json::to_string(&names).expect("strings serialize")));
+    let mut p = Pipeline {
+        cfg,
+        gov: Governor::new(Arc::new(cfg.clone()), store.clone()),
+        governed: PaperExchange::new(opts.initial_equity, opts.costs),
+        ungoverned: PaperExchange::new(opts.initial_equity, opts.costs),
+        market: BTreeMap::new(),
+        published_seen: 0,
+        plans: 0,
+        order_errors: 0,
+        ungov: UngovernedCounts::default(),
+        rotations: Vec::new(),
+        halted_opens: 0,
+    };
+    let mut exits_gov = ExitPlanner::default();
+    let mut exits_ungov = ExitPlanner::default();
+    let keep = 2 * cfg.correlation.window as usize;
+    let (mut peak_gov, mut peak_ungov) = (opts.initial_equity, opts.initial_equity);
+    let mut reducing_since: Option<Timestamp> = None;
+    let mut bars = Vec::with_capacity(timeline.len());
+    let progress = if opts.progress {
+        let bar = indicatif::ProgressBar::new(timeline.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} replay [{bar:40}] {pos}/{len} bars {elapsed}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+
+    for &t in &timeline {
+        // The simulated operator: scheduled halts, and resuming a day after an auto-disarm.
+        let halted = opts.halts.iter().any(|(a, b)| *a <= t && t < *b);
+        store.update(|st| match (halted, st.trading_state) {
+            (true, _) => st.trading_state = TradingState::Halted,
+            (false, TradingState::Halted) => st.trading_state = TradingState::Active,
+            _ => {}
+        });
+        let state = store.read(|s| s.trading_state);
+        match (state, reducing_since) {
+            (TradingState::Reducing, None) => reducing_since = Some(t),
+            (TradingState::Reducing, Some(since)) if t.0 - since.0 >= opts.resume_after_hours as i64 * BAR_MS => {
+                store.update(|st| st.trading_state = TradingState::Active);
+                reducing_since = None;
+            }
+            (TradingState::Active, _) => reducing_since = None,
+            _ => {}
+        }
+
+        let (marks, fills) = prices_at(&klines, t);
+        p.governed.set_prices(marks.clone(), fills.clone());
+        p.ungoverned.set_prices(marks, fills);
+        p.market = summaries_at(&klines, t, keep);
+        p.gov.tick(t);
+
+        let exit_plans = exits_gov.proposals(&opts.signals, &p.governed.account(), t);
+        for plan in &exit_plans {
+            p.submit(plan, t);
+        }
+        for plan in exits_ungov.proposals(&opts.signals, &p.ungoverned.account(), t) {
+            p.ungoverned_order(&plan);
+        }
+
+        let (regime, desired, kill) = match reference.as_ref().and_then(|r| p.market.get(r).map(|m| (r, m))) {
+            Some((r, m)) => {
+                let reading = classify(m.features.as_ref(), &cfg.regime);
+                let desired = desired_slots(reading.regime, &cfg.slots, cfg.funds.max_open_positions);
+                let closed = closed_by(&klines[r], t);
+                let ret = (closed.len() > 24).then(|| closed[closed.len() - 1].close / closed[closed.len() - 25].close - 1.0);
+                let atr = m.features.map_or(0.0, |f| f.atr_pct);
+                (reading.regime.as_str().to_owned(), desired, kill_score(atr, ret.unwrap_or(0.0)))
+            }
+            None => ("UNKNOWN".to_owned(), cfg.slots.base.min(cfg.slots.hard_cap), 0.0),
+        };
+        for plan in open_plans(&opts.signals, &klines, &universe, kill, t) {
+            p.submit(&plan, t);
+            p.ungoverned_order(&plan);
+        }
+
+        let (occupied, state) = store.read(|s| (s.book.slots().len() as u32, s.trading_state));
+        bars.push(BarStat {
+            t,
+            regime,
+            desired,
+            occupied,
+            trading_state: state.as_str().to_owned(),
+            governed: account_stat(&p.governed, &mut peak_gov),
+            ungoverned: account_stat(&p.ungoverned, &mut peak_ungov),
+        });
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    let last = *timeline.last().expect("not empty");
+    p.gov.tick(last.plus_secs(cfg.slots.rotation_lock_ttl_secs.max(cfg.permit_ttl_secs) + 1));
+
+    let journal = opts.out_dir.join("decisions.jsonl");
+    write_journal(&store, &journal)?;
+    let (verdicts, blocks, rejected, ledger_matches) = store.read(|st| {
+        let mut verdicts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut blocks: BTreeMap<String, usize> = BTreeMap::new();
+        for r in st.decisions.values() {
+            *verdicts.entry(r.verdict.as_str().to_owned()).or_default() += 1;
+            if let (governor_core::snapshot::VerdictKind::Block, Some(reason)) = (r.verdict, r.reason) {
+                *blocks.entry(reason.code().to_owned()).or_default() += 1;
+            }
+        }
+        let ledger: BTreeMap<&Symbol, (Side, f64)> = st.book.positions.iter().map(|(s, l)| (s, (l.side, l.qty))).collect();
+        let paper: BTreeMap<&Symbol, (Side, f64)> = p.governed.positions().iter().map(|(s, q)| (s, (q.side, q.qty))).collect();
+        let matches = ledger.len() == paper.len()
+            && ledger.iter().all(|(s, (side, qty))| {
+                paper.get(s).is_some_and(|(ps, pq)| ps == side && (pq - qty).abs() <= qty.abs() * 1e-9)
+            });
+        (verdicts, blocks, st.dead_letters.len(), matches)
+    });
+    let mut rotations = std::mem::take(&mut p.rotations);
+    store.read(|st| {
+        for row in &mut rotations {
+            if let Some(record) = PlanId::parse(&row.plan_id).ok().and_then(|id| st.decisions.get(&id)) {
+                row.outcome = match record.reason {
+                    None => record.verdict.as_str().to_owned(),
+                    Some(reason) => reason.code().to_owned(),
+                };
+            }
+        }
+    });
+    for row in &mut rotations {
+        let side = |s: &str| if s == "SHORT" { Side::Short } else { Side::Long };
+        row.new_return_24h = forward_return(&klines, &row.new_symbol, side(&row.new_side), row.t);
+        row.old_return_24h = forward_return(&klines, &row.close_symbol, side(&row.close_side), row.t);
+    }
+    let held: Vec<Symbol> = p.governed.positions().keys().cloned().collect();
+    let heatmap_is_portfolio = held.len() >= 2;
+    let heat_symbols: Vec<Symbol> = if heatmap_is_portfolio { held } else { universe.iter().cloned().collect() };
+    let window = cfg.correlation.window as usize;
+    let matrix = heat_symbols
+        .iter()
+        .map(|a| {
+            heat_symbols
+                .iter()
+                .map(|b| {
+                    let (ma, mb) = (p.market.get(a)?, p.market.get(b)?);
+                    aligned_correlation(&ma.returns, &mb.returns, window).rho
+                })
+                .collect()
+        })
+        .collect();
+    Ok(ReplayResult {
+        symbols: universe.iter().map(|s| s.to_string()).collect(),
+        bars,
+        plans: p.plans,
+        verdicts,
+        blocks,
+        rejected,
+        rotations,
+        governed_order_errors: p.order_errors,
+        ungoverned: p.ungov,
+        heatmap: (heat_symbols.iter().map(|s| s.to_string()).collect(), matrix),
+        heatmap_is_portfolio,
+        ledger_matches_exchange: ledger_matches,
+        opens_permitted_while_halted: p.halted_opens,
+        journal,
+        initial_equity: opts.initial_equity,
+    })
+}
+
+/// One JSON line per decision, in commit order, with the trace as JSON (not a string).
+fn write_journal(store: &MemoryStore, path: &std::path::Path) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    store.read(|st| -> anyhow::Result<()> {
+        for r in &st.decision_log {
+            let trace: serde_json::Value = serde_json::from_str(&r.trace)?;
+            let line = serde_json::json!({
+                "plan_id": r.plan_id,
+                "symbol": r.symbol,
+                "action": r.action,
+                "verdict": r.verdict.as_str(),
+                "reason": r.reason.map(|x| x.code()),
+                "detail": r.detail,
+                "qty": r.qty,
+                "notional": r.notional,
+                "regime": r.regime,
+                "desired_slots": r.desired_slots,
+                "occupied_slots": r.occupied_slots,
+                "ts": r.decided_at,
+                "trace": trace,
+            });
+            serde_json::to_writer(&mut out, &line)?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    })?;
+    out.flush()?;
+    Ok(())
+}

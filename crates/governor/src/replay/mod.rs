@@ -1,0 +1,11 @@
+//! The main job: recorded market → sample signals → plans → governor → permit-checked executor
+//! on the paper exchange → results → the governor's result side, hour by hour, on the embedded
+//! store; and the same signals once more **ungoverned** (only the exchange's margin limit), so
+//! the report shows what the governor changes.
+
+pub mod engine;
+pub mod report;
+pub mod signals;
+pub mod summary;
+
+pub use engine::{run, ReplayOptions, ReplayResult};
