@@ -30,7 +30,8 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 /// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM` (UTC) or milliseconds since the epoch.
 pub fn parse_utc(raw: &str) -> Result<Timestamp, String> {
-    let bad = || format!("{raw:?}: expected YYYY-MM-DD, YYYY-MM-DDTHH:MM (UTC) or epoch milliseconds");
+    let bad =
+        || format!("{raw:?}: expected YYYY-MM-DD, YYYY-MM-DDTHH:MM (UTC) or epoch milliseconds");
     if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
         return raw.parse().map(Timestamp).map_err(|_| bad());
     }
@@ -40,8 +41,15 @@ pub fn parse_utc(raw: &str) -> Result<Timestamp, String> {
     let num = |s: &str, lo: i64, hi: i64| s.parse::<i64>().ok().filter(|v| (lo..=hi).contains(v));
     match (parts.as_slice(), hm.as_slice()) {
         ([y, m, d], [hh, mm]) => {
-            let (y, m, d) = (num(y, 1970, 9999).ok_or_else(bad)?, num(m, 1, 12).ok_or_else(bad)?, num(d, 1, 31).ok_or_else(bad)?);
-            let (hh, mm) = (num(hh, 0, 23).ok_or_else(bad)?, num(mm, 0, 59).ok_or_else(bad)?);
+            let (y, m, d) = (
+                num(y, 1970, 9999).ok_or_else(bad)?,
+                num(m, 1, 12).ok_or_else(bad)?,
+                num(d, 1, 31).ok_or_else(bad)?,
+            );
+            let (hh, mm) = (
+                num(hh, 0, 23).ok_or_else(bad)?,
+                num(mm, 0, 59).ok_or_else(bad)?,
+            );
             let ms = (days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60) * 1000;
             if date(ms) != format!("{y:04}-{m:02}-{d:02}") {
                 return Err(bad());
@@ -62,7 +70,10 @@ mod tests {
         assert_eq!(date(1_747_872_000_000), "2025-05-22");
         assert_eq!(date(951_782_400_000), "2000-02-29");
         assert_eq!(parse_utc("2025-05-22"), Ok(Timestamp(1_747_872_000_000)));
-        assert_eq!(parse_utc("2025-05-22T01:00"), Ok(Timestamp(1_747_875_600_000)));
+        assert_eq!(
+            parse_utc("2025-05-22T01:00"),
+            Ok(Timestamp(1_747_875_600_000))
+        );
         assert_eq!(parse_utc("1747872000000"), Ok(Timestamp(1_747_872_000_000)));
         assert!(parse_utc("2025-02-30").is_err());
         assert!(parse_utc("yesterday").is_err());

@@ -1,6 +1,9 @@
 //! quantum-governor: the service around the pure core — the embedded state store that applies
 //! decisions atomically, the governor loop (parse → snapshot → decide → commit, retried on a
-//! lost race), and the CLI commands.
+//! lost race), the paper exchange, the replay and its report, and the CLI commands.
+
+// `!(needed <= available)` is deliberate: true for NaN, so a NaN refuses instead of passing.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod civil;
 pub mod evaluate;

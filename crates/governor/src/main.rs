@@ -2,8 +2,8 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use governor_core::Config;
 use governor_core::time::Timestamp;
+use governor_core::Config;
 use quantum_governor::civil;
 use quantum_governor::evaluate::evaluate;
 use quantum_governor::replay::{self, ReplayOptions};

@@ -152,3 +152,63 @@ fn a_state_file_with_an_unknown_field_is_refused_naming_it() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("unknown field `equity`"), "{err}");
 }
+
+#[test]
+fn replay_prints_a_summary_and_writes_the_report_and_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = governor()
+        .args([
+            "replay",
+            "--quiet",
+            "--data",
+            &repo("data/klines"),
+            "--from",
+            "2025-06-01",
+            "--to",
+            "2025-06-08",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "decisions:",
+        "blocks by reason:",
+        "rotations:",
+        "regime:",
+        "max drawdown",
+        "final equity (USDT)",
+        "ungoverned",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    assert!(dir.path().join("report.html").is_file());
+    assert!(
+        std::fs::metadata(dir.path().join("decisions.jsonl"))
+            .unwrap()
+            .len()
+            > 0
+    );
+}
+
+#[test]
+fn replay_refuses_a_bad_time_and_a_bad_capital() {
+    let out = governor()
+        .args(["replay", "--from", "2025-13-01"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2025-13-01"));
+    let out = governor()
+        .args(["replay", "--quiet", "--capital", "NaN"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--capital NaN"));
+}

@@ -98,7 +98,10 @@ impl PaperExchange {
 
     /// Σ |notional| at the marks.
     pub fn notional(&self) -> f64 {
-        self.positions.iter().map(|(s, p)| p.qty * self.mark(s, p)).sum()
+        self.positions
+            .iter()
+            .map(|(s, p)| p.qty * self.mark(s, p))
+            .sum()
     }
 
     /// Σ notional / leverage: the initial margin in use.
@@ -120,7 +123,11 @@ impl PaperExchange {
             .get(&order.symbol)
             .copied()
             .ok_or_else(|| OrderError::NoPrice(order.symbol.clone()))?;
-        let slip = if buying { 1.0 + self.costs.slippage } else { 1.0 - self.costs.slippage };
+        let slip = if buying {
+            1.0 + self.costs.slippage
+        } else {
+            1.0 - self.costs.slippage
+        };
         Ok(base * slip)
     }
 }
@@ -190,12 +197,15 @@ impl Exchange for PaperExchange {
         }
         self.wallet -= fee;
         self.fees_paid += fee;
-        let entry = self.positions.entry(order.symbol.clone()).or_insert(PaperPosition {
-            side: order.side,
-            qty: 0.0,
-            entry_price: price,
-            leverage: order.leverage.max(1),
-        });
+        let entry = self
+            .positions
+            .entry(order.symbol.clone())
+            .or_insert(PaperPosition {
+                side: order.side,
+                qty: 0.0,
+                entry_price: price,
+                leverage: order.leverage.max(1),
+            });
         let qty = entry.qty + order.qty;
         entry.entry_price = (entry.entry_price * entry.qty + price * order.qty) / qty;
         entry.qty = qty;
@@ -218,7 +228,13 @@ mod tests {
     }
 
     fn exchange(price: f64) -> PaperExchange {
-        let mut x = PaperExchange::new(1000.0, PaperCosts { taker_fee: 0.001, slippage: 0.0 });
+        let mut x = PaperExchange::new(
+            1000.0,
+            PaperCosts {
+                taker_fee: 0.001,
+                slippage: 0.0,
+            },
+        );
         let prices: BTreeMap<_, _> = [(sym(), price)].into();
         x.set_prices(prices.clone(), prices);
         x
@@ -256,8 +272,13 @@ mod tests {
     fn an_order_the_account_cannot_margin_is_refused_with_2019() {
         let mut x = exchange(100.0);
         // 1000 equity at 1x: 11 × 100 = 1100 notional needs 1100 + fee.
-        let err = x.place_order(&order(Side::Long, 11.0, false, 1)).unwrap_err();
-        assert!(err.to_string().starts_with("-2019 Margin is insufficient"), "{err}");
+        let err = x
+            .place_order(&order(Side::Long, 11.0, false, 1))
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("-2019 Margin is insufficient"),
+            "{err}"
+        );
         assert!(x.positions().is_empty());
         // At 2x it fits.
         assert!(x.place_order(&order(Side::Long, 11.0, false, 2)).is_ok());
@@ -266,7 +287,10 @@ mod tests {
     #[test]
     fn short_pnl_and_reduce_only_without_position() {
         let mut x = exchange(100.0);
-        assert!(matches!(x.place_order(&order(Side::Short, 1.0, true, 5)), Err(OrderError::ReduceOnlyRejected(_))));
+        assert!(matches!(
+            x.place_order(&order(Side::Short, 1.0, true, 5)),
+            Err(OrderError::ReduceOnlyRejected(_))
+        ));
         x.place_order(&order(Side::Short, 1.0, false, 5)).unwrap();
         let down: BTreeMap<_, _> = [(sym(), 90.0)].into();
         x.set_prices(down.clone(), down);

@@ -166,7 +166,10 @@ pub struct ReplayResult {
 }
 
 /// Closing prices at `t` and the opens of the bars starting at `t` (where orders fill).
-fn prices_at(klines: &BTreeMap<Symbol, Vec<Kline>>, t: Timestamp) -> (BTreeMap<Symbol, f64>, BTreeMap<Symbol, f64>) {
+fn prices_at(
+    klines: &BTreeMap<Symbol, Vec<Kline>>,
+    t: Timestamp,
+) -> (BTreeMap<Symbol, f64>, BTreeMap<Symbol, f64>) {
     let mut marks = BTreeMap::new();
     let mut fills = BTreeMap::new();
     for (s, series) in klines {
@@ -185,18 +188,32 @@ fn account_stat(x: &PaperExchange, peak: &mut f64) -> AccountStat {
     *peak = peak.max(equity);
     AccountStat {
         equity,
-        drawdown: if *peak > 0.0 { (*peak - equity) / *peak } else { 0.0 },
+        drawdown: if *peak > 0.0 {
+            (*peak - equity) / *peak
+        } else {
+            0.0
+        },
         positions: x.positions().len(),
         notional: x.notional(),
-        margin_usage: if equity > 0.0 { x.margin_used() / equity } else { f64::INFINITY },
+        margin_usage: if equity > 0.0 {
+            x.margin_used() / equity
+        } else {
+            f64::INFINITY
+        },
     }
 }
 
-fn forward_return(klines: &BTreeMap<Symbol, Vec<Kline>>, symbol: &str, side: Side, t: Timestamp) -> Option<f64> {
+fn forward_return(
+    klines: &BTreeMap<Symbol, Vec<Kline>>,
+    symbol: &str,
+    side: Side,
+    t: Timestamp,
+) -> Option<f64> {
     let series = klines.get(&Symbol::parse(symbol).ok()?)?;
     let at = closed_by(series, t).last()?;
     let later = closed_by(series, Timestamp(t.0 + 24 * BAR_MS)).last()?;
-    (later.open_time.0 - at.open_time.0 == 24 * BAR_MS).then(|| (later.close / at.close - 1.0) * side.sign())
+    (later.open_time.0 - at.open_time.0 == 24 * BAR_MS)
+        .then(|| (later.close / at.close - 1.0) * side.sign())
 }
 
 /// The replay's two accounts and the governor.
@@ -248,7 +265,10 @@ impl Pipeline<'_> {
             }
             Verdict::Pending { .. } => {
                 let pending = decision.record.plan_id.clone();
-                let rot = self.gov.store().read(|s| s.book.rotations.get(&pending).cloned());
+                let rot = self
+                    .gov
+                    .store()
+                    .read(|s| s.book.rotations.get(&pending).cloned());
                 if let Some(rot) = rot {
                     let new_side = match rot.pending.action {
                         Action::Open(side) => side,
@@ -279,7 +299,10 @@ impl Pipeline<'_> {
     /// Rotation close plans the governor published go back through the plan stream.
     fn publish_rotation_closes(&mut self, t: Timestamp) {
         loop {
-            let next = self.gov.store().read(|s| s.published.get(self.published_seen).cloned());
+            let next = self
+                .gov
+                .store()
+                .read(|s| s.published.get(self.published_seen).cloned());
             let Some(fields) = next else { break };
             self.published_seen += 1;
             self.submit(&fields, t);
@@ -309,7 +332,11 @@ impl Pipeline<'_> {
                 (side, false, lev)
             }
             _ => {
-                let side = self.governed.positions().get(&permit.symbol).map_or(Side::Long, |p| p.side);
+                let side = self
+                    .governed
+                    .positions()
+                    .get(&permit.symbol)
+                    .map_or(Side::Long, |p| p.side);
                 (side, true, 1)
             }
         };
@@ -353,7 +380,9 @@ impl Pipeline<'_> {
 
     /// The same plans without a governor: straight to the exchange.
     fn ungoverned_order(&mut self, fields: &PlanFields) {
-        let Ok(plan) = Plan::parse(fields) else { return };
+        let Ok(plan) = Plan::parse(fields) else {
+            return;
+        };
         let order = match plan.action {
             Action::Open(side) => OrderRequest {
                 client_id: plan.plan_id.clone(),
@@ -364,7 +393,9 @@ impl Pipeline<'_> {
                 leverage: plan.leverage.unwrap_or(self.cfg.funds.default_leverage),
             },
             Action::Close(kind) => {
-                let Some(p) = self.ungoverned.positions().get(&plan.symbol) else { return };
+                let Some(p) = self.ungoverned.positions().get(&plan.symbol) else {
+                    return;
+                };
                 OrderRequest {
                     client_id: plan.plan_id.clone(),
                     symbol: plan.symbol.clone(),
@@ -378,7 +409,9 @@ impl Pipeline<'_> {
         };
         match self.ungoverned.place_order(&order) {
             Ok(_) => self.ungov.filled += 1,
-            Err(crate::exchange::OrderError::MarginInsufficient { .. }) => self.ungov.margin_rejected += 1,
+            Err(crate::exchange::OrderError::MarginInsufficient { .. }) => {
+                self.ungov.margin_rejected += 1
+            }
             Err(_) => {}
         }
     }
@@ -409,14 +442,19 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         .filter(|t| opts.from.is_none_or(|f| *t >= f) && opts.to.is_none_or(|to| *t <= to))
         .collect();
     if timeline.is_empty() {
-        bail!("no bars between --from and --to in {}", opts.data_dir.display());
+        bail!(
+            "no bars between --from and --to in {}",
+            opts.data_dir.display()
+        );
     }
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("creating {}", opts.out_dir.display()))?;
 
     let store = Arc::new(MemoryStore::new(cfg.block_ttl_secs));
     let names: Vec<&str> = universe.iter().map(Symbol::as_str).collect();
-    store.update(|st| st.policy_universe = Some(serde_json::to_string(&names).expect("strings serialize")));
+    store.update(|st| {
+        st.policy_universe = Some(serde_json::to_string(&names).expect("strings serialize"))
+    });
     let mut p = Pipeline {
         cfg,
         gov: Governor::new(Arc::new(cfg.clone()), store.clone()),
@@ -439,9 +477,11 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
     let progress = if opts.progress {
         let bar = indicatif::ProgressBar::new(timeline.len() as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} replay [{bar:40}] {pos}/{len} bars {elapsed}")
-                .expect("a valid template")
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} replay [{bar:40}] {pos}/{len} bars {elapsed}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
         );
         bar
     } else {
@@ -459,7 +499,9 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         let state = store.read(|s| s.trading_state);
         match (state, reducing_since) {
             (TradingState::Reducing, None) => reducing_since = Some(t),
-            (TradingState::Reducing, Some(since)) if t.0 - since.0 >= opts.resume_after_hours as i64 * BAR_MS => {
+            (TradingState::Reducing, Some(since))
+                if t.0 - since.0 >= opts.resume_after_hours as i64 * BAR_MS =>
+            {
                 store.update(|st| st.trading_state = TradingState::Active);
                 reducing_since = None;
             }
@@ -481,16 +523,30 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
             p.ungoverned_order(&plan);
         }
 
-        let (regime, desired, kill) = match reference.as_ref().and_then(|r| p.market.get(r).map(|m| (r, m))) {
+        let (regime, desired, kill) = match reference
+            .as_ref()
+            .and_then(|r| p.market.get(r).map(|m| (r, m)))
+        {
             Some((r, m)) => {
                 let reading = classify(m.features.as_ref(), &cfg.regime);
-                let desired = desired_slots(reading.regime, &cfg.slots, cfg.funds.max_open_positions);
+                let desired =
+                    desired_slots(reading.regime, &cfg.slots, cfg.funds.max_open_positions);
                 let closed = closed_by(&klines[r], t);
-                let ret = (closed.len() > 24).then(|| closed[closed.len() - 1].close / closed[closed.len() - 25].close - 1.0);
+                let ret = (closed.len() > 24).then(|| {
+                    closed[closed.len() - 1].close / closed[closed.len() - 25].close - 1.0
+                });
                 let atr = m.features.map_or(0.0, |f| f.atr_pct);
-                (reading.regime.as_str().to_owned(), desired, kill_score(atr, ret.unwrap_or(0.0)))
+                (
+                    reading.regime.as_str().to_owned(),
+                    desired,
+                    kill_score(atr, ret.unwrap_or(0.0)),
+                )
             }
-            None => ("UNKNOWN".to_owned(), cfg.slots.base.min(cfg.slots.hard_cap), 0.0),
+            None => (
+                "UNKNOWN".to_owned(),
+                cfg.slots.base.min(cfg.slots.hard_cap),
+                0.0,
+            ),
         };
         for plan in open_plans(&opts.signals, &klines, &universe, kill, t) {
             p.submit(&plan, t);
@@ -511,7 +567,8 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
     }
     progress.finish_and_clear();
     let last = *timeline.last().expect("not empty");
-    p.gov.tick(last.plus_secs(cfg.slots.rotation_lock_ttl_secs.max(cfg.permit_ttl_secs) + 1));
+    p.gov
+        .tick(last.plus_secs(cfg.slots.rotation_lock_ttl_secs.max(cfg.permit_ttl_secs) + 1));
 
     let journal = opts.out_dir.join("decisions.jsonl");
     write_journal(&store, &journal)?;
@@ -520,22 +577,39 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         let mut blocks: BTreeMap<String, usize> = BTreeMap::new();
         for r in st.decisions.values() {
             *verdicts.entry(r.verdict.as_str().to_owned()).or_default() += 1;
-            if let (governor_core::snapshot::VerdictKind::Block, Some(reason)) = (r.verdict, r.reason) {
+            if let (governor_core::snapshot::VerdictKind::Block, Some(reason)) =
+                (r.verdict, r.reason)
+            {
                 *blocks.entry(reason.code().to_owned()).or_default() += 1;
             }
         }
-        let ledger: BTreeMap<&Symbol, (Side, f64)> = st.book.positions.iter().map(|(s, l)| (s, (l.side, l.qty))).collect();
-        let paper: BTreeMap<&Symbol, (Side, f64)> = p.governed.positions().iter().map(|(s, q)| (s, (q.side, q.qty))).collect();
+        let ledger: BTreeMap<&Symbol, (Side, f64)> = st
+            .book
+            .positions
+            .iter()
+            .map(|(s, l)| (s, (l.side, l.qty)))
+            .collect();
+        let paper: BTreeMap<&Symbol, (Side, f64)> = p
+            .governed
+            .positions()
+            .iter()
+            .map(|(s, q)| (s, (q.side, q.qty)))
+            .collect();
         let matches = ledger.len() == paper.len()
             && ledger.iter().all(|(s, (side, qty))| {
-                paper.get(s).is_some_and(|(ps, pq)| ps == side && (pq - qty).abs() <= qty.abs() * 1e-9)
+                paper
+                    .get(s)
+                    .is_some_and(|(ps, pq)| ps == side && (pq - qty).abs() <= qty.abs() * 1e-9)
             });
         (verdicts, blocks, st.dead_letters.len(), matches)
     });
     let mut rotations = std::mem::take(&mut p.rotations);
     store.read(|st| {
         for row in &mut rotations {
-            if let Some(record) = PlanId::parse(&row.plan_id).ok().and_then(|id| st.decisions.get(&id)) {
+            if let Some(record) = PlanId::parse(&row.plan_id)
+                .ok()
+                .and_then(|id| st.decisions.get(&id))
+            {
                 row.outcome = match record.reason {
                     None => record.verdict.as_str().to_owned(),
                     Some(reason) => reason.code().to_owned(),
@@ -544,13 +618,24 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         }
     });
     for row in &mut rotations {
-        let side = |s: &str| if s == "SHORT" { Side::Short } else { Side::Long };
+        let side = |s: &str| {
+            if s == "SHORT" {
+                Side::Short
+            } else {
+                Side::Long
+            }
+        };
         row.new_return_24h = forward_return(&klines, &row.new_symbol, side(&row.new_side), row.t);
-        row.old_return_24h = forward_return(&klines, &row.close_symbol, side(&row.close_side), row.t);
+        row.old_return_24h =
+            forward_return(&klines, &row.close_symbol, side(&row.close_side), row.t);
     }
     let held: Vec<Symbol> = p.governed.positions().keys().cloned().collect();
     let heatmap_is_portfolio = held.len() >= 2;
-    let heat_symbols: Vec<Symbol> = if heatmap_is_portfolio { held } else { universe.iter().cloned().collect() };
+    let heat_symbols: Vec<Symbol> = if heatmap_is_portfolio {
+        held
+    } else {
+        universe.iter().cloned().collect()
+    };
     let window = cfg.correlation.window as usize;
     let matrix = heat_symbols
         .iter()
@@ -585,7 +670,8 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
 
 /// One JSON line per decision, in commit order, with the trace as JSON (not a string).
 fn write_journal(store: &MemoryStore, path: &std::path::Path) -> anyhow::Result<()> {
-    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut out = std::io::BufWriter::new(file);
     store.read(|st| -> anyhow::Result<()> {
         for r in &st.decision_log {

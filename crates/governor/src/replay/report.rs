@@ -12,7 +12,10 @@ const W: f64 = 960.0;
 const PAD: f64 = 48.0;
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn data_block(id: &str, value: &serde_json::Value) -> String {
@@ -76,9 +79,15 @@ fn polyline(idx: &[usize], n: usize, ys: &[f64], axis: &Axis, color: &str, width
 }
 
 fn y_labels(axis: &Axis, fmt: impl Fn(f64) -> String) -> String {
+    let ticks: Vec<f64> = (0..=4)
+        .map(|k| axis.min + (axis.max - axis.min) * f64::from(k) / 4.0)
+        .collect();
+    tick_labels(axis, &ticks, fmt)
+}
+
+fn tick_labels(axis: &Axis, ticks: &[f64], fmt: impl Fn(f64) -> String) -> String {
     let mut o = String::new();
-    for k in 0..=4 {
-        let v = axis.min + (axis.max - axis.min) * f64::from(k) / 4.0;
+    for &v in ticks {
         let y = axis.y(v);
         let _ = write!(
             o,
@@ -129,8 +138,16 @@ fn equity_chart(r: &ReplayResult) -> String {
     let h = 300.0;
     let axis = Axis::new(gov.iter().chain(&ungov).copied(), h, false);
     let dd_h = 160.0;
-    let dd_gov: Vec<f64> = r.bars.iter().map(|b| -b.governed.drawdown * 100.0).collect();
-    let dd_ungov: Vec<f64> = r.bars.iter().map(|b| -b.ungoverned.drawdown * 100.0).collect();
+    let dd_gov: Vec<f64> = r
+        .bars
+        .iter()
+        .map(|b| -b.governed.drawdown * 100.0)
+        .collect();
+    let dd_ungov: Vec<f64> = r
+        .bars
+        .iter()
+        .map(|b| -b.ungoverned.drawdown * 100.0)
+        .collect();
     let dd_axis = Axis::new(dd_gov.iter().chain(&dd_ungov).copied(), dd_h, true);
     format!(
         "<svg viewBox=\"0 0 {W} {h}\" role=\"img\" aria-label=\"equity\">{}{}{}{}</svg>\
@@ -156,7 +173,10 @@ fn slots_chart(r: &ReplayResult) -> String {
     let mut start = 0;
     for i in 1..=n {
         if i == n || r.bars[i].regime != r.bars[start].regime {
-            let (x0, x1) = (x_of(start, n), x_of(i.saturating_sub(1).max(start), n) + (W - 2.0 * PAD) / n as f64);
+            let (x0, x1) = (
+                x_of(start, n),
+                x_of(i.saturating_sub(1).max(start), n) + (W - 2.0 * PAD) / n as f64,
+            );
             let _ = write!(
                 bands,
                 "<rect x=\"{x0:.1}\" y=\"{}\" width=\"{:.1}\" height=\"{}\" fill=\"{}\"><title>{}</title></rect>",
@@ -171,18 +191,25 @@ fn slots_chart(r: &ReplayResult) -> String {
     }
     let step = |ys: &[f64], color: &str, width: f64| {
         let mut pts = Vec::with_capacity(2 * n);
-        for i in 0..n {
-            let y = axis.y(ys[i]);
+        for (i, v) in ys.iter().enumerate() {
+            let y = axis.y(*v);
             pts.push(format!("{:.1},{y:.1}", x_of(i, n)));
             if i + 1 < n {
                 pts.push(format!("{:.1},{y:.1}", x_of(i + 1, n)));
             }
         }
-        format!("<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"{width}\" points=\"{}\"/>", pts.join(" "))
+        format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"{width}\" points=\"{}\"/>",
+            pts.join(" ")
+        )
     };
     format!(
         "<svg viewBox=\"0 0 {W} {h}\" role=\"img\" aria-label=\"slots\">{bands}{}{}{}{}</svg>",
-        y_labels(&axis, |v| format!("{v:.0}")),
+        tick_labels(
+            &axis,
+            &(0..=axis.max as u32).map(f64::from).collect::<Vec<_>>(),
+            |v| format!("{v:.0}")
+        ),
         step(&desired, "#333", 2.0),
         step(&occupied, "#1f5fa8", 2.0),
         x_labels(r, h)
@@ -197,7 +224,8 @@ fn blocks_chart(s: &Summary) -> String {
     }
     let max = *rows[0].1 as f64;
     let h = 26.0 * rows.len() as f64 + 10.0;
-    let mut o = format!("<svg viewBox=\"0 0 {W} {h}\" role=\"img\" aria-label=\"blocks by reason\">");
+    let mut o =
+        format!("<svg viewBox=\"0 0 {W} {h}\" role=\"img\" aria-label=\"blocks by reason\">");
     for (i, (reason, n)) in rows.iter().enumerate() {
         let y = 5.0 + 26.0 * i as f64;
         let w = (W - 420.0) * **n as f64 / max;
@@ -306,14 +334,39 @@ fn rotation_table(r: &ReplayResult) -> String {
 pub fn render(r: &ReplayResult, s: &Summary) -> String {
     let (g, u) = (&s.governed, &s.ungoverned);
     let compare = [
-        ("max positions", g.max_positions.to_string(), u.max_positions.to_string()),
-        ("max notional (USDT)", format!("{:.0}", g.max_notional), format!("{:.0}", u.max_notional)),
-        ("max notional / equity", format!("{:.2}x", g.max_leverage_on_equity), format!("{:.2}x", u.max_leverage_on_equity)),
-        ("max margin usage", format!("{:.1}%", g.max_margin_usage * 100.0), format!("{:.1}%", u.max_margin_usage * 100.0)),
-        ("max drawdown", format!("{:.2}%", g.max_drawdown * 100.0), format!("{:.2}%", u.max_drawdown * 100.0)),
-        ("final equity (USDT)", format!("{:.2}", g.final_equity), format!("{:.2}", u.final_equity)),
+        (
+            "max positions",
+            g.max_positions.to_string(),
+            u.max_positions.to_string(),
+        ),
+        (
+            "max notional (USDT)",
+            format!("{:.0}", g.max_notional),
+            format!("{:.0}", u.max_notional),
+        ),
+        (
+            "max notional / equity",
+            format!("{:.2}x", g.max_leverage_on_equity),
+            format!("{:.2}x", u.max_leverage_on_equity),
+        ),
+        (
+            "max margin usage",
+            format!("{:.1}%", g.max_margin_usage * 100.0),
+            format!("{:.1}%", u.max_margin_usage * 100.0),
+        ),
+        (
+            "max drawdown",
+            format!("{:.2}%", g.max_drawdown * 100.0),
+            format!("{:.2}%", u.max_drawdown * 100.0),
+        ),
+        (
+            "final equity (USDT)",
+            format!("{:.2}", g.final_equity),
+            format!("{:.2}", u.final_equity),
+        ),
     ];
-    let mut table = String::from("<table class=\"cmp\"><tr><th></th><th>governed</th><th>ungoverned</th></tr>");
+    let mut table =
+        String::from("<table class=\"cmp\"><tr><th></th><th>governed</th><th>ungoverned</th></tr>");
     for (k, a, b) in &compare {
         let _ = write!(table, "<tr><td>{k}</td><td>{a}</td><td>{b}</td></tr>");
     }
@@ -321,7 +374,14 @@ pub fn render(r: &ReplayResult, s: &Summary) -> String {
     let regimes: Vec<String> = s
         .regime_share
         .iter()
-        .map(|(k, v)| format!("<span class=\"chip\" style=\"background:{}\">{} {:.0}%</span>", regime_color(k), esc(k), v * 100.0))
+        .map(|(k, v)| {
+            format!(
+                "<span class=\"chip\" style=\"background:{}\">{} {:.0}%</span>",
+                regime_color(k),
+                esc(k),
+                v * 100.0
+            )
+        })
         .collect();
     let v = |k: &str| s.verdicts.get(k).copied().unwrap_or(0);
     let first = r.bars.first().map_or(String::new(), |b| date(b.t.millis()));

@@ -61,7 +61,10 @@ impl Default for SignalConfig {
 pub type PlanFields = Vec<(String, String)>;
 
 fn fields(pairs: &[(&str, String)]) -> PlanFields {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
 }
 
 /// The closes of `series` that closed by `now`, newest last.
@@ -146,23 +149,31 @@ pub struct ExitPlanner {
 
 impl ExitPlanner {
     /// Close proposals for the positions `account` holds at `now`.
-    pub fn proposals(&mut self, cfg: &SignalConfig, account: &ExchangeState, now: Timestamp) -> Vec<PlanFields> {
-        self.opened_at.retain(|s, _| account.positions.contains_key(s));
-        self.partial_taken.retain(|s| account.positions.contains_key(s));
+    pub fn proposals(
+        &mut self,
+        cfg: &SignalConfig,
+        account: &ExchangeState,
+        now: Timestamp,
+    ) -> Vec<PlanFields> {
+        self.opened_at
+            .retain(|s, _| account.positions.contains_key(s));
+        self.partial_taken
+            .retain(|s| account.positions.contains_key(s));
         let hour = now.millis() / 3_600_000;
         let mut out = Vec::new();
         for (s, p) in &account.positions {
             let opened = *self.opened_at.entry(s.clone()).or_insert(now);
             let pnl = (p.mark_price - p.entry_price) / p.entry_price * p.side.sign();
             let age_h = (now.millis() - opened.millis()) / 3_600_000;
-            let action = if pnl >= cfg.take_profit || pnl <= -cfg.stop_loss || age_h >= cfg.max_age_hours {
-                "FULL_CLOSE_PROPOSED"
-            } else if pnl >= cfg.partial_take_profit && !self.partial_taken.contains(s) {
-                self.partial_taken.insert(s.clone());
-                "PARTIAL_50"
-            } else {
-                continue;
-            };
+            let action =
+                if pnl >= cfg.take_profit || pnl <= -cfg.stop_loss || age_h >= cfg.max_age_hours {
+                    "FULL_CLOSE_PROPOSED"
+                } else if pnl >= cfg.partial_take_profit && !self.partial_taken.contains(s) {
+                    self.partial_taken.insert(s.clone());
+                    "PARTIAL_50"
+                } else {
+                    continue;
+                };
             out.push(fields(&[
                 ("plan_id", format!("x{hour}_{s}")),
                 ("symbol", s.to_string()),

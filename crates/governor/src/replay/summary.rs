@@ -51,7 +51,10 @@ pub struct Summary {
     pub ungoverned: AccountSummary,
 }
 
-fn account(r: &ReplayResult, pick: impl Fn(&super::engine::BarStat) -> &super::engine::AccountStat) -> AccountSummary {
+fn account(
+    r: &ReplayResult,
+    pick: impl Fn(&super::engine::BarStat) -> &super::engine::AccountStat,
+) -> AccountSummary {
     let mut s = AccountSummary {
         final_equity: r.bars.last().map_or(r.initial_equity, |b| pick(b).equity),
         ..AccountSummary::default()
@@ -101,7 +104,13 @@ pub fn summarize(r: &ReplayResult) -> Summary {
 pub fn render(s: &Summary, r: &ReplayResult) -> String {
     let mut o = String::new();
     let v = |k: &str| s.verdicts.get(k).copied().unwrap_or(0);
-    let _ = writeln!(o, "replay: {} bars, {} symbols, {} plans", s.bars, r.symbols.len(), s.plans);
+    let _ = writeln!(
+        o,
+        "replay: {} bars, {} symbols, {} plans",
+        s.bars,
+        r.symbols.len(),
+        s.plans
+    );
     let _ = writeln!(
         o,
         "decisions: {} ALLOW, {} BLOCK, {} PENDING, {} SKIP, {} rejected by the schema",
@@ -136,12 +145,36 @@ pub fn render(s: &Summary, r: &ReplayResult) -> String {
     let _ = writeln!(o, "{:<28} {:>14} {:>14}", "", "governed", "ungoverned");
     let (g, u) = (&s.governed, &s.ungoverned);
     let rows: [(&str, String, String); 6] = [
-        ("max positions", g.max_positions.to_string(), u.max_positions.to_string()),
-        ("max notional (USDT)", format!("{:.0}", g.max_notional), format!("{:.0}", u.max_notional)),
-        ("max notional / equity", format!("{:.2}x", g.max_leverage_on_equity), format!("{:.2}x", u.max_leverage_on_equity)),
-        ("max margin usage", format!("{:.1}%", g.max_margin_usage * 100.0), format!("{:.1}%", u.max_margin_usage * 100.0)),
-        ("max drawdown", format!("{:.2}%", g.max_drawdown * 100.0), format!("{:.2}%", u.max_drawdown * 100.0)),
-        ("final equity (USDT)", format!("{:.2}", g.final_equity), format!("{:.2}", u.final_equity)),
+        (
+            "max positions",
+            g.max_positions.to_string(),
+            u.max_positions.to_string(),
+        ),
+        (
+            "max notional (USDT)",
+            format!("{:.0}", g.max_notional),
+            format!("{:.0}", u.max_notional),
+        ),
+        (
+            "max notional / equity",
+            format!("{:.2}x", g.max_leverage_on_equity),
+            format!("{:.2}x", u.max_leverage_on_equity),
+        ),
+        (
+            "max margin usage",
+            format!("{:.1}%", g.max_margin_usage * 100.0),
+            format!("{:.1}%", u.max_margin_usage * 100.0),
+        ),
+        (
+            "max drawdown",
+            format!("{:.2}%", g.max_drawdown * 100.0),
+            format!("{:.2}%", u.max_drawdown * 100.0),
+        ),
+        (
+            "final equity (USDT)",
+            format!("{:.2}", g.final_equity),
+            format!("{:.2}", u.final_equity),
+        ),
     ];
     for (name, a, b) in rows {
         let _ = writeln!(o, "{name:<28} {a:>14} {b:>14}");

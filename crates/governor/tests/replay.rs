@@ -1,0 +1,227 @@
+//! The main job end to end on a slice of the bundled real data.
+
+use governor_core::time::Timestamp;
+use governor_core::Config;
+use quantum_governor::civil::parse_utc;
+use quantum_governor::replay::{self, ReplayOptions};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+fn data() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/klines")
+}
+
+fn slice(out: &std::path::Path) -> ReplayOptions {
+    ReplayOptions {
+        data_dir: data(),
+        out_dir: out.to_path_buf(),
+        from: Some(parse_utc("2025-05-22").unwrap()),
+        to: Some(parse_utc("2025-06-12").unwrap()),
+        ..ReplayOptions::default()
+    }
+}
+
+fn journal_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn governed_pipeline_invariants_on_three_weeks_of_real_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = slice(dir.path());
+    // A simulated operator halts trading for two days in the middle.
+    let halt = (
+        parse_utc("2025-06-01").unwrap(),
+        parse_utc("2025-06-03").unwrap(),
+    );
+    opts.halts = vec![halt];
+    let r = replay::run(&Config::default(), &opts).unwrap();
+    assert!(r.bars.len() > 400, "{} bars", r.bars.len());
+    let allows = r.verdicts.get("ALLOW").copied().unwrap_or(0);
+    assert!(
+        allows > 50,
+        "the slice must exercise the executor: {allows} allows"
+    );
+
+    // Slots: occupancy only ever grows into a free desired slot, and never past the hard cap.
+    // (When the regime shrinks the budget, positions already held are not force-closed, so a
+    // later bar may show occupied > desired until they close.)
+    for pair in r.bars.windows(2) {
+        let (before, now) = (&pair[0], &pair[1]);
+        assert!(now.occupied <= 10);
+        if now.occupied > before.occupied {
+            assert!(
+                now.occupied <= now.desired,
+                "occupancy grew to {} with {} desired at {:?}",
+                now.occupied,
+                now.desired,
+                now.t
+            );
+        }
+    }
+    assert!(
+        r.bars.iter().any(|b| b.occupied == b.desired),
+        "slots must fill up at some point"
+    );
+
+    // Every plan has exactly one terminal decision (a PENDING may precede it).
+    let lines = journal_lines(&r.journal);
+    let mut per_plan: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for l in &lines {
+        per_plan
+            .entry(l["plan_id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(l["verdict"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        per_plan.len(),
+        r.plans,
+        "every submitted plan is in the journal once"
+    );
+    for (id, verdicts) in &per_plan {
+        let terminal = verdicts.iter().filter(|v| *v != "PENDING").count();
+        assert_eq!(terminal, 1, "{id}: {verdicts:?}");
+    }
+
+    // The ledger equals the paper exchange's positions at the end.
+    assert!(r.ledger_matches_exchange);
+
+    // No open was permitted while HALTED, and the halt did block opens.
+    assert_eq!(r.opens_permitted_while_halted, 0);
+    let halted_opens = lines.iter().filter(|l| {
+        let ts = Timestamp(l["ts"].as_i64().unwrap());
+        ts >= halt.0 && ts < halt.1 && l["action"].as_str().unwrap().starts_with("OPEN")
+    });
+    for l in halted_opens {
+        assert_eq!(l["reason"], "kill_switch", "{l}");
+    }
+    assert!(r.blocks.get("kill_switch").copied().unwrap_or(0) > 0);
+}
+
+#[test]
+fn two_runs_write_byte_identical_journals() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ra = replay::run(&Config::default(), &slice(a.path())).unwrap();
+    let rb = replay::run(&Config::default(), &slice(b.path())).unwrap();
+    let (ja, jb) = (
+        std::fs::read(&ra.journal).unwrap(),
+        std::fs::read(&rb.journal).unwrap(),
+    );
+    assert!(!ja.is_empty());
+    let hash = |bytes: &[u8]| {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut h = DefaultHasher::new();
+        bytes.hash(&mut h);
+        h.finish()
+    };
+    assert_eq!(hash(&ja), hash(&jb));
+    assert_eq!(ja, jb);
+}
+
+#[test]
+fn the_report_carries_every_chart_with_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = replay::run(&Config::default(), &slice(dir.path())).unwrap();
+    let s = replay::summary::summarize(&r);
+    let html = replay::report::render(&r, &s);
+    let block = |id: &str| -> serde_json::Value {
+        let start = format!("<script type=\"application/json\" id=\"data-{id}\">");
+        let from = html.find(&start).unwrap_or_else(|| panic!("no data-{id}")) + start.len();
+        let to = from + html[from..].find("</script>").unwrap();
+        serde_json::from_str(&html[from..to]).unwrap()
+    };
+    let equity = block("equity");
+    for series in [
+        "t",
+        "governed",
+        "ungoverned",
+        "governed_drawdown",
+        "ungoverned_drawdown",
+    ] {
+        assert_eq!(
+            equity[series].as_array().unwrap().len(),
+            r.bars.len(),
+            "{series}"
+        );
+    }
+    let slots = block("slots");
+    assert_eq!(slots["desired"].as_array().unwrap().len(), r.bars.len());
+    assert!(slots["regime"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x == "CHOP"));
+    assert!(!block("blocks").as_object().unwrap().is_empty());
+    assert!(
+        !block("rotations").as_array().unwrap().is_empty(),
+        "three weeks see rotations"
+    );
+    let heat = block("heatmap");
+    let n = heat["symbols"].as_array().unwrap().len();
+    assert!(n >= 2);
+    assert_eq!(heat["matrix"].as_array().unwrap().len(), n);
+    assert!(
+        block("summary")["governed"]["final_equity"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    // Self-contained: nothing is fetched.
+    for needle in ["src=\"http", "href=\"http", "<link"] {
+        assert!(!html.contains(needle), "{needle}");
+    }
+    for chart in [
+        "aria-label=\"equity\"",
+        "aria-label=\"drawdown\"",
+        "aria-label=\"slots\"",
+        "aria-label=\"blocks by reason\"",
+        "aria-label=\"correlation heatmap\"",
+    ] {
+        assert!(html.contains(chart), "{chart}");
+    }
+}
+
+#[test]
+fn a_bad_row_is_reported_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(data().join("BTCUSDT-1h.csv")).unwrap();
+    let mut lines: Vec<String> = good.lines().map(str::to_owned).collect();
+    let ts = lines[5].split(',').next().unwrap().to_owned();
+    lines[5] = format!("{ts},NaN,1,1,1,1");
+    std::fs::write(dir.path().join("BTCUSDT-1h.csv"), lines.join("\n")).unwrap();
+    let opts = ReplayOptions {
+        data_dir: dir.path().to_path_buf(),
+        out_dir: dir.path().join("out"),
+        ..ReplayOptions::default()
+    };
+    let err = replay::run(&Config::default(), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("BTCUSDT-1h.csv:6: open \"NaN\": must be a plain decimal number"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_regime_reference_must_be_in_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let eth = std::fs::read_to_string(data().join("ETHUSDT-1h.csv")).unwrap();
+    std::fs::write(dir.path().join("ETHUSDT-1h.csv"), eth).unwrap();
+    let opts = ReplayOptions {
+        data_dir: dir.path().to_path_buf(),
+        out_dir: dir.path().join("out"),
+        ..ReplayOptions::default()
+    };
+    let err = replay::run(&Config::default(), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("regime reference BTCUSDT has no klines"),
+        "{err}"
+    );
+}
