@@ -57,23 +57,10 @@ pub fn evaluate(
     let store = MemoryStore::with_state(loaded.store, cfg.block_ttl_secs);
     let snapshot = store.snapshot(&plan.plan_id, &loaded.inputs, loaded.now);
     let decision = decide(&plan, &snapshot, cfg, loaded.now);
-    let r = &decision.record;
-    Ok(json!({
-        "plan_id": r.plan_id,
-        "symbol": r.symbol,
-        "action": r.action,
-        "verdict": r.verdict.as_str(),
-        "reason": r.reason.map(|x| x.code()),
-        "detail": r.detail,
-        "qty": r.qty,
-        "notional": r.notional,
-        "regime": r.regime,
-        "desired_slots": r.desired_slots,
-        "occupied_slots": r.occupied_slots,
-        "now_ms": loaded.now.millis(),
-        "replayed": decision.replayed,
-        "trace": decision.trace,
-        "effects": decision.effects,
-        "guards": decision.guards,
-    }))
+    let mut out = crate::journal::record_json(&decision.committed_record());
+    out["now_ms"] = json!(loaded.now.millis());
+    out["replayed"] = json!(decision.replayed);
+    out["effects"] = json!(decision.effects);
+    out["guards"] = json!(decision.guards);
+    Ok(out)
 }

@@ -9,6 +9,7 @@ pub mod civil;
 pub mod evaluate;
 pub mod exchange;
 pub mod governor;
+pub mod journal;
 pub mod market_data;
 pub mod replay;
 pub mod state_file;

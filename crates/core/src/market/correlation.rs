@@ -1,5 +1,6 @@
 //! Correlation of two symbols' 1 h log returns, aligned on timestamps (never on row numbers).
 
+use super::indicators::pearson_pairs;
 use super::kline::BAR_MS;
 use crate::time::Timestamp;
 
@@ -17,31 +18,6 @@ fn contiguous_tail(s: &[(Timestamp, f64)], window: usize, end: Timestamp) -> boo
     s.len() >= window
         && s[s.len() - 1].0 == end
         && s[s.len() - window].0 .0 == end.0 - (window as i64 - 1) * BAR_MS
-}
-
-/// Pearson correlation over paired values, two passes, no allocation.
-fn pearson_pairs<'a>(pairs: impl Iterator<Item = (&'a f64, &'a f64)> + Clone) -> Option<f64> {
-    let (mut n, mut sx, mut sy) = (0.0, 0.0, 0.0);
-    for (x, y) in pairs.clone() {
-        n += 1.0;
-        sx += x;
-        sy += y;
-    }
-    if n < 2.0 {
-        return None;
-    }
-    let (mx, my) = (sx / n, sy / n);
-    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (x, y) in pairs {
-        let (dx, dy) = (x - mx, y - my);
-        sxy += dx * dy;
-        sxx += dx * dx;
-        syy += dy * dy;
-    }
-    if sxx <= 0.0 || syy <= 0.0 {
-        return None;
-    }
-    Some((sxy / (sxx * syy).sqrt()).clamp(-1.0, 1.0))
 }
 
 /// Keeps the last `window` timestamps present in both series (each sorted by time) and

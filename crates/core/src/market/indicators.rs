@@ -50,15 +50,27 @@ pub fn log_returns(klines: &[Kline]) -> Vec<(Timestamp, f64)> {
 
 /// Pearson correlation of two equally long series; `None` when either has no variance.
 pub fn pearson(xs: &[f64], ys: &[f64]) -> Option<f64> {
-    let n = xs.len();
-    if n < 2 || n != ys.len() {
+    if xs.len() != ys.len() {
         return None;
     }
-    let nf = n as f64;
-    let mx = xs.iter().sum::<f64>() / nf;
-    let my = ys.iter().sum::<f64>() / nf;
+    pearson_pairs(xs.iter().zip(ys))
+}
+
+/// Pearson correlation over paired values, two passes (mean, then deviations), no allocation;
+/// `None` with fewer than two pairs or when either side has no variance.
+pub fn pearson_pairs<'a>(pairs: impl Iterator<Item = (&'a f64, &'a f64)> + Clone) -> Option<f64> {
+    let (mut n, mut sx, mut sy) = (0.0, 0.0, 0.0);
+    for (x, y) in pairs.clone() {
+        n += 1.0;
+        sx += x;
+        sy += y;
+    }
+    if n < 2.0 {
+        return None;
+    }
+    let (mx, my) = (sx / n, sy / n);
     let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (x, y) in xs.iter().zip(ys) {
+    for (x, y) in pairs {
         let (dx, dy) = (x - mx, y - my);
         sxy += dx * dy;
         sxx += dx * dx;

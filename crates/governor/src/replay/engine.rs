@@ -675,22 +675,7 @@ fn write_journal(store: &MemoryStore, path: &std::path::Path) -> anyhow::Result<
     let mut out = std::io::BufWriter::new(file);
     store.read(|st| -> anyhow::Result<()> {
         for r in &st.decision_log {
-            let trace: serde_json::Value = serde_json::from_str(&r.trace)?;
-            let line = serde_json::json!({
-                "plan_id": r.plan_id,
-                "symbol": r.symbol,
-                "action": r.action,
-                "verdict": r.verdict.as_str(),
-                "reason": r.reason.map(|x| x.code()),
-                "detail": r.detail,
-                "qty": r.qty,
-                "notional": r.notional,
-                "regime": r.regime,
-                "desired_slots": r.desired_slots,
-                "occupied_slots": r.occupied_slots,
-                "ts": r.decided_at,
-                "trace": trace,
-            });
+            let line = crate::journal::record_json(r);
             serde_json::to_writer(&mut out, &line)?;
             out.write_all(b"\n")?;
         }

@@ -333,38 +333,7 @@ fn rotation_table(r: &ReplayResult) -> String {
 /// Renders the whole report.
 pub fn render(r: &ReplayResult, s: &Summary) -> String {
     let (g, u) = (&s.governed, &s.ungoverned);
-    let compare = [
-        (
-            "max positions",
-            g.max_positions.to_string(),
-            u.max_positions.to_string(),
-        ),
-        (
-            "max notional (USDT)",
-            format!("{:.0}", g.max_notional),
-            format!("{:.0}", u.max_notional),
-        ),
-        (
-            "max notional / equity",
-            format!("{:.2}x", g.max_leverage_on_equity),
-            format!("{:.2}x", u.max_leverage_on_equity),
-        ),
-        (
-            "max margin usage",
-            format!("{:.1}%", g.max_margin_usage * 100.0),
-            format!("{:.1}%", u.max_margin_usage * 100.0),
-        ),
-        (
-            "max drawdown",
-            format!("{:.2}%", g.max_drawdown * 100.0),
-            format!("{:.2}%", u.max_drawdown * 100.0),
-        ),
-        (
-            "final equity (USDT)",
-            format!("{:.2}", g.final_equity),
-            format!("{:.2}", u.final_equity),
-        ),
-    ];
+    let compare = super::summary::comparison(s);
     let mut table =
         String::from("<table class=\"cmp\"><tr><th></th><th>governed</th><th>ungoverned</th></tr>");
     for (k, a, b) in &compare {

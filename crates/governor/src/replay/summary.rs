@@ -100,6 +100,43 @@ pub fn summarize(r: &ReplayResult) -> Summary {
     }
 }
 
+/// Governed against ungoverned, row by row: (what, governed, ungoverned).
+pub fn comparison(s: &Summary) -> [(&'static str, String, String); 6] {
+    let (g, u) = (&s.governed, &s.ungoverned);
+    [
+        (
+            "max positions",
+            g.max_positions.to_string(),
+            u.max_positions.to_string(),
+        ),
+        (
+            "max notional (USDT)",
+            format!("{:.0}", g.max_notional),
+            format!("{:.0}", u.max_notional),
+        ),
+        (
+            "max notional / equity",
+            format!("{:.2}x", g.max_leverage_on_equity),
+            format!("{:.2}x", u.max_leverage_on_equity),
+        ),
+        (
+            "max margin usage",
+            format!("{:.1}%", g.max_margin_usage * 100.0),
+            format!("{:.1}%", u.max_margin_usage * 100.0),
+        ),
+        (
+            "max drawdown",
+            format!("{:.2}%", g.max_drawdown * 100.0),
+            format!("{:.2}%", u.max_drawdown * 100.0),
+        ),
+        (
+            "final equity (USDT)",
+            format!("{:.2}", g.final_equity),
+            format!("{:.2}", u.final_equity),
+        ),
+    ]
+}
+
 /// The terminal summary.
 pub fn render(s: &Summary, r: &ReplayResult) -> String {
     let mut o = String::new();
@@ -143,39 +180,7 @@ pub fn render(s: &Summary, r: &ReplayResult) -> String {
         s.max_occupied_slots, s.max_desired_slots
     );
     let _ = writeln!(o, "{:<28} {:>14} {:>14}", "", "governed", "ungoverned");
-    let (g, u) = (&s.governed, &s.ungoverned);
-    let rows: [(&str, String, String); 6] = [
-        (
-            "max positions",
-            g.max_positions.to_string(),
-            u.max_positions.to_string(),
-        ),
-        (
-            "max notional (USDT)",
-            format!("{:.0}", g.max_notional),
-            format!("{:.0}", u.max_notional),
-        ),
-        (
-            "max notional / equity",
-            format!("{:.2}x", g.max_leverage_on_equity),
-            format!("{:.2}x", u.max_leverage_on_equity),
-        ),
-        (
-            "max margin usage",
-            format!("{:.1}%", g.max_margin_usage * 100.0),
-            format!("{:.1}%", u.max_margin_usage * 100.0),
-        ),
-        (
-            "max drawdown",
-            format!("{:.2}%", g.max_drawdown * 100.0),
-            format!("{:.2}%", u.max_drawdown * 100.0),
-        ),
-        (
-            "final equity (USDT)",
-            format!("{:.2}", g.final_equity),
-            format!("{:.2}", u.final_equity),
-        ),
-    ];
+    let rows = comparison(s);
     for (name, a, b) in rows {
         let _ = writeln!(o, "{name:<28} {a:>14} {b:>14}");
     }
