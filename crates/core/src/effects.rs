@@ -216,6 +216,12 @@ pub enum Guard {
     },
     /// No reservation was made since the snapshot (so the money caps computed on it still hold).
     NoReservationSince(u64),
+    /// The reservation still exists (an expiry that nothing else handled first).
+    ReservationExists(PlanId),
+    /// The rotation still exists (a timeout that phase 2 did not beat).
+    RotationExists(PlanId),
+    /// This result was not applied yet (results are idempotent).
+    ResultNotApplied(PlanId),
 }
 
 /// A guard that did not hold at commit.

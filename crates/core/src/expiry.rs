@@ -3,32 +3,50 @@
 //! `active_slots_rotation_timeout`), and old opens leave the rate windows.
 
 use crate::book::Book;
-use crate::effects::{Effect, Event};
+use crate::effects::{Effect, Event, Guard};
 use crate::reason::BlockReason;
 use crate::snapshot::{DecisionRecord, VerdictKind};
 use crate::time::Timestamp;
 use crate::trace::{Outcome, Trace, TraceLine};
 
-/// The effects of letting time reach `now`. Applying them twice changes nothing more.
-pub fn expire(book: &Book, now: Timestamp) -> Vec<Effect> {
-    let mut effects = Vec::new();
+/// One thing that expired: what to change, and what must still be true (another sweeper may
+/// have handled it already, or a result may have arrived first).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expiry {
+    /// Checked atomically before the effects.
+    pub guards: Vec<Guard>,
+    /// Applied all or none.
+    pub effects: Vec<Effect>,
+}
+
+/// What letting time reach `now` changes, item by item.
+pub fn expire(book: &Book, now: Timestamp) -> Vec<Expiry> {
+    let mut out = Vec::new();
     for (plan_id, r) in &book.reservations {
         if r.expires_at <= now {
-            effects.push(Effect::ReleaseReservation {
-                plan_id: plan_id.clone(),
+            out.push(Expiry {
+                guards: vec![Guard::ReservationExists(plan_id.clone())],
+                effects: vec![
+                    Effect::ReleaseReservation {
+                        plan_id: plan_id.clone(),
+                    },
+                    Effect::Emit(
+                        Event::new("RESERVATION_EXPIRED", plan_id, &r.symbol, now)
+                            .with("notional", r.notional)
+                            .with("fence", r.fence),
+                    ),
+                ],
             });
-            effects.push(Effect::Emit(
-                Event::new("RESERVATION_EXPIRED", plan_id, &r.symbol, now)
-                    .with("notional", r.notional)
-                    .with("fence", r.fence),
-            ));
         }
     }
     for (symbol, lock) in &book.exit_locks {
         if lock.expires_at <= now {
-            effects.push(Effect::ReleaseExitLock {
-                symbol: symbol.clone(),
-                holder: lock.holder.clone(),
+            out.push(Expiry {
+                guards: Vec::new(),
+                effects: vec![Effect::ReleaseExitLock {
+                    symbol: symbol.clone(),
+                    holder: lock.holder.clone(),
+                }],
             });
         }
     }
@@ -53,6 +71,7 @@ pub fn expire(book: &Book, now: Timestamp) -> Vec<Effect> {
             .num("lock_age_secs", age)
             .note(detail.clone()),
         );
+        let mut effects = Vec::new();
         effects.push(Effect::EndRotation {
             pending_plan_id: plan_id.clone(),
         });
@@ -92,15 +111,22 @@ pub fn expire(book: &Book, now: Timestamp) -> Vec<Effect> {
                 .with("action", pending.action.as_str())
                 .with("reason", BlockReason::ActiveSlotsRotationTimeout.code()),
         ));
+        out.push(Expiry {
+            guards: vec![Guard::RotationExists(plan_id.clone())],
+            effects,
+        });
     }
     if book
         .open_times
         .first()
         .is_some_and(|t| *t <= now.minus_secs(3600))
     {
-        effects.push(Effect::PruneOpens {
-            before: now.minus_secs(3600),
+        out.push(Expiry {
+            guards: Vec::new(),
+            effects: vec![Effect::PruneOpens {
+                before: now.minus_secs(3600),
+            }],
         });
     }
-    effects
+    out
 }

@@ -140,6 +140,8 @@ fn action_of(raw: &str) -> Result<Action, String> {
 /// What applying a result does.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settlement {
+    /// Checked atomically before the effects (the result was not applied meanwhile).
+    pub guards: Vec<crate::effects::Guard>,
     /// The store changes, applied atomically.
     pub effects: Vec<Effect>,
     /// A pending plan to re-decide now (rotation phase 2).
@@ -158,6 +160,7 @@ pub fn settle(
 ) -> Settlement {
     if already_applied {
         return Settlement {
+            guards: Vec::new(),
             effects: Vec::new(),
             redecide: None,
             note: format!("result for {} already applied: ignored", result.plan_id),
@@ -247,6 +250,9 @@ pub fn settle(
         }
     }
     Settlement {
+        guards: vec![crate::effects::Guard::ResultNotApplied(
+            result.plan_id.clone(),
+        )],
         effects,
         redecide,
         note,

@@ -1,8 +1,8 @@
-//! The governor loop on the embedded store: parse strictly (dead-letter what fails), snapshot,
-//! decide purely, commit atomically; a failed guard means another governor won a race, so
-//! re-read and decide again, a bounded number of times.
+//! The governor loop: parse strictly (dead-letter what fails), snapshot, decide purely, commit
+//! atomically; a failed guard means another governor won a race, so re-read and decide again,
+//! a bounded number of times. It runs the same over the embedded store and over Redis.
 
-use crate::store::memory::MemoryStore;
+use crate::store::{StateStore, StoreError};
 use governor_core::decide::{decide, Decision};
 use governor_core::market::SymbolMarket;
 use governor_core::plan::PlanRejection;
@@ -42,6 +42,8 @@ pub enum Submission {
         /// How many times it tried.
         attempts: u32,
     },
+    /// The store could not be reached: nothing was committed or recorded; retry later.
+    StoreUnavailable(StoreError),
 }
 
 /// What applying one execution result did.
@@ -53,12 +55,23 @@ pub struct ResultOutcome {
     pub phase2: Option<Submission>,
 }
 
-/// One governor instance over a shared embedded store. Several instances may share a store:
-/// the store's guards keep them from overcommitting it.
-#[derive(Clone, Debug)]
+/// Why a result could not be applied.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ResultError {
+    /// The result failed the schema (it is dead-lettered).
+    #[error("{0}")]
+    Rejected(PlanRejection),
+    /// The store could not be reached: retry later.
+    #[error("{0}")]
+    Store(StoreError),
+}
+
+/// One governor instance over a shared store. Several instances may share a store: the
+/// store's guards keep them from overcommitting it.
+#[derive(Clone)]
 pub struct Governor {
     cfg: Arc<Config>,
-    store: Arc<MemoryStore>,
+    store: Arc<dyn StateStore>,
     max_attempts: u32,
 }
 
@@ -67,7 +80,7 @@ impl Governor {
     pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 
     /// A governor deciding with `cfg` over `store`.
-    pub fn new(cfg: Arc<Config>, store: Arc<MemoryStore>) -> Self {
+    pub fn new(cfg: Arc<Config>, store: Arc<dyn StateStore>) -> Self {
         Governor {
             cfg,
             store,
@@ -76,7 +89,7 @@ impl Governor {
     }
 
     /// The store it commits to.
-    pub fn store(&self) -> &Arc<MemoryStore> {
+    pub fn store(&self) -> &Arc<dyn StateStore> {
         &self.store
     }
 
@@ -94,17 +107,20 @@ impl Governor {
     ) -> Submission {
         match Plan::parse(fields) {
             Ok(plan) => self.decide_plan(&plan, inputs, now),
-            Err(rejection) => {
-                self.store.dead_letter(fields, rejection.to_string(), now);
-                Submission::Rejected(rejection)
-            }
+            Err(rejection) => match self.store.dead_letter(fields, rejection.to_string(), now) {
+                Ok(()) => Submission::Rejected(rejection),
+                Err(e) => Submission::StoreUnavailable(e),
+            },
         }
     }
 
     /// Decides a parsed plan: snapshot, decide, commit; again on a lost race.
     pub fn decide_plan(&self, plan: &Plan, inputs: &MarketInputs, now: Timestamp) -> Submission {
         for _ in 0..self.max_attempts {
-            let snapshot = self.store.snapshot(&plan.plan_id, inputs, now);
+            let snapshot = match self.store.snapshot(plan, inputs, now) {
+                Ok(s) => s,
+                Err(e) => return Submission::StoreUnavailable(e),
+            };
             let decision = decide(plan, &snapshot, &self.cfg, now);
             if decision.replayed {
                 return Submission::Decided {
@@ -112,11 +128,15 @@ impl Governor {
                     fence: None,
                 };
             }
-            if let Ok(fence) = self.store.commit(&decision, now) {
-                return Submission::Decided {
-                    decision: Box::new(decision),
-                    fence: Some(fence),
-                };
+            match self.store.commit(&decision, now) {
+                Ok(Ok(fence)) => {
+                    return Submission::Decided {
+                        decision: Box::new(decision),
+                        fence: Some(fence),
+                    }
+                }
+                Ok(Err(_lost_race)) => continue,
+                Err(e) => return Submission::StoreUnavailable(e),
             }
         }
         Submission::Contended {
@@ -131,27 +151,30 @@ impl Governor {
         fields: &[(String, String)],
         inputs: &MarketInputs,
         now: Timestamp,
-    ) -> Result<ResultOutcome, PlanRejection> {
+    ) -> Result<ResultOutcome, ResultError> {
         let result = match ExecutionResult::parse(fields) {
             Ok(r) => r,
             Err(rejection) => {
-                self.store.dead_letter(fields, rejection.to_string(), now);
-                return Err(rejection);
+                self.store
+                    .dead_letter(fields, rejection.to_string(), now)
+                    .map_err(ResultError::Store)?;
+                return Err(ResultError::Rejected(rejection));
             }
         };
         let settlement = self
             .store
-            .settle(&result, self.cfg.funds.default_leverage, now);
-        let phase2 = settlement
-            .redecide
-            .as_ref()
-            .and_then(|id| self.store.rotation_plan(id))
-            .map(|plan| self.decide_plan(&plan, inputs, now));
+            .settle(&result, self.cfg.funds.default_leverage, now)
+            .map_err(ResultError::Store)?;
+        let pending = match &settlement.redecide {
+            Some(id) => self.store.rotation_plan(id).map_err(ResultError::Store)?,
+            None => None,
+        };
+        let phase2 = pending.map(|plan| self.decide_plan(&plan, inputs, now));
         Ok(ResultOutcome { settlement, phase2 })
     }
 
     /// Lets time reach `now` (expiries, rotation timeouts) without a plan.
-    pub fn tick(&self, now: Timestamp) {
-        self.store.expire(now);
+    pub fn tick(&self, now: Timestamp) -> Result<(), StoreError> {
+        self.store.expire(now)
     }
 }

@@ -160,14 +160,14 @@ fn s02c_rotation_times_out_after_120s_and_releases_everything() {
     four_positions(&w, 60.0);
     w.open("cand-3", "ADAUSDT", Side::Long, 100.0, Some(73.0));
     w.advance(119);
-    w.gov.tick(w.now);
+    w.gov.tick(w.now).unwrap();
     assert_eq!(
         w.store().state().book.rotations.len(),
         1,
         "still waiting at 119 s"
     );
     w.advance(1);
-    w.gov.tick(w.now);
+    w.gov.tick(w.now).unwrap();
     let st = w.store().state();
     let record = &st.decisions[&pid("cand-3")];
     assert_eq!(
@@ -661,7 +661,7 @@ fn a_failed_open_or_an_expired_permit_releases_slot_and_capital() {
     w.open("r2", "SOLUSDT", Side::Long, 100.0, None);
     assert_eq!(w.store().state().book.reservations.len(), 1);
     w.advance(60);
-    w.gov.tick(w.now);
+    w.gov.tick(w.now).unwrap();
     let st = w.store().state();
     assert!(st.book.reservations.is_empty() && st.permits.is_empty());
     assert_eq!(w.events("RESERVATION_EXPIRED"), 1);

@@ -220,6 +220,7 @@ fn forward_return(
 struct Pipeline<'a> {
     cfg: &'a Config,
     gov: Governor,
+    store: Arc<MemoryStore>,
     governed: PaperExchange,
     ungoverned: PaperExchange,
     market: BTreeMap<Symbol, Arc<SymbolMarket>>,
@@ -257,7 +258,7 @@ impl Pipeline<'_> {
         match &decision.verdict {
             Verdict::Allow { .. } => {
                 if decision.record.action.starts_with("OPEN")
-                    && self.gov.store().read(|s| s.trading_state) == TradingState::Halted
+                    && self.store.read(|s| s.trading_state) == TradingState::Halted
                 {
                     self.halted_opens += 1;
                 }
@@ -265,10 +266,7 @@ impl Pipeline<'_> {
             }
             Verdict::Pending { .. } => {
                 let pending = decision.record.plan_id.clone();
-                let rot = self
-                    .gov
-                    .store()
-                    .read(|s| s.book.rotations.get(&pending).cloned());
+                let rot = self.store.read(|s| s.book.rotations.get(&pending).cloned());
                 if let Some(rot) = rot {
                     let new_side = match rot.pending.action {
                         Action::Open(side) => side,
@@ -300,8 +298,7 @@ impl Pipeline<'_> {
     fn publish_rotation_closes(&mut self, t: Timestamp) {
         loop {
             let next = self
-                .gov
-                .store()
+                .store
                 .read(|s| s.published.get(self.published_seen).cloned());
             let Some(fields) = next else { break };
             self.published_seen += 1;
@@ -311,7 +308,7 @@ impl Pipeline<'_> {
 
     /// The permit-checked executor: takes the permit once, places the order, reports.
     fn execute(&mut self, plan_id: &PlanId, t: Timestamp) {
-        let Some(permit) = self.gov.store().take_permit(plan_id, t) else {
+        let Some(permit) = self.store.take_permit(plan_id, t) else {
             return; // expired or already used: never executed
         };
         let action = match permit.action.as_str() {
@@ -325,8 +322,7 @@ impl Pipeline<'_> {
         let (side, reduce_only, leverage) = match action {
             Action::Open(side) => {
                 let lev = self
-                    .gov
-                    .store()
+                    .store
                     .read(|s| s.book.reservations.get(plan_id).map(|r| r.leverage))
                     .unwrap_or(self.cfg.funds.default_leverage);
                 (side, false, lev)
@@ -458,6 +454,7 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
     let mut p = Pipeline {
         cfg,
         gov: Governor::new(Arc::new(cfg.clone()), store.clone()),
+        store: store.clone(),
         governed: PaperExchange::new(opts.initial_equity, opts.costs),
         ungoverned: PaperExchange::new(opts.initial_equity, opts.costs),
         market: BTreeMap::new(),
@@ -513,7 +510,9 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         p.governed.set_prices(marks.clone(), fills.clone());
         p.ungoverned.set_prices(marks, fills);
         p.market = summaries_at(&klines, t, keep);
-        p.gov.tick(t);
+        p.gov
+            .tick(t)
+            .expect("the embedded store is always available");
 
         let exit_plans = exits_gov.proposals(&opts.signals, &p.governed.account(), t);
         for plan in &exit_plans {
@@ -568,7 +567,8 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
     progress.finish_and_clear();
     let last = *timeline.last().expect("not empty");
     p.gov
-        .tick(last.plus_secs(cfg.slots.rotation_lock_ttl_secs.max(cfg.permit_ttl_secs) + 1));
+        .tick(last.plus_secs(cfg.slots.rotation_lock_ttl_secs.max(cfg.permit_ttl_secs) + 1))
+        .expect("the embedded store is always available");
 
     let journal = opts.out_dir.join("decisions.jsonl");
     write_journal(&store, &journal)?;

@@ -15,7 +15,9 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 
+use super::{StateStore, StoreError};
 use crate::governor::MarketInputs;
+use governor_core::Plan;
 
 /// A block record as written to `quantum:governor:block:{plan_id}`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -120,6 +122,10 @@ impl MemoryStore {
     /// Everything `decide` needs for `plan_id` at `now`, after letting time expire what it
     /// must.
     pub fn snapshot(&self, plan_id: &PlanId, inputs: &MarketInputs, now: Timestamp) -> Snapshot {
+        self.snapshot_of(plan_id, inputs, now)
+    }
+
+    fn snapshot_of(&self, plan_id: &PlanId, inputs: &MarketInputs, now: Timestamp) -> Snapshot {
         let mut st = self.lock();
         self.expire_locked(&mut st, now);
         Snapshot {
@@ -169,8 +175,10 @@ impl MemoryStore {
         let applied = st.applied_results.contains(&result.plan_id);
         let settlement = settle(result, &st.book, applied, default_leverage, now);
         let fence = st.fence;
-        for effect in &settlement.effects {
-            self.apply(&mut st, effect, fence, now);
+        if settlement.guards.iter().all(|g| guard_holds(&st, g, now)) {
+            for effect in &settlement.effects {
+                self.apply(&mut st, effect, fence, now);
+            }
         }
         settlement
     }
@@ -199,7 +207,7 @@ impl MemoryStore {
     }
 
     /// The pending plan of a rotation, to re-decide it in phase 2.
-    pub fn rotation_plan(&self, pending: &PlanId) -> Option<governor_core::Plan> {
+    pub fn rotation_plan(&self, pending: &PlanId) -> Option<Plan> {
         self.lock()
             .book
             .rotations
@@ -210,10 +218,13 @@ impl MemoryStore {
     fn expire_locked(&self, st: &mut StoreState, now: Timestamp) {
         st.permits.retain(|_, p| p.expires_at > now);
         st.blocks.retain(|_, b| b.expires_at > now);
-        let effects = expire(&st.book, now);
         let fence = st.fence;
-        for effect in &effects {
-            self.apply(st, effect, fence, now);
+        for expiry in expire(&st.book, now) {
+            if expiry.guards.iter().all(|g| guard_holds(st, g, now)) {
+                for effect in &expiry.effects {
+                    self.apply(st, effect, fence, now);
+                }
+            }
         }
     }
 
@@ -359,5 +370,59 @@ fn guard_holds(st: &StoreState, guard: &Guard, now: Timestamp) -> bool {
         }
         Guard::OpensBelow { since, limit } => book.opens_after(*since) < *limit as usize,
         Guard::NoReservationSince(seq) => book.reservation_seq == *seq,
+        Guard::ReservationExists(id) => book.reservations.contains_key(id),
+        Guard::RotationExists(id) => book.rotations.contains_key(id),
+        Guard::ResultNotApplied(id) => !st.applied_results.contains(id),
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn snapshot(
+        &self,
+        plan: &Plan,
+        inputs: &MarketInputs,
+        now: Timestamp,
+    ) -> Result<Snapshot, StoreError> {
+        Ok(self.snapshot_of(&plan.plan_id, inputs, now))
+    }
+
+    fn commit(
+        &self,
+        decision: &Decision,
+        now: Timestamp,
+    ) -> Result<Result<u64, GuardFailed>, StoreError> {
+        Ok(MemoryStore::commit(self, decision, now))
+    }
+
+    fn settle(
+        &self,
+        result: &ExecutionResult,
+        default_leverage: u32,
+        now: Timestamp,
+    ) -> Result<Settlement, StoreError> {
+        Ok(MemoryStore::settle(self, result, default_leverage, now))
+    }
+
+    fn expire(&self, now: Timestamp) -> Result<(), StoreError> {
+        MemoryStore::expire(self, now);
+        Ok(())
+    }
+
+    fn dead_letter(
+        &self,
+        fields: &[(String, String)],
+        error: String,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        MemoryStore::dead_letter(self, fields, error, now);
+        Ok(())
+    }
+
+    fn take_permit(&self, plan_id: &PlanId, now: Timestamp) -> Result<Option<Permit>, StoreError> {
+        Ok(MemoryStore::take_permit(self, plan_id, now))
+    }
+
+    fn rotation_plan(&self, pending: &PlanId) -> Result<Option<Plan>, StoreError> {
+        Ok(MemoryStore::rotation_plan(self, pending))
     }
 }

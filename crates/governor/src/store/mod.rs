@@ -1,6 +1,60 @@
 //! State stores: where decisions are committed atomically under their guards.
 //!
-//! `memory` is the embedded store, the default runtime (the replay and `serve` without Redis
-//! use it); the Redis store will implement the same commit model with one Lua script per kind.
+//! `memory` is the embedded store, the default runtime (the replay and the tests use it);
+//! `redis` is the deployment's store, one Lua script per kind of commit. Both apply the same
+//! guards and effects, so the same decision means the same thing in either.
 
 pub mod memory;
+
+use crate::governor::MarketInputs;
+use governor_core::decide::Decision;
+use governor_core::effects::{GuardFailed, Permit};
+use governor_core::results::{ExecutionResult, Settlement};
+use governor_core::snapshot::Snapshot;
+use governor_core::time::Timestamp;
+use governor_core::types::PlanId;
+use governor_core::Plan;
+
+/// The store could not be reached or answered nonsense. Nothing was committed; the plan stays
+/// undecided (and, on a stream, unacknowledged) until the store is back.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("state store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+/// What the governor loop needs from a state store.
+pub trait StateStore: Send + Sync {
+    /// Everything `decide` reads for `plan`, after letting time expire what it must.
+    fn snapshot(
+        &self,
+        plan: &Plan,
+        inputs: &MarketInputs,
+        now: Timestamp,
+    ) -> Result<Snapshot, StoreError>;
+    /// Applies a decision's effects if every guard still holds, atomically; the inner error is
+    /// a lost race. Returns the fence given to the commit.
+    fn commit(
+        &self,
+        decision: &Decision,
+        now: Timestamp,
+    ) -> Result<Result<u64, GuardFailed>, StoreError>;
+    /// Applies an execution result atomically and idempotently.
+    fn settle(
+        &self,
+        result: &ExecutionResult,
+        default_leverage: u32,
+        now: Timestamp,
+    ) -> Result<Settlement, StoreError>;
+    /// Lets time reach `now`: expired reservations, locks and rotations (with their events).
+    fn expire(&self, now: Timestamp) -> Result<(), StoreError>;
+    /// Records a rejected entry with its original fields and the exact error.
+    fn dead_letter(
+        &self,
+        fields: &[(String, String)],
+        error: String,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Takes a live permit, once (the executor's single use).
+    fn take_permit(&self, plan_id: &PlanId, now: Timestamp) -> Result<Option<Permit>, StoreError>;
+    /// The pending plan of a rotation, to re-decide it in phase 2.
+    fn rotation_plan(&self, pending: &PlanId) -> Result<Option<Plan>, StoreError>;
+}

@@ -115,6 +115,7 @@ pub fn klines(market: Market) -> BTreeMap<Symbol, Vec<Kline>> {
 /// A governor world at the close of the last synthetic bar.
 pub struct World {
     pub gov: Governor,
+    pub mem: Arc<MemoryStore>,
     /// The exchange's positions: kept apart from the ledger, as a real exchange is.
     pub exchange: RefCell<BTreeMap<Symbol, ExchangePosition>>,
     pub klines: BTreeMap<Symbol, Vec<Kline>>,
@@ -135,7 +136,8 @@ impl World {
         let klines = klines(market);
         let now = Timestamp(BARS as i64 * BAR_MS);
         World {
-            gov: Governor::new(Arc::new(cfg), store),
+            gov: Governor::new(Arc::new(cfg), store.clone()),
+            mem: store,
             exchange: RefCell::new(BTreeMap::new()),
             klines,
             equity: 10_000.0,
@@ -145,7 +147,7 @@ impl World {
     }
 
     pub fn store(&self) -> &MemoryStore {
-        self.gov.store()
+        &self.mem
     }
 
     pub fn mark(&self, s: &str) -> f64 {
