@@ -428,6 +428,7 @@ fn allow_open(
         },
         permit(ctx, cand.qty, cand.notional, regime),
         Effect::CountOpen {
+            plan_id: plan.plan_id.clone(),
             symbol: cand.symbol.clone(),
             at: now,
         },

@@ -11,7 +11,7 @@ use crate::types::{PlanId, Side, Symbol, TradingState};
 use serde::Serialize;
 
 /// A permit as written to `quantum:permit:{plan_id}`; the store assigns `fence` at commit.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Permit {
     /// The permitted plan.
     pub plan_id: PlanId,
@@ -110,6 +110,8 @@ pub enum Effect {
     },
     /// Record an open for the cooldown and the rate windows.
     CountOpen {
+        /// The plan whose open it is (keeps each open distinct in the rate window).
+        plan_id: PlanId,
         /// The symbol opened.
         symbol: Symbol,
         /// When.

@@ -9,6 +9,60 @@ use governor_core::types::{Side, TradingState};
 use governor_core::Verdict;
 use support::*;
 
+/// Where a scenario runs: the embedded store, or a real redis-server started for it.
+enum Stores {
+    Memory,
+    Redis,
+}
+
+impl Stores {
+    fn world(&self, cfg: Config) -> World {
+        self.world_market(cfg, Market::Range)
+    }
+
+    fn world_market(&self, cfg: Config, market: Market) -> World {
+        match self {
+            Stores::Memory => World::with_market(cfg, market),
+            Stores::Redis => World::on_redis_with_market(cfg, market),
+        }
+    }
+}
+
+/// Every scenario runs on both stores, with the same expectations.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $( #[test] fn $name() { super::$name(&super::Stores::Memory) } )*
+        }
+        mod redis {
+            $( #[test] fn $name() { super::$name(&super::Stores::Redis) } )*
+        }
+    };
+}
+
+on_both_stores!(
+    s01_slots_full_when_improvement_is_below_threshold,
+    s02_rotation_phase1_holds_the_slot_and_phase2_completes,
+    s02b_rotation_completes_by_itself_when_the_close_result_arrives,
+    s02c_rotation_times_out_after_120s_and_releases_everything,
+    s03_correlation_cap_is_direction_aware,
+    s04_margin_cap_at_70_percent_passes_at_60,
+    s05_policy_missing_unparsable_or_outside_universe,
+    s06_regime_sets_desired_slots_in_the_decision,
+    s07_fund_caps_block_opens_and_never_closes,
+    s07b_cooldown_and_rate_limits_block_opens_and_never_closes,
+    s08_second_close_on_a_symbol_is_refused_until_the_first_result,
+    s09_trading_state_and_kill_score,
+    s10_intent_drift_in_positions_or_exposure_blocks,
+    s11_schema_errors_are_dead_lettered_with_field_and_value,
+    regression_harvest_action_close_is_never_an_update_sl,
+    s12_the_same_plan_id_twice_gets_the_same_decision_once,
+    s13_missing_exchange_or_short_history_fails_closed,
+    opening_against_a_held_side_is_refused_and_same_side_expands,
+    a_failed_open_or_an_expired_permit_releases_slot_and_capital,
+    a_filled_open_occupies_its_slot_and_results_are_idempotent,
+);
+
 fn four_positions(w: &World, weakest_score: f64) {
     // ETH is the weakest: bought 3 % above the mark (pnl -3 %); the others are flat.
     let eth_entry = w.mark("ETHUSDT") * 1.03;
@@ -25,9 +79,8 @@ fn four_positions(w: &World, weakest_score: f64) {
     w.hold("XRPUSDT", Side::Long, 100.0, Some(90.0));
 }
 
-#[test]
-fn s01_slots_full_when_improvement_is_below_threshold() {
-    let w = World::new(Config::default());
+fn s01_slots_full_when_improvement_is_below_threshold(on: &Stores) {
+    let w = on.world(Config::default());
     four_positions(&w, 68.0);
     let d = w.open("cand-1", "ADAUSDT", Side::Long, 100.0, Some(73.0));
     assert_eq!(reason(&d), "slots_full");
@@ -43,15 +96,11 @@ fn s01_slots_full_when_improvement_is_below_threshold() {
         unreachable!()
     };
     assert!(detail.contains("7.35% <= 15.00%"), "{detail}");
-    assert!(
-        w.store().state().published.is_empty(),
-        "no rotation may start"
-    );
+    assert!(w.state().published.is_empty(), "no rotation may start");
 }
 
-#[test]
-fn s02_rotation_phase1_holds_the_slot_and_phase2_completes() {
-    let w = World::new(Config::default());
+fn s02_rotation_phase1_holds_the_slot_and_phase2_completes(on: &Stores) {
+    let w = on.world(Config::default());
     four_positions(&w, 60.0);
     let d = w.open("cand-abcdefgh-1", "ADAUSDT", Side::Long, 100.0, Some(73.0));
     assert_eq!(reason(&d), "pending");
@@ -59,7 +108,7 @@ fn s02_rotation_phase1_holds_the_slot_and_phase2_completes() {
         d.record.reason.map(|r| r.code()),
         Some("active_slots_waiting_rotation_close")
     );
-    let st = w.store().state();
+    let st = w.state();
     let close_id = "rot_cand-abc_ETHUSDT";
     let published = &st.published[0];
     let field = |k: &str| {
@@ -112,9 +161,9 @@ fn s02_rotation_phase1_holds_the_slot_and_phase2_completes() {
         result.filled_qty,
         result.avg_price,
     );
-    let settlement = w.store().settle(&result, 5, w.now);
+    let settlement = w.gov.store().settle(&result, 5, w.now).unwrap();
     assert_eq!(settlement.redecide, Some(pid("cand-abcdefgh-1")));
-    let st = w.store().state();
+    let st = w.state();
     assert!(!st.book.positions.contains_key(&sym("ETHUSDT")));
     assert!(
         !st.book.exit_locks.contains_key(&sym("ETHUSDT")),
@@ -128,19 +177,23 @@ fn s02_rotation_phase1_holds_the_slot_and_phase2_completes() {
     );
 
     // Phase 2: the governor re-decides the pending plan itself.
-    let plan = w.store().rotation_plan(&pid("cand-abcdefgh-1")).unwrap();
+    let plan = w
+        .gov
+        .store()
+        .rotation_plan(&pid("cand-abcdefgh-1"))
+        .unwrap()
+        .unwrap();
     let phase2 = decided(w.gov.decide_plan(&plan, &w.inputs(), w.now));
     assert_eq!(reason(&phase2), "allow", "{:?}", phase2.verdict);
-    let st = w.store().state();
+    let st = w.state();
     assert!(st.permits.contains_key(&pid("cand-abcdefgh-1")));
     assert!(st.book.rotations.is_empty());
     assert_eq!(st.book.slots().len(), 4);
     assert_eq!(w.events("ROTATION_COMPLETE"), 1);
 }
 
-#[test]
-fn s02b_rotation_completes_by_itself_when_the_close_result_arrives() {
-    let w = World::new(Config::default());
+fn s02b_rotation_completes_by_itself_when_the_close_result_arrives(on: &Stores) {
+    let w = on.world(Config::default());
     four_positions(&w, 60.0);
     w.open("cand-2", "ADAUSDT", Side::Long, 100.0, Some(73.0));
     let close_id = "rot_cand-2_ETHUSDT";
@@ -154,21 +207,16 @@ fn s02b_rotation_completes_by_itself_when_the_close_result_arrives() {
     assert_eq!(w.events("ROTATION_COMPLETE"), 1);
 }
 
-#[test]
-fn s02c_rotation_times_out_after_120s_and_releases_everything() {
-    let mut w = World::new(Config::default());
+fn s02c_rotation_times_out_after_120s_and_releases_everything(on: &Stores) {
+    let mut w = on.world(Config::default());
     four_positions(&w, 60.0);
     w.open("cand-3", "ADAUSDT", Side::Long, 100.0, Some(73.0));
     w.advance(119);
     w.gov.tick(w.now).unwrap();
-    assert_eq!(
-        w.store().state().book.rotations.len(),
-        1,
-        "still waiting at 119 s"
-    );
+    assert_eq!(w.state().book.rotations.len(), 1, "still waiting at 119 s");
     w.advance(1);
     w.gov.tick(w.now).unwrap();
-    let st = w.store().state();
+    let st = w.state();
     let record = &st.decisions[&pid("cand-3")];
     assert_eq!(
         record.reason.map(|r| r.code()),
@@ -185,9 +233,8 @@ fn s02c_rotation_times_out_after_120s_and_releases_everything() {
     assert!(st.blocks.contains_key(&pid("cand-3")));
 }
 
-#[test]
-fn s03_correlation_cap_is_direction_aware() {
-    let mut w = World::new(Config::default());
+fn s03_correlation_cap_is_direction_aware(on: &Stores) {
+    let mut w = on.world(Config::default());
     // SOL follows ETH closely: same common factor, little idiosyncratic noise.
     let mut common = Noise::new(99);
     let common: Vec<f64> = (0..BARS).map(|_| common.normal()).collect();
@@ -210,9 +257,8 @@ fn s03_correlation_cap_is_direction_aware() {
     assert!((hedge + corr).abs() < 1e-12);
 }
 
-#[test]
-fn s04_margin_cap_at_70_percent_passes_at_60() {
-    let mut w = World::new(Config::default());
+fn s04_margin_cap_at_70_percent_passes_at_60(on: &Stores) {
+    let mut w = on.world(Config::default());
     w.equity = 1000.0;
     // ETH: 1200 USDT at 2x = 600 margin; candidate 100 USDT at 1x = 100 → 70 %.
     w.hold_at(
@@ -257,28 +303,24 @@ fn s04_margin_cap_at_70_percent_passes_at_60() {
     assert!((usage - 0.60).abs() < 1e-9, "{usage}");
 }
 
-#[test]
-fn s05_policy_missing_unparsable_or_outside_universe() {
-    let w = World::new(Config::default());
-    w.store().update(|st| st.policy_universe = None);
+fn s05_policy_missing_unparsable_or_outside_universe(on: &Stores) {
+    let w = on.world(Config::default());
+    w.set_policy(None);
     assert_eq!(
         reason(&w.open("p1", "ETHUSDT", Side::Long, 100.0, None)),
         "active_slots_no_policy"
     );
-    w.store()
-        .update(|st| st.policy_universe = Some("BTCUSDT,ETHUSDT".into()));
+    w.set_policy(Some("BTCUSDT,ETHUSDT"));
     assert_eq!(
         reason(&w.open("p2", "ETHUSDT", Side::Long, 100.0, None)),
         "active_slots_no_policy"
     );
-    w.store()
-        .update(|st| st.policy_universe = Some("[]".into()));
+    w.set_policy(Some("[]"));
     assert_eq!(
         reason(&w.open("p3", "ETHUSDT", Side::Long, 100.0, None)),
         "active_slots_no_policy"
     );
-    w.store()
-        .update(|st| st.policy_universe = Some(r#"["BTCUSDT","SOLUSDT"]"#.into()));
+    w.set_policy(Some(r#"["BTCUSDT","SOLUSDT"]"#));
     assert_eq!(
         reason(&w.open("p4", "ETHUSDT", Side::Long, 100.0, None)),
         "active_slots_not_in_universe"
@@ -289,20 +331,19 @@ fn s05_policy_missing_unparsable_or_outside_universe() {
     );
 }
 
-#[test]
-fn s06_regime_sets_desired_slots_in_the_decision() {
-    let w = World::with_market(Config::default(), Market::TrendStrong);
+fn s06_regime_sets_desired_slots_in_the_decision(on: &Stores) {
+    let w = on.world_market(Config::default(), Market::TrendStrong);
     let d = w.open("r1", "ETHUSDT", Side::Long, 100.0, None);
     assert_eq!(d.record.regime.as_deref(), Some("TREND_STRONG"));
     assert_eq!(d.record.desired_slots, Some(6));
-    let w = World::new(Config::default());
+    let w = on.world(Config::default());
     let d = w.open("r2", "ETHUSDT", Side::Long, 100.0, None);
     assert_eq!(d.record.regime.as_deref(), Some("RANGE"));
     assert_eq!(d.record.desired_slots, Some(4));
     let mut capped = Config::default();
     capped.slots.trend_strong = 20;
     capped.slots.hard_cap = 5;
-    let w = World::with_market(capped, Market::TrendStrong);
+    let w = on.world_market(capped, Market::TrendStrong);
     assert_eq!(
         w.open("r3", "ETHUSDT", Side::Long, 100.0, None)
             .record
@@ -317,10 +358,9 @@ fn no_slots() -> Config {
     c
 }
 
-#[test]
-fn s07_fund_caps_block_opens_and_never_closes() {
+fn s07_fund_caps_block_opens_and_never_closes(on: &Stores) {
     // 10 positions → max_positions (slot accounting off so the fund cap is what answers).
-    let w = World::new(no_slots());
+    let w = on.world(no_slots());
     for s in &SYMBOLS[1..11] {
         w.hold(s, Side::Long, 100.0, Some(70.0));
     }
@@ -331,7 +371,7 @@ fn s07_fund_caps_block_opens_and_never_closes() {
     assert_eq!(reason(&w.close("f1c", "ETHUSDT", "PARTIAL_50")), "allow");
 
     // qty × price = 250 USDT → notional_per_trade_exceeded.
-    let w = World::new(no_slots());
+    let w = on.world(no_slots());
     let d = w.open("f2", "ETHUSDT", Side::Long, 250.0, None);
     assert_eq!(reason(&d), "notional_per_trade_exceeded");
     let n = trace_line(&d, "fund_caps")["inputs"]["notional"]
@@ -340,7 +380,7 @@ fn s07_fund_caps_block_opens_and_never_closes() {
     assert!((n - 250.0).abs() < 1e-9);
 
     // 1,900 open + 200 → total_notional_exceeded; a close of that position passes.
-    let w = World::new(no_slots());
+    let w = on.world(no_slots());
     w.hold("ETHUSDT", Side::Long, 1900.0, Some(70.0));
     assert_eq!(
         reason(&w.open("f3", "SOLUSDT", Side::Long, 200.0, None)),
@@ -352,9 +392,8 @@ fn s07_fund_caps_block_opens_and_never_closes() {
     );
 }
 
-#[test]
-fn s07b_cooldown_and_rate_limits_block_opens_and_never_closes() {
-    let mut w = World::new(Config::default());
+fn s07b_cooldown_and_rate_limits_block_opens_and_never_closes(on: &Stores) {
+    let mut w = on.world(Config::default());
     assert_eq!(
         reason(&w.open("c1", "ETHUSDT", Side::Long, 100.0, None)),
         "allow"
@@ -407,24 +446,22 @@ fn s07b_cooldown_and_rate_limits_block_opens_and_never_closes() {
     );
 }
 
-#[test]
-fn s08_second_close_on_a_symbol_is_refused_until_the_first_result() {
-    let w = World::new(Config::default());
+fn s08_second_close_on_a_symbol_is_refused_until_the_first_result(on: &Stores) {
+    let w = on.world(Config::default());
     w.hold("ETHUSDT", Side::Long, 100.0, Some(70.0));
     assert_eq!(reason(&w.close("x1", "ETHUSDT", "PARTIAL_50")), "allow");
     let second = w.close("x2", "ETHUSDT", "FULL_CLOSE_PROPOSED");
     assert_eq!(reason(&second), "exit_lock_busy_double_close_prevention");
     w.fill("x1");
-    assert!(w.store().state().book.exit_locks.is_empty());
+    assert!(w.state().book.exit_locks.is_empty());
     assert_eq!(
         reason(&w.close("x3", "ETHUSDT", "FULL_CLOSE_PROPOSED")),
         "allow"
     );
 }
 
-#[test]
-fn s09_trading_state_and_kill_score() {
-    let w = World::new(Config::default());
+fn s09_trading_state_and_kill_score(on: &Stores) {
+    let w = on.world(Config::default());
     w.hold("ETHUSDT", Side::Long, 100.0, Some(70.0));
     w.set_state(TradingState::parse_kill_key("1").unwrap());
     assert_eq!(
@@ -442,7 +479,7 @@ fn s09_trading_state_and_kill_score() {
         "trading_state_reducing"
     );
 
-    let w = World::new(Config::default());
+    let w = on.world(Config::default());
     let qty = (100.0 / w.mark("SOLUSDT")).to_string();
     let plan = |id: &'static str, k: &'static str| {
         vec![
@@ -465,16 +502,15 @@ fn s09_trading_state_and_kill_score() {
     let critical = decided(w.submit(&plan("k6", "0.85")));
     assert_eq!(reason(&critical), "kill_score_critical");
     assert_eq!(
-        w.store().state().trading_state,
+        w.state().trading_state,
         TradingState::Reducing,
         "auto-disarm"
     );
     assert_eq!(w.events("TRADING_STATE_CHANGED"), 1);
 }
 
-#[test]
-fn s10_intent_drift_in_positions_or_exposure_blocks() {
-    let w = World::new(no_slots());
+fn s10_intent_drift_in_positions_or_exposure_blocks(on: &Stores) {
+    let w = on.world(no_slots());
     for s in &SYMBOLS[1..9] {
         w.hold(s, Side::Long, 100.0, Some(70.0));
     }
@@ -510,9 +546,8 @@ fn s10_intent_drift_in_positions_or_exposure_blocks() {
     assert_eq!(reason(&ok), "allow", "{:?}", ok.verdict);
 }
 
-#[test]
-fn s11_schema_errors_are_dead_lettered_with_field_and_value() {
-    let w = World::new(Config::default());
+fn s11_schema_errors_are_dead_lettered_with_field_and_value(on: &Stores) {
+    let w = on.world(Config::default());
     let rejected = |fields: &[(&str, &str)]| match w.submit(fields) {
         quantum_governor::Submission::Rejected(r) => r.to_string(),
         other => panic!("expected a rejection, got {other:?}"),
@@ -544,7 +579,7 @@ fn s11_schema_errors_are_dead_lettered_with_field_and_value() {
         ("qty", "NaN"),
     ]);
     assert!(e.contains("`qty` = \"NaN\""), "{e}");
-    let st = w.store().state();
+    let st = w.state();
     assert_eq!(st.dead_letters.len(), 3);
     assert!(
         st.dead_letters[2]
@@ -558,9 +593,8 @@ fn s11_schema_errors_are_dead_lettered_with_field_and_value() {
 /// The incident: a producer wrote `harvest_action`, the consumer read `action`, and every
 /// close became a stop-loss tweak. Here the alias is honoured and recorded, and the plan goes
 /// down the close path.
-#[test]
-fn regression_harvest_action_close_is_never_an_update_sl() {
-    let w = World::new(Config::default());
+fn regression_harvest_action_close_is_never_an_update_sl(on: &Stores) {
+    let w = on.world(Config::default());
     w.hold("ETHUSDT", Side::Long, 100.0, Some(70.0));
     let d = decided(w.submit(&[
         ("plan_id", "h1"),
@@ -576,30 +610,25 @@ fn regression_harvest_action_close_is_never_an_update_sl() {
         .unwrap()
         .starts_with("harvest_action"));
     trace_line(&d, "exit_lock");
-    assert_eq!(
-        w.store().state().permits[&pid("h1")].action,
-        "FULL_CLOSE_PROPOSED"
-    );
+    assert_eq!(w.state().permits[&pid("h1")].action, "FULL_CLOSE_PROPOSED");
 }
 
-#[test]
-fn s12_the_same_plan_id_twice_gets_the_same_decision_once() {
-    let w = World::new(Config::default());
+fn s12_the_same_plan_id_twice_gets_the_same_decision_once(on: &Stores) {
+    let w = on.world(Config::default());
     let first = w.open("twice", "ETHUSDT", Side::Long, 100.0, Some(70.0));
     let again = w.open("twice", "ETHUSDT", Side::Long, 100.0, Some(70.0));
     assert!(again.replayed);
     assert_eq!(first.committed_record(), again.record);
     assert_eq!(first.verdict, again.verdict);
-    let st = w.store().state();
+    let st = w.state();
     assert_eq!(st.book.reservations.len(), 1);
     assert_eq!(st.permits_granted[&pid("twice")], 1);
     assert_eq!(w.events("PLAN_ALLOWED"), 1);
     assert_eq!(st.decision_log.len(), 1);
 }
 
-#[test]
-fn s13_missing_exchange_or_short_history_fails_closed() {
-    let mut w = World::new(Config::default());
+fn s13_missing_exchange_or_short_history_fails_closed(on: &Stores) {
+    let mut w = on.world(Config::default());
     w.exchange_down = true;
     assert_eq!(
         reason(&w.open("e1", "ETHUSDT", Side::Long, 100.0, None)),
@@ -622,9 +651,8 @@ fn s13_missing_exchange_or_short_history_fails_closed() {
     );
 }
 
-#[test]
-fn opening_against_a_held_side_is_refused_and_same_side_expands() {
-    let w = World::new(Config::default());
+fn opening_against_a_held_side_is_refused_and_same_side_expands(on: &Stores) {
+    let w = on.world(Config::default());
     w.hold("ETHUSDT", Side::Long, 100.0, Some(70.0));
     assert_eq!(
         reason(&w.open("o1", "ETHUSDT", Side::Short, 100.0, None)),
@@ -633,15 +661,14 @@ fn opening_against_a_held_side_is_refused_and_same_side_expands() {
     let expand = w.open("o2", "ETHUSDT", Side::Long, 100.0, None);
     assert_eq!(reason(&expand), "allow");
     assert_eq!(
-        w.store().state().book.slots().len(),
+        w.state().book.slots().len(),
         1,
         "an expansion takes no new slot"
     );
 }
 
-#[test]
-fn a_failed_open_or_an_expired_permit_releases_slot_and_capital() {
-    let mut w = World::new(Config::default());
+fn a_failed_open_or_an_expired_permit_releases_slot_and_capital(on: &Stores) {
+    let mut w = on.world(Config::default());
     w.open("r1", "ETHUSDT", Side::Long, 100.0, None);
     let fields: Vec<(String, String)> = [
         ("plan_id", "r1"),
@@ -656,23 +683,22 @@ fn a_failed_open_or_an_expired_permit_releases_slot_and_capital() {
     .map(|(k, v)| ((*k).into(), (*v).into()))
     .collect();
     w.gov.on_result(&fields, &w.inputs(), w.now).unwrap();
-    assert!(w.store().state().book.reservations.is_empty());
+    assert!(w.state().book.reservations.is_empty());
     w.advance(61);
     w.open("r2", "SOLUSDT", Side::Long, 100.0, None);
-    assert_eq!(w.store().state().book.reservations.len(), 1);
+    assert_eq!(w.state().book.reservations.len(), 1);
     w.advance(60);
     w.gov.tick(w.now).unwrap();
-    let st = w.store().state();
+    let st = w.state();
     assert!(st.book.reservations.is_empty() && st.permits.is_empty());
     assert_eq!(w.events("RESERVATION_EXPIRED"), 1);
 }
 
-#[test]
-fn a_filled_open_occupies_its_slot_and_results_are_idempotent() {
-    let w = World::new(Config::default());
+fn a_filled_open_occupies_its_slot_and_results_are_idempotent(on: &Stores) {
+    let w = on.world(Config::default());
     w.open("f1", "ETHUSDT", Side::Long, 100.0, Some(77.0));
     w.fill("f1");
-    let st = w.store().state();
+    let st = w.state();
     assert!(st.book.reservations.is_empty());
     let p = &st.book.positions[&sym("ETHUSDT")];
     assert_eq!(p.entry_score, Some(77.0));
@@ -690,5 +716,5 @@ fn a_filled_open_occupies_its_slot_and_results_are_idempotent() {
     .map(|(k, v)| ((*k).into(), (*v).into()))
     .collect();
     w.gov.on_result(&fields, &w.inputs(), w.now).unwrap();
-    assert_eq!(w.store().state().book.positions[&sym("ETHUSDT")].qty, qty);
+    assert_eq!(w.state().book.positions[&sym("ETHUSDT")].qty, qty);
 }

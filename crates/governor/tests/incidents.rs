@@ -59,7 +59,7 @@ fn incident_17_positions_under_a_limit_of_10() {
         })
         .collect();
     let allowed: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
-    let st = w.store().state();
+    let st = w.state();
     let symbols_held = st.book.slots().len();
     assert!(
         symbols_held <= 10,
@@ -113,7 +113,7 @@ fn incident_118k_notional_on_13k_capital() {
         permitted >= 1_500.0,
         "the caps are reached, not undershot: {permitted}"
     );
-    let st = w.store().state();
+    let st = w.state();
     let total: f64 = st
         .book
         .positions
@@ -136,13 +136,12 @@ fn incident_allow_list_drift_reads_the_policy_every_decision() {
         reason(&w.open("a1", "ETHUSDT", Side::Long, 100.0, None)),
         "allow"
     );
-    w.store()
-        .update(|st| st.policy_universe = Some(r#"["BTCUSDT"]"#.into()));
+    w.set_policy(Some(r#"["BTCUSDT"]"#));
     assert_eq!(
         reason(&w.open("a2", "SOLUSDT", Side::Long, 100.0, None)),
         "active_slots_not_in_universe"
     );
-    w.store().update(|st| st.policy_universe = None);
+    w.set_policy(None);
     assert_eq!(
         reason(&w.open("a3", "SOLUSDT", Side::Long, 100.0, None)),
         "active_slots_no_policy"
@@ -158,5 +157,5 @@ fn incident_double_close_by_two_exit_producers() {
     let stop = w.close("stoploss-1", "ETHUSDT", "FULL_CLOSE_PROPOSED");
     assert_eq!(reason(&harvest), "allow");
     assert_eq!(reason(&stop), "exit_lock_busy_double_close_prevention");
-    assert_eq!(w.store().state().permits.len(), 1);
+    assert_eq!(w.state().permits.len(), 1);
 }

@@ -288,7 +288,7 @@ impl MemoryStore {
                     book.exit_locks.remove(symbol);
                 }
             }
-            Effect::CountOpen { symbol, at } => {
+            Effect::CountOpen { symbol, at, .. } => {
                 book.last_open_at.insert(symbol.clone(), *at);
                 book.open_times.push(*at);
             }

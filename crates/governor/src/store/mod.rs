@@ -1,10 +1,11 @@
 //! State stores: where decisions are committed atomically under their guards.
 //!
 //! `memory` is the embedded store, the default runtime (the replay and the tests use it);
-//! `redis` is the deployment's store, one Lua script per kind of commit. Both apply the same
+//! `redis` is the deployment's store: one Lua script applies any commit under its guards. Both apply the same
 //! guards and effects, so the same decision means the same thing in either.
 
 pub mod memory;
+pub mod redis;
 
 use crate::governor::MarketInputs;
 use governor_core::decide::Decision;

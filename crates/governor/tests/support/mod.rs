@@ -2,6 +2,8 @@
 //! realistic hourly markets with controlled correlation, and helpers to open, close and fill.
 #![allow(dead_code)] // each test file uses its own subset of the helpers
 
+pub mod redis_server;
+
 use governor_core::book::LedgerPosition;
 use governor_core::market::{Kline, BAR_MS};
 use governor_core::snapshot::{ExchangePosition, ExchangeState};
@@ -9,6 +11,8 @@ use governor_core::time::Timestamp;
 use governor_core::types::{PlanId, Side, Symbol, TradingState};
 use governor_core::{Config, Decision, Verdict};
 use quantum_governor::market_data::summaries_at;
+use quantum_governor::store::memory::StoreState;
+use quantum_governor::store::redis::RedisStore;
 use quantum_governor::{Governor, MarketInputs, MemoryStore, Submission};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -112,10 +116,53 @@ pub fn klines(market: Market) -> BTreeMap<Symbol, Vec<Kline>> {
     out
 }
 
+/// What a scenario needs to see and set in a store besides the governor's own calls: read the
+/// whole state back, and write what operators and other services write.
+pub trait Inspect: Send + Sync {
+    fn state_at(&self, now: Timestamp) -> StoreState;
+    fn set_policy(&self, raw: Option<&str>);
+    fn set_trading_state(&self, state: TradingState);
+    fn put_position(&self, symbol: &Symbol, p: &LedgerPosition);
+}
+
+impl Inspect for MemoryStore {
+    fn state_at(&self, _now: Timestamp) -> StoreState {
+        self.state()
+    }
+    fn set_policy(&self, raw: Option<&str>) {
+        self.update(|st| st.policy_universe = raw.map(str::to_owned));
+    }
+    fn set_trading_state(&self, state: TradingState) {
+        self.update(|st| st.trading_state = state);
+    }
+    fn put_position(&self, symbol: &Symbol, p: &LedgerPosition) {
+        self.update(|st| st.book.positions.insert(symbol.clone(), p.clone()));
+    }
+}
+
+impl Inspect for RedisStore {
+    fn state_at(&self, now: Timestamp) -> StoreState {
+        self.state(now).expect("redis answers")
+    }
+    fn set_policy(&self, raw: Option<&str>) {
+        self.set_policy_universe(raw).expect("redis answers");
+    }
+    fn set_trading_state(&self, state: TradingState) {
+        RedisStore::set_trading_state(self, state).expect("redis answers");
+    }
+    fn put_position(&self, symbol: &Symbol, p: &LedgerPosition) {
+        self.put_ledger_position(symbol, p).expect("redis answers");
+    }
+}
+
 /// A governor world at the close of the last synthetic bar.
 pub struct World {
     pub gov: Governor,
-    pub mem: Arc<MemoryStore>,
+    pub inspect: Arc<dyn Inspect>,
+    /// The embedded store, when the world runs on it.
+    pub mem: Option<Arc<MemoryStore>>,
+    /// The Redis server, when the world runs on Redis (stopped with the world).
+    pub redis: Option<redis_server::RedisServer>,
     /// The exchange's positions: kept apart from the ledger, as a real exchange is.
     pub exchange: RefCell<BTreeMap<Symbol, ExchangePosition>>,
     pub klines: BTreeMap<Symbol, Vec<Kline>>,
@@ -131,23 +178,61 @@ impl World {
 
     pub fn with_market(cfg: Config, market: Market) -> World {
         let store = Arc::new(MemoryStore::new(cfg.block_ttl_secs));
+        Self::assemble(cfg, market, store.clone(), store.clone(), Some(store), None)
+    }
+
+    /// The same world on a real redis-server of its own.
+    pub fn on_redis(cfg: Config) -> World {
+        Self::on_redis_with_market(cfg, Market::Range)
+    }
+
+    pub fn on_redis_with_market(cfg: Config, market: Market) -> World {
+        let server = redis_server::RedisServer::start();
+        let store = Arc::new(
+            RedisStore::open(
+                &server.url(),
+                "qgtest:{acct1}:",
+                cfg.block_ttl_secs,
+                "test-gov",
+            )
+            .unwrap(),
+        );
+        Self::assemble(cfg, market, store.clone(), store, None, Some(server))
+    }
+
+    fn assemble(
+        cfg: Config,
+        market: Market,
+        store: Arc<dyn quantum_governor::store::StateStore>,
+        inspect: Arc<dyn Inspect>,
+        mem: Option<Arc<MemoryStore>>,
+        redis: Option<redis_server::RedisServer>,
+    ) -> World {
         let universe: Vec<&str> = SYMBOLS.to_vec();
-        store.update(|st| st.policy_universe = Some(serde_json::to_string(&universe).unwrap()));
-        let klines = klines(market);
-        let now = Timestamp(BARS as i64 * BAR_MS);
+        inspect.set_policy(Some(&serde_json::to_string(&universe).unwrap()));
         World {
-            gov: Governor::new(Arc::new(cfg), store.clone()),
-            mem: store,
+            gov: Governor::new(Arc::new(cfg), store),
+            inspect,
+            mem,
+            redis,
             exchange: RefCell::new(BTreeMap::new()),
-            klines,
+            klines: klines(market),
             equity: 10_000.0,
             exchange_down: false,
-            now,
+            now: Timestamp(BARS as i64 * BAR_MS),
         }
     }
 
+    /// The embedded store (tests that drive it directly).
     pub fn store(&self) -> &MemoryStore {
-        &self.mem
+        self.mem
+            .as_ref()
+            .expect("this test runs on the embedded store")
+    }
+
+    /// The whole state, read back from whichever store runs.
+    pub fn state(&self) -> StoreState {
+        self.inspect.state_at(self.now)
     }
 
     pub fn mark(&self, s: &str) -> f64 {
@@ -208,23 +293,23 @@ impl World {
             leverage,
         };
         self.exchange.borrow_mut().insert(sym(s), live);
-        self.store().update(|st| {
-            st.book.positions.insert(
-                sym(s),
-                LedgerPosition {
-                    side,
-                    qty,
-                    entry_price: entry,
-                    leverage,
-                    opened_at,
-                    entry_score,
-                },
-            );
-        });
+        let p = LedgerPosition {
+            side,
+            qty,
+            entry_price: entry,
+            leverage,
+            opened_at,
+            entry_score,
+        };
+        self.inspect.put_position(&sym(s), &p);
     }
 
     pub fn set_state(&self, state: TradingState) {
-        self.store().update(|st| st.trading_state = state);
+        self.inspect.set_trading_state(state);
+    }
+
+    pub fn set_policy(&self, raw: Option<&str>) {
+        self.inspect.set_policy(raw);
     }
 
     pub fn advance(&mut self, secs: u64) {
@@ -278,7 +363,7 @@ impl World {
 
     /// Reports the permitted order of `id` as executed at the mark.
     pub fn fill(&self, id: &str) -> quantum_governor::governor::ResultOutcome {
-        let st = self.store().state();
+        let st = self.state();
         let permit = st
             .permits
             .get(&pid(id))
@@ -338,8 +423,7 @@ impl World {
     }
 
     pub fn events(&self, kind: &str) -> usize {
-        self.store()
-            .state()
+        self.state()
             .events
             .iter()
             .filter(|e| e.event == kind)

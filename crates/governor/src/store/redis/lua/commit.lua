@@ -1,0 +1,228 @@
+-- Applies one commit: every guard is checked before the first write (Redis does not roll
+-- back a script that fails half-way), then every op. All keys start with the prefix ARGV[1]
+-- (put a hash tag in it on Redis Cluster). Numbers arrive already checked by Rust; guards are
+-- written as `not (x <= cap)` so that a NaN could never pass.
+-- ARGV[2]: JSON {now, guards = [...], ops = [...]}. Returns {1, fence} or {0, failed guard index}.
+local P = ARGV[1]
+local req = cjson.decode(ARGV[2])
+
+local function kill_state()
+  local v = redis.call('GET', P .. 'kill')
+  if not v or v == '0' or v == 'ACTIVE' then return 'ACTIVE' end
+  if v == 'REDUCING' then return 'REDUCING' end
+  return 'HALTED' -- '1', 'HALTED', or anything unreadable: fail closed
+end
+
+local function num(v)
+  return tonumber(v) or 0
+end
+
+local guard = {}
+guard.undecided = function(g)
+  return redis.call('EXISTS', P .. 'governor:decision:' .. g.plan_id) == 0
+end
+guard.rotation_slot_held = function(g)
+  local d = redis.call('GET', P .. 'governor:decision:' .. g.plan_id)
+  local r = redis.call('HGET', P .. 'governor:rotations', g.plan_id)
+  return d and r and string.find(d, '"verdict":"PENDING"', 1, true) ~= nil
+    and string.find(r, '"phase":"slot_held"', 1, true) ~= nil
+end
+guard.trading_state_is = function(g)
+  return kill_state() == g.state
+end
+guard.slot_available = function(g)
+  local side = redis.call('HGET', P .. 'governor:slots', g.symbol)
+  if side then return side == g.side end
+  return redis.call('HLEN', P .. 'governor:slots') + num(g.unledgered) < num(g.desired)
+end
+guard.exit_lock_free = function(g)
+  local holder = redis.call('GET', P .. 'exit:lock:' .. g.symbol)
+  return (not holder) or holder == g.holder
+end
+guard.cooldown_clear = function(g)
+  local t = redis.call('HGET', P .. 'governor:cooldown', g.symbol)
+  return (not t) or num(t) <= num(g.since)
+end
+guard.opens_below = function(g)
+  local n = redis.call('ZCOUNT', P .. 'governor:opens', '(' .. g.since, '+inf')
+  return n < num(g.limit)
+end
+guard.no_reservation_since = function(g)
+  return num(redis.call('GET', P .. 'governor:reservation_seq')) == num(g.seq)
+end
+guard.reservation_exists = function(g)
+  return redis.call('HEXISTS', P .. 'governor:reservations', g.plan_id) == 1
+end
+guard.rotation_exists = function(g)
+  return redis.call('HEXISTS', P .. 'governor:rotations', g.plan_id) == 1
+end
+guard.result_not_applied = function(g)
+  return redis.call('EXISTS', P .. 'governor:result:' .. g.plan_id) == 0
+end
+
+for i, g in ipairs(req.guards) do
+  local check = guard[g.guard]
+  if not check then return redis.error_reply('unknown guard ' .. tostring(g.guard)) end
+  if not check(g) then return {0, i} end
+end
+
+local fence = redis.call('INCR', P .. 'governor:fence')
+local fence_text = '"fence":' .. fence
+
+local function slot_acquire(symbol, side)
+  redis.call('HSET', P .. 'governor:slots', symbol, side)
+  redis.call('HINCRBY', P .. 'governor:slot_refs', symbol, 1)
+end
+local function slot_release(symbol)
+  local n = redis.call('HINCRBY', P .. 'governor:slot_refs', symbol, -1)
+  if n <= 0 then
+    redis.call('HDEL', P .. 'governor:slot_refs', symbol)
+    redis.call('HDEL', P .. 'governor:slots', symbol)
+  end
+end
+local function xadd(stream, fields, maxlen)
+  local args = {'XADD', P .. stream, 'MAXLEN', '~', maxlen or 100000, '*'}
+  for _, v in ipairs(fields) do table.insert(args, v) end
+  redis.call(unpack(args))
+end
+local function fmt(x)
+  return string.format('%.17g', x)
+end
+
+local op = {}
+op.record = function(o)
+  redis.call('SET', P .. 'governor:decision:' .. o.plan_id, o.json, 'EX', o.ttl_secs)
+  xadd('stream:governor.decisions', o.fields, 100000)
+end
+op.reserve = function(o)
+  local json = string.gsub(o.json, '"fence":0', fence_text, 1)
+  redis.call('HSET', P .. 'governor:reservations', o.plan_id, json)
+  redis.call('INCR', P .. 'governor:reservation_seq')
+  slot_acquire(o.symbol, o.side)
+  local key = P .. 'capital:reserved:' .. o.symbol
+  redis.call('INCRBY', key, o.notional_micro)
+  redis.call('EXPIRE', key, 600)
+end
+op.write_permit = function(o)
+  local json = string.gsub(o.json, '"fence":0', fence_text, 1)
+  redis.call('SET', P .. 'permit:' .. o.plan_id, json, 'PX', o.ttl_ms)
+  local count = P .. 'governor:permits_granted:' .. o.plan_id
+  redis.call('INCR', count)
+  redis.call('EXPIRE', count, 604800)
+end
+op.write_block = function(o)
+  redis.call('SET', P .. 'governor:block:' .. o.plan_id, o.json, 'EX', o.ttl_secs)
+end
+op.take_exit_lock = function(o)
+  redis.call('SET', P .. 'exit:lock:' .. o.symbol, o.holder, 'PX', o.ttl_ms)
+  redis.call('SADD', P .. 'governor:exit_locks', o.symbol)
+end
+op.release_exit_lock = function(o)
+  local key = P .. 'exit:lock:' .. o.symbol
+  if redis.call('GET', key) == o.holder then
+    redis.call('DEL', key)
+    redis.call('SREM', P .. 'governor:exit_locks', o.symbol)
+  end
+end
+op.count_open = function(o)
+  redis.call('HSET', P .. 'governor:cooldown', o.symbol, o.at)
+  redis.call('ZADD', P .. 'governor:opens', o.at, o.member)
+end
+op.start_rotation = function(o)
+  redis.call('HSET', P .. 'governor:rotations', o.plan_id, o.json)
+  redis.call('SET', P .. 'rotation:lock:' .. o.plan_id, o.lock_json, 'PX', o.ttl_ms)
+end
+-- The pending plan's symbol and side, read from the stored rotation (strings only: no
+-- number is re-encoded, so nothing loses precision).
+local function pending_slot(json)
+  local r = cjson.decode(json)
+  return r.pending.symbol, r.pending.action.Open
+end
+op.hold_rotation_slot = function(o)
+  local json = redis.call('HGET', P .. 'governor:rotations', o.plan_id)
+  if json and string.find(json, '"phase":"awaiting_close"', 1, true) then
+    local symbol, side = pending_slot(json)
+    json = string.gsub(json, '"phase":"awaiting_close"', '"phase":"slot_held"', 1)
+    redis.call('HSET', P .. 'governor:rotations', o.plan_id, json)
+    slot_acquire(symbol, side)
+  end
+end
+op.end_rotation = function(o)
+  local json = redis.call('HGET', P .. 'governor:rotations', o.plan_id)
+  if json then
+    if string.find(json, '"phase":"slot_held"', 1, true) then slot_release((pending_slot(json))) end
+    redis.call('HDEL', P .. 'governor:rotations', o.plan_id)
+    redis.call('DEL', P .. 'rotation:lock:' .. o.plan_id)
+  end
+end
+op.publish_plan = function(o)
+  xadd('stream:apply.plan', o.fields, 1000000)
+end
+op.set_trading_state = function(o)
+  redis.call('SET', P .. 'kill', o.to)
+end
+op.fill_open = function(o)
+  local key = P .. 'position:ledger:' .. o.symbol
+  local side = redis.call('HGET', key, 'side')
+  local sign = (o.side == 'LONG') and 1 or -1
+  if side == o.side then
+    local q = math.abs(num(redis.call('HGET', key, 'position_amt')))
+    local e = num(redis.call('HGET', key, 'entry_price'))
+    local dq, p = num(o.qty), num(o.price)
+    local q2 = q + dq
+    redis.call('HSET', key, 'position_amt', fmt(sign * q2), 'entry_price', fmt((e * q + p * dq) / q2))
+  else
+    if not side then slot_acquire(o.symbol, o.side) else redis.call('HSET', P .. 'governor:slots', o.symbol, o.side) end
+    redis.call('DEL', key)
+    local fields = {'HSET', key, 'position_amt', fmt(sign * num(o.qty)), 'entry_price', o.price, 'side', o.side,
+      'leverage', o.leverage, 'opened_at', o.opened_at, 'realized_pnl', '0'}
+    if o.entry_score and o.entry_score ~= cjson.null then
+      table.insert(fields, 'entry_score'); table.insert(fields, o.entry_score)
+    end
+    redis.call(unpack(fields))
+    redis.call('SADD', P .. 'governor:ledger', o.symbol)
+  end
+end
+op.release_reservation = function(o)
+  local json = redis.call('HGET', P .. 'governor:reservations', o.plan_id)
+  if json then
+    local r = cjson.decode(json)
+    redis.call('HDEL', P .. 'governor:reservations', o.plan_id)
+    slot_release(r.symbol)
+    local key = P .. 'capital:reserved:' .. r.symbol
+    local micro = math.floor(num(r.notional) * 1000000 + 0.5)
+    if num(redis.call('DECRBY', key, micro)) <= 0 then redis.call('DEL', key) end
+  end
+end
+op.reduce_position = function(o)
+  local key = P .. 'position:ledger:' .. o.symbol
+  local amt = redis.call('HGET', key, 'position_amt')
+  if not amt then return end
+  local q = math.abs(num(amt))
+  local dq = num(o.qty)
+  local left = q - dq
+  if left <= math.max(q, dq) * 1e-9 then
+    redis.call('DEL', key)
+    redis.call('SREM', P .. 'governor:ledger', o.symbol)
+    slot_release(o.symbol)
+  else
+    local sign = (redis.call('HGET', key, 'side') == 'SHORT') and -1 or 1
+    redis.call('HSET', key, 'position_amt', fmt(sign * left))
+  end
+end
+op.prune_opens = function(o)
+  redis.call('ZREMRANGEBYSCORE', P .. 'governor:opens', '-inf', o.before)
+end
+op.mark_result_applied = function(o)
+  redis.call('SET', P .. 'governor:result:' .. o.plan_id, '1', 'EX', 604800)
+end
+op.emit = function(o)
+  xadd('stream:governor.events', o.fields, 100000)
+end
+
+for _, o in ipairs(req.ops) do
+  local apply = op[o.op]
+  if not apply then return redis.error_reply('unknown op ' .. tostring(o.op)) end
+  apply(o)
+end
+return {1, fence}

@@ -1,0 +1,645 @@
+//! The Redis state store: the deployment's keys (CONTRACT.md) under a configurable prefix, a
+//! read script that gathers a snapshot in one round trip, and one commit script that checks
+//! every guard before its first write and then applies every effect, atomically. Scripts are
+//! loaded once and called with EVALSHA (redis-rs reloads them after NOSCRIPT).
+//!
+//! The connection is synchronous and re-established on the next call after a failure; while
+//! Redis is unreachable every call answers [`StoreError`], so nothing is committed and nothing
+//! is acknowledged.
+
+pub mod ops;
+
+use super::memory::{BlockRecord, DeadLetter, StoreState};
+use super::{StateStore, StoreError};
+use crate::governor::MarketInputs;
+use governor_core::book::{Book, ExitLock, LedgerPosition, Reservation, RotationLock};
+use governor_core::decide::Decision;
+use governor_core::effects::{Effect, Guard, GuardFailed, Permit};
+use governor_core::expiry::expire;
+use governor_core::plan::parse_decimal;
+use governor_core::results::{settle, ExecutionResult, Settlement};
+use governor_core::snapshot::{CapitalState, DecisionRecord, Policy, Snapshot};
+use governor_core::time::Timestamp;
+use governor_core::types::{PlanId, Side, Symbol, TradingState};
+use governor_core::Plan;
+use ops::OpContext;
+use serde_json::Value;
+use std::sync::Mutex;
+
+const READ_LUA: &str = include_str!("lua/read.lua");
+const COMMIT_LUA: &str = include_str!("lua/commit.lua");
+
+/// The Redis store.
+pub struct RedisStore {
+    client: redis::Client,
+    conn: Mutex<Option<redis::Connection>>,
+    prefix: String,
+    block_ttl_secs: u64,
+    governor_id: String,
+    read: redis::Script,
+    commit: redis::Script,
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+/// Reads the kill switch the way the commit script does: unreadable means HALTED.
+pub fn trading_state_of(raw: Option<&str>) -> TradingState {
+    match raw {
+        None => TradingState::Active,
+        Some(v) => TradingState::parse_kill_key(v).unwrap_or(TradingState::Halted),
+    }
+}
+
+fn flat_pairs(v: &Value) -> Vec<(String, String)> {
+    let items = v.as_array().map(Vec::as_slice).unwrap_or_default();
+    items
+        .chunks(2)
+        .filter_map(|c| {
+            Some((
+                c.first()?.as_str()?.to_owned(),
+                c.get(1)?.as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+fn text(v: &Value) -> Option<&str> {
+    v.as_str()
+}
+
+fn ledger_position(
+    symbol: &str,
+    fields: &[(String, String)],
+) -> Result<LedgerPosition, StoreError> {
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| err(format!("position:ledger:{symbol} has no `{name}`")))
+    };
+    let number = |name: &str| {
+        let raw = get(name)?;
+        parse_decimal(raw)
+            .map_err(|e| err(format!("position:ledger:{symbol} `{name}` = {raw:?}: {e}")))
+    };
+    let side = match get("side")? {
+        "LONG" => Side::Long,
+        "SHORT" => Side::Short,
+        other => return Err(err(format!("position:ledger:{symbol} `side` = {other:?}"))),
+    };
+    let entry_score = match fields.iter().find(|(k, _)| k == "entry_score") {
+        Some((_, v)) => Some(
+            parse_decimal(v)
+                .map_err(|e| err(format!("position:ledger:{symbol} entry_score: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(LedgerPosition {
+        side,
+        qty: number("position_amt")?.abs(),
+        entry_price: number("entry_price")?,
+        leverage: number("leverage")? as u32,
+        opened_at: Timestamp(number("opened_at")? as i64),
+        entry_score,
+    })
+}
+
+/// Keys with their string values.
+type KeyValues = Vec<(String, String)>;
+
+/// What the read script returns, parsed.
+struct Read {
+    trading_state: TradingState,
+    policy: Policy,
+    prior: Option<DecisionRecord>,
+    book: Book,
+    capital: CapitalState,
+}
+
+impl RedisStore {
+    /// Connects lazily to `url`; keys start with `prefix`. `governor_id` goes into every
+    /// decision stream entry.
+    pub fn open(
+        url: &str,
+        prefix: &str,
+        block_ttl_secs: u64,
+        governor_id: &str,
+    ) -> Result<Self, StoreError> {
+        Ok(RedisStore {
+            client: redis::Client::open(url).map_err(err)?,
+            conn: Mutex::new(None),
+            prefix: prefix.to_owned(),
+            block_ttl_secs,
+            governor_id: governor_id.to_owned(),
+            read: redis::Script::new(READ_LUA),
+            commit: redis::Script::new(COMMIT_LUA),
+        })
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `prefix + suffix`.
+    pub fn key(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.prefix)
+    }
+
+    /// Runs `f` on the connection, connecting first if needed; a failure drops the connection
+    /// so the next call reconnects.
+    pub fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            let conn = self
+                .client
+                .get_connection_with_timeout(std::time::Duration::from_secs(2))
+                .map_err(err)?;
+            *slot = Some(conn);
+        }
+        let conn = slot.as_mut().expect("connected above");
+        match f(conn) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                if e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_timeout()
+                    || e.is_connection_refusal()
+                {
+                    *slot = None;
+                }
+                Err(err(e))
+            }
+        }
+    }
+
+    fn read_state(&self, plan_id: &str, symbol: &str, now: Timestamp) -> Result<Read, StoreError> {
+        let raw: String = self.with_conn(|c| {
+            self.read
+                .arg(&self.prefix)
+                .arg(plan_id)
+                .arg(symbol)
+                .arg(now.millis())
+                .invoke(c)
+        })?;
+        let v: Value = serde_json::from_str(&raw).map_err(err)?;
+        let json_of = |what: &str, s: &str| -> Result<Value, StoreError> {
+            serde_json::from_str(s).map_err(|e| err(format!("{what}: {e}")))
+        };
+        let mut book = Book::default();
+        for (id, json) in flat_pairs(&v["reservations"]) {
+            let r: Reservation =
+                serde_json::from_str(&json).map_err(|e| err(format!("reservation {id}: {e}")))?;
+            book.reservations
+                .insert(PlanId::parse(&id).map_err(err)?, r);
+        }
+        for (id, json) in flat_pairs(&v["rotations"]) {
+            let r: RotationLock =
+                serde_json::from_str(&json).map_err(|e| err(format!("rotation {id}: {e}")))?;
+            book.rotations.insert(PlanId::parse(&id).map_err(err)?, r);
+        }
+        for item in v["ledger"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let symbol = item[0].as_str().unwrap_or_default();
+            let pos = ledger_position(symbol, &flat_pairs(&item[1]))?;
+            book.positions
+                .insert(Symbol::parse(symbol).map_err(err)?, pos);
+        }
+        for item in v["exit_locks"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let (Some(symbol), Some(holder), Some(pttl)) =
+                (item[0].as_str(), item[1].as_str(), item[2].as_i64())
+            else {
+                continue;
+            };
+            let expires_at = if pttl < 0 {
+                Timestamp(i64::MAX)
+            } else {
+                Timestamp(now.millis() + pttl)
+            };
+            book.exit_locks.insert(
+                Symbol::parse(symbol).map_err(err)?,
+                ExitLock {
+                    holder: PlanId::parse(holder).map_err(err)?,
+                    expires_at,
+                    fence: 0,
+                },
+            );
+        }
+        for (symbol, at) in flat_pairs(&v["cooldown"]) {
+            let at: i64 = at.parse().map_err(err)?;
+            book.last_open_at
+                .insert(Symbol::parse(&symbol).map_err(err)?, Timestamp(at));
+        }
+        let mut opens: Vec<Timestamp> = flat_pairs(&v["opens"])
+            .into_iter()
+            .filter_map(|(_, score)| score.parse::<f64>().ok().map(|s| Timestamp(s as i64)))
+            .collect();
+        opens.sort();
+        book.open_times = opens;
+        book.reservation_seq = text(&v["seq"]).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let prior = match text(&v["decision"]) {
+            Some(s) => {
+                Some(serde_json::from_str(s).map_err(|e| err(format!("decision record: {e}")))?)
+            }
+            None => None,
+        };
+        let mut capital = CapitalState {
+            portfolio_usdt: text(&v["capital"]).and_then(|s| parse_decimal(s).ok()),
+            ..CapitalState::default()
+        };
+        if let Some(alloc) = text(&v["allocation"]) {
+            let pct = json_of("capital allocation", alloc)?["allocation_pct"].as_f64();
+            if let (Some(p), Ok(sym)) = (pct.filter(|p| p.is_finite()), Symbol::parse(symbol)) {
+                capital.allocation_pct.insert(sym, p);
+            }
+        }
+        Ok(Read {
+            trading_state: trading_state_of(text(&v["kill"])),
+            policy: Policy::from_field(text(&v["universe"])),
+            prior,
+            book,
+            capital,
+        })
+    }
+
+    /// Runs the commit script: `Ok(Ok(fence))`, or `Ok(Err(index))` of the failed guard.
+    fn run_commit(
+        &self,
+        guards: &[Guard],
+        effects: &[Effect],
+        now: Timestamp,
+    ) -> Result<Result<u64, usize>, StoreError> {
+        let ctx = OpContext {
+            now,
+            block_ttl_secs: self.block_ttl_secs,
+            governor_id: &self.governor_id,
+        };
+        let req = serde_json::json!({
+            "now": now.millis(),
+            "guards": guards.iter().map(ops::guard).collect::<Vec<_>>(),
+            "ops": effects.iter().map(|e| ops::op(e, &ctx)).collect::<Vec<_>>(),
+        });
+        let (ok, value): (i64, u64) =
+            self.with_conn(|c| self.commit.arg(&self.prefix).arg(req.to_string()).invoke(c))?;
+        Ok(if ok == 1 {
+            Ok(value)
+        } else {
+            Err(value as usize - 1)
+        })
+    }
+
+    fn expire_now(&self, book: &Book, now: Timestamp) -> Result<(), StoreError> {
+        for item in expire(book, now) {
+            // A failed guard means another sweeper, or a result, handled this item first.
+            let _handled_elsewhere = self.run_commit(&item.guards, &item.effects, now)?;
+        }
+        Ok(())
+    }
+
+    /// Sets the kill switch (`quantum:kill`), as an operator does.
+    pub fn set_trading_state(&self, state: TradingState) -> Result<(), StoreError> {
+        self.with_conn(|c| {
+            redis::cmd("SET")
+                .arg(self.key("kill"))
+                .arg(state.as_str())
+                .query(c)
+        })
+    }
+
+    /// Sets the policy universe (`quantum:policy:current` / `universe_symbols`), raw text; `None`
+    /// deletes it.
+    pub fn set_policy_universe(&self, raw: Option<&str>) -> Result<(), StoreError> {
+        let key = self.key("policy:current");
+        self.with_conn(|c| match raw {
+            Some(r) => redis::cmd("HSET")
+                .arg(&key)
+                .arg("universe_symbols")
+                .arg(r)
+                .query(c),
+            None => redis::cmd("DEL").arg(&key).query(c),
+        })
+    }
+
+    /// Writes a ledger position as the executor does (`quantum:position:ledger:{symbol}`).
+    pub fn put_ledger_position(
+        &self,
+        symbol: &Symbol,
+        p: &LedgerPosition,
+    ) -> Result<(), StoreError> {
+        let fill = Effect::FillOpen {
+            plan_id: PlanId::parse("operator").expect("valid"),
+            symbol: symbol.clone(),
+            fill: p.clone(),
+        };
+        self.run_commit(
+            &[],
+            &[
+                Effect::ReducePosition {
+                    symbol: symbol.clone(),
+                    qty: f64::MAX,
+                },
+                fill,
+            ],
+            Timestamp(0),
+        )?
+        .map(drop)
+        .map_err(|_| err("no guard can fail here"))
+    }
+
+    /// The whole state read back (for tests, `explain` and operators' tools).
+    pub fn state(&self, now: Timestamp) -> Result<StoreState, StoreError> {
+        let read = self.read_state("-", "-", now)?;
+        let p = self.prefix.clone();
+        let [decisions, permits, blocks, counts]: [KeyValues; 4] = self.with_conn(|c| {
+            let scan = |c: &mut redis::Connection,
+                        pattern: String|
+             -> redis::RedisResult<Vec<(String, String)>> {
+                let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(c)?;
+                let mut out = Vec::new();
+                for k in keys {
+                    let v: Option<String> = redis::cmd("GET").arg(&k).query(c)?;
+                    if let Some(v) = v {
+                        out.push((k, v));
+                    }
+                }
+                Ok(out)
+            };
+            Ok([
+                scan(c, format!("{p}governor:decision:*"))?,
+                scan(c, format!("{p}permit:*"))?,
+                scan(c, format!("{p}governor:block:*"))?,
+                scan(c, format!("{p}governor:permits_granted:*"))?,
+            ])
+        })?;
+        let mut st = StoreState {
+            trading_state: read.trading_state,
+            policy_universe: match &read.policy {
+                Policy::Missing => None,
+                _ => self.with_conn(|c| {
+                    redis::cmd("HGET")
+                        .arg(self.key("policy:current"))
+                        .arg("universe_symbols")
+                        .query(c)
+                })?,
+            },
+            capital: read.capital,
+            book: read.book,
+            ..StoreState::default()
+        };
+        let id_of = |k: &str, pre: &str| PlanId::parse(&k[p.len() + pre.len()..]).map_err(err);
+        for (k, v) in decisions {
+            let r: DecisionRecord = serde_json::from_str(&v).map_err(err)?;
+            st.decisions.insert(id_of(&k, "governor:decision:")?, r);
+        }
+        for (k, v) in permits {
+            let permit: Permit = serde_json::from_str(&v).map_err(err)?;
+            // Redis expires permits on its own clock; at `now` a lapsed one is gone already.
+            if permit.expires_at > now {
+                st.permits.insert(id_of(&k, "permit:")?, permit);
+            }
+        }
+        for (k, v) in blocks {
+            let b: Value = serde_json::from_str(&v).map_err(err)?;
+            let reason = serde_json::from_value(b["reason"].clone()).map_err(err)?;
+            st.blocks.insert(
+                id_of(&k, "governor:block:")?,
+                BlockRecord {
+                    reason,
+                    detail: b["detail"].as_str().unwrap_or_default().to_owned(),
+                    ts: Timestamp(b["ts"].as_i64().unwrap_or_default()),
+                    expires_at: Timestamp(i64::MAX),
+                },
+            );
+        }
+        for (k, v) in counts {
+            st.permits_granted.insert(
+                id_of(&k, "governor:permits_granted:")?,
+                v.parse().unwrap_or(0),
+            );
+        }
+        st.events = self
+            .read_stream("stream:governor.events")?
+            .into_iter()
+            .map(|f| {
+                let get = |n: &str| {
+                    f.iter()
+                        .find(|(k, _)| k == n)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default()
+                };
+                governor_core::effects::Event {
+                    event: event_name(&get("event")),
+                    plan_id: get("plan_id"),
+                    symbol: get("symbol"),
+                    ts: Timestamp(get("ts").parse().unwrap_or(0)),
+                    fields: Vec::new(),
+                }
+            })
+            .collect();
+        st.published = self
+            .read_stream("stream:apply.plan")?
+            .into_iter()
+            .filter(|f| {
+                f.iter()
+                    .any(|(k, v)| k == "rotation_trigger" && v == "true")
+            })
+            .collect();
+        for f in self.read_stream("stream:governor.deadletter")? {
+            let error = f
+                .iter()
+                .find(|(k, _)| k == "error")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            st.dead_letters.push(DeadLetter {
+                fields: f
+                    .into_iter()
+                    .filter(|(k, _)| k != "error" && k != "dead_lettered_at")
+                    .collect(),
+                error,
+                ts: now,
+            });
+        }
+        for f in self.read_stream("stream:governor.decisions")? {
+            let id = f
+                .iter()
+                .find(|(k, _)| k == "plan_id")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            if let Some(r) = PlanId::parse(&id).ok().and_then(|id| st.decisions.get(&id)) {
+                let verdict = f
+                    .iter()
+                    .find(|(k, _)| k == "verdict")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                let mut r = r.clone();
+                r.verdict = serde_json::from_value(Value::String(verdict)).map_err(err)?;
+                st.decision_log.push(r);
+            }
+        }
+        Ok(st)
+    }
+
+    /// Every entry of a stream, oldest first, as field pairs.
+    pub fn read_stream(&self, suffix: &str) -> Result<Vec<Vec<(String, String)>>, StoreError> {
+        let key = self.key(suffix);
+        let reply: redis::streams::StreamRangeReply =
+            self.with_conn(|c| redis::cmd("XRANGE").arg(&key).arg("-").arg("+").query(c))?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .map(|entry| {
+                let mut fields: Vec<(String, String)> = entry
+                    .map
+                    .into_iter()
+                    .filter_map(|(k, v)| redis::from_redis_value::<String>(&v).ok().map(|v| (k, v)))
+                    .collect();
+                fields.sort_by_key(|(k, _)| field_order(k));
+                fields
+            })
+            .collect())
+    }
+}
+
+/// Stream entries come back as a map: put the plan fields in a readable, stable order.
+fn field_order(k: &str) -> (usize, String) {
+    const FIRST: [&str; 5] = ["event", "plan_id", "symbol", "action", "decision"];
+    (
+        FIRST.iter().position(|f| *f == k).unwrap_or(FIRST.len()),
+        k.to_owned(),
+    )
+}
+
+/// Event names are static in the core; map what the stream holds back onto them.
+fn event_name(raw: &str) -> &'static str {
+    const NAMES: [&str; 8] = [
+        "PLAN_ALLOWED",
+        "PLAN_BLOCKED",
+        "ROTATION_LOCK_CREATED",
+        "ROTATION_COMPLETE",
+        "ROTATION_TIMEOUT",
+        "TRADING_STATE_CHANGED",
+        "RECONCILE_DRIFT",
+        "RESERVATION_EXPIRED",
+    ];
+    NAMES
+        .iter()
+        .find(|n| **n == raw)
+        .copied()
+        .unwrap_or("UNKNOWN")
+}
+
+impl StateStore for RedisStore {
+    fn snapshot(
+        &self,
+        plan: &Plan,
+        inputs: &MarketInputs,
+        now: Timestamp,
+    ) -> Result<Snapshot, StoreError> {
+        let mut read = self.read_state(plan.plan_id.as_str(), plan.symbol.as_str(), now)?;
+        let stale = read.book.reservations.values().any(|r| r.expires_at <= now)
+            || read.book.rotations.values().any(|r| r.expires_at <= now);
+        if stale {
+            self.expire_now(&read.book, now)?;
+            read = self.read_state(plan.plan_id.as_str(), plan.symbol.as_str(), now)?;
+        }
+        Ok(Snapshot {
+            trading_state: read.trading_state,
+            policy: read.policy,
+            prior: read.prior,
+            book: read.book,
+            exchange: inputs.exchange.clone(),
+            market: inputs.market.clone(),
+            capital: read.capital,
+        })
+    }
+
+    fn commit(
+        &self,
+        decision: &Decision,
+        now: Timestamp,
+    ) -> Result<Result<u64, GuardFailed>, StoreError> {
+        let mut effects = Vec::with_capacity(decision.effects.len() + 1);
+        effects.push(Effect::Record(decision.committed_record()));
+        effects.extend(decision.effects.iter().cloned());
+        Ok(self
+            .run_commit(&decision.guards, &effects, now)?
+            .map_err(|i| GuardFailed(decision.guards[i].clone())))
+    }
+
+    fn settle(
+        &self,
+        result: &ExecutionResult,
+        default_leverage: u32,
+        now: Timestamp,
+    ) -> Result<Settlement, StoreError> {
+        let read = self.read_state("-", result.symbol.as_str(), now)?;
+        let settlement = settle(result, &read.book, false, default_leverage, now);
+        match self.run_commit(&settlement.guards, &settlement.effects, now)? {
+            Ok(_) => Ok(settlement),
+            Err(_) => Ok(settle(result, &read.book, true, default_leverage, now)),
+        }
+    }
+
+    fn expire(&self, now: Timestamp) -> Result<(), StoreError> {
+        let read = self.read_state("-", "-", now)?;
+        self.expire_now(&read.book, now)
+    }
+
+    fn dead_letter(
+        &self,
+        fields: &[(String, String)],
+        error: String,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let key = self.key("stream:governor.deadletter");
+        self.with_conn(|c| {
+            let mut cmd = redis::cmd("XADD");
+            cmd.arg(&key).arg("MAXLEN").arg("~").arg(100_000).arg("*");
+            for (k, v) in fields
+                .iter()
+                .filter(|(k, _)| k != "error" && k != "dead_lettered_at")
+            {
+                cmd.arg(k).arg(v);
+            }
+            cmd.arg("error")
+                .arg(&error)
+                .arg("dead_lettered_at")
+                .arg(now.millis());
+            cmd.query::<String>(c).map(drop)
+        })
+    }
+
+    fn take_permit(&self, plan_id: &PlanId, now: Timestamp) -> Result<Option<Permit>, StoreError> {
+        let key = self.key(&format!("permit:{plan_id}"));
+        let raw: Option<String> = self.with_conn(|c| redis::cmd("GETDEL").arg(&key).query(c))?;
+        let Some(raw) = raw else { return Ok(None) };
+        let permit: Permit =
+            serde_json::from_str(&raw).map_err(|e| err(format!("permit {plan_id}: {e}")))?;
+        Ok((permit.expires_at > now).then_some(permit))
+    }
+
+    fn rotation_plan(&self, pending: &PlanId) -> Result<Option<Plan>, StoreError> {
+        let key = self.key("governor:rotations");
+        let raw: Option<String> =
+            self.with_conn(|c| redis::cmd("HGET").arg(&key).arg(pending.as_str()).query(c))?;
+        raw.map(|r| {
+            serde_json::from_str::<RotationLock>(&r)
+                .map(|l| l.pending)
+                .map_err(err)
+        })
+        .transpose()
+    }
+}

@@ -1,0 +1,188 @@
+//! Guards and effects as the Lua commit script reads them: flat JSON objects whose numbers
+//! are either small integers (times in ms, counts) or decimal text Rust already checked, and
+//! whose records are pre-rendered JSON the script stores as they are.
+
+use governor_core::effects::{Effect, Guard};
+use governor_core::snapshot::DecisionRecord;
+use governor_core::time::Timestamp;
+use serde_json::{json, Value};
+
+/// How long decision records and applied-result markers are kept (7 days).
+pub const RECORD_TTL_SECS: u64 = 7 * 86_400;
+
+/// What the encoding needs besides the effect itself.
+pub struct OpContext<'a> {
+    /// Decision time: TTLs are `expires_at - now`.
+    pub now: Timestamp,
+    /// Lifetime of block records.
+    pub block_ttl_secs: u64,
+    /// Written into every decision stream entry.
+    pub governor_id: &'a str,
+}
+
+fn ttl_ms(expires_at: Timestamp, now: Timestamp) -> i64 {
+    (expires_at.millis() - now.millis()).max(1)
+}
+
+/// A guard for the Lua script.
+pub fn guard(g: &Guard) -> Value {
+    match g {
+        Guard::Undecided(id) => json!({"guard": "undecided", "plan_id": id}),
+        Guard::RotationSlotHeld(id) => json!({"guard": "rotation_slot_held", "plan_id": id}),
+        Guard::TradingStateIs(s) => json!({"guard": "trading_state_is", "state": s.as_str()}),
+        Guard::SlotAvailable {
+            symbol,
+            side,
+            desired,
+            unledgered,
+        } => json!({
+            "guard": "slot_available", "symbol": symbol, "side": side.as_str(),
+            "desired": desired, "unledgered": unledgered,
+        }),
+        Guard::ExitLockFree { symbol, holder } => {
+            json!({"guard": "exit_lock_free", "symbol": symbol, "holder": holder})
+        }
+        Guard::CooldownClear { symbol, since } => {
+            json!({"guard": "cooldown_clear", "symbol": symbol, "since": since.millis()})
+        }
+        Guard::OpensBelow { since, limit } => {
+            json!({"guard": "opens_below", "since": since.millis(), "limit": limit})
+        }
+        Guard::NoReservationSince(seq) => json!({"guard": "no_reservation_since", "seq": seq}),
+        Guard::ReservationExists(id) => json!({"guard": "reservation_exists", "plan_id": id}),
+        Guard::RotationExists(id) => json!({"guard": "rotation_exists", "plan_id": id}),
+        Guard::ResultNotApplied(id) => json!({"guard": "result_not_applied", "plan_id": id}),
+    }
+}
+
+/// The decisions stream entry of a record (CONTRACT.md).
+pub fn decision_fields(r: &DecisionRecord, governor_id: &str) -> Vec<String> {
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    [
+        ("plan_id", r.plan_id.to_string()),
+        ("symbol", r.symbol.to_string()),
+        ("action", r.action.clone()),
+        ("verdict", r.verdict.as_str().to_owned()),
+        ("reason", opt(r.reason.map(|x| x.code().to_owned()))),
+        ("qty", opt(r.qty.map(|q| q.to_string()))),
+        ("regime", opt(r.regime.clone())),
+        ("desired_slots", opt(r.desired_slots.map(|d| d.to_string()))),
+        (
+            "occupied_slots",
+            opt(r.occupied_slots.map(|d| d.to_string())),
+        ),
+        ("trace", r.trace.clone()),
+        ("ts", r.decided_at.millis().to_string()),
+        ("governor_id", governor_id.to_owned()),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_owned(), v])
+    .collect()
+}
+
+/// An effect for the Lua script.
+pub fn op(e: &Effect, ctx: &OpContext<'_>) -> Value {
+    let now = ctx.now;
+    match e {
+        Effect::Record(r) => json!({
+            "op": "record", "plan_id": r.plan_id,
+            "json": serde_json::to_string(r).expect("a record serializes"),
+            "ttl_secs": RECORD_TTL_SECS,
+            "fields": decision_fields(r, ctx.governor_id),
+        }),
+        Effect::Reserve {
+            plan_id,
+            reservation,
+        } => json!({
+            "op": "reserve", "plan_id": plan_id, "symbol": reservation.symbol,
+            "side": reservation.side.as_str(),
+            "json": serde_json::to_string(reservation).expect("a reservation serializes"),
+            "notional_micro": (reservation.notional * 1e6).round() as i64,
+        }),
+        Effect::WritePermit(p) => json!({
+            "op": "write_permit", "plan_id": p.plan_id,
+            "json": serde_json::to_string(p).expect("a permit serializes"),
+            "ttl_ms": ttl_ms(p.expires_at, now),
+        }),
+        Effect::WriteBlock {
+            plan_id,
+            reason,
+            detail,
+        } => json!({
+            "op": "write_block", "plan_id": plan_id,
+            "json": json!({"reason": reason.code(), "detail": detail, "ts": now.millis()}).to_string(),
+            "ttl_secs": ctx.block_ttl_secs,
+        }),
+        Effect::TakeExitLock {
+            symbol,
+            holder,
+            expires_at,
+        } => json!({
+            "op": "take_exit_lock", "symbol": symbol, "holder": holder, "ttl_ms": ttl_ms(*expires_at, now),
+        }),
+        Effect::ReleaseExitLock { symbol, holder } => {
+            json!({"op": "release_exit_lock", "symbol": symbol, "holder": holder})
+        }
+        Effect::CountOpen {
+            plan_id,
+            symbol,
+            at,
+        } => {
+            json!({"op": "count_open", "symbol": symbol, "at": at.millis(), "member": plan_id})
+        }
+        Effect::StartRotation(lock) => json!({
+            "op": "start_rotation", "plan_id": lock.pending.plan_id,
+            "json": serde_json::to_string(lock).expect("a rotation serializes"),
+            "lock_json": json!({
+                "new_symbol": lock.pending.symbol, "new_plan_id": lock.pending.plan_id,
+                "close_symbol": lock.close_symbol, "close_plan_id": lock.close_plan_id,
+                "created_at": lock.created_at.millis(),
+            }).to_string(),
+            "ttl_ms": ttl_ms(lock.expires_at, now),
+        }),
+        Effect::HoldRotationSlot { pending_plan_id } => {
+            json!({"op": "hold_rotation_slot", "plan_id": pending_plan_id})
+        }
+        Effect::EndRotation { pending_plan_id } => {
+            json!({"op": "end_rotation", "plan_id": pending_plan_id})
+        }
+        Effect::PublishPlan(fields) => json!({
+            "op": "publish_plan",
+            "fields": fields.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect::<Vec<_>>(),
+        }),
+        Effect::SetTradingState { to, .. } => json!({"op": "set_trading_state", "to": to.as_str()}),
+        Effect::FillOpen { symbol, fill, .. } => json!({
+            "op": "fill_open", "symbol": symbol, "side": fill.side.as_str(),
+            "qty": fill.qty.to_string(), "price": fill.entry_price.to_string(),
+            "leverage": fill.leverage.to_string(), "opened_at": fill.opened_at.millis().to_string(),
+            "entry_score": fill.entry_score.map(|s| s.to_string()),
+        }),
+        Effect::ReleaseReservation { plan_id } => {
+            json!({"op": "release_reservation", "plan_id": plan_id})
+        }
+        Effect::ReducePosition { symbol, qty } => {
+            json!({"op": "reduce_position", "symbol": symbol, "qty": qty.to_string()})
+        }
+        Effect::PruneOpens { before } => json!({"op": "prune_opens", "before": before.millis()}),
+        Effect::MarkResultApplied { plan_id } => {
+            json!({"op": "mark_result_applied", "plan_id": plan_id})
+        }
+        Effect::Emit(ev) => {
+            let mut fields = vec![
+                "event".to_owned(),
+                ev.event.to_owned(),
+                "plan_id".to_owned(),
+                ev.plan_id.clone(),
+                "symbol".to_owned(),
+                ev.symbol.clone(),
+                "ts".to_owned(),
+                ev.ts.millis().to_string(),
+            ];
+            for (k, v) in &ev.fields {
+                fields.push((*k).to_owned());
+                fields.push(v.clone());
+            }
+            json!({"op": "emit", "fields": fields})
+        }
+    }
+}
