@@ -10,8 +10,10 @@ pub mod evaluate;
 pub mod exchange;
 pub mod governor;
 pub mod journal;
+pub mod logfmt;
 pub mod market_data;
 pub mod replay;
+pub mod service;
 pub mod state_file;
 pub mod store;
 

@@ -51,6 +51,32 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// The service on Redis: governor workers in the `governor` consumer group, the result
+    /// monitor, the sweeper and the reconciler (paper exchange on recorded data).
+    Serve {
+        /// The Redis URL, e.g. redis://127.0.0.1:6379/.
+        #[arg(long)]
+        redis: String,
+        /// A TOML config file (environment variables override it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where positions, equity and prices come from: `paper` (recorded data on the wall
+        /// clock). `binance` comes with the Binance adapter.
+        #[arg(long, default_value = "paper")]
+        exchange: String,
+        /// Recorded klines for paper mode.
+        #[arg(long, default_value = "data/klines")]
+        data: PathBuf,
+        /// Paper account capital in USDT.
+        #[arg(long, default_value_t = 13_661.0)]
+        capital: f64,
+        /// Plan workers in this process (each with its own connections).
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// This process's name in the consumer groups (default: quantum-governor-<pid>).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Decide one plan (JSON object of plan fields) against a state file; prints the decision
     /// and its trace as JSON. Commits nothing.
     Evaluate {
@@ -103,6 +129,35 @@ fn config_or_exit(file: Option<&Path>) -> anyhow::Result<Result<Config, ExitCode
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve {
+            redis,
+            config,
+            exchange,
+            data,
+            capital,
+            workers,
+            name,
+        } => {
+            let cfg = match config_or_exit(config.as_deref())? {
+                Ok(cfg) => cfg,
+                Err(code) => return Ok(code),
+            };
+            if exchange != "paper" {
+                anyhow::bail!("--exchange {exchange}: only `paper` is available in this build (the Binance adapter is not built yet)");
+            }
+            if !(capital.is_finite() && capital > 0.0) || workers == 0 {
+                anyhow::bail!("--capital must be a finite number above 0 and --workers at least 1");
+            }
+            let opts = quantum_governor::service::ServeOptions {
+                redis_url: redis,
+                data_dir: data,
+                capital,
+                workers,
+                name: name.unwrap_or_else(|| format!("quantum-governor-{}", std::process::id())),
+            };
+            quantum_governor::service::serve(&cfg, &opts)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Replay {
             data,
             config,

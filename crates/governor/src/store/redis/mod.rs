@@ -309,6 +309,52 @@ impl RedisStore {
         Ok(())
     }
 
+    /// The ledger as the executor wrote it (for the exchange mirror and the reconciler).
+    pub fn ledger(
+        &self,
+        now: Timestamp,
+    ) -> Result<std::collections::BTreeMap<Symbol, LedgerPosition>, StoreError> {
+        Ok(self.read_state("-", "-", now)?.book.positions)
+    }
+
+    /// Deletes a ledger position (the reconciler's release of a phantom).
+    pub fn remove_ledger_position(&self, symbol: &Symbol, qty: f64) -> Result<(), StoreError> {
+        let reduce = Effect::ReducePosition {
+            symbol: symbol.clone(),
+            qty,
+        };
+        self.run_commit(&[], &[reduce], Timestamp(0))?
+            .map(drop)
+            .map_err(|_| err("no guard can fail here"))
+    }
+
+    /// Publishes an event on the events stream (reconciler drift, operator changes).
+    pub fn emit(&self, event: &governor_core::effects::Event) -> Result<(), StoreError> {
+        self.run_commit(&[], &[Effect::Emit(event.clone())], event.ts)?
+            .map(drop)
+            .map_err(|_| err("no guard can fail here"))
+    }
+
+    /// Writes the dashboard views (`slots:available`, `slots:desired`, `slots:regime`).
+    pub fn set_views(&self, desired: u32, occupied: u32, regime: &str) -> Result<(), StoreError> {
+        self.with_conn(|c| {
+            redis::pipe()
+                .cmd("SET")
+                .arg(self.key("slots:desired"))
+                .arg(desired)
+                .ignore()
+                .cmd("SET")
+                .arg(self.key("slots:available"))
+                .arg(desired.saturating_sub(occupied))
+                .ignore()
+                .cmd("SET")
+                .arg(self.key("slots:regime"))
+                .arg(regime)
+                .ignore()
+                .query(c)
+        })
+    }
+
     /// Sets the kill switch (`quantum:kill`), as an operator does.
     pub fn set_trading_state(&self, state: TradingState) -> Result<(), StoreError> {
         self.with_conn(|c| {

@@ -1,0 +1,91 @@
+//! One-line logfmt records on stdout, with the grep tokens the deployment already uses
+//! (CONTRACT.md): `BLOCKED plan= symbol= reason=`, `ACTIVE_SLOTS_ALLOW symbol= score= slots=N/M`,
+//! `BLOCKED_SLOTS_FULL …`. Values are quoted when they hold spaces; secrets are never passed in.
+
+use governor_core::snapshot::{DecisionRecord, VerdictKind};
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+fn value(v: &str) -> String {
+    if v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == '"' || c == '=') {
+        format!("{v:?}")
+    } else {
+        v.to_owned()
+    }
+}
+
+/// Writes `TOKEN k=v k=v …` as one line.
+pub fn line(token: &str, fields: &[(&str, String)]) {
+    let mut out = String::from(token);
+    for (k, v) in fields {
+        let _ = write!(out, " {k}={}", value(v));
+    }
+    out.push('\n');
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+}
+
+/// The log line of one decision.
+pub fn decision(r: &DecisionRecord, score: Option<f64>) {
+    let slots = format!(
+        "{}/{}",
+        r.occupied_slots.map_or("-".to_owned(), |o| o.to_string()),
+        r.desired_slots.map_or("-".to_owned(), |d| d.to_string())
+    );
+    let score = score.map_or(String::new(), |s| s.to_string());
+    match (r.verdict, r.reason) {
+        (VerdictKind::Allow, _) if r.action.starts_with("OPEN") => line(
+            "ACTIVE_SLOTS_ALLOW",
+            &[
+                ("symbol", r.symbol.to_string()),
+                ("score", score),
+                ("slots", slots),
+                ("plan", r.plan_id.to_string()),
+            ],
+        ),
+        (VerdictKind::Allow, _) => line(
+            "ALLOWED_CLOSE",
+            &[
+                ("plan", r.plan_id.to_string()),
+                ("symbol", r.symbol.to_string()),
+                ("action", r.action.clone()),
+            ],
+        ),
+        (VerdictKind::Block, Some(reason)) if reason.code() == "slots_full" => line(
+            "BLOCKED_SLOTS_FULL",
+            &[
+                ("symbol", r.symbol.to_string()),
+                ("score", score),
+                ("slots", slots),
+                ("plan", r.plan_id.to_string()),
+            ],
+        ),
+        (VerdictKind::Block, reason) => line(
+            "BLOCKED",
+            &[
+                ("plan", r.plan_id.to_string()),
+                ("symbol", r.symbol.to_string()),
+                (
+                    "reason",
+                    reason.map_or(String::new(), |x| x.code().to_owned()),
+                ),
+                ("detail", r.detail.clone()),
+            ],
+        ),
+        (VerdictKind::Pending, _) => line(
+            "ROTATION_PENDING",
+            &[
+                ("plan", r.plan_id.to_string()),
+                ("symbol", r.symbol.to_string()),
+                ("close_plan", r.detail.clone()),
+            ],
+        ),
+        (VerdictKind::Skip | VerdictKind::Reject, _) => line(
+            "SKIPPED",
+            &[
+                ("plan", r.plan_id.to_string()),
+                ("symbol", r.symbol.to_string()),
+                ("why", r.detail.clone()),
+            ],
+        ),
+    }
+}

@@ -1,0 +1,224 @@
+//! A consumer in a Redis Streams consumer group: read new entries, reclaim the ones a dead
+//! consumer left pending, dead-letter the ones delivered too often, acknowledge what was
+//! handled. Fields are kept in order and with duplicates, as they were written (the strict
+//! parser must see a duplicated field to refuse it).
+
+use crate::store::StoreError;
+use redis::Value;
+
+/// One stream entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// Its stream id.
+    pub id: String,
+    /// Its fields, in order.
+    pub fields: Vec<(String, String)>,
+}
+
+/// What reclaiming found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reclaimed {
+    /// Entries taken over from an idle consumer, to handle again.
+    pub claimed: Vec<Entry>,
+    /// Entries delivered more than the allowed number of times (acknowledged after being
+    /// dead-lettered by the caller), with their delivery counts.
+    pub poisoned: Vec<(Entry, usize)>,
+    /// Ids that were pending but trimmed from the stream before anyone acknowledged them.
+    pub trimmed: Vec<String>,
+}
+
+/// A consumer of one stream in one group, on its own connection.
+pub struct GroupConsumer {
+    client: redis::Client,
+    conn: Option<redis::Connection>,
+    /// The stream key.
+    pub stream: String,
+    /// The group name.
+    pub group: String,
+    /// This consumer's name.
+    pub consumer: String,
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+fn text(v: &Value) -> Option<String> {
+    redis::from_redis_value::<String>(v).ok()
+}
+
+/// Parses `[id, [field, value, …]]`.
+fn entry(v: &Value) -> Option<Entry> {
+    let Value::Array(parts) = v else { return None };
+    let id = text(parts.first()?)?;
+    let fields = match parts.get(1)? {
+        Value::Array(kv) => kv
+            .chunks(2)
+            .filter_map(|c| Some((text(c.first()?)?, text(c.get(1)?)?)))
+            .collect(),
+        _ => return None, // a deleted entry (XCLAIM/XAUTOCLAIM of a trimmed id)
+    };
+    Some(Entry { id, fields })
+}
+
+fn entries(v: &Value) -> Vec<Entry> {
+    match v {
+        Value::Array(items) => items.iter().filter_map(entry).collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl GroupConsumer {
+    /// A consumer (connecting lazily).
+    pub fn new(url: &str, stream: &str, group: &str, consumer: &str) -> Result<Self, StoreError> {
+        Ok(GroupConsumer {
+            client: redis::Client::open(url).map_err(err)?,
+            conn: None,
+            stream: stream.to_owned(),
+            group: group.to_owned(),
+            consumer: consumer.to_owned(),
+        })
+    }
+
+    fn call<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        if self.conn.is_none() {
+            let c = self
+                .client
+                .get_connection_with_timeout(std::time::Duration::from_secs(2))
+                .map_err(err)?;
+            self.conn = Some(c);
+        }
+        let result = cmd.query(self.conn.as_mut().expect("connected above"));
+        if let Err(e) = &result {
+            if e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_timeout()
+                || e.is_connection_refusal()
+            {
+                self.conn = None;
+            }
+        }
+        result.map_err(err)
+    }
+
+    /// Creates the group (and the stream) if missing, reading from the stream's start so that
+    /// nothing published before the first governor started is lost.
+    pub fn ensure_group(&mut self) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("XGROUP");
+        cmd.arg("CREATE")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg("0")
+            .arg("MKSTREAM");
+        match self.call::<()>(&cmd) {
+            Ok(()) => Ok(()),
+            Err(e) if e.0.contains("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// New entries for this consumer, waiting up to `block_ms`.
+    pub fn read(&mut self, count: usize, block_ms: usize) -> Result<Vec<Entry>, StoreError> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(block_ms)
+            .arg("STREAMS")
+            .arg(&self.stream)
+            .arg(">");
+        let reply: Value = self.call(&cmd)?;
+        // [[stream, [entries…]]] or nil on timeout.
+        let Value::Array(streams) = reply else {
+            return Ok(Vec::new());
+        };
+        Ok(streams
+            .iter()
+            .filter_map(|s| match s {
+                Value::Array(parts) => parts.get(1).map(entries),
+                _ => None,
+            })
+            .flatten()
+            .collect())
+    }
+
+    /// Takes over entries idle for more than `min_idle_ms` (a consumer died or hung): those
+    /// delivered more than `max_deliveries` times are returned as poisoned instead.
+    pub fn reclaim(
+        &mut self,
+        min_idle_ms: u64,
+        max_deliveries: usize,
+        count: usize,
+    ) -> Result<Reclaimed, StoreError> {
+        let mut out = Reclaimed::default();
+        let mut pending = redis::cmd("XPENDING");
+        pending
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg("IDLE")
+            .arg(min_idle_ms)
+            .arg("-")
+            .arg("+")
+            .arg(count);
+        let reply: Value = self.call(&pending)?;
+        if let Value::Array(items) = reply {
+            for item in items {
+                let Value::Array(p) = item else { continue };
+                let (Some(id), Some(times)) = (
+                    p.first().and_then(text),
+                    p.get(3)
+                        .and_then(|v| redis::from_redis_value::<usize>(v).ok()),
+                ) else {
+                    continue;
+                };
+                if times >= max_deliveries {
+                    let mut range = redis::cmd("XRANGE");
+                    range.arg(&self.stream).arg(&id).arg(&id);
+                    let found: Value = self.call(&range)?;
+                    match entries(&found).into_iter().next() {
+                        Some(e) => out.poisoned.push((e, times)),
+                        None => out.trimmed.push(id),
+                    }
+                }
+            }
+        }
+        let mut claim = redis::cmd("XAUTOCLAIM");
+        claim
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg(min_idle_ms)
+            .arg("0")
+            .arg("COUNT")
+            .arg(count);
+        let reply: Value = self.call(&claim)?;
+        if let Value::Array(parts) = reply {
+            let poisoned: Vec<&str> = out.poisoned.iter().map(|(e, _)| e.id.as_str()).collect();
+            let claimed: Vec<Entry> = parts.get(1).map(entries).unwrap_or_default();
+            let claimed = claimed
+                .into_iter()
+                .filter(|e| !poisoned.contains(&e.id.as_str()))
+                .collect();
+            out.claimed = claimed;
+            if let Some(Value::Array(deleted)) = parts.get(2) {
+                out.trimmed.extend(deleted.iter().filter_map(text));
+            }
+        }
+        out.trimmed.sort();
+        out.trimmed.dedup();
+        Ok(out)
+    }
+
+    /// Acknowledges handled entries.
+    pub fn ack(&mut self, ids: &[String]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("XACK");
+        cmd.arg(&self.stream).arg(&self.group).arg(ids);
+        self.call::<usize>(&cmd).map(drop)
+    }
+}

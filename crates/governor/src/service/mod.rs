@@ -1,0 +1,192 @@
+//! The service on Redis: governor workers in the `governor` consumer group of the plan stream,
+//! the result monitor in `governor-results`, a sweeper for what expires, and a reconciler that
+//! keeps the ledger equal to the exchange. Each worker has its own connections; any number of
+//! processes can run side by side, the commit guards keep them from overcommitting.
+//!
+//! While Redis is unreachable nothing is acknowledged and nothing is permitted: every worker
+//! logs `STORE_UNAVAILABLE` once, retries, and says `STORE_RECOVERED` when Redis answers again.
+
+pub mod consumer;
+pub mod paper_market;
+pub mod reconcile;
+pub mod workers;
+
+use crate::governor::MarketInputs;
+use governor_core::time::Timestamp;
+
+/// What `serve` needs to start.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// The Redis URL.
+    pub redis_url: String,
+    /// Recorded klines for paper mode.
+    pub data_dir: std::path::PathBuf,
+    /// Paper account capital (USDT).
+    pub capital: f64,
+    /// Plan workers in this process.
+    pub workers: usize,
+    /// This process's name in the consumer groups and the decision stream.
+    pub name: String,
+}
+
+/// Runs the service until the process is stopped. Start-up problems that more time can fix
+/// (Redis not up yet) are retried; bad data or config is an error.
+pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result<()> {
+    use crate::governor::Governor;
+    use crate::store::redis::RedisStore;
+    use std::sync::Arc;
+    let cfg = Arc::new(cfg.clone());
+    let open = |who: &str| -> anyhow::Result<Arc<RedisStore>> {
+        Ok(Arc::new(RedisStore::open(
+            &opts.redis_url,
+            &cfg.key_prefix,
+            cfg.block_ttl_secs,
+            &format!("{}/{who}", opts.name),
+        )?))
+    };
+    let admin = open("admin")?;
+    let keep = 2 * cfg.correlation.window as usize;
+    let inputs: Arc<dyn InputsSource> = Arc::new(paper_market::PaperMarket::load(
+        &opts.data_dir,
+        wall_clock(),
+        opts.capital,
+        admin.clone(),
+        keep,
+    )?);
+    let mut health = workers::Health::default();
+    loop {
+        let toml = cfg.to_toml();
+        match admin.with_conn(|c| {
+            redis::cmd("SET")
+                .arg(admin.key("governor:config"))
+                .arg(&toml)
+                .query::<()>(c)
+        }) {
+            Ok(()) => break,
+            Err(e) => {
+                health.failed("startup", &e);
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        }
+    }
+    let streams = Streams::new(&cfg.key_prefix);
+    crate::logfmt::line(
+        "GOVERNOR_STARTED",
+        &[
+            ("name", opts.name.clone()),
+            ("workers", opts.workers.to_string()),
+            ("prefix", cfg.key_prefix.clone()),
+        ],
+    );
+    let mut handles = Vec::new();
+    for i in 0..opts.workers {
+        let store = open(&format!("w{i}"))?;
+        let mut consumer = consumer::GroupConsumer::new(
+            &opts.redis_url,
+            &streams.plans,
+            PLAN_GROUP,
+            &format!("{}-w{i}", opts.name),
+        )?;
+        while let Err(e) = consumer.ensure_group() {
+            health.failed("startup", &e);
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        let worker = workers::PlanWorker {
+            gov: Governor::new(cfg.clone(), store.clone()),
+            store,
+            consumer,
+            inputs: inputs.clone(),
+            clock: wall_clock,
+            name: format!("{}-w{i}", opts.name),
+            health: workers::Health::default(),
+        };
+        handles.push(std::thread::spawn(move || worker.run()));
+    }
+    let mut results = consumer::GroupConsumer::new(
+        &opts.redis_url,
+        &streams.results,
+        RESULT_GROUP,
+        &format!("{}-results", opts.name),
+    )?;
+    while let Err(e) = results.ensure_group() {
+        health.failed("startup", &e);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let result_worker = workers::ResultWorker {
+        gov: Governor::new(cfg.clone(), open("results")?),
+        consumer: results,
+        inputs: inputs.clone(),
+        clock: wall_clock,
+        health: workers::Health::default(),
+    };
+    handles.push(std::thread::spawn(move || result_worker.run()));
+    let sweeper = open("sweeper")?;
+    handles.push(std::thread::spawn(move || {
+        let mut health = workers::Health::default();
+        loop {
+            match crate::store::StateStore::expire(sweeper.as_ref(), wall_clock()) {
+                Ok(()) => health.ok("sweeper"),
+                Err(e) => health.failed("sweeper", &e),
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }));
+    let reconciler = open("reconciler")?;
+    let leverage = cfg.funds.default_leverage;
+    handles.push(std::thread::spawn(move || {
+        let mut health = workers::Health::default();
+        loop {
+            match workers::reconcile_once(&reconciler, inputs.as_ref(), leverage, wall_clock()) {
+                Ok(_) => health.ok("reconciler"),
+                Err(e) => health.failed("reconciler", &e),
+            }
+            std::thread::sleep(std::time::Duration::from_secs(5));
+        }
+    }));
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(())
+}
+
+/// Where market data and the exchange's view come from.
+pub trait InputsSource: Send + Sync {
+    /// What the world looks like at `now`.
+    fn inputs(&self, now: Timestamp) -> MarketInputs;
+}
+
+/// The wall clock, in ms since the epoch: the service's `now`.
+pub fn wall_clock() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Timestamp(ms)
+}
+
+/// Stream and group names of the contract under a key prefix.
+#[derive(Clone, Debug)]
+pub struct Streams {
+    /// Plans in (and rotation closes out).
+    pub plans: String,
+    /// Execution results in.
+    pub results: String,
+}
+
+impl Streams {
+    /// The contract's streams under `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        Streams {
+            plans: format!("{prefix}stream:apply.plan"),
+            results: format!("{prefix}stream:apply.result"),
+        }
+    }
+}
+
+/// The plan stream's consumer group.
+pub const PLAN_GROUP: &str = "governor";
+/// The result stream's consumer group.
+pub const RESULT_GROUP: &str = "governor-results";
+/// Entries idle this long are taken over from their consumer (well above the slowest decision).
+pub const RECLAIM_IDLE_MS: u64 = 30_000;
+/// An entry delivered this many times is dead-lettered instead of tried again.
+pub const MAX_DELIVERIES: usize = 5;

@@ -1,0 +1,278 @@
+//! The loops of the service: plan workers, the result monitor, the sweeper and the reconciler.
+
+use super::consumer::{Entry, GroupConsumer};
+use super::reconcile::{compare, Drift};
+use super::{InputsSource, MAX_DELIVERIES, RECLAIM_IDLE_MS};
+use crate::governor::{Governor, ResultError, Submission};
+use crate::logfmt;
+use crate::store::redis::RedisStore;
+use crate::store::{StateStore, StoreError};
+use governor_core::effects::Event;
+use governor_core::time::Timestamp;
+use governor_core::types::PlanId;
+use std::sync::Arc;
+
+/// Entries read per batch.
+pub const BATCH: usize = 64;
+
+/// Remembers whether the store was reachable, to log each change of state once.
+#[derive(Default)]
+pub struct Health {
+    down: bool,
+}
+
+impl Health {
+    /// Records a failure (logged the first time).
+    pub fn failed(&mut self, who: &str, e: &StoreError) {
+        if !self.down {
+            logfmt::line(
+                "STORE_UNAVAILABLE",
+                &[("worker", who.to_owned()), ("reason", e.0.clone())],
+            );
+        }
+        self.down = true;
+    }
+
+    /// Records a success (logged after a failure).
+    pub fn ok(&mut self, who: &str) {
+        if self.down {
+            logfmt::line("STORE_RECOVERED", &[("worker", who.to_owned())]);
+        }
+        self.down = false;
+    }
+}
+
+/// What one batch did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchCounts {
+    /// Entries handled and acknowledged.
+    pub acked: usize,
+    /// Entries left pending (store unavailable, or contended): they come back.
+    pub left_pending: usize,
+}
+
+fn dead_letter_poisoned(
+    store: &dyn StateStore,
+    c: &mut GroupConsumer,
+    now: Timestamp,
+) -> Result<Vec<Entry>, StoreError> {
+    let r = c.reclaim(RECLAIM_IDLE_MS, MAX_DELIVERIES, BATCH)?;
+    for (entry, times) in &r.poisoned {
+        store.dead_letter(
+            &entry.fields,
+            format!("delivered {times} times without being handled"),
+            now,
+        )?;
+        c.ack(std::slice::from_ref(&entry.id))?;
+    }
+    for id in &r.trimmed {
+        logfmt::line(
+            "ALERT_TRIMMED_UNACKED",
+            &[("stream", c.stream.clone()), ("id", id.clone())],
+        );
+        store.dead_letter(
+            &[("stream_id".to_owned(), id.clone())],
+            "trimmed from the stream before it was acknowledged".to_owned(),
+            now,
+        )?;
+        c.ack(std::slice::from_ref(id))?;
+    }
+    Ok(r.claimed)
+}
+
+/// A governor worker on the plan stream.
+pub struct PlanWorker {
+    /// The governor (its own store connection).
+    pub gov: Governor,
+    /// The same store, for the views.
+    pub store: Arc<RedisStore>,
+    /// Its consumer in the `governor` group.
+    pub consumer: GroupConsumer,
+    /// Market and exchange.
+    pub inputs: Arc<dyn InputsSource>,
+    /// Its clock.
+    pub clock: fn() -> Timestamp,
+    /// Its name in logs.
+    pub name: String,
+    /// Store health, for the logs.
+    pub health: Health,
+}
+
+impl PlanWorker {
+    /// Reclaims, reads and decides one batch; acknowledges what was decided or dead-lettered.
+    pub fn step(&mut self, block_ms: usize) -> Result<BatchCounts, StoreError> {
+        let now = (self.clock)();
+        let mut batch = dead_letter_poisoned(self.gov.store().as_ref(), &mut self.consumer, now)?;
+        batch.extend(self.consumer.read(BATCH, block_ms)?);
+        let mut counts = BatchCounts::default();
+        if batch.is_empty() {
+            return Ok(counts);
+        }
+        let now = (self.clock)();
+        let inputs = self.inputs.inputs(now);
+        let mut acks = Vec::with_capacity(batch.len());
+        let mut last_view = None;
+        for entry in batch {
+            match self.gov.submit(&entry.fields, &inputs, now) {
+                Submission::Decided { decision, fence } => {
+                    if fence.is_some() {
+                        let score = entry
+                            .fields
+                            .iter()
+                            .find(|(k, _)| k == "score")
+                            .and_then(|(_, v)| v.parse().ok());
+                        logfmt::decision(&decision.record, score);
+                        if let (Some(d), Some(o)) = (
+                            decision.record.desired_slots,
+                            decision.record.occupied_slots,
+                        ) {
+                            last_view =
+                                Some((d, o, decision.record.regime.clone().unwrap_or_default()));
+                        }
+                    }
+                    acks.push(entry.id);
+                }
+                Submission::Rejected(rejection) => {
+                    logfmt::line(
+                        "REJECTED",
+                        &[("id", entry.id.clone()), ("error", rejection.to_string())],
+                    );
+                    acks.push(entry.id);
+                }
+                Submission::Contended { attempts } => {
+                    logfmt::line(
+                        "CONTENDED",
+                        &[("id", entry.id.clone()), ("attempts", attempts.to_string())],
+                    );
+                    counts.left_pending += 1;
+                }
+                Submission::StoreUnavailable(e) => {
+                    // What was decided before the store went away is acknowledged; the rest
+                    // stays pending and comes back.
+                    self.consumer.ack(&acks)?;
+                    return Err(e);
+                }
+            }
+        }
+        self.consumer.ack(&acks)?;
+        counts.acked += acks.len();
+        if let Some((desired, occupied, regime)) = last_view {
+            self.store.set_views(desired, occupied, &regime)?;
+        }
+        Ok(counts)
+    }
+
+    /// Runs until the process ends.
+    pub fn run(mut self) {
+        loop {
+            match self.step(500) {
+                Ok(_) => self.health.ok(&self.name),
+                Err(e) => {
+                    self.health.failed(&self.name, &e);
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+            }
+        }
+    }
+}
+
+/// The result monitor on `apply.result`.
+pub struct ResultWorker {
+    /// The governor (phase 2 of rotations is decided here).
+    pub gov: Governor,
+    /// Its consumer in the `governor-results` group.
+    pub consumer: GroupConsumer,
+    /// Market and exchange.
+    pub inputs: Arc<dyn InputsSource>,
+    /// Its clock.
+    pub clock: fn() -> Timestamp,
+    /// Store health, for the logs.
+    pub health: Health,
+}
+
+impl ResultWorker {
+    /// Applies one batch of results.
+    pub fn step(&mut self, block_ms: usize) -> Result<usize, StoreError> {
+        let now = (self.clock)();
+        let mut batch = dead_letter_poisoned(self.gov.store().as_ref(), &mut self.consumer, now)?;
+        batch.extend(self.consumer.read(BATCH, block_ms)?);
+        let inputs = self.inputs.inputs(now);
+        let mut acks = Vec::new();
+        for entry in batch {
+            match self.gov.on_result(&entry.fields, &inputs, now) {
+                Ok(outcome) => {
+                    logfmt::line(
+                        "RESULT_APPLIED",
+                        &[
+                            ("id", entry.id.clone()),
+                            ("note", outcome.settlement.note.clone()),
+                        ],
+                    );
+                    if let Some(Submission::Decided { decision, .. }) = &outcome.phase2 {
+                        logfmt::decision(&decision.record, None);
+                    }
+                    acks.push(entry.id);
+                }
+                Err(ResultError::Rejected(r)) => {
+                    logfmt::line(
+                        "REJECTED_RESULT",
+                        &[("id", entry.id.clone()), ("error", r.to_string())],
+                    );
+                    acks.push(entry.id);
+                }
+                Err(ResultError::Store(e)) => {
+                    self.consumer.ack(&acks)?;
+                    return Err(e);
+                }
+            }
+        }
+        let n = acks.len();
+        self.consumer.ack(&acks)?;
+        Ok(n)
+    }
+
+    /// Runs until the process ends.
+    pub fn run(mut self) {
+        loop {
+            match self.step(500) {
+                Ok(_) => self.health.ok("results"),
+                Err(e) => {
+                    self.health.failed("results", &e);
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+            }
+        }
+    }
+}
+
+/// One reconciliation: adopts, releases and corrects, with a `RECONCILE_DRIFT` event each.
+pub fn reconcile_once(
+    store: &RedisStore,
+    inputs: &dyn InputsSource,
+    default_leverage: u32,
+    now: Timestamp,
+) -> Result<Vec<Drift>, StoreError> {
+    let Some(exchange) = inputs.inputs(now).exchange else {
+        return Ok(Vec::new()); // nothing to compare with: never release on missing data
+    };
+    let ledger = store.ledger(now)?;
+    let drifts = compare(&ledger, &exchange.positions, default_leverage, now);
+    let operator = PlanId::parse("reconciler").expect("valid");
+    for d in &drifts {
+        match d {
+            Drift::Unknown(s, p) | Drift::Mismatch(s, p) => store.put_ledger_position(s, p)?,
+            Drift::Phantom(s, qty) => store.remove_ledger_position(s, *qty)?,
+        }
+        let event =
+            Event::new("RECONCILE_DRIFT", &operator, d.symbol(), now).with("reason", d.reason());
+        store.emit(&event)?;
+        logfmt::line(
+            "RECONCILE_DRIFT",
+            &[
+                ("symbol", d.symbol().to_string()),
+                ("reason", d.reason().to_owned()),
+            ],
+        );
+    }
+    Ok(drifts)
+}
