@@ -76,6 +76,10 @@ enum Command {
         /// This process's name in the consumer groups (default: quantum-governor-<pid>).
         #[arg(long)]
         name: Option<String>,
+        /// Reclaim entries another consumer left pending for this long (ms). Keep it well above
+        /// the slowest decision: a smaller value steals work still in flight.
+        #[arg(long, default_value_t = quantum_governor::service::RECLAIM_IDLE_MS)]
+        reclaim_idle_ms: u64,
     },
     /// Decide one plan (JSON object of plan fields) against a state file; prints the decision
     /// and its trace as JSON. Commits nothing.
@@ -137,6 +141,7 @@ fn main() -> anyhow::Result<ExitCode> {
             capital,
             workers,
             name,
+            reclaim_idle_ms,
         } => {
             let cfg = match config_or_exit(config.as_deref())? {
                 Ok(cfg) => cfg,
@@ -154,6 +159,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 capital,
                 workers,
                 name: name.unwrap_or_else(|| format!("quantum-governor-{}", std::process::id())),
+                reclaim_idle_ms,
             };
             quantum_governor::service::serve(&cfg, &opts)?;
             Ok(ExitCode::SUCCESS)

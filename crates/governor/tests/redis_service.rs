@@ -83,6 +83,10 @@ impl Drop for Serve {
 }
 
 fn serve(url: &str, data: &Path, name: &str, env: &[(&str, &str)]) -> Serve {
+    serve_with(url, data, name, env, &[])
+}
+
+fn serve_with(url: &str, data: &Path, name: &str, env: &[(&str, &str)], args: &[&str]) -> Serve {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_quantum-governor"));
     for (k, _) in std::env::vars() {
         if k.starts_with("GOV_") || k == "P26_MODE" {
@@ -100,6 +104,7 @@ fn serve(url: &str, data: &Path, name: &str, env: &[(&str, &str)]) -> Serve {
         "--data",
     ])
     .arg(data)
+    .args(args)
     .envs(env.iter().copied())
     .stdout(Stdio::null())
     .stderr(Stdio::null());
@@ -353,6 +358,7 @@ fn race_8_governor_tasks_never_exceed_4_slots() {
         inputs: inputs.clone(),
         clock: wall_clock,
         health: Default::default(),
+        reclaim_idle_ms: 30_000,
     };
     results.consumer.ensure_group().unwrap();
     let stop_results = stop.clone();
@@ -377,6 +383,7 @@ fn race_8_governor_tasks_never_exceed_4_slots() {
                 clock: wall_clock,
                 name: format!("g{i}"),
                 health: Default::default(),
+                reclaim_idle_ms: 30_000,
             };
             std::thread::spawn(move || {
                 let mut idle = 0;
@@ -597,4 +604,57 @@ fn a_malformed_entry_is_dead_lettered_at_once_with_its_fields() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn sigkill_20_times_while_plans_flow_loses_nothing_and_doubles_nothing() {
+    const N: usize = 4000;
+    const KILLS: usize = 20;
+    let server = RedisServer::start();
+    let data = tempfile::tempdir().unwrap();
+    write_data(data.path());
+    let mut c = conn(&server);
+    set_universe(&mut c);
+    let admin = Arc::new(RedisStore::open(&server.url(), PREFIX, 3600, "admin").unwrap());
+    let marks = marks(data.path(), admin);
+    publish_opens(&mut c, N, &marks);
+    // Short permits so that "no reservation outlives its TTL" is checked within the test.
+    let mut env = racing_env();
+    env.push(("GOV_PERMIT_TTL", "2"));
+    let reclaim = ["--reclaim-idle-ms", "1000"];
+    let mut procs: Vec<Serve> = (0..3)
+        .map(|i| serve_with(&server.url(), data.path(), &format!("k{i}"), &env, &reclaim))
+        .collect();
+    let mut noise = Noise::new(42);
+    for k in 0..KILLS {
+        let pause = 40 + (noise.normal().abs() * 80.0) as u64;
+        std::thread::sleep(Duration::from_millis(pause));
+        let victim = k % procs.len();
+        procs[victim].0.kill().unwrap(); // SIGKILL: no chance to clean up
+        procs[victim].0.wait().unwrap();
+        procs[victim] = serve_with(
+            &server.url(),
+            data.path(),
+            &format!("k{victim}-{k}"),
+            &env,
+            &reclaim,
+        );
+    }
+    wait_for_decisions(&mut c, N, Duration::from_secs(300));
+    // Wait out the permit TTL, then let the sweeper run.
+    std::thread::sleep(Duration::from_secs(4));
+    check_final_record(&mut c, N);
+    let reservations: usize = redis::cmd("HLEN")
+        .arg(format!("{PREFIX}governor:reservations"))
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(reservations, 0, "no reservation outlives its TTL");
+    let slots = slot_count(&mut c);
+    assert_eq!(slots, 0, "expired reservations gave their slots back");
+    let dead: usize = redis::cmd("XLEN")
+        .arg(format!("{PREFIX}stream:governor.deadletter"))
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(dead, 0, "nothing was dead-lettered");
+    drop(procs);
 }

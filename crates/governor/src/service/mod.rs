@@ -27,6 +27,8 @@ pub struct ServeOptions {
     pub workers: usize,
     /// This process's name in the consumer groups and the decision stream.
     pub name: String,
+    /// Pending entries idle this long are reclaimed from their consumer.
+    pub reclaim_idle_ms: u64,
 }
 
 /// Runs the service until the process is stopped. Start-up problems that more time can fix
@@ -99,6 +101,7 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
             clock: wall_clock,
             name: format!("{}-w{i}", opts.name),
             health: workers::Health::default(),
+            reclaim_idle_ms: opts.reclaim_idle_ms,
         };
         handles.push(std::thread::spawn(move || worker.run()));
     }
@@ -118,6 +121,7 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
         inputs: inputs.clone(),
         clock: wall_clock,
         health: workers::Health::default(),
+        reclaim_idle_ms: opts.reclaim_idle_ms,
     };
     handles.push(std::thread::spawn(move || result_worker.run()));
     let sweeper = open("sweeper")?;

@@ -2,7 +2,9 @@
 
 use super::consumer::{Entry, GroupConsumer};
 use super::reconcile::{compare, Drift};
-use super::{InputsSource, MAX_DELIVERIES, RECLAIM_IDLE_MS};
+#[cfg(doc)]
+use super::RECLAIM_IDLE_MS;
+use super::{InputsSource, MAX_DELIVERIES};
 use crate::governor::{Governor, ResultError, Submission};
 use crate::logfmt;
 use crate::store::redis::RedisStore;
@@ -51,12 +53,14 @@ pub struct BatchCounts {
     pub left_pending: usize,
 }
 
+/// Reclaims idle entries; dead-letters (and acknowledges) the poisoned and trimmed ones.
 fn dead_letter_poisoned(
     store: &dyn StateStore,
     c: &mut GroupConsumer,
+    idle_ms: u64,
     now: Timestamp,
 ) -> Result<Vec<Entry>, StoreError> {
-    let r = c.reclaim(RECLAIM_IDLE_MS, MAX_DELIVERIES, BATCH)?;
+    let r = c.reclaim(idle_ms, MAX_DELIVERIES, BATCH)?;
     for (entry, times) in &r.poisoned {
         store.dead_letter(
             &entry.fields,
@@ -96,13 +100,20 @@ pub struct PlanWorker {
     pub name: String,
     /// Store health, for the logs.
     pub health: Health,
+    /// Entries idle this long are taken over ([`RECLAIM_IDLE_MS`] in production).
+    pub reclaim_idle_ms: u64,
 }
 
 impl PlanWorker {
     /// Reclaims, reads and decides one batch; acknowledges what was decided or dead-lettered.
     pub fn step(&mut self, block_ms: usize) -> Result<BatchCounts, StoreError> {
         let now = (self.clock)();
-        let mut batch = dead_letter_poisoned(self.gov.store().as_ref(), &mut self.consumer, now)?;
+        let mut batch = dead_letter_poisoned(
+            self.gov.store().as_ref(),
+            &mut self.consumer,
+            self.reclaim_idle_ms,
+            now,
+        )?;
         batch.extend(self.consumer.read(BATCH, block_ms)?);
         let mut counts = BatchCounts::default();
         if batch.is_empty() {
@@ -188,13 +199,20 @@ pub struct ResultWorker {
     pub clock: fn() -> Timestamp,
     /// Store health, for the logs.
     pub health: Health,
+    /// Entries idle this long are taken over ([`RECLAIM_IDLE_MS`] in production).
+    pub reclaim_idle_ms: u64,
 }
 
 impl ResultWorker {
     /// Applies one batch of results.
     pub fn step(&mut self, block_ms: usize) -> Result<usize, StoreError> {
         let now = (self.clock)();
-        let mut batch = dead_letter_poisoned(self.gov.store().as_ref(), &mut self.consumer, now)?;
+        let mut batch = dead_letter_poisoned(
+            self.gov.store().as_ref(),
+            &mut self.consumer,
+            self.reclaim_idle_ms,
+            now,
+        )?;
         batch.extend(self.consumer.read(BATCH, block_ms)?);
         let inputs = self.inputs.inputs(now);
         let mut acks = Vec::new();
