@@ -658,3 +658,106 @@ fn sigkill_20_times_while_plans_flow_loses_nothing_and_doubles_nothing() {
     assert_eq!(dead, 0, "nothing was dead-lettered");
     drop(procs);
 }
+
+#[test]
+fn wire_compatibility_with_a_python_redis_client() {
+    let server = RedisServer::start();
+    let data = tempfile::tempdir().unwrap();
+    write_data(data.path());
+    let admin = Arc::new(RedisStore::open(&server.url(), PREFIX, 3600, "admin").unwrap());
+    let qty = (100.0 / marks(data.path(), admin)["S01USDT"]).to_string();
+    let _serve = serve(&server.url(), data.path(), "wire", &[]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wire/compat.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(server.url())
+        .arg(&qty)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    // The open: a permit under quantum:permit:{plan_id} with the contract's fields and TTL.
+    let permit = &v["permit_open"];
+    for field in [
+        "plan_id",
+        "symbol",
+        "action",
+        "qty",
+        "notional",
+        "regime",
+        "fence",
+        "granted_at",
+        "expires_at",
+    ] {
+        assert!(!permit[field].is_null(), "permit lacks {field}: {permit}");
+    }
+    assert_eq!(permit["action"], "OPEN_LONG");
+    assert!(permit["fence"].as_u64().unwrap() >= 1);
+    let ttl = v["permit_ttl_ms"].as_i64().unwrap();
+    assert!(ttl > 50_000 && ttl <= 60_000, "permit TTL {ttl} ms");
+
+    // The close written with harvest_action only: a close permit, and the exit lock.
+    assert_eq!(
+        v["permit_close"]["action"], "FULL_CLOSE_PROPOSED",
+        "{}",
+        v["permit_close"]
+    );
+    assert_eq!(v["exit_lock"], "py-close-1");
+
+    // A block record under quantum:governor:block:{plan_id}, TTL 3600 s.
+    assert_eq!(v["block_outside"]["reason"], "active_slots_not_in_universe");
+    assert!(v["block_ttl_s"].as_i64().unwrap() > 3500);
+
+    // The decisions stream carries the contract's fields.
+    let decisions = v["decisions"].as_array().unwrap();
+    assert_eq!(decisions.len(), 3);
+    for d in decisions {
+        for field in [
+            "plan_id",
+            "symbol",
+            "action",
+            "verdict",
+            "reason",
+            "qty",
+            "regime",
+            "desired_slots",
+            "occupied_slots",
+            "trace",
+            "ts",
+            "governor_id",
+        ] {
+            assert!(d.get(field).is_some(), "decision lacks {field}: {d}");
+        }
+    }
+    let close = decisions
+        .iter()
+        .find(|d| d["plan_id"] == "py-close-1")
+        .unwrap();
+    assert_eq!(close["action"], "FULL_CLOSE_PROPOSED");
+    assert_eq!(close["verdict"], "ALLOW");
+
+    // Events and the dead letter, with the original fields and the exact error.
+    let events: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(
+        events.contains(&"PLAN_ALLOWED") && events.contains(&"PLAN_BLOCKED"),
+        "{events:?}"
+    );
+    let dl = &v["deadletter"][0];
+    assert_eq!(dl["plan_id"], "py-bad-1");
+    assert_eq!(dl["action"], "");
+    assert!(
+        dl["error"].as_str().unwrap().contains("`action` = \"\""),
+        "{dl}"
+    );
+    assert!(v["slots_desired"].as_str().is_some() && v["slots_regime"].as_str().is_some());
+}

@@ -1,7 +1,8 @@
 //! The service on Redis: governor workers in the `governor` consumer group of the plan stream,
 //! the result monitor in `governor-results`, a sweeper for what expires, and a reconciler that
 //! keeps the ledger equal to the exchange. Each worker has its own connections; any number of
-//! processes can run side by side, the commit guards keep them from overcommitting.
+//! processes can run side by side, the commit guards keep them from overcommitting. Ledger
+//! positions other services write are found by the sweeper within a second.
 //!
 //! While Redis is unreachable nothing is acknowledged and nothing is permitted: every worker
 //! logs `STORE_UNAVAILABLE` once, retries, and says `STORE_RECOVERED` when Redis answers again.
@@ -128,8 +129,10 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
     handles.push(std::thread::spawn(move || {
         let mut health = workers::Health::default();
         loop {
-            match crate::store::StateStore::expire(sweeper.as_ref(), wall_clock()) {
-                Ok(()) => health.ok("sweeper"),
+            let swept = crate::store::StateStore::expire(sweeper.as_ref(), wall_clock())
+                .and_then(|()| sweeper.refresh_ledger_index());
+            match swept {
+                Ok(_) => health.ok("sweeper"),
                 Err(e) => health.failed("sweeper", &e),
             }
             std::thread::sleep(std::time::Duration::from_secs(1));

@@ -317,6 +317,36 @@ impl RedisStore {
         Ok(self.read_state("-", "-", now)?.book.positions)
     }
 
+    /// Finds ledger hashes other services wrote (`position:ledger:*`) and adds them to the
+    /// index the snapshot reads, so that a position the executor recorded counts. Uses SCAN
+    /// (never KEYS) and runs in the sweeper, off the decision path.
+    pub fn refresh_ledger_index(&self) -> Result<usize, StoreError> {
+        let pattern = self.key("position:ledger:*");
+        let index = self.key("governor:ledger");
+        let skip = self.key("position:ledger:").len();
+        self.with_conn(|c| {
+            let mut cursor: u64 = 0;
+            let mut found = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(500)
+                    .query(c)?;
+                for k in keys {
+                    let added: usize = redis::cmd("SADD").arg(&index).arg(&k[skip..]).query(c)?;
+                    found += added;
+                }
+                if next == 0 {
+                    return Ok(found);
+                }
+                cursor = next;
+            }
+        })
+    }
+
     /// Deletes a ledger position (the reconciler's release of a phantom).
     pub fn remove_ledger_position(&self, symbol: &Symbol, qty: f64) -> Result<(), StoreError> {
         let reduce = Effect::ReducePosition {
