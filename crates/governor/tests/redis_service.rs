@@ -761,3 +761,158 @@ fn wire_compatibility_with_a_python_redis_client() {
     );
     assert!(v["slots_desired"].as_str().is_some() && v["slots_regime"].as_str().is_some());
 }
+
+#[test]
+fn an_entry_delivered_more_than_5_times_is_dead_lettered_with_the_reason() {
+    let server = RedisServer::start();
+    let data = tempfile::tempdir().unwrap();
+    write_data(data.path());
+    let mut c = conn(&server);
+    let streams = Streams::new(PREFIX);
+    let mut reader =
+        GroupConsumer::new(&server.url(), &streams.plans, PLAN_GROUP, "flaky").unwrap();
+    reader.ensure_group().unwrap();
+    redis::cmd("XADD")
+        .arg(&streams.plans)
+        .arg("*")
+        .arg(&[
+            "plan_id",
+            "poison-1",
+            "symbol",
+            "S01USDT",
+            "action",
+            "OPEN_LONG",
+            "decision",
+            "EXECUTE",
+            "qty",
+            "1",
+        ])
+        .query::<String>(&mut c)
+        .unwrap();
+    // A consumer that keeps dying: the entry is delivered again and again, never acknowledged.
+    assert_eq!(reader.read(10, 10).unwrap().len(), 1);
+    for _ in 0..4 {
+        let again = reader.reclaim(0, 99, 10).unwrap();
+        assert_eq!(again.claimed.len(), 1);
+    }
+    let admin = Arc::new(RedisStore::open(&server.url(), PREFIX, 3600, "admin").unwrap());
+    let inputs: Arc<dyn InputsSource> = Arc::new(
+        PaperMarket::load(data.path(), wall_clock(), 10_000.0, admin.clone(), 200).unwrap(),
+    );
+    let mut survivor = PlanWorker {
+        gov: Governor::new(Arc::new(Config::default()), admin.clone()),
+        store: admin.clone(),
+        consumer: GroupConsumer::new(&server.url(), &streams.plans, PLAN_GROUP, "survivor")
+            .unwrap(),
+        inputs,
+        clock: wall_clock,
+        name: "survivor".into(),
+        health: Default::default(),
+        reclaim_idle_ms: 0,
+    };
+    survivor.step(10).unwrap();
+    let dl = admin.read_stream("stream:governor.deadletter").unwrap();
+    assert_eq!(dl.len(), 1);
+    let f: BTreeMap<&str, &str> = dl[0]
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(f["plan_id"], "poison-1");
+    assert_eq!(f["error"], "delivered 5 times without being handled");
+    let decided: Option<String> = redis::cmd("GET")
+        .arg(format!("{PREFIX}governor:decision:poison-1"))
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(decided, None, "dead-lettered, not decided");
+    let pending: redis::Value = redis::cmd("XPENDING")
+        .arg(&streams.plans)
+        .arg(PLAN_GROUP)
+        .query(&mut c)
+        .unwrap();
+    let redis::Value::Array(summary) = pending else {
+        panic!()
+    };
+    assert_eq!(redis::from_redis_value::<usize>(&summary[0]).unwrap(), 0);
+}
+
+/// An exchange whose positions the test sets.
+struct FixedExchange(governor_core::snapshot::ExchangeState);
+
+impl InputsSource for FixedExchange {
+    fn inputs(&self, _now: governor_core::time::Timestamp) -> quantum_governor::MarketInputs {
+        quantum_governor::MarketInputs {
+            exchange: Some(self.0.clone()),
+            market: Default::default(),
+        }
+    }
+}
+
+#[test]
+fn the_reconciler_adopts_unknown_positions_and_releases_phantoms_on_redis() {
+    use governor_core::book::LedgerPosition;
+    use governor_core::snapshot::{ExchangePosition, ExchangeState};
+    use governor_core::types::Side;
+    let server = RedisServer::start();
+    let store = RedisStore::open(&server.url(), PREFIX, 3600, "reconciler").unwrap();
+    let now = wall_clock();
+    let phantom = LedgerPosition {
+        side: Side::Long,
+        qty: 2.0,
+        entry_price: 10.0,
+        leverage: 5,
+        opened_at: now,
+        entry_score: Some(70.0),
+    };
+    store
+        .put_ledger_position(&sym("S01USDT"), &phantom)
+        .unwrap();
+    let live = ExchangePosition {
+        side: Side::Short,
+        qty: 3.0,
+        entry_price: 20.0,
+        mark_price: 19.0,
+        leverage: 3,
+    };
+    let exchange = FixedExchange(ExchangeState {
+        equity_usdt: 1000.0,
+        positions: [(sym("S02USDT"), live)].into(),
+    });
+    let drifts =
+        quantum_governor::service::workers::reconcile_once(&store, &exchange, 5, now).unwrap();
+    assert_eq!(drifts.len(), 2, "{drifts:?}");
+    let ledger = store.ledger(now).unwrap();
+    assert!(
+        !ledger.contains_key(&sym("S01USDT")),
+        "the phantom is released"
+    );
+    let adopted = &ledger[&sym("S02USDT")];
+    assert_eq!(
+        (adopted.side, adopted.qty, adopted.leverage),
+        (Side::Short, 3.0, 3)
+    );
+    let mut c = conn(&server);
+    let slots: BTreeMap<String, String> = redis::cmd("HGETALL")
+        .arg(format!("{PREFIX}governor:slots"))
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        slots.into_iter().collect::<Vec<_>>(),
+        vec![("S02USDT".to_owned(), "SHORT".to_owned())],
+        "the adopted position holds a slot"
+    );
+    let events = store.read_stream("stream:governor.events").unwrap();
+    let drift_events = events
+        .iter()
+        .filter(|e| {
+            e.iter()
+                .any(|(k, v)| k == "event" && v == "RECONCILE_DRIFT")
+        })
+        .count();
+    assert_eq!(drift_events, 2);
+    assert!(
+        quantum_governor::service::workers::reconcile_once(&store, &exchange, 5, now)
+            .unwrap()
+            .is_empty(),
+        "nothing drifts twice"
+    );
+}
