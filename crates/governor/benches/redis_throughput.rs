@@ -6,7 +6,6 @@
 //! redis-benchmark: `scripts/install-test-deps`).
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use governor_core::Config;
@@ -159,12 +158,7 @@ fn redis_benchmark(clients: usize) -> Option<f64> {
     let text = String::from_utf8_lossy(&out.stdout);
     // "EVAL ...: 23456.78 requests per second, p50=..." (the last figure before "requests").
     let before = text.split(" requests per second").next()?;
-    before
-        .rsplit(|c: char| c == ' ' || c == '\r')
-        .next()?
-        .trim()
-        .parse()
-        .ok()
+    before.rsplit([' ', '\r']).next()?.trim().parse().ok()
 }
 
 fn main() {
