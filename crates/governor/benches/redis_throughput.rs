@@ -19,7 +19,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 use support::redis_server::RedisServer;
-use support::{series, Noise};
 
 const PREFIX: &str = "quantum:";
 const PLANS: usize = 40_000;
@@ -33,35 +32,10 @@ const COMPARABLE_LUA: &str = "local p='bench:' \
     redis.call('HSET',p..'res',ARGV[1],'x') redis.call('ZADD',p..'opens',f,ARGV[1]) \
     redis.call('HSET',p..'cool','X',f) redis.call('XADD',p..'s','MAXLEN','~',1000,'*','k','v') return f";
 
-fn write_data(dir: &std::path::Path) -> Vec<String> {
-    let mut common = Noise::new(3);
-    let common: Vec<f64> = (0..400).map(|_| common.normal()).collect();
-    let mut names = vec!["BTCUSDT".to_owned()];
-    names.extend((0..30).map(|i| format!("S{i:02}USDT")));
-    for (i, s) in names.iter().enumerate() {
-        let drift = if i == 0 { 0.001 } else { 0.0 };
-        let klines = series(10.0 + i as f64, drift, 0.004, &common, 0.0, 1000 + i as u64);
-        let mut csv = String::from("open_time_ms,open,high,low,close,volume\n");
-        for k in klines {
-            csv.push_str(&format!(
-                "{},{},{},{},{},{}\n",
-                k.open_time.millis(),
-                k.open,
-                k.high,
-                k.low,
-                k.close,
-                k.volume
-            ));
-        }
-        std::fs::write(dir.join(format!("{s}-1h.csv")), csv).unwrap();
-    }
-    names
-}
-
 fn run(instances: usize) -> f64 {
     let server = RedisServer::start();
     let data = tempfile::tempdir().unwrap();
-    let names = write_data(data.path());
+    let names = support::write_thirty_symbols(data.path());
     let mut c = redis::Client::open(server.url())
         .unwrap()
         .get_connection()
@@ -119,7 +93,6 @@ fn run(instances: usize) -> f64 {
                 inputs: inputs.clone(),
                 clock: wall_clock,
                 name: format!("g{i}"),
-                health: Default::default(),
                 reclaim_idle_ms: 30_000,
             };
             std::thread::spawn(move || {

@@ -77,7 +77,10 @@ pub struct Governor {
 
 impl Governor {
     /// How many times a decision is retried after losing a race before it is left undecided.
-    pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+    /// Every concurrent permit makes the others re-decide (the money caps depend on it), so
+    /// with several instances a plan may lose a few races in a row; leaving it undecided sends
+    /// it back through the stream, where each redelivery counts toward the dead-letter limit.
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 32;
 
     /// A governor deciding with `cfg` over `store`.
     pub fn new(cfg: Arc<Config>, store: Arc<dyn StateStore>) -> Self {
@@ -135,7 +138,11 @@ impl Governor {
                         fence: Some(fence),
                     }
                 }
-                Ok(Err(_lost_race)) => continue,
+                Ok(Err(_lost_race)) => {
+                    // Let the winner's commit land before reading again.
+                    std::thread::yield_now();
+                    continue;
+                }
                 Err(e) => return Submission::StoreUnavailable(e),
             }
         }

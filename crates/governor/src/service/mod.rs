@@ -101,7 +101,6 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
             inputs: inputs.clone(),
             clock: wall_clock,
             name: format!("{}-w{i}", opts.name),
-            health: workers::Health::default(),
             reclaim_idle_ms: opts.reclaim_idle_ms,
         };
         handles.push(std::thread::spawn(move || worker.run()));
@@ -121,34 +120,22 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
         consumer: results,
         inputs: inputs.clone(),
         clock: wall_clock,
-        health: workers::Health::default(),
         reclaim_idle_ms: opts.reclaim_idle_ms,
     };
     handles.push(std::thread::spawn(move || result_worker.run()));
     let sweeper = open("sweeper")?;
     handles.push(std::thread::spawn(move || {
-        let mut health = workers::Health::default();
-        loop {
-            let swept = crate::store::StateStore::expire(sweeper.as_ref(), wall_clock())
-                .and_then(|()| sweeper.refresh_ledger_index());
-            match swept {
-                Ok(_) => health.ok("sweeper"),
-                Err(e) => health.failed("sweeper", &e),
-            }
-            std::thread::sleep(std::time::Duration::from_secs(1));
-        }
+        workers::run_forever("sweeper", std::time::Duration::from_secs(1), || {
+            crate::store::StateStore::expire(sweeper.as_ref(), wall_clock())?;
+            sweeper.refresh_ledger_index()
+        })
     }));
     let reconciler = open("reconciler")?;
     let leverage = cfg.funds.default_leverage;
     handles.push(std::thread::spawn(move || {
-        let mut health = workers::Health::default();
-        loop {
-            match workers::reconcile_once(&reconciler, inputs.as_ref(), leverage, wall_clock()) {
-                Ok(_) => health.ok("reconciler"),
-                Err(e) => health.failed("reconciler", &e),
-            }
-            std::thread::sleep(std::time::Duration::from_secs(5));
-        }
+        workers::run_forever("reconciler", std::time::Duration::from_secs(5), || {
+            workers::reconcile_once(&reconciler, inputs.as_ref(), leverage, wall_clock())
+        })
     }));
     for h in handles {
         let _ = h.join();

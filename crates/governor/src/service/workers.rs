@@ -53,6 +53,43 @@ pub struct BatchCounts {
     pub left_pending: usize,
 }
 
+/// The next batch: entries reclaimed from idle consumers, then new ones (waiting up to
+/// `block_ms`).
+fn next_batch(
+    store: &dyn StateStore,
+    c: &mut GroupConsumer,
+    idle_ms: u64,
+    now: Timestamp,
+    block_ms: usize,
+) -> Result<Vec<Entry>, StoreError> {
+    let mut batch = dead_letter_poisoned(store, c, idle_ms, now)?;
+    batch.extend(c.read(BATCH, block_ms)?);
+    Ok(batch)
+}
+
+/// Steps a worker forever, pausing `every` after a step (a step that blocks on its stream
+/// needs none), logging each change of the store's health once and backing off while it is
+/// down.
+pub fn run_forever<T>(
+    name: &str,
+    every: std::time::Duration,
+    mut step: impl FnMut() -> Result<T, StoreError>,
+) {
+    let mut health = Health::default();
+    loop {
+        match step() {
+            Ok(_) => {
+                health.ok(name);
+                std::thread::sleep(every);
+            }
+            Err(e) => {
+                health.failed(name, &e);
+                std::thread::sleep(std::time::Duration::from_millis(200).max(every));
+            }
+        }
+    }
+}
+
 /// Reclaims idle entries; dead-letters (and acknowledges) the poisoned and trimmed ones.
 fn dead_letter_poisoned(
     store: &dyn StateStore,
@@ -62,11 +99,23 @@ fn dead_letter_poisoned(
 ) -> Result<Vec<Entry>, StoreError> {
     let r = c.reclaim(idle_ms, MAX_DELIVERIES, BATCH)?;
     for (entry, times) in &r.poisoned {
-        store.dead_letter(
-            &entry.fields,
-            format!("delivered {times} times without being handled"),
-            now,
-        )?;
+        // A plan some consumer decided before dying unacknowledged is done, not poisoned.
+        let plan_id = entry
+            .fields
+            .iter()
+            .find(|(k, _)| k == "plan_id")
+            .and_then(|(_, v)| PlanId::parse(v).ok());
+        let decided = match &plan_id {
+            Some(id) if c.group == super::PLAN_GROUP => store.is_decided(id)?,
+            _ => false,
+        };
+        if !decided {
+            store.dead_letter(
+                &entry.fields,
+                format!("delivered {times} times without being handled"),
+                now,
+            )?;
+        }
         c.ack(std::slice::from_ref(&entry.id))?;
     }
     for id in &r.trimmed {
@@ -98,8 +147,6 @@ pub struct PlanWorker {
     pub clock: fn() -> Timestamp,
     /// Its name in logs.
     pub name: String,
-    /// Store health, for the logs.
-    pub health: Health,
     /// Entries idle this long are taken over ([`RECLAIM_IDLE_MS`] in production).
     pub reclaim_idle_ms: u64,
 }
@@ -108,13 +155,13 @@ impl PlanWorker {
     /// Reclaims, reads and decides one batch; acknowledges what was decided or dead-lettered.
     pub fn step(&mut self, block_ms: usize) -> Result<BatchCounts, StoreError> {
         let now = (self.clock)();
-        let mut batch = dead_letter_poisoned(
+        let batch = next_batch(
             self.gov.store().as_ref(),
             &mut self.consumer,
             self.reclaim_idle_ms,
             now,
+            block_ms,
         )?;
-        batch.extend(self.consumer.read(BATCH, block_ms)?);
         let mut counts = BatchCounts::default();
         if batch.is_empty() {
             return Ok(counts);
@@ -175,15 +222,8 @@ impl PlanWorker {
 
     /// Runs until the process ends.
     pub fn run(mut self) {
-        loop {
-            match self.step(500) {
-                Ok(_) => self.health.ok(&self.name),
-                Err(e) => {
-                    self.health.failed(&self.name, &e);
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                }
-            }
-        }
+        let name = self.name.clone();
+        run_forever(&name, std::time::Duration::ZERO, || self.step(500));
     }
 }
 
@@ -197,8 +237,6 @@ pub struct ResultWorker {
     pub inputs: Arc<dyn InputsSource>,
     /// Its clock.
     pub clock: fn() -> Timestamp,
-    /// Store health, for the logs.
-    pub health: Health,
     /// Entries idle this long are taken over ([`RECLAIM_IDLE_MS`] in production).
     pub reclaim_idle_ms: u64,
 }
@@ -207,13 +245,13 @@ impl ResultWorker {
     /// Applies one batch of results.
     pub fn step(&mut self, block_ms: usize) -> Result<usize, StoreError> {
         let now = (self.clock)();
-        let mut batch = dead_letter_poisoned(
+        let batch = next_batch(
             self.gov.store().as_ref(),
             &mut self.consumer,
             self.reclaim_idle_ms,
             now,
+            block_ms,
         )?;
-        batch.extend(self.consumer.read(BATCH, block_ms)?);
         let inputs = self.inputs.inputs(now);
         let mut acks = Vec::new();
         for entry in batch {
@@ -251,15 +289,7 @@ impl ResultWorker {
 
     /// Runs until the process ends.
     pub fn run(mut self) {
-        loop {
-            match self.step(500) {
-                Ok(_) => self.health.ok("results"),
-                Err(e) => {
-                    self.health.failed("results", &e);
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                }
-            }
-        }
+        run_forever("results", std::time::Duration::ZERO, || self.step(500));
     }
 }
 

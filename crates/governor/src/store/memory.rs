@@ -422,6 +422,10 @@ impl StateStore for MemoryStore {
         Ok(MemoryStore::take_permit(self, plan_id, now))
     }
 
+    fn is_decided(&self, plan_id: &PlanId) -> Result<bool, StoreError> {
+        Ok(self.read(|st| st.decisions.contains_key(plan_id)))
+    }
+
     fn rotation_plan(&self, pending: &PlanId) -> Result<Option<Plan>, StoreError> {
         Ok(MemoryStore::rotation_plan(self, pending))
     }

@@ -54,6 +54,9 @@ pub trait StateStore: Send + Sync {
         error: String,
         now: Timestamp,
     ) -> Result<(), StoreError>;
+    /// Whether `plan_id` has a decision already (a redelivered entry may have been decided by
+    /// a consumer that died before acknowledging it).
+    fn is_decided(&self, plan_id: &PlanId) -> Result<bool, StoreError>;
     /// Takes a live permit, once (the executor's single use).
     fn take_permit(&self, plan_id: &PlanId, now: Timestamp) -> Result<Option<Permit>, StoreError>;
     /// The pending plan of a rotation, to re-decide it in phase 2.

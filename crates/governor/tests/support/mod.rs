@@ -458,3 +458,38 @@ pub fn trace_line(d: &Decision, gate: &str) -> serde_json::Value {
         .cloned()
         .unwrap_or_else(|| panic!("no {gate} line in {trace}"))
 }
+
+/// The traded symbols of the Redis tests and benchmark: 30, independent.
+pub fn thirty_symbols() -> Vec<String> {
+    (0..30).map(|i| format!("S{i:02}USDT")).collect()
+}
+
+/// Writes 400 hourly bars of BTCUSDT (drifting gently: RANGE, 4 slots) and the 30 symbols as
+/// `<SYMBOL>-1h.csv` files, the format `serve --data` reads. Returns every symbol written.
+pub fn write_thirty_symbols(dir: &std::path::Path) -> Vec<String> {
+    let mut common = Noise::new(3);
+    let common: Vec<f64> = (0..400).map(|_| common.normal()).collect();
+    let mut names = vec!["BTCUSDT".to_owned()];
+    names.extend(thirty_symbols());
+    for (i, s) in names.iter().enumerate() {
+        let klines = if i == 0 {
+            series(100.0, 0.001, 0.0003, &common, 0.0, 1)
+        } else {
+            series(9.0 + i as f64, 0.0, 0.004, &common, 0.0, 999 + i as u64)
+        };
+        let mut csv = String::from("open_time_ms,open,high,low,close,volume\n");
+        for k in klines {
+            csv.push_str(&format!(
+                "{},{},{},{},{},{}\n",
+                k.open_time.millis(),
+                k.open,
+                k.high,
+                k.low,
+                k.close,
+                k.volume
+            ));
+        }
+        std::fs::write(dir.join(format!("{s}-1h.csv")), csv).unwrap();
+    }
+    names
+}

@@ -707,6 +707,11 @@ impl StateStore for RedisStore {
         Ok((permit.expires_at > now).then_some(permit))
     }
 
+    fn is_decided(&self, plan_id: &PlanId) -> Result<bool, StoreError> {
+        let key = self.key(&format!("governor:decision:{plan_id}"));
+        self.with_conn(|c| redis::cmd("EXISTS").arg(&key).query::<bool>(c))
+    }
+
     fn rotation_plan(&self, pending: &PlanId) -> Result<Option<Plan>, StoreError> {
         let key = self.key("governor:rotations");
         let raw: Option<String> =
