@@ -21,6 +21,7 @@ pub fn line(token: &str, fields: &[(&str, String)]) {
         let _ = write!(out, " {k}={}", value(v));
     }
     out.push('\n');
+    // One write per line; a closed stdout must never take a worker down (println! would panic).
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
 }
 
