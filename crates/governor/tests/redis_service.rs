@@ -308,18 +308,26 @@ fn wait_for_decisions(c: &mut redis::Connection, n: usize, limit: Duration) {
     }
 }
 
-#[test]
-fn race_8_governor_tasks_never_exceed_4_slots() {
-    const N: usize = 20_000;
-    let server = RedisServer::start();
+/// A redis-server (AOF on when asked) with the 30-symbol data, the policy universe and `n`
+/// open plans already in the plan stream.
+fn flowing(n: usize, redis_args: &[&str]) -> (RedisServer, tempfile::TempDir, redis::Connection) {
+    let server = RedisServer::start_with(redis_args);
     let data = tempfile::tempdir().unwrap();
     write_data(data.path());
     let mut c = conn(&server);
     set_universe(&mut c);
+    let admin = Arc::new(RedisStore::open(&server.url(), PREFIX, 3600, "admin").unwrap());
+    let marks = marks(data.path(), admin);
+    publish_opens(&mut c, n, &marks);
+    (server, data, c)
+}
+
+#[test]
+fn race_8_governor_tasks_never_exceed_4_slots() {
+    const N: usize = 20_000;
+    let (server, data, mut c) = flowing(N, &["--appendonly", "no"]);
     let cfg = Arc::new(racing_config());
     let admin = Arc::new(RedisStore::open(&server.url(), PREFIX, 3600, "admin").unwrap());
-    let marks = marks(data.path(), admin.clone());
-    publish_opens(&mut c, N, &marks);
     let inputs: Arc<dyn InputsSource> =
         Arc::new(PaperMarket::load(data.path(), wall_clock(), 10_000.0, admin, 200).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
@@ -400,14 +408,7 @@ fn race_8_governor_tasks_never_exceed_4_slots() {
 #[test]
 fn race_8_governor_processes_never_exceed_4_slots() {
     const N: usize = 20_000;
-    let server = RedisServer::start();
-    let data = tempfile::tempdir().unwrap();
-    write_data(data.path());
-    let mut c = conn(&server);
-    set_universe(&mut c);
-    let admin = Arc::new(RedisStore::open(&server.url(), PREFIX, 3600, "admin").unwrap());
-    let marks = marks(data.path(), admin);
-    publish_opens(&mut c, N, &marks);
+    let (server, data, mut c) = flowing(N, &["--appendonly", "no"]);
     let stop = Arc::new(AtomicBool::new(false));
     let watch = watcher(server.url(), stop.clone());
     let filled = Arc::new(AtomicUsize::new(0));
@@ -493,14 +494,7 @@ fn every_contract_environment_name_takes_effect_in_serve() {
 fn redis_restarted_with_aof_loses_no_decision_and_the_service_recovers() {
     const N: usize = 3000;
     let aof = ["--appendonly", "yes", "--appendfsync", "always"];
-    let server = RedisServer::start_with(&aof);
-    let data = tempfile::tempdir().unwrap();
-    write_data(data.path());
-    let mut c = conn(&server);
-    set_universe(&mut c);
-    let admin = Arc::new(RedisStore::open(&server.url(), PREFIX, 3600, "admin").unwrap());
-    let marks = marks(data.path(), admin);
-    publish_opens(&mut c, N, &marks);
+    let (server, data, mut c) = flowing(N, &aof);
     let mut service = serve(&server.url(), data.path(), "aof", &racing_env());
     // Pull the plug while plans flow.
     wait_for_decisions(&mut c, 100, Duration::from_secs(60));
@@ -584,14 +578,7 @@ fn a_malformed_entry_is_dead_lettered_at_once_with_its_fields() {
 fn sigkill_20_times_while_plans_flow_loses_nothing_and_doubles_nothing() {
     const N: usize = 4000;
     const KILLS: usize = 20;
-    let server = RedisServer::start();
-    let data = tempfile::tempdir().unwrap();
-    write_data(data.path());
-    let mut c = conn(&server);
-    set_universe(&mut c);
-    let admin = Arc::new(RedisStore::open(&server.url(), PREFIX, 3600, "admin").unwrap());
-    let marks = marks(data.path(), admin);
-    publish_opens(&mut c, N, &marks);
+    let (server, data, mut c) = flowing(N, &["--appendonly", "no"]);
     // Short permits so that "no reservation outlives its TTL" is checked within the test.
     let mut env = racing_env();
     env.push(("GOV_PERMIT_TTL", "2"));
