@@ -4,6 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use governor_core::book::{Book, LedgerPosition};
+use governor_core::market::correlation::CorrelationCache;
 use governor_core::market::{Kline, SymbolMarket, BAR_MS};
 use governor_core::snapshot::{CapitalState, ExchangePosition, ExchangeState, Policy, Snapshot};
 use governor_core::time::Timestamp;
@@ -85,6 +86,7 @@ fn setup() -> (Plan, Snapshot, Config, Timestamp) {
     cfg.funds.max_open_positions = 11;
     cfg.funds.max_total_notional_usdt = 1e6;
     let universe = serde_json::to_string(&names).unwrap();
+    let correlations = Some(Arc::new(CorrelationCache::build(&market, 100)));
     let snap = Snapshot {
         trading_state: TradingState::Active,
         policy: Policy::from_field(Some(&universe)),
@@ -95,6 +97,7 @@ fn setup() -> (Plan, Snapshot, Config, Timestamp) {
             positions,
         }),
         market,
+        correlations,
         capital: CapitalState::default(),
     };
     let candidate = &names[10];

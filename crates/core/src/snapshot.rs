@@ -1,6 +1,7 @@
 //! Everything one decision reads, gathered before it is made. `decide` sees nothing else.
 
 use crate::book::Book;
+use crate::market::correlation::CorrelationCache;
 use crate::market::SymbolMarket;
 use crate::reason::BlockReason;
 use crate::time::Timestamp;
@@ -165,6 +166,8 @@ pub struct Snapshot {
     pub exchange: Option<ExchangeState>,
     /// Per-symbol market summaries computed once per bar.
     pub market: BTreeMap<Symbol, Arc<SymbolMarket>>,
+    /// Pairwise correlations computed once per bar (`None`: computed when needed).
+    pub correlations: Option<Arc<CorrelationCache>>,
     /// Capital allocation inputs.
     pub capital: CapitalState,
 }

@@ -48,7 +48,7 @@ fn run(instances: usize) -> f64 {
         .unwrap();
     let admin = Arc::new(RedisStore::open(&server.url(), PREFIX, 3600, "admin").unwrap());
     let inputs: Arc<dyn InputsSource> =
-        Arc::new(PaperMarket::load(data.path(), wall_clock(), 10_000.0, admin, 200).unwrap());
+        Arc::new(PaperMarket::load(data.path(), wall_clock(), 10_000.0, admin, 100).unwrap());
     let marks = inputs.inputs(wall_clock()).market;
     let mut pipe = redis::pipe();
     for i in 0..PLANS {

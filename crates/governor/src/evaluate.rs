@@ -52,8 +52,7 @@ pub fn evaluate(
             }))
         }
     };
-    let keep = 2 * cfg.correlation.window as usize;
-    let loaded = state_file::load(state_path, keep)?;
+    let loaded = state_file::load(state_path, cfg.correlation.window as usize)?;
     let store = MemoryStore::with_state(loaded.store, cfg.block_ttl_secs);
     let snapshot = store.snapshot(&plan.plan_id, &loaded.inputs, loaded.now);
     let decision = decide(&plan, &snapshot, cfg, loaded.now);

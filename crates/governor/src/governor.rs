@@ -4,6 +4,7 @@
 
 use crate::store::{StateStore, StoreError};
 use governor_core::decide::{decide, Decision};
+use governor_core::market::correlation::CorrelationCache;
 use governor_core::market::SymbolMarket;
 use governor_core::plan::PlanRejection;
 use governor_core::results::{ExecutionResult, Settlement};
@@ -22,6 +23,8 @@ pub struct MarketInputs {
     pub exchange: Option<ExchangeState>,
     /// Market summaries by symbol.
     pub market: BTreeMap<Symbol, Arc<SymbolMarket>>,
+    /// Pairwise correlations of those symbols, computed once per bar (`None`: per decision).
+    pub correlations: Option<Arc<CorrelationCache>>,
 }
 
 /// The outcome of submitting one plan.

@@ -2,6 +2,7 @@
 //! turned into the per-symbol summaries a decision reads at a given time.
 
 use anyhow::{bail, Context};
+use governor_core::market::correlation::CorrelationCache;
 use governor_core::market::csv::parse_klines;
 use governor_core::market::{Kline, SymbolMarket};
 use governor_core::time::Timestamp;
@@ -70,4 +71,16 @@ pub fn summaries_at(
             SymbolMarket::from_klines(window, keep_returns).map(|m| (symbol.clone(), Arc::new(m)))
         })
         .collect()
+}
+
+/// The market as of `now` for decisions: per-symbol summaries and every pair's correlation over
+/// `window` returns, both computed once for the bar.
+pub fn market_at(
+    klines: &BTreeMap<Symbol, Vec<Kline>>,
+    now: Timestamp,
+    window: usize,
+) -> (BTreeMap<Symbol, Arc<SymbolMarket>>, Arc<CorrelationCache>) {
+    let market = summaries_at(klines, now, 2 * window);
+    let correlations = Arc::new(CorrelationCache::build(&market, window));
+    (market, correlations)
 }

@@ -2,7 +2,7 @@
 //! decision is evaluated against. Documented in the README; unknown fields are refused.
 
 use crate::governor::MarketInputs;
-use crate::market_data::{load_klines_dir, summaries_at};
+use crate::market_data::{load_klines_dir, market_at};
 use crate::store::memory::StoreState;
 use anyhow::{bail, Context};
 use governor_core::book::Book;
@@ -59,7 +59,7 @@ pub struct LoadedState {
 }
 
 /// Reads and checks a state file (`None`: an empty account with no policy and no market).
-pub fn load(path: Option<&Path>, keep_returns: usize) -> anyhow::Result<LoadedState> {
+pub fn load(path: Option<&Path>, window: usize) -> anyhow::Result<LoadedState> {
     let file: StateFile = match path {
         None => serde_json::from_str("{}").expect("an empty state parses"),
         Some(p) => {
@@ -95,9 +95,11 @@ pub fn load(path: Option<&Path>, keep_returns: usize) -> anyhow::Result<LoadedSt
         (None, Some(t)) => t,
         (None, None) => bail!("state file: give now_ms (no klines to take the time from)"),
     };
+    let (market, correlations) = market_at(&klines, now, window);
     let inputs = MarketInputs {
         exchange: file.exchange,
-        market: summaries_at(&klines, now, keep_returns),
+        market,
+        correlations: Some(correlations),
     };
     let store = StoreState {
         trading_state,

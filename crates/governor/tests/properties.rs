@@ -210,6 +210,8 @@ fn racing_config() -> Config {
 
 fn run(ops: Vec<Op>) {
     let mut w = World::new(racing_config());
+    w.per_decision_correlation = true; // the scenarios cover the per-bar cache
+
     let mut in_flight: Vec<Option<(Plan, Decision)>> = vec![None; GOVERNORS];
     for op in ops {
         match op {

@@ -142,7 +142,7 @@ fn set_universe(c: &mut redis::Connection) {
 }
 
 fn marks(data: &Path, store: Arc<RedisStore>) -> BTreeMap<String, f64> {
-    let market = PaperMarket::load(data, wall_clock(), 10_000.0, store, 200).unwrap();
+    let market = PaperMarket::load(data, wall_clock(), 10_000.0, store, 100).unwrap();
     market
         .inputs(wall_clock())
         .market
@@ -329,7 +329,7 @@ fn race_8_governor_tasks_never_exceed_4_slots() {
     let cfg = Arc::new(racing_config());
     let admin = Arc::new(RedisStore::open(&server.url(), PREFIX, 3600, "admin").unwrap());
     let inputs: Arc<dyn InputsSource> =
-        Arc::new(PaperMarket::load(data.path(), wall_clock(), 10_000.0, admin, 200).unwrap());
+        Arc::new(PaperMarket::load(data.path(), wall_clock(), 10_000.0, admin, 100).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let watch = watcher(server.url(), stop.clone());
     let filled = Arc::new(AtomicUsize::new(0));
@@ -760,7 +760,7 @@ fn an_entry_delivered_more_than_5_times_is_dead_lettered_with_the_reason() {
     }
     let admin = Arc::new(RedisStore::open(&server.url(), PREFIX, 3600, "admin").unwrap());
     let inputs: Arc<dyn InputsSource> = Arc::new(
-        PaperMarket::load(data.path(), wall_clock(), 10_000.0, admin.clone(), 200).unwrap(),
+        PaperMarket::load(data.path(), wall_clock(), 10_000.0, admin.clone(), 100).unwrap(),
     );
     let mut survivor = PlanWorker {
         gov: Governor::new(Arc::new(Config::default()), admin.clone()),
@@ -796,7 +796,7 @@ impl InputsSource for FixedExchange {
     fn inputs(&self, _now: governor_core::time::Timestamp) -> quantum_governor::MarketInputs {
         quantum_governor::MarketInputs {
             exchange: Some(self.0.clone()),
-            market: Default::default(),
+            ..Default::default()
         }
     }
 }

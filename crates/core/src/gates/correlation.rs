@@ -61,7 +61,14 @@ pub fn check(
             Ok(m) => m,
             Err(why) => return Err(refuse(trace, line, unavailable(why))),
         };
-        let aligned = aligned_correlation(&mine.returns, &theirs.returns, window);
+        let cached = ctx
+            .snap
+            .correlations
+            .as_ref()
+            .filter(|c| c.window == window)
+            .and_then(|c| c.get(&cand.symbol, symbol));
+        let aligned =
+            cached.unwrap_or_else(|| aligned_correlation(&mine.returns, &theirs.returns, window));
         let Some(rho) = aligned.rho else {
             let why = if aligned.common < window {
                 format!(

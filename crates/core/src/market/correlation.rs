@@ -1,8 +1,11 @@
 //! Correlation of two symbols' 1 h log returns, aligned on timestamps (never on row numbers).
 
 use super::indicators::pearson_pairs;
-use super::kline::BAR_MS;
+use super::kline::{SymbolMarket, BAR_MS};
 use crate::time::Timestamp;
+use crate::types::Symbol;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The correlation of the last `window` returns the two series share, and how many they share.
 #[derive(Copy, Clone, Debug, PartialEq)]
@@ -66,6 +69,40 @@ pub fn aligned_correlation(
     Aligned { rho, common }
 }
 
+/// Every pair's aligned correlation, computed once per bar (correlation depends on market data
+/// only, so no plan should pay for it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CorrelationCache {
+    /// The window the pairs were computed over.
+    pub window: usize,
+    /// By the first symbol of the ordered pair, then the second.
+    pairs: BTreeMap<Symbol, BTreeMap<Symbol, Aligned>>,
+}
+
+impl CorrelationCache {
+    /// Computes every pair of `market` over `window` aligned returns.
+    pub fn build(market: &BTreeMap<Symbol, Arc<SymbolMarket>>, window: usize) -> Self {
+        let symbols: Vec<(&Symbol, &Arc<SymbolMarket>)> = market.iter().collect();
+        let mut pairs: BTreeMap<Symbol, BTreeMap<Symbol, Aligned>> = BTreeMap::new();
+        for (i, (a, ma)) in symbols.iter().enumerate() {
+            for (b, mb) in &symbols[i + 1..] {
+                let aligned = aligned_correlation(&ma.returns, &mb.returns, window);
+                pairs
+                    .entry((*a).clone())
+                    .or_default()
+                    .insert((*b).clone(), aligned);
+            }
+        }
+        CorrelationCache { window, pairs }
+    }
+
+    /// The pair's correlation (in either order), if it was computed.
+    pub fn get(&self, a: &Symbol, b: &Symbol) -> Option<Aligned> {
+        let (first, second) = if a <= b { (a, b) } else { (b, a) };
+        self.pairs.get(first)?.get(second).copied()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +145,45 @@ mod tests {
         )
         .unwrap();
         assert!((fast - slow).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_cache_answers_what_the_direct_computation_answers() {
+        use crate::market::kline::Kline;
+        let bars = |seed: f64| -> Vec<Kline> {
+            (0..30)
+                .map(|i| {
+                    let c = 100.0 + ((i as f64) * seed).sin() * 3.0;
+                    Kline {
+                        open_time: Timestamp(i * BAR_MS),
+                        open: c,
+                        high: c + 1.0,
+                        low: c - 1.0,
+                        close: c,
+                        volume: 1.0,
+                    }
+                })
+                .collect()
+        };
+        let market: BTreeMap<Symbol, Arc<SymbolMarket>> =
+            [("AAAUSDT", 0.7), ("BBBUSDT", 1.3), ("CCCUSDT", 2.1)]
+                .into_iter()
+                .map(|(s, seed)| {
+                    (
+                        Symbol::parse(s).unwrap(),
+                        Arc::new(SymbolMarket::from_klines(&bars(seed), 50).unwrap()),
+                    )
+                })
+                .collect();
+        let cache = CorrelationCache::build(&market, 20);
+        let (a, c) = (
+            Symbol::parse("AAAUSDT").unwrap(),
+            Symbol::parse("CCCUSDT").unwrap(),
+        );
+        let direct = aligned_correlation(&market[&a].returns, &market[&c].returns, 20);
+        assert_eq!(cache.get(&a, &c), Some(direct));
+        assert_eq!(cache.get(&c, &a), Some(direct));
+        assert_eq!(cache.get(&a, &a), None);
     }
 
     #[test]

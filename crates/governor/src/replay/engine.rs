@@ -4,11 +4,11 @@ use super::signals::{kill_score, open_plans, ExitPlanner, PlanFields, SignalConf
 use crate::exchange::paper::{PaperCosts, PaperExchange};
 use crate::exchange::{Exchange, OrderRequest};
 use crate::governor::{Governor, MarketInputs, Submission};
-use crate::market_data::{closed_by, load_klines_dir, summaries_at};
+use crate::market_data::{closed_by, load_klines_dir, market_at};
 use crate::store::memory::MemoryStore;
 use anyhow::{bail, Context};
 use governor_core::config::RegimeReference;
-use governor_core::market::correlation::aligned_correlation;
+use governor_core::market::correlation::{aligned_correlation, CorrelationCache};
 use governor_core::market::regime::{classify, desired_slots};
 use governor_core::market::{Kline, SymbolMarket, BAR_MS};
 use governor_core::plan::{Action, CloseKind};
@@ -224,6 +224,7 @@ struct Pipeline<'a> {
     governed: PaperExchange,
     ungoverned: PaperExchange,
     market: BTreeMap<Symbol, Arc<SymbolMarket>>,
+    correlations: Option<Arc<CorrelationCache>>,
     published_seen: usize,
     plans: usize,
     order_errors: usize,
@@ -237,6 +238,7 @@ impl Pipeline<'_> {
         MarketInputs {
             exchange: Some(self.governed.account()),
             market: self.market.clone(),
+            correlations: self.correlations.clone(),
         }
     }
 
@@ -458,6 +460,7 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         governed: PaperExchange::new(opts.initial_equity, opts.costs),
         ungoverned: PaperExchange::new(opts.initial_equity, opts.costs),
         market: BTreeMap::new(),
+        correlations: None,
         published_seen: 0,
         plans: 0,
         order_errors: 0,
@@ -467,7 +470,7 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
     };
     let mut exits_gov = ExitPlanner::default();
     let mut exits_ungov = ExitPlanner::default();
-    let keep = 2 * cfg.correlation.window as usize;
+    let window = cfg.correlation.window as usize;
     let (mut peak_gov, mut peak_ungov) = (opts.initial_equity, opts.initial_equity);
     let mut reducing_since: Option<Timestamp> = None;
     let mut bars = Vec::with_capacity(timeline.len());
@@ -509,7 +512,9 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         let (marks, fills) = prices_at(&klines, t);
         p.governed.set_prices(marks.clone(), fills.clone());
         p.ungoverned.set_prices(marks, fills);
-        p.market = summaries_at(&klines, t, keep);
+        let (market, correlations) = market_at(&klines, t, window);
+        p.market = market;
+        p.correlations = Some(correlations);
         p.gov
             .tick(t)
             .expect("the embedded store is always available");
@@ -636,7 +641,6 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
     } else {
         universe.iter().cloned().collect()
     };
-    let window = cfg.correlation.window as usize;
     let matrix = heat_symbols
         .iter()
         .map(|a| {

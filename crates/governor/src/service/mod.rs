@@ -48,13 +48,13 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
         )?))
     };
     let admin = open("admin")?;
-    let keep = 2 * cfg.correlation.window as usize;
+    let window = cfg.correlation.window as usize;
     let inputs: Arc<dyn InputsSource> = Arc::new(paper_market::PaperMarket::load(
         &opts.data_dir,
         wall_clock(),
         opts.capital,
         admin.clone(),
-        keep,
+        window,
     )?);
     let mut health = workers::Health::default();
     loop {

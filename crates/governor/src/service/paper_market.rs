@@ -6,8 +6,9 @@
 
 use super::InputsSource;
 use crate::governor::MarketInputs;
-use crate::market_data::{closed_by, load_klines_dir, summaries_at, FEATURE_LOOKBACK};
+use crate::market_data::{closed_by, load_klines_dir, market_at, FEATURE_LOOKBACK};
 use crate::store::redis::RedisStore;
+use governor_core::market::correlation::CorrelationCache;
 use governor_core::market::{Kline, SymbolMarket, BAR_MS};
 use governor_core::snapshot::{ExchangePosition, ExchangeState};
 use governor_core::time::Timestamp;
@@ -19,15 +20,16 @@ use std::sync::{Arc, Mutex};
 /// Hours of recorded data kept ahead of the wall clock at start-up.
 pub const PLAY_FORWARD_HOURS: usize = 24 * 30;
 
-type Summaries = BTreeMap<Symbol, Arc<SymbolMarket>>;
+/// The market of one bar: summaries and pairwise correlations.
+type BarMarket = (BTreeMap<Symbol, Arc<SymbolMarket>>, Arc<CorrelationCache>);
 
 /// Recorded market on the wall clock, plus the ledger mirror as the exchange.
 pub struct PaperMarket {
     klines: BTreeMap<Symbol, Vec<Kline>>,
     store: Arc<RedisStore>,
     capital: f64,
-    keep_returns: usize,
-    cache: Mutex<Option<(Timestamp, Summaries)>>,
+    window: usize,
+    cache: Mutex<Option<(Timestamp, BarMarket)>>,
 }
 
 /// The shift that puts the anchor bar's close at the start of the current hour.
@@ -55,7 +57,7 @@ impl PaperMarket {
         wall_now: Timestamp,
         capital: f64,
         store: Arc<RedisStore>,
-        keep_returns: usize,
+        window: usize,
     ) -> anyhow::Result<Self> {
         let mut klines = load_klines_dir(dir)?;
         let shift = wall_clock_shift(&klines, wall_now);
@@ -68,18 +70,18 @@ impl PaperMarket {
             klines,
             store,
             capital,
-            keep_returns,
+            window,
             cache: Mutex::new(None),
         })
     }
 
-    fn market(&self, now: Timestamp) -> Summaries {
+    fn market(&self, now: Timestamp) -> BarMarket {
         let bar = Timestamp(now.millis() - now.millis().rem_euclid(BAR_MS));
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         match cache.as_ref() {
             Some((at, m)) if *at == bar => m.clone(),
             _ => {
-                let m = summaries_at(&self.klines, now, self.keep_returns);
+                let m = market_at(&self.klines, now, self.window);
                 *cache = Some((bar, m.clone()));
                 m
             }
@@ -117,9 +119,11 @@ impl InputsSource for PaperMarket {
                 positions,
             }
         });
+        let (market, correlations) = self.market(now);
         MarketInputs {
             exchange,
-            market: self.market(now),
+            market,
+            correlations: Some(correlations),
         }
     }
 }

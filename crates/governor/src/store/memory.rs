@@ -135,6 +135,7 @@ impl MemoryStore {
             book: st.book.clone(),
             exchange: inputs.exchange.clone(),
             market: inputs.market.clone(),
+            correlations: inputs.correlations.clone(),
             capital: st.capital.clone(),
         }
     }

@@ -5,6 +5,7 @@
 pub mod redis_server;
 
 use governor_core::book::LedgerPosition;
+use governor_core::market::correlation::CorrelationCache;
 use governor_core::market::{Kline, BAR_MS};
 use governor_core::snapshot::{ExchangePosition, ExchangeState};
 use governor_core::time::Timestamp;
@@ -168,6 +169,7 @@ pub struct World {
     pub klines: BTreeMap<Symbol, Vec<Kline>>,
     pub equity: f64,
     pub exchange_down: bool,
+    pub per_decision_correlation: bool,
     pub now: Timestamp,
 }
 
@@ -219,6 +221,7 @@ impl World {
             klines: klines(market),
             equity: 10_000.0,
             exchange_down: false,
+            per_decision_correlation: false,
             now: Timestamp(BARS as i64 * BAR_MS),
         }
     }
@@ -266,6 +269,14 @@ impl World {
                 positions,
             }),
             market: summaries_at(&self.klines, self.now, 400),
+            // The service computes correlations once per bar; `per_decision_correlation` makes
+            // the gate compute them itself, the path taken when no cache is given.
+            correlations: (!self.per_decision_correlation).then(|| {
+                Arc::new(CorrelationCache::build(
+                    &summaries_at(&self.klines, self.now, 400),
+                    100,
+                ))
+            }),
         }
     }
 

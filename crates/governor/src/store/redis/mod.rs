@@ -638,6 +638,7 @@ impl StateStore for RedisStore {
             book: read.book,
             exchange: inputs.exchange.clone(),
             market: inputs.market.clone(),
+            correlations: inputs.correlations.clone(),
             capital: read.capital,
         })
     }
