@@ -49,6 +49,18 @@ pub enum Submission {
     StoreUnavailable(StoreError),
 }
 
+/// Whether committing `decision` changes what later decisions read (anything beyond its own
+/// record, block record and events).
+fn changes_book(decision: &Decision) -> bool {
+    use governor_core::effects::Effect;
+    decision.effects.iter().any(|e| {
+        !matches!(
+            e,
+            Effect::Record(_) | Effect::WriteBlock { .. } | Effect::Emit(_)
+        )
+    })
+}
+
 /// What applying one execution result did.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResultOutcome {
@@ -152,6 +164,96 @@ impl Governor {
         Submission::Contended {
             attempts: self.max_attempts,
         }
+    }
+
+    /// Decides a batch of parsed plans with one snapshot read: decisions that change the book
+    /// (permits, rotations, locks, a trading-state switch) are committed at once and the
+    /// snapshot is read again; the others (blocks, skips) are committed together at the end in
+    /// one round trip. Every commit keeps its own guards; one that loses a race is decided again
+    /// on its own. The answers are in the order of `plans`.
+    pub fn decide_batch(
+        &self,
+        plans: &[Plan],
+        inputs: &MarketInputs,
+        now: Timestamp,
+    ) -> Vec<Submission> {
+        let mut out: Vec<Option<Submission>> = vec![None; plans.len()];
+        let mut deferred: Vec<(usize, Decision)> = Vec::new();
+        let mut decided_here: std::collections::BTreeMap<
+            &governor_core::types::PlanId,
+            governor_core::snapshot::DecisionRecord,
+        > = std::collections::BTreeMap::new();
+        let mut start = 0;
+        while start < plans.len() {
+            let rest: Vec<&Plan> = plans[start..].iter().collect();
+            let (base, priors) = match self.store.snapshot_batch(&rest, inputs, now) {
+                Ok(s) => s,
+                Err(e) => {
+                    for slot in out.iter_mut().skip(start) {
+                        *slot = Some(Submission::StoreUnavailable(e.clone()));
+                    }
+                    break;
+                }
+            };
+            let mut book_changed_at = None;
+            for (offset, plan) in rest.iter().enumerate() {
+                let i = start + offset;
+                let mut snapshot = base.clone();
+                snapshot.prior = decided_here
+                    .get(&plan.plan_id)
+                    .cloned()
+                    .or_else(|| priors[offset].clone());
+                let decision = decide(plan, &snapshot, &self.cfg, now);
+                if decision.replayed {
+                    out[i] = Some(Submission::Decided {
+                        decision: Box::new(decision),
+                        fence: None,
+                    });
+                    continue;
+                }
+                if !changes_book(&decision) {
+                    decided_here.insert(&plan.plan_id, decision.committed_record());
+                    deferred.push((i, decision));
+                    continue;
+                }
+                out[i] = Some(match self.store.commit(&decision, now) {
+                    Ok(Ok(fence)) => Submission::Decided {
+                        decision: Box::new(decision),
+                        fence: Some(fence),
+                    },
+                    Ok(Err(_lost_race)) => self.decide_plan(plan, inputs, now),
+                    Err(e) => Submission::StoreUnavailable(e),
+                });
+                book_changed_at = Some(i);
+                break;
+            }
+            match book_changed_at {
+                Some(i) => start = i + 1,
+                None => break,
+            }
+        }
+        let batch: Vec<&Decision> = deferred.iter().map(|(_, d)| d).collect();
+        match self.store.commit_many(&batch, now) {
+            Ok(results) => {
+                for ((i, decision), result) in deferred.into_iter().zip(results) {
+                    out[i] = Some(match result {
+                        Ok(fence) => Submission::Decided {
+                            decision: Box::new(decision),
+                            fence: Some(fence),
+                        },
+                        Err(_lost_race) => self.decide_plan(&plans[i], inputs, now),
+                    });
+                }
+            }
+            Err(e) => {
+                for (i, _) in deferred {
+                    out[i] = Some(Submission::StoreUnavailable(e.clone()));
+                }
+            }
+        }
+        out.into_iter()
+            .map(|s| s.expect("every plan of the batch is answered"))
+            .collect()
     }
 
     /// Applies an execution result; when it confirms a rotation's close, re-decides the

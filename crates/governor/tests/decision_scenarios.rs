@@ -41,6 +41,7 @@ macro_rules! on_both_stores {
 }
 
 on_both_stores!(
+    a_batch_decides_exactly_as_one_by_one,
     s01_slots_full_when_improvement_is_below_threshold,
     s02_rotation_phase1_holds_the_slot_and_phase2_completes,
     s02b_rotation_completes_by_itself_when_the_close_result_arrives,
@@ -717,4 +718,88 @@ fn a_filled_open_occupies_its_slot_and_results_are_idempotent(on: &Stores) {
     .collect();
     w.gov.on_result(&fields, &w.inputs(), w.now).unwrap();
     assert_eq!(w.state().book.positions[&sym("ETHUSDT")].qty, qty);
+}
+
+fn a_batch_decides_exactly_as_one_by_one(on: &Stores) {
+    let mut cfg = Config::default();
+    cfg.cadence.max_exec_per_hour = 100;
+    cfg.cadence.max_exec_per_5min = 100;
+    let batch_world = on.world(cfg.clone());
+    let single_world = on.world(cfg);
+    batch_world.hold("ETHUSDT", Side::Long, 100.0, Some(70.0));
+    single_world.hold("ETHUSDT", Side::Long, 100.0, Some(70.0));
+    // Opens that fill the slots, one refused by the policy, a duplicate id, an opposite side,
+    // a close, and more opens once the slots are full.
+    let specs: [(&str, &str, &str); 9] = [
+        ("b1", "SOLUSDT", "OPEN_LONG"),
+        ("b2", "XRPUSDT", "OPEN_SHORT"),
+        ("b3", "NOTLISTEDUSDT", "OPEN_LONG"),
+        ("b1", "SOLUSDT", "OPEN_LONG"),
+        ("b4", "ETHUSDT", "OPEN_SHORT"),
+        ("b5", "ETHUSDT", "PARTIAL_50"),
+        ("b6", "BNBUSDT", "OPEN_LONG"),
+        ("b7", "ADAUSDT", "OPEN_LONG"),
+        ("b8", "DOGEUSDT", "OPEN_LONG"),
+    ];
+    let fields = |w: &World, (id, symbol, action): (&str, &str, &str)| -> Vec<(String, String)> {
+        let mut f = vec![
+            ("plan_id".to_owned(), id.to_owned()),
+            ("symbol".to_owned(), symbol.to_owned()),
+            ("action".to_owned(), action.to_owned()),
+            ("decision".to_owned(), "EXECUTE".to_owned()),
+        ];
+        if action.starts_with("OPEN") {
+            let mark = w
+                .klines
+                .get(&sym(symbol))
+                .map_or(1.0, |k| k.last().unwrap().close);
+            f.push(("qty".to_owned(), (100.0 / mark).to_string()));
+        }
+        f
+    };
+    let plans: Vec<governor_core::Plan> = specs
+        .iter()
+        .map(|s| governor_core::Plan::parse(&fields(&batch_world, *s)).unwrap())
+        .collect();
+    let batch = batch_world
+        .gov
+        .decide_batch(&plans, &batch_world.inputs(), batch_world.now);
+    let one_by_one: Vec<_> = plans
+        .iter()
+        .map(|p| {
+            single_world
+                .gov
+                .decide_plan(p, &single_world.inputs(), single_world.now)
+        })
+        .collect();
+    let summary = |s: &quantum_governor::Submission| match s {
+        quantum_governor::Submission::Decided { decision, fence } => {
+            (reason(decision), fence.is_some())
+        }
+        other => panic!("{other:?}"),
+    };
+    let got: Vec<_> = batch.iter().map(summary).collect();
+    let want: Vec<_> = one_by_one.iter().map(summary).collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        want.iter().map(|(r, _)| *r).collect::<Vec<_>>(),
+        [
+            "allow",
+            "allow",
+            "active_slots_not_in_universe",
+            "allow",
+            "opposite_position_open",
+            "allow",
+            "allow",
+            "slots_full",
+            "slots_full"
+        ]
+    );
+    assert!(
+        !want[3].1,
+        "the duplicate id is a replay, not a second decision"
+    );
+    let (a, b) = (batch_world.state(), single_world.state());
+    assert_eq!(a.decisions.len(), b.decisions.len());
+    assert_eq!(a.book.slots(), b.book.slots());
 }

@@ -12,6 +12,7 @@ use crate::store::{StateStore, StoreError};
 use governor_core::effects::Event;
 use governor_core::time::Timestamp;
 use governor_core::types::PlanId;
+use governor_core::Plan;
 use std::sync::Arc;
 
 /// Entries read per batch.
@@ -170,8 +171,37 @@ impl PlanWorker {
         let inputs = self.inputs.inputs(now);
         let mut acks = Vec::with_capacity(batch.len());
         let mut last_view = None;
+        // Parse first: a malformed entry is dead-lettered on its own; the rest is decided as a batch.
+        let mut plans = Vec::with_capacity(batch.len());
+        let mut plan_entries = Vec::with_capacity(batch.len());
         for entry in batch {
-            match self.gov.submit(&entry.fields, &inputs, now) {
+            match Plan::parse(&entry.fields) {
+                Ok(plan) => {
+                    plans.push(plan);
+                    plan_entries.push(entry);
+                }
+                Err(rejection) => match self.gov.submit(&entry.fields, &inputs, now) {
+                    Submission::Rejected(_) => {
+                        logfmt::line(
+                            "REJECTED",
+                            &[("id", entry.id.clone()), ("error", rejection.to_string())],
+                        );
+                        acks.push(entry.id);
+                    }
+                    Submission::StoreUnavailable(e) => {
+                        self.consumer.ack(&acks)?;
+                        return Err(e);
+                    }
+                    _ => unreachable!("a plan that fails to parse is rejected"),
+                },
+            }
+        }
+        let mut unavailable = None;
+        for (entry, submission) in plan_entries
+            .into_iter()
+            .zip(self.gov.decide_batch(&plans, &inputs, now))
+        {
+            match submission {
                 Submission::Decided { decision, fence } => {
                     if fence.is_some() {
                         let score = entry
@@ -190,13 +220,7 @@ impl PlanWorker {
                     }
                     acks.push(entry.id);
                 }
-                Submission::Rejected(rejection) => {
-                    logfmt::line(
-                        "REJECTED",
-                        &[("id", entry.id.clone()), ("error", rejection.to_string())],
-                    );
-                    acks.push(entry.id);
-                }
+                Submission::Rejected(_) => acks.push(entry.id),
                 Submission::Contended { attempts } => {
                     logfmt::line(
                         "CONTENDED",
@@ -204,13 +228,14 @@ impl PlanWorker {
                     );
                     counts.left_pending += 1;
                 }
-                Submission::StoreUnavailable(e) => {
-                    // What was decided before the store went away is acknowledged; the rest
-                    // stays pending and comes back.
-                    self.consumer.ack(&acks)?;
-                    return Err(e);
-                }
+                // What was decided before the store went away is acknowledged; the rest stays
+                // pending and comes back.
+                Submission::StoreUnavailable(e) => unavailable = Some(e),
             }
+        }
+        if let Some(e) = unavailable {
+            self.consumer.ack(&acks)?;
+            return Err(e);
         }
         self.consumer.ack(&acks)?;
         counts.acked += acks.len();

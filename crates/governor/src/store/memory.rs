@@ -378,6 +378,23 @@ fn guard_holds(st: &StoreState, guard: &Guard, now: Timestamp) -> bool {
 }
 
 impl StateStore for MemoryStore {
+    fn snapshot_batch(
+        &self,
+        plans: &[&Plan],
+        inputs: &MarketInputs,
+        now: Timestamp,
+    ) -> Result<(Snapshot, Vec<Option<DecisionRecord>>), StoreError> {
+        let mut base = self.snapshot_of(&PlanId::parse("-").expect("valid"), inputs, now);
+        base.prior = None;
+        let priors = self.read(|st| {
+            plans
+                .iter()
+                .map(|p| st.decisions.get(&p.plan_id).cloned())
+                .collect()
+        });
+        Ok((base, priors))
+    }
+
     fn snapshot(
         &self,
         plan: &Plan,

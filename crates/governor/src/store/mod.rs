@@ -11,7 +11,7 @@ use crate::governor::MarketInputs;
 use governor_core::decide::Decision;
 use governor_core::effects::{GuardFailed, Permit};
 use governor_core::results::{ExecutionResult, Settlement};
-use governor_core::snapshot::Snapshot;
+use governor_core::snapshot::{DecisionRecord, Snapshot};
 use governor_core::time::Timestamp;
 use governor_core::types::PlanId;
 use governor_core::Plan;
@@ -31,6 +31,23 @@ pub trait StateStore: Send + Sync {
         inputs: &MarketInputs,
         now: Timestamp,
     ) -> Result<Snapshot, StoreError>;
+    /// One snapshot for a batch of plans: the shared state once, with each plan's earlier
+    /// decision (in order). The snapshot's own `prior` is `None`.
+    fn snapshot_batch(
+        &self,
+        plans: &[&Plan],
+        inputs: &MarketInputs,
+        now: Timestamp,
+    ) -> Result<(Snapshot, Vec<Option<DecisionRecord>>), StoreError>;
+    /// Commits several decisions that do not change the book (blocks, skips) in one round trip;
+    /// each commit is still atomic under its own guards. Results in order.
+    fn commit_many(
+        &self,
+        decisions: &[&Decision],
+        now: Timestamp,
+    ) -> Result<Vec<Result<u64, GuardFailed>>, StoreError> {
+        decisions.iter().map(|d| self.commit(d, now)).collect()
+    }
     /// Applies a decision's effects if every guard still holds, atomically; the inner error is
     /// a lost race. Returns the fence given to the commit.
     fn commit(

@@ -114,7 +114,8 @@ type KeyValues = Vec<(String, String)>;
 struct Read {
     trading_state: TradingState,
     policy: Policy,
-    prior: Option<DecisionRecord>,
+    /// The earlier decision of each plan id asked for, in order.
+    priors: Vec<Option<DecisionRecord>>,
     book: Book,
     capital: CapitalState,
 }
@@ -179,12 +180,17 @@ impl RedisStore {
         }
     }
 
-    fn read_state(&self, plan_id: &str, symbol: &str, now: Timestamp) -> Result<Read, StoreError> {
+    fn read_state(
+        &self,
+        plan_ids: &[&str],
+        symbols: &[&str],
+        now: Timestamp,
+    ) -> Result<Read, StoreError> {
         let raw: String = self.with_conn(|c| {
             self.read
                 .arg(&self.prefix)
-                .arg(plan_id)
-                .arg(symbol)
+                .arg(plan_ids.join("\n"))
+                .arg(symbols.join("\n"))
                 .arg(now.millis())
                 .invoke(c)
         })?;
@@ -250,26 +256,30 @@ impl RedisStore {
         opens.sort();
         book.open_times = opens;
         book.reservation_seq = text(&v["seq"]).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let prior = match text(&v["decision"]) {
-            Some(s) => {
-                Some(serde_json::from_str(s).map_err(|e| err(format!("decision record: {e}")))?)
-            }
-            None => None,
-        };
+        let mut priors = Vec::with_capacity(plan_ids.len());
+        for (i, id) in plan_ids.iter().enumerate() {
+            priors.push(match text(&v["decisions"][i]) {
+                Some(s) => Some(
+                    serde_json::from_str(s)
+                        .map_err(|e| err(format!("decision record of {id}: {e}")))?,
+                ),
+                None => None,
+            });
+        }
         let mut capital = CapitalState {
             portfolio_usdt: text(&v["capital"]).and_then(|s| parse_decimal(s).ok()),
             ..CapitalState::default()
         };
-        if let Some(alloc) = text(&v["allocation"]) {
-            let pct = json_of("capital allocation", alloc)?["allocation_pct"].as_f64();
-            if let (Some(p), Ok(sym)) = (pct.filter(|p| p.is_finite()), Symbol::parse(symbol)) {
+        for (symbol, alloc) in flat_pairs(&v["allocations"]) {
+            let pct = json_of("capital allocation", &alloc)?["allocation_pct"].as_f64();
+            if let (Some(p), Ok(sym)) = (pct.filter(|p| p.is_finite()), Symbol::parse(&symbol)) {
                 capital.allocation_pct.insert(sym, p);
             }
         }
         Ok(Read {
             trading_state: trading_state_of(text(&v["kill"])),
             policy: Policy::from_field(text(&v["universe"])),
-            prior,
+            priors,
             book,
             capital,
         })
@@ -314,7 +324,7 @@ impl RedisStore {
         &self,
         now: Timestamp,
     ) -> Result<std::collections::BTreeMap<Symbol, LedgerPosition>, StoreError> {
-        Ok(self.read_state("-", "-", now)?.book.positions)
+        Ok(self.read_state(&[], &[], now)?.book.positions)
     }
 
     /// Finds ledger hashes other services wrote (`position:ledger:*`) and adds them to the
@@ -437,7 +447,7 @@ impl RedisStore {
 
     /// The whole state read back (for tests, `explain` and operators' tools).
     pub fn state(&self, now: Timestamp) -> Result<StoreState, StoreError> {
-        let read = self.read_state("-", "-", now)?;
+        let read = self.read_state(&[], &[], now)?;
         let p = self.prefix.clone();
         let [decisions, permits, blocks, counts]: [KeyValues; 4] = self.with_conn(|c| {
             let scan = |c: &mut redis::Connection,
@@ -624,23 +634,88 @@ impl StateStore for RedisStore {
         inputs: &MarketInputs,
         now: Timestamp,
     ) -> Result<Snapshot, StoreError> {
-        let mut read = self.read_state(plan.plan_id.as_str(), plan.symbol.as_str(), now)?;
+        let (mut snapshot, mut priors) = self.snapshot_batch(&[plan], inputs, now)?;
+        snapshot.prior = priors.pop().flatten();
+        Ok(snapshot)
+    }
+
+    fn snapshot_batch(
+        &self,
+        plans: &[&Plan],
+        inputs: &MarketInputs,
+        now: Timestamp,
+    ) -> Result<(Snapshot, Vec<Option<DecisionRecord>>), StoreError> {
+        let ids: Vec<&str> = plans.iter().map(|p| p.plan_id.as_str()).collect();
+        let symbols: Vec<&str> = plans.iter().map(|p| p.symbol.as_str()).collect();
+        let mut read = self.read_state(&ids, &symbols, now)?;
         let stale = read.book.reservations.values().any(|r| r.expires_at <= now)
             || read.book.rotations.values().any(|r| r.expires_at <= now);
         if stale {
             self.expire_now(&read.book, now)?;
-            read = self.read_state(plan.plan_id.as_str(), plan.symbol.as_str(), now)?;
+            read = self.read_state(&ids, &symbols, now)?;
         }
-        Ok(Snapshot {
+        let snapshot = Snapshot {
             trading_state: read.trading_state,
             policy: read.policy,
-            prior: read.prior,
+            prior: None,
             book: read.book,
             exchange: inputs.exchange.clone(),
             market: inputs.market.clone(),
             correlations: inputs.correlations.clone(),
             capital: read.capital,
-        })
+        };
+        Ok((snapshot, read.priors))
+    }
+
+    fn commit_many(
+        &self,
+        decisions: &[&Decision],
+        now: Timestamp,
+    ) -> Result<Vec<Result<u64, GuardFailed>>, StoreError> {
+        if decisions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ctx = OpContext {
+            now,
+            block_ttl_secs: self.block_ttl_secs,
+            governor_id: &self.governor_id,
+        };
+        let mut pipe = redis::pipe();
+        for d in decisions {
+            let mut effects = vec![Effect::Record(d.committed_record())];
+            effects.extend(d.effects.iter().cloned());
+            let req = serde_json::json!({
+                "now": now.millis(),
+                "guards": d.guards.iter().map(ops::guard).collect::<Vec<_>>(),
+                "ops": effects.iter().map(|e| ops::op(e, &ctx)).collect::<Vec<_>>(),
+            });
+            pipe.cmd("EVALSHA")
+                .arg(self.commit.get_hash())
+                .arg(0)
+                .arg(&self.prefix)
+                .arg(req.to_string());
+        }
+        let replies: Vec<(i64, u64)> = match self.with_conn(|c| pipe.query(c)) {
+            Ok(r) => r,
+            Err(e) if e.0.contains("NOSCRIPT") => {
+                // A plain invocation loads the script; then the batch goes again. Commits that
+                // went through the first time fail their Undecided guard now and are re-decided.
+                let _loaded = self.commit(decisions[0], now)?;
+                self.with_conn(|c| pipe.query(c))?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(replies
+            .into_iter()
+            .zip(decisions)
+            .map(|((ok, value), d)| {
+                if ok == 1 {
+                    Ok(value)
+                } else {
+                    Err(GuardFailed(d.guards[value as usize - 1].clone()))
+                }
+            })
+            .collect())
     }
 
     fn commit(
@@ -662,7 +737,7 @@ impl StateStore for RedisStore {
         default_leverage: u32,
         now: Timestamp,
     ) -> Result<Settlement, StoreError> {
-        let read = self.read_state("-", result.symbol.as_str(), now)?;
+        let read = self.read_state(&[], &[], now)?;
         let settlement = settle(result, &read.book, false, default_leverage, now);
         match self.run_commit(&settlement.guards, &settlement.effects, now)? {
             Ok(_) => Ok(settlement),
@@ -671,7 +746,7 @@ impl StateStore for RedisStore {
     }
 
     fn expire(&self, now: Timestamp) -> Result<(), StoreError> {
-        let read = self.read_state("-", "-", now)?;
+        let read = self.read_state(&[], &[], now)?;
         self.expire_now(&read.book, now)
     }
 

@@ -1,10 +1,18 @@
--- Reads everything a decision needs in one round trip, as one JSON document.
--- ARGV: prefix, plan id, symbol, now (ms).
-local P, plan_id, symbol, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+-- Reads everything the decisions of a batch of plans need in one round trip, as one JSON
+-- document. ARGV: prefix, plan ids (newline-separated), symbols (newline-separated), now (ms).
+local P, now = ARGV[1], tonumber(ARGV[4])
+local function lines(s)
+  local t = {}
+  for x in string.gmatch(s, '[^\n]+') do table.insert(t, x) end
+  return t
+end
 local out = {}
 out.kill = redis.call('GET', P .. 'kill') or false
 out.universe = redis.call('HGET', P .. 'policy:current', 'universe_symbols') or false
-out.decision = redis.call('GET', P .. 'governor:decision:' .. plan_id) or false
+out.decisions = {}
+for i, id in ipairs(lines(ARGV[2])) do
+  out.decisions[i] = redis.call('GET', P .. 'governor:decision:' .. id) or false
+end
 out.reservations = redis.call('HGETALL', P .. 'governor:reservations')
 out.rotations = redis.call('HGETALL', P .. 'governor:rotations')
 out.ledger = {}
@@ -25,5 +33,9 @@ out.cooldown = redis.call('HGETALL', P .. 'governor:cooldown')
 out.opens = redis.call('ZRANGEBYSCORE', P .. 'governor:opens', now - 3600000, '+inf', 'WITHSCORES')
 out.seq = redis.call('GET', P .. 'governor:reservation_seq') or '0'
 out.capital = redis.call('GET', P .. 'portfolio:capital') or false
-out.allocation = redis.call('GET', P .. 'capital:allocation:' .. symbol) or false
+out.allocations = {}
+for _, s in ipairs(lines(ARGV[3])) do
+  local a = redis.call('GET', P .. 'capital:allocation:' .. s)
+  if a then table.insert(out.allocations, s); table.insert(out.allocations, a) end
+end
 return cjson.encode(out)
