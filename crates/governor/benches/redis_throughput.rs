@@ -9,12 +9,10 @@
 mod support;
 
 use governor_core::Config;
-use quantum_governor::service::consumer::GroupConsumer;
 use quantum_governor::service::paper_market::PaperMarket;
 use quantum_governor::service::workers::PlanWorker;
-use quantum_governor::service::{wall_clock, InputsSource, Streams, PLAN_GROUP};
+use quantum_governor::service::{wall_clock, InputsSource};
 use quantum_governor::store::redis::RedisStore;
-use quantum_governor::Governor;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
@@ -76,25 +74,17 @@ fn run(instances: usize) -> f64 {
     }
     pipe.query::<()>(&mut c).unwrap();
     let cfg = Arc::new(Config::default());
-    let streams = Streams::new(PREFIX);
     let started = Instant::now();
     let handles: Vec<_> = (0..instances)
         .map(|i| {
-            let store =
-                Arc::new(RedisStore::open(&server.url(), PREFIX, 3600, &format!("g{i}")).unwrap());
-            let mut consumer =
-                GroupConsumer::new(&server.url(), &streams.plans, PLAN_GROUP, &format!("g{i}"))
-                    .unwrap();
-            consumer.ensure_group().unwrap();
-            let mut worker = PlanWorker {
-                gov: Governor::new(cfg.clone(), store.clone()),
-                store,
-                consumer,
-                inputs: inputs.clone(),
-                clock: wall_clock,
-                name: format!("g{i}"),
-                reclaim_idle_ms: 30_000,
-            };
+            let mut worker = PlanWorker::connect(
+                &server.url(),
+                cfg.clone(),
+                inputs.clone(),
+                &format!("g{i}"),
+                30_000,
+            )
+            .unwrap();
             std::thread::spawn(move || {
                 let mut done = 0;
                 loop {

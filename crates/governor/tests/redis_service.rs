@@ -360,21 +360,14 @@ fn race_8_governor_tasks_never_exceed_4_slots() {
     });
     let workers: Vec<_> = (0..8)
         .map(|i| {
-            let store =
-                Arc::new(RedisStore::open(&server.url(), PREFIX, 3600, &format!("g{i}")).unwrap());
-            let mut consumer =
-                GroupConsumer::new(&server.url(), &streams.plans, PLAN_GROUP, &format!("g{i}"))
-                    .unwrap();
-            consumer.ensure_group().unwrap();
-            let mut worker = PlanWorker {
-                gov: Governor::new(cfg.clone(), store.clone()),
-                store,
-                consumer,
-                inputs: inputs.clone(),
-                clock: wall_clock,
-                name: format!("g{i}"),
-                reclaim_idle_ms: 30_000,
-            };
+            let mut worker = PlanWorker::connect(
+                &server.url(),
+                cfg.clone(),
+                inputs.clone(),
+                &format!("g{i}"),
+                30_000,
+            )
+            .unwrap();
             std::thread::spawn(move || {
                 let mut idle = 0;
                 while idle < 3 {

@@ -185,6 +185,18 @@ fn the_report_carries_every_chart_with_data() {
     }
 }
 
+/// The error a replay of `dir` stops with.
+fn replay_error(dir: &std::path::Path) -> String {
+    let opts = ReplayOptions {
+        data_dir: dir.to_path_buf(),
+        out_dir: dir.join("out"),
+        ..ReplayOptions::default()
+    };
+    replay::run(&Config::default(), &opts)
+        .unwrap_err()
+        .to_string()
+}
+
 #[test]
 fn a_bad_row_is_reported_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -193,14 +205,7 @@ fn a_bad_row_is_reported_with_file_and_line() {
     let ts = lines[5].split(',').next().unwrap().to_owned();
     lines[5] = format!("{ts},NaN,1,1,1,1");
     std::fs::write(dir.path().join("BTCUSDT-1h.csv"), lines.join("\n")).unwrap();
-    let opts = ReplayOptions {
-        data_dir: dir.path().to_path_buf(),
-        out_dir: dir.path().join("out"),
-        ..ReplayOptions::default()
-    };
-    let err = replay::run(&Config::default(), &opts)
-        .unwrap_err()
-        .to_string();
+    let err = replay_error(dir.path());
     assert!(
         err.contains("BTCUSDT-1h.csv:6: open \"NaN\": must be a plain decimal number"),
         "{err}"
@@ -212,14 +217,7 @@ fn the_regime_reference_must_be_in_the_data() {
     let dir = tempfile::tempdir().unwrap();
     let eth = std::fs::read_to_string(data().join("ETHUSDT-1h.csv")).unwrap();
     std::fs::write(dir.path().join("ETHUSDT-1h.csv"), eth).unwrap();
-    let opts = ReplayOptions {
-        data_dir: dir.path().to_path_buf(),
-        out_dir: dir.path().join("out"),
-        ..ReplayOptions::default()
-    };
-    let err = replay::run(&Config::default(), &opts)
-        .unwrap_err()
-        .to_string();
+    let err = replay_error(dir.path());
     assert!(
         err.contains("regime reference BTCUSDT has no klines"),
         "{err}"

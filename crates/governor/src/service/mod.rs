@@ -83,25 +83,21 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
     );
     let mut handles = Vec::new();
     for i in 0..opts.workers {
-        let store = open(&format!("w{i}"))?;
-        let mut consumer = consumer::GroupConsumer::new(
-            &opts.redis_url,
-            &streams.plans,
-            PLAN_GROUP,
-            &format!("{}-w{i}", opts.name),
-        )?;
-        while let Err(e) = consumer.ensure_group() {
-            health.failed("startup", &e);
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
-        let worker = workers::PlanWorker {
-            gov: Governor::new(cfg.clone(), store.clone()),
-            store,
-            consumer,
-            inputs: inputs.clone(),
-            clock: wall_clock,
-            name: format!("{}-w{i}", opts.name),
-            reclaim_idle_ms: opts.reclaim_idle_ms,
+        let name = format!("{}-w{i}", opts.name);
+        let worker = loop {
+            match workers::PlanWorker::connect(
+                &opts.redis_url,
+                cfg.clone(),
+                inputs.clone(),
+                &name,
+                opts.reclaim_idle_ms,
+            ) {
+                Ok(w) => break w,
+                Err(e) => {
+                    health.failed("startup", &e);
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+            }
         };
         handles.push(std::thread::spawn(move || worker.run()));
     }

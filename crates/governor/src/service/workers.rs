@@ -153,6 +153,35 @@ pub struct PlanWorker {
 }
 
 impl PlanWorker {
+    /// A worker named `name` on its own connections to `redis_url`: its store (keys under
+    /// `cfg.key_prefix`) and its consumer in the `governor` group, created if missing.
+    pub fn connect(
+        redis_url: &str,
+        cfg: Arc<governor_core::Config>,
+        inputs: Arc<dyn InputsSource>,
+        name: &str,
+        reclaim_idle_ms: u64,
+    ) -> Result<Self, StoreError> {
+        let store = Arc::new(RedisStore::open(
+            redis_url,
+            &cfg.key_prefix,
+            cfg.block_ttl_secs,
+            name,
+        )?);
+        let plans = super::Streams::new(&cfg.key_prefix).plans;
+        let mut consumer = GroupConsumer::new(redis_url, &plans, super::PLAN_GROUP, name)?;
+        consumer.ensure_group()?;
+        Ok(PlanWorker {
+            gov: Governor::new(cfg, store.clone()),
+            store,
+            consumer,
+            inputs,
+            clock: super::wall_clock,
+            name: name.to_owned(),
+            reclaim_idle_ms,
+        })
+    }
+
     /// Reclaims, reads and decides one batch; acknowledges what was decided or dead-lettered.
     pub fn step(&mut self, block_ms: usize) -> Result<BatchCounts, StoreError> {
         let now = (self.clock)();
