@@ -6,6 +6,8 @@
 //! mistyped value and out-of-range value is reported in one go, naming the key (and the
 //! environment variable it came from) with the value and the allowed range.
 
+use crate::heat::HarvestAction;
+use crate::plan::CloseKind;
 use crate::types::Symbol;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -283,12 +285,86 @@ pub struct BinanceConfig {
     pub testnet_enable_p29: bool,
 }
 
-/// The portfolio heat gate's settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+/// One rung of the heat ladder: what each close proposal becomes in a bucket. UPDATE_SL and
+/// HOLD are never calibrated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeatRung {
+    /// What `FULL_CLOSE_PROPOSED` becomes.
+    #[serde(rename = "FULL_CLOSE_PROPOSED")]
+    pub full_close: HarvestAction,
+    /// What `PARTIAL_75` becomes.
+    #[serde(rename = "PARTIAL_75")]
+    pub partial_75: HarvestAction,
+    /// What `PARTIAL_50` becomes.
+    #[serde(rename = "PARTIAL_50")]
+    pub partial_50: HarvestAction,
+    /// What `PARTIAL_25` becomes.
+    #[serde(rename = "PARTIAL_25")]
+    pub partial_25: HarvestAction,
+}
+
+impl HeatRung {
+    /// The rung that changes nothing.
+    pub fn identity() -> Self {
+        HeatRung {
+            full_close: HarvestAction::Close(CloseKind::Full),
+            partial_75: HarvestAction::Close(CloseKind::Partial75),
+            partial_50: HarvestAction::Close(CloseKind::Partial50),
+            partial_25: HarvestAction::Close(CloseKind::Partial25),
+        }
+    }
+
+    /// What `action` becomes on this rung.
+    pub fn apply(&self, action: HarvestAction) -> HarvestAction {
+        match action {
+            HarvestAction::Close(CloseKind::Full) => self.full_close,
+            HarvestAction::Close(CloseKind::Partial75) => self.partial_75,
+            HarvestAction::Close(CloseKind::Partial50) => self.partial_50,
+            HarvestAction::Close(CloseKind::Partial25) => self.partial_25,
+            other => other,
+        }
+    }
+}
+
+/// The portfolio heat gate's settings (DESIGN.md §1 "Portfolio heat gate").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeatConfig {
     /// shadow or enforce (P26_MODE).
     pub mode: HeatMode,
+    /// `k` of `heat = 1 - exp(-k * Σ |notional| * sigma / equity)`.
+    pub k: f64,
+    /// Heat from which the portfolio is WARM (below: COLD).
+    pub warm_at: f64,
+    /// Heat from which the portfolio is HOT.
+    pub hot_at: f64,
+    /// What closes become when WARM.
+    pub warm: HeatRung,
+    /// What closes become when HOT.
+    pub hot: HeatRung,
+}
+
+impl Default for HeatConfig {
+    fn default() -> Self {
+        let p = |k| HarvestAction::Close(k);
+        HeatConfig {
+            mode: HeatMode::default(),
+            k: 8.0,
+            warm_at: 0.25,
+            hot_at: 0.65,
+            warm: HeatRung {
+                full_close: p(CloseKind::Partial75),
+                ..HeatRung::identity()
+            },
+            hot: HeatRung {
+                full_close: p(CloseKind::Partial50),
+                partial_75: p(CloseKind::Partial50),
+                partial_50: p(CloseKind::Partial25),
+                partial_25: p(CloseKind::Partial25),
+            },
+        }
+    }
 }
 
 /// The whole configuration. Every key is optional; the defaults are what the original system ran.
@@ -571,10 +647,13 @@ impl Config {
 
         // Check each key on its own so that every bad key is reported, not just the first;
         // the keys that are fine are then validated together, so range errors come too.
+        // Every key is checked on top of the defaults, so that a partial table (one rung of
+        // the heat ladder) keeps the defaults of its other keys.
+        let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
         let known = known_keys();
         let mut user_leaves = Vec::new();
         leaves("", &table, &mut user_leaves);
-        let mut usable = toml::Table::new();
+        let mut usable = defaults.clone();
         for (path, value) in &user_leaves {
             let env = origin.get(path).cloned();
             if !known.iter().any(|k| k == path) {
@@ -587,7 +666,7 @@ impl Config {
                 });
                 continue;
             }
-            let mut single = toml::Table::new();
+            let mut single = defaults.clone();
             insert_path(&mut single, path, value.clone());
             match single.try_into::<Config>() {
                 Ok(_) => insert_path(&mut usable, path, value.clone()),
@@ -743,6 +822,17 @@ impl Config {
             125,
         );
         v.num("drift.max_exposure_drift", d.max_exposure_drift, 0.0, 100.0);
+        let h = &self.heat;
+        v.num("heat.k", h.k, 0.0, 1000.0);
+        v.num("heat.warm_at", h.warm_at, 0.0, 1.0);
+        v.num("heat.hot_at", h.hot_at, 0.0, 1.0);
+        if !(h.warm_at < h.hot_at) {
+            v.push(
+                "heat.warm_at",
+                h.warm_at.to_string(),
+                format!("below heat.hot_at ({})", h.hot_at),
+            );
+        }
         if let Some(url) = &self.binance.base_url {
             v.text(
                 "binance.base_url",

@@ -15,6 +15,8 @@ pub mod config;
 pub mod decide;
 pub mod effects;
 pub mod expiry;
+mod fields;
+pub mod heat;
 pub mod gates;
 pub mod market;
 pub mod plan;

@@ -7,6 +7,7 @@
 
 use crate::types::{PlanId, Side, Symbol};
 use serde::{Deserialize, Serialize};
+use crate::fields::Fields;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -16,7 +17,7 @@ pub const MAX_PLAN_BYTES: usize = 4096;
 pub const MAX_PLAN_FIELDS: usize = 32;
 
 /// How much of a position a close takes.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum CloseKind {
     /// `FULL_CLOSE_PROPOSED`: the whole position.
     Full,
@@ -205,18 +206,6 @@ const KNOWN_FIELDS: &[&str] = &[
     "new_plan_id",
 ];
 
-fn shorten(value: &str) -> String {
-    const KEEP: usize = 80;
-    if value.len() <= KEEP {
-        return value.to_owned();
-    }
-    let mut end = KEEP;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &value[..end])
-}
-
 /// Parses a decimal strictly: plain digits with an optional sign, point and exponent. Rejects
 /// what Rust or Lua would otherwise accept as a number (`NaN`, `inf`, `0x10`, `" 5 "`, `1e400`).
 pub fn parse_decimal(raw: &str) -> Result<f64, String> {
@@ -243,67 +232,6 @@ pub fn parse_bool(raw: &str) -> Result<bool, String> {
         "true" => Ok(true),
         "false" => Ok(false),
         _ => Err("must be `true` or `false`".to_owned()),
-    }
-}
-
-struct Fields<'a> {
-    map: BTreeMap<&'a str, &'a str>,
-    errors: Vec<FieldError>,
-}
-
-impl<'a> Fields<'a> {
-    fn fail(&mut self, field: &str, value: Option<&str>, problem: impl Into<String>) {
-        self.errors.push(FieldError {
-            field: field.to_owned(),
-            value: value.map(shorten),
-            problem: problem.into(),
-        });
-    }
-
-    /// The raw value; an empty value is an error (never read as "absent").
-    fn get(&mut self, field: &str) -> Option<&'a str> {
-        let value = self.map.get(field).copied()?;
-        if value.is_empty() {
-            self.fail(field, Some(value), "is empty; leave the field out instead");
-            return None;
-        }
-        Some(value)
-    }
-
-    fn require(&mut self, field: &str, why: &str) -> Option<&'a str> {
-        if !self.map.contains_key(field) {
-            self.fail(field, None, why);
-            return None;
-        }
-        self.get(field)
-    }
-
-    fn typed<T>(
-        &mut self,
-        field: &str,
-        raw: Option<&'a str>,
-        conv: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Option<T> {
-        let raw = raw?;
-        match conv(raw) {
-            Ok(v) => Some(v),
-            Err(problem) => {
-                self.fail(field, Some(raw), problem);
-                None
-            }
-        }
-    }
-
-    fn number(&mut self, field: &str, check: fn(f64) -> bool, range: &str) -> Option<f64> {
-        let raw = self.get(field);
-        self.typed(field, raw, |r| {
-            let v = parse_decimal(r)?;
-            if check(v) {
-                Ok(v)
-            } else {
-                Err(format!("must be {range}"))
-            }
-        })
     }
 }
 
@@ -348,27 +276,8 @@ fn parse_action_name(raw: &str) -> Result<RawAction, String> {
 impl Plan {
     /// Parses a plan from its stream fields (name, value), strictly, reporting every problem.
     pub fn parse<K: AsRef<str>, V: AsRef<str>>(fields: &[(K, V)]) -> Result<Plan, PlanRejection> {
-        let mut f = Fields {
-            map: BTreeMap::new(),
-            errors: Vec::new(),
-        };
-        let bytes: usize = fields
-            .iter()
-            .map(|(k, v)| k.as_ref().len() + v.as_ref().len())
-            .sum();
-        if fields.len() > MAX_PLAN_FIELDS || bytes > MAX_PLAN_BYTES {
-            f.fail(
-                "<plan>",
-                Some(&format!("{} fields, {} bytes", fields.len(), bytes)),
-                format!("a plan has at most {MAX_PLAN_FIELDS} fields and {MAX_PLAN_BYTES} bytes"),
-            );
-            return Err(PlanRejection { errors: f.errors });
-        }
-        for (k, v) in fields {
-            if f.map.insert(k.as_ref(), v.as_ref()).is_some() {
-                f.fail(k.as_ref(), Some(v.as_ref()), "appears more than once");
-            }
-        }
+        let mut f = Fields::read(fields, MAX_PLAN_FIELDS, MAX_PLAN_BYTES, "<plan>")
+            .map_err(|errors| PlanRejection { errors })?;
 
         let plan_id = {
             let raw = f.require("plan_id", "every plan needs an id");
