@@ -5,9 +5,9 @@
 //! missing, empty, unknown or contradictory field is an error that names the field and the value;
 //! nothing is defaulted and nothing is guessed.
 
+use crate::fields::Fields;
 use crate::types::{PlanId, Side, Symbol};
 use serde::{Deserialize, Serialize};
-use crate::fields::Fields;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -176,10 +176,17 @@ pub struct PlanRejection {
     pub errors: Vec<FieldError>,
 }
 
+impl PlanRejection {
+    /// `<what> rejected: <every problem>`, for the plan and the harvest-proposal parsers.
+    pub fn describe(&self, what: &str) -> String {
+        let parts: Vec<String> = self.errors.iter().map(|e| e.to_string()).collect();
+        format!("{what} rejected: {}", parts.join("; "))
+    }
+}
+
 impl fmt::Display for PlanRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self.errors.iter().map(|e| e.to_string()).collect();
-        write!(f, "plan rejected: {}", parts.join("; "))
+        f.write_str(&self.describe("plan"))
     }
 }
 

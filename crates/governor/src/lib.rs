@@ -9,6 +9,7 @@ pub mod civil;
 pub mod evaluate;
 pub mod exchange;
 pub mod governor;
+pub mod heat;
 pub mod journal;
 pub mod logfmt;
 pub mod market_data;

@@ -14,15 +14,25 @@ fn value(v: &str) -> String {
     }
 }
 
-/// Writes `TOKEN k=v k=v …` as one line.
-pub fn line(token: &str, fields: &[(&str, String)]) {
+/// `TOKEN k=v k=v …` with its newline, for callers that write it somewhere else than stdout.
+pub fn format(token: &str, fields: &[(&str, String)]) -> String {
     let mut out = String::from(token);
     for (k, v) in fields {
         let _ = write!(out, " {k}={}", value(v));
     }
     out.push('\n');
-    // One write per line; a closed stdout must never take a worker down (println! would panic).
-    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    out
+}
+
+/// Writes `TOKEN k=v k=v …` as one line.
+pub fn line(token: &str, fields: &[(&str, String)]) {
+    write_stdout(&format(token, fields));
+}
+
+/// Writes a formatted line to stdout in one write; a closed stdout must never take a worker
+/// down (println! would panic).
+pub fn write_stdout(line: &str) {
+    let _ = std::io::stdout().lock().write_all(line.as_bytes());
 }
 
 /// The log line of one decision.

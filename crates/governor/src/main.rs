@@ -45,6 +45,10 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// The portfolio heat gate on the close proposals: off, shadow (record what it would
+        /// change) or enforce. Unless off, the report compares enforce against off.
+        #[arg(long, value_enum, default_value_t = replay::HeatReplay::Shadow)]
+        heat: replay::HeatReplay,
     },
     /// Configuration commands.
     Config {
@@ -80,6 +84,39 @@ enum Command {
         /// the slowest decision: a smaller value steals work still in flight.
         #[arg(long, default_value_t = quantum_governor::service::RECLAIM_IDLE_MS)]
         reclaim_idle_ms: u64,
+    },
+    /// The portfolio heat gate (P2.6). With --redis: a consumer in the `p26_heat_gate` group
+    /// of `harvest.proposal` (mode from P26_MODE / heat.mode). Without: calibrates a file of
+    /// proposals (one JSON object of fields per line) against a state file, one JSON line out
+    /// per line in; exits 1 when a proposal was refused.
+    Heat {
+        /// The Redis URL; leave out to run embedded on --proposals.
+        #[arg(long, conflicts_with_all = ["proposals", "state", "out"])]
+        redis: Option<String>,
+        /// A TOML config file (environment variables override it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Recorded klines for the paper account and ATR (Redis mode).
+        #[arg(long, default_value = "data/klines")]
+        data: PathBuf,
+        /// Paper account capital in USDT (Redis mode).
+        #[arg(long, default_value_t = 13_661.0)]
+        capital: f64,
+        /// This process's name in the consumer group (default: heat-<pid>).
+        #[arg(long)]
+        name: Option<String>,
+        /// Reclaim entries another consumer left pending for this long (ms).
+        #[arg(long, default_value_t = quantum_governor::service::RECLAIM_IDLE_MS)]
+        reclaim_idle_ms: u64,
+        /// Embedded: the proposals, one JSON object of stream fields per line (`-`: stdin).
+        #[arg(long, required_unless_present = "redis")]
+        proposals: Option<PathBuf>,
+        /// Embedded: the account and market (the evaluate format, plus `marketstate`).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Embedded: where the calibrated lines go (default: stdout; logs go to stderr).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Decide one plan (JSON object of plan fields) against a state file; prints the decision
     /// and its trace as JSON. Commits nothing.
@@ -130,6 +167,42 @@ fn config_or_exit(file: Option<&Path>) -> anyhow::Result<Result<Config, ExitCode
     })
 }
 
+/// `heat` without Redis: a file of proposals against a state file.
+fn run_heat_embedded(
+    cfg: &Config,
+    proposals: &Path,
+    state: Option<PathBuf>,
+    out: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use std::io::BufReader;
+    let state =
+        quantum_governor::state_file::load(state.as_deref(), cfg.correlation.window as usize)?;
+    let input: Box<dyn std::io::BufRead> = if proposals == Path::new("-") {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        let file = std::fs::File::open(proposals)
+            .with_context(|| format!("reading {}", proposals.display()))?;
+        Box::new(BufReader::new(file))
+    };
+    let sink: Box<dyn std::io::Write> = match &out {
+        None => Box::new(std::io::stdout()),
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
+    };
+    let counts =
+        quantum_governor::heat::embedded::run(cfg, &state, input, sink, std::io::stderr())?;
+    eprintln!(
+        "heat: {} calibrated ({} changed by the ladder), {} refused",
+        counts.published, counts.downgraded, counts.rejected
+    );
+    Ok(if counts.rejected > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
@@ -172,6 +245,7 @@ fn main() -> anyhow::Result<ExitCode> {
             to,
             capital,
             quiet,
+            heat,
         } => {
             let cfg = match config_or_exit(config.as_deref())? {
                 Ok(cfg) => cfg,
@@ -187,15 +261,31 @@ fn main() -> anyhow::Result<ExitCode> {
                 to,
                 initial_equity: capital,
                 progress: !quiet,
+                heat,
                 ..ReplayOptions::default()
             };
             let started = std::time::Instant::now();
-            let result = replay::run(&cfg, &opts)?;
+            let (result, heat_compare) = replay::run_with_comparison(&cfg, &opts)?;
             let summary = replay::summary::summarize(&result);
             let report = out.join("report.html");
-            std::fs::write(&report, replay::report::render(&result, &summary))
-                .with_context(|| format!("writing {}", report.display()))?;
+            std::fs::write(
+                &report,
+                replay::report::render(&result, &summary, heat_compare.as_ref()),
+            )
+            .with_context(|| format!("writing {}", report.display()))?;
             print!("{}", replay::summary::render(&summary, &result));
+            if let Some(h) = &heat_compare {
+                println!(
+                    "heat gate ({:?}): {} proposals, {} would change; governed PnL off {:+.2} / enforced {:+.2}, max drawdown {:.2}% / {:.2}%",
+                    h.mode,
+                    h.proposals,
+                    h.downgrades.values().sum::<usize>(),
+                    h.off.pnl,
+                    h.enforce.pnl,
+                    h.off.max_drawdown * 100.0,
+                    h.enforce.max_drawdown * 100.0
+                );
+            }
             println!(
                 "report: {}\njournal: {}\n({:.2} s)",
                 report.display(),
@@ -203,6 +293,38 @@ fn main() -> anyhow::Result<ExitCode> {
                 started.elapsed().as_secs_f64()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Heat {
+            redis,
+            config,
+            data,
+            capital,
+            name,
+            reclaim_idle_ms,
+            proposals,
+            state,
+            out,
+        } => {
+            let cfg = match config_or_exit(config.as_deref())? {
+                Ok(cfg) => cfg,
+                Err(code) => return Ok(code),
+            };
+            match (redis, proposals) {
+                (Some(redis_url), _) => {
+                    let opts = quantum_governor::service::ServeOptions {
+                        redis_url,
+                        data_dir: data,
+                        capital,
+                        workers: 1,
+                        name: name.unwrap_or_else(|| format!("heat-{}", std::process::id())),
+                        reclaim_idle_ms,
+                    };
+                    quantum_governor::heat::redis::serve(&cfg, &opts)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                (None, Some(proposals)) => run_heat_embedded(&cfg, &proposals, state, out),
+                (None, None) => unreachable!("clap requires --proposals without --redis"),
+            }
         }
         Command::Config {
             command: ConfigCommand::Check { file },

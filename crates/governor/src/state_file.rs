@@ -8,8 +8,10 @@ use anyhow::{bail, Context};
 use governor_core::book::Book;
 use governor_core::snapshot::{CapitalState, ExchangeState};
 use governor_core::time::Timestamp;
+use governor_core::types::Symbol;
 use governor_core::types::TradingState;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// `policy_universe` as a list, or as the raw hash field text (to try unparsable values).
@@ -46,6 +48,10 @@ pub struct StateFile {
     /// A directory of `<SYMBOL>-1h.csv` klines, relative to the state file.
     #[serde(default)]
     pub klines_dir: Option<PathBuf>,
+    /// `quantum:marketstate:{symbol}` hashes as Redis holds them (strings), for the heat gate:
+    /// `{"BTCUSDT": {"sigma": "0.031"}}`.
+    #[serde(default)]
+    pub marketstate: BTreeMap<Symbol, BTreeMap<String, String>>,
 }
 
 /// A state file turned into a store state, market inputs and a decision time.
@@ -56,6 +62,8 @@ pub struct LoadedState {
     pub inputs: MarketInputs,
     /// Decision time.
     pub now: Timestamp,
+    /// The raw market-state `sigma` of each symbol that has one.
+    pub marketstate_sigma: BTreeMap<Symbol, String>,
 }
 
 /// Reads and checks a state file (`None`: an empty account with no policy and no market).
@@ -108,5 +116,15 @@ pub fn load(path: Option<&Path>, window: usize) -> anyhow::Result<LoadedState> {
         book: file.book,
         ..StoreState::default()
     };
-    Ok(LoadedState { store, inputs, now })
+    let marketstate_sigma = file
+        .marketstate
+        .into_iter()
+        .filter_map(|(s, mut h)| Some((s, h.remove("sigma")?)))
+        .collect();
+    Ok(LoadedState {
+        store,
+        inputs,
+        now,
+        marketstate_sigma,
+    })
 }

@@ -174,7 +174,10 @@ pub fn portfolio_heat(
             .text("symbol", p.symbol.as_str())
             .num("notional", p.notional);
         if !(p.notional.is_finite() && p.notional >= 0.0) {
-            missing.push(format!("{} notional={} is not a finite amount", p.symbol, p.notional));
+            missing.push(format!(
+                "{} notional={} is not a finite amount",
+                p.symbol, p.notional
+            ));
             trace.push(line.note("notional is not a finite amount"));
             continue;
         }
@@ -182,7 +185,9 @@ pub fn portfolio_heat(
             Ok(s) => {
                 weighted += p.notional * s.value;
                 notional += p.notional;
-                line = line.num("sigma", s.value).name("sigma_source", s.source.as_str());
+                line = line
+                    .num("sigma", s.value)
+                    .name("sigma_source", s.source.as_str());
                 if let Some(why) = &s.fallback_reason {
                     line = line.note(why.clone());
                 }

@@ -90,13 +90,18 @@ fn the_incident_portfolio_runs_hot_and_full_closes_become_half_closes() {
     assert_eq!(c.calibrated, P50);
     assert!(c.downgraded());
     assert_eq!(c.reason(), "heat_hot");
-    assert_eq!(c.trace.lines.len(), 17 + 2, "a line per position, heat, ladder");
+    assert_eq!(
+        c.trace.lines.len(),
+        17 + 2,
+        "a line per position, heat, ladder"
+    );
 }
 
 #[test]
 fn the_default_ladder_is_designs() {
     let cfg = HeatConfig::default();
-    let at = |notional: f64, a: HarvestAction| calibrate(a, &one_position(notional), &cfg).calibrated;
+    let at =
+        |notional: f64, a: HarvestAction| calibrate(a, &one_position(notional), &cfg).calibrated;
     // COLD: unchanged.
     for a in HarvestAction::ALL {
         assert_eq!(at(1_000.0, a), a);
@@ -132,10 +137,20 @@ fn the_ladder_comes_from_configuration() {
         PARTIAL_25 = "HOLD"
     "#;
     let cfg = Config::load(Some(toml), &[]).unwrap().heat;
-    assert_eq!(cfg.warm, HeatConfig::default().warm, "unset rungs keep defaults");
+    assert_eq!(
+        cfg.warm,
+        HeatConfig::default().warm,
+        "unset rungs keep defaults"
+    );
     // 20,000 × 0.04 / 10,000 = 0.08 → heat 0.47271: WARM by default, COLD with warm_at 0.5.
-    assert_eq!(calibrate(FULL, &one_position(20_000.0), &cfg).calibrated, FULL);
-    assert_eq!(calibrate(FULL, &one_position(50_000.0), &cfg).calibrated, P25);
+    assert_eq!(
+        calibrate(FULL, &one_position(20_000.0), &cfg).calibrated,
+        FULL
+    );
+    assert_eq!(
+        calibrate(FULL, &one_position(50_000.0), &cfg).calibrated,
+        P25
+    );
     assert_eq!(
         calibrate(P25, &one_position(50_000.0), &cfg).calibrated,
         HarvestAction::Hold,
@@ -180,7 +195,9 @@ fn sigma_comes_from_the_market_state_else_from_atr_and_the_trace_says_which() {
             sigma: resolve_sigma(None, Some(0.012)),
         }],
     };
-    let json = calibrate(FULL, &input, &HeatConfig::default()).trace.to_json();
+    let json = calibrate(FULL, &input, &HeatConfig::default())
+        .trace
+        .to_json();
     assert!(json.contains(r#""sigma_source":"atr""#), "{json}");
 }
 

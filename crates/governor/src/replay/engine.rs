@@ -1,5 +1,6 @@
 //! The replay loop.
 
+use super::heat::{calibrate_exit, CalibrationRow, HeatReplay};
 use super::signals::{kill_score, open_plans, ExitPlanner, PlanFields, SignalConfig};
 use crate::exchange::paper::{PaperCosts, PaperExchange};
 use crate::exchange::{Exchange, OrderRequest};
@@ -45,6 +46,10 @@ pub struct ReplayOptions {
     pub resume_after_hours: u64,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// What the heat gate does with the harvest planner's close proposals.
+    pub heat: HeatReplay,
+    /// Write `decisions.jsonl` (and `calibrations.jsonl`) into `out_dir`.
+    pub write_journal: bool,
 }
 
 impl Default for ReplayOptions {
@@ -60,6 +65,8 @@ impl Default for ReplayOptions {
             halts: Vec::new(),
             resume_after_hours: 24,
             progress: false,
+            heat: HeatReplay::default(),
+            write_journal: true,
         }
     }
 }
@@ -159,6 +166,8 @@ pub struct ReplayResult {
     pub ledger_matches_exchange: bool,
     /// Opens permitted while the trading state was HALTED (the governor guarantees 0).
     pub opens_permitted_while_halted: usize,
+    /// Every close proposal the heat gate calibrated (empty with `--heat off`).
+    pub calibrations: Vec<CalibrationRow>,
     /// Where the journal was written.
     pub journal: PathBuf,
     /// Starting capital.
@@ -473,6 +482,7 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
     let window = cfg.correlation.window as usize;
     let (mut peak_gov, mut peak_ungov) = (opts.initial_equity, opts.initial_equity);
     let mut reducing_since: Option<Timestamp> = None;
+    let mut calibrations = Vec::new();
     let mut bars = Vec::with_capacity(timeline.len());
     let progress = if opts.progress {
         let bar = indicatif::ProgressBar::new(timeline.len() as u64);
@@ -519,9 +529,21 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
             .tick(t)
             .expect("the embedded store is always available");
 
-        let exit_plans = exits_gov.proposals(&opts.signals, &p.governed.account(), t);
-        for plan in &exit_plans {
-            p.submit(plan, t);
+        let account = p.governed.account();
+        for mut plan in exits_gov.proposals(&opts.signals, &account, t) {
+            if opts.heat != HeatReplay::Off {
+                if let Some((row, c)) = calibrate_exit(cfg, &plan, &account, &p.market, t) {
+                    if opts.heat == HeatReplay::Enforce && c.is_calibrated() {
+                        for (k, v) in plan.iter_mut() {
+                            if k == "harvest_action" {
+                                *v = c.calibrated.as_str().to_owned();
+                            }
+                        }
+                    }
+                    calibrations.push(row);
+                }
+            }
+            p.submit(&plan, t);
         }
         for plan in exits_ungov.proposals(&opts.signals, &p.ungoverned.account(), t) {
             p.ungoverned_order(&plan);
@@ -576,7 +598,10 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         .expect("the embedded store is always available");
 
     let journal = opts.out_dir.join("decisions.jsonl");
-    write_journal(&store, &journal)?;
+    if opts.write_journal {
+        write_journal(&store, &journal)?;
+        write_lines(&calibrations, &opts.out_dir.join("calibrations.jsonl"))?;
+    }
     let (verdicts, blocks, rejected, ledger_matches) = store.read(|st| {
         let mut verdicts: BTreeMap<String, usize> = BTreeMap::new();
         let mut blocks: BTreeMap<String, usize> = BTreeMap::new();
@@ -667,9 +692,23 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         heatmap_is_portfolio,
         ledger_matches_exchange: ledger_matches,
         opens_permitted_while_halted: p.halted_opens,
+        calibrations,
         journal,
         initial_equity: opts.initial_equity,
     })
+}
+
+/// One JSON line per row.
+fn write_lines<T: Serialize>(rows: &[T], path: &std::path::Path) -> anyhow::Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for row in rows {
+        serde_json::to_writer(&mut out, row)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// One JSON line per decision, in commit order, with the trace as JSON (not a string).

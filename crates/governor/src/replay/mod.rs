@@ -4,8 +4,10 @@
 //! the report shows what the governor changes.
 
 pub mod engine;
+pub mod heat;
 pub mod report;
 pub mod signals;
 pub mod summary;
 
 pub use engine::{run, ReplayOptions, ReplayResult};
+pub use heat::{run_with_comparison, HeatComparison, HeatReplay};

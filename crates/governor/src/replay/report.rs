@@ -3,6 +3,7 @@
 //! id="data-…">`) so a test, or a curious operator, can read the numbers behind it.
 
 use super::engine::ReplayResult;
+use super::heat::{HeatComparison, HeatReplay};
 use super::summary::Summary;
 use crate::civil::date;
 use serde_json::json;
@@ -330,8 +331,58 @@ fn rotation_table(r: &ReplayResult) -> String {
     o
 }
 
+fn money(v: f64) -> String {
+    format!("{v:+.2}")
+}
+
+/// The shadow-compare section: how often each downgrade happened, and the governed account
+/// with the heat gate enforced against the same account without it.
+fn heat_section(h: Option<&HeatComparison>) -> String {
+    let Some(h) = h else {
+        return "<p class=\"note\">The heat gate was off in this run (<code>--heat off</code>).</p>"
+            .to_owned();
+    };
+    let mode = match h.mode {
+        HeatReplay::Enforce => "enforced in this run (the comparison run had it off)",
+        _ => "in shadow in this run: it changed nothing (the comparison run enforced it)",
+    };
+    let mut o = format!(
+        "<p class=\"note\">The heat gate was {mode}. {n} close proposals were calibrated; {u} could not be (heat unknown) and passed unchanged.</p>",
+        n = h.proposals,
+        u = h.uncalibrated
+    );
+    o.push_str("<table><tr><th>bucket</th><th>proposals</th></tr>");
+    for (bucket, n) in &h.by_bucket {
+        let _ = write!(o, "<tr><td>{}</td><td>{n}</td></tr>", esc(bucket));
+    }
+    o.push_str("</table>");
+    if h.downgrades.is_empty() {
+        o.push_str("<p class=\"note\">No proposal would have been changed: the portfolio never ran warm enough.</p>");
+    } else {
+        o.push_str("<table><tr><th>what would have changed</th><th>times</th></tr>");
+        for (change, n) in &h.downgrades {
+            let _ = write!(o, "<tr><td>{}</td><td>{n}</td></tr>", esc(change));
+        }
+        o.push_str("</table>");
+    }
+    let _ = write!(
+        o,
+        "<table class=\"cmp\"><tr><th>governed account</th><th>heat gate off</th><th>heat gate enforced</th></tr>\
+         <tr><td>final equity</td><td>{:.2}</td><td>{:.2}</td></tr>\
+         <tr><td>PnL</td><td>{}</td><td>{}</td></tr>\
+         <tr><td>max drawdown</td><td>{:.2}%</td><td>{:.2}%</td></tr></table>",
+        h.off.final_equity,
+        h.enforce.final_equity,
+        money(h.off.pnl),
+        money(h.enforce.pnl),
+        h.off.max_drawdown * 100.0,
+        h.enforce.max_drawdown * 100.0
+    );
+    o
+}
+
 /// Renders the whole report.
-pub fn render(r: &ReplayResult, s: &Summary) -> String {
+pub fn render(r: &ReplayResult, s: &Summary, heat: Option<&HeatComparison>) -> String {
     let (g, u) = (&s.governed, &s.ungoverned);
     let compare = super::summary::comparison(s);
     let mut table =
@@ -380,6 +431,7 @@ pub fn render(r: &ReplayResult, s: &Summary) -> String {
     data.push_str(&data_block("rotations", &json!(r.rotations)));
     data.push_str(&data_block("heatmap", &json!({"symbols": r.heatmap.0, "matrix": r.heatmap.1, "is_final_portfolio": r.heatmap_is_portfolio})));
     data.push_str(&data_block("summary", &json!(s)));
+    data.push_str(&data_block("heat_compare", &json!(heat)));
     let heat_note = if r.heatmap_is_portfolio {
         "The positions held at the end of the replay, correlated over their last 100 aligned 1 h log returns."
     } else {
@@ -421,6 +473,8 @@ td:first-child,th:first-child{{text-align:left}} .good{{color:#1d7a35;font-weigh
 {blocks}
 <h2>Rotations</h2>
 {rotations}
+<h2>Portfolio heat gate: shadow compare</h2>
+{heat_compare}
 <h2>Correlation heatmap</h2>
 <p class="note">{heat_note}</p>
 {heatmap}
@@ -443,5 +497,6 @@ td:first-child,th:first-child{{text-align:left}} .good{{color:#1d7a35;font-weigh
         blocks = blocks_chart(s),
         rotations = rotation_table(r),
         heatmap = heatmap(r),
+        heat_compare = heat_section(heat),
     )
 }

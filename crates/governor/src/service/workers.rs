@@ -56,7 +56,7 @@ pub struct BatchCounts {
 
 /// The next batch: entries reclaimed from idle consumers, then new ones (waiting up to
 /// `block_ms`).
-fn next_batch(
+pub(crate) fn next_batch(
     store: &dyn StateStore,
     c: &mut GroupConsumer,
     idle_ms: u64,
