@@ -83,6 +83,33 @@ pub struct RotationLock {
     pub phase: RotationPhase,
 }
 
+/// A halt the governor put in place itself (the drawdown halt), so that opens are refused with
+/// its reason and it can resume by itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Halt {
+    /// Why (`drawdown_halt`).
+    pub reason: crate::reason::BlockReason,
+    /// When it started.
+    pub since: Timestamp,
+    /// The numbers behind it.
+    pub detail: String,
+}
+
+/// An executed close and what it realized.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloseRecord {
+    /// The close plan.
+    pub plan_id: PlanId,
+    /// The instrument.
+    pub symbol: Symbol,
+    /// When its result was applied.
+    pub at: Timestamp,
+    /// Realized PnL in USDT (fees not included): negative is a loss.
+    pub pnl: f64,
+}
+
 /// One exit lock per symbol (`quantum:exit:lock:{symbol}`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,6 +160,12 @@ pub struct Book {
     pub open_times: Vec<Timestamp>,
     /// Increments with every new reservation: lets a commit prove no other open slipped in.
     pub reservation_seq: u64,
+    /// The highest equity seen in each hour of the drawdown window (hour = ms / 3,600,000).
+    pub equity_peaks: BTreeMap<i64, f64>,
+    /// Why the governor itself put trading into REDUCING, while that holds.
+    pub halt: Option<Halt>,
+    /// Executed closes of the loss-streak window with their realized PnL, oldest first.
+    pub closes: Vec<CloseRecord>,
 }
 
 impl Book {

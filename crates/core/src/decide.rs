@@ -4,12 +4,14 @@
 
 use crate::book::{Reservation, RotationLock, RotationPhase};
 use crate::config::Config;
+use crate::config::GateMode;
 use crate::effects::{Effect, Event, Guard, Permit};
+use crate::gates::mode::Gatekeeper;
 use crate::gates::portfolio::{HoldingKind, Portfolio};
 use crate::gates::slots::{RotationChoice, SlotBudget, SlotUse};
 use crate::gates::{
-    cadence, capital, close, correlation, drift, funds, kill_score, policy, portfolio, slots,
-    trading_state, Candidate, Ctx, Refusal,
+    cadence, capital, close, correlation, drawdown, drift, funds, kill_score, loss_streak, policy,
+    portfolio, price_collar, slots, throttle, trading_state, Candidate, Ctx, Refusal,
 };
 use crate::plan::{Action, ActionSource, CloseKind, Plan};
 use crate::reason::BlockReason;
@@ -103,6 +105,8 @@ struct Summary {
     regime: Option<String>,
     desired: Option<u32>,
     occupied: Option<u32>,
+    /// Runs the policy gates under their modes; keeps their shadow refusals.
+    gates: Gatekeeper,
 }
 
 /// Decides one plan. Pure: same inputs, same decision, byte-identical trace.
@@ -351,39 +355,149 @@ fn open_path(
     summary: &mut Summary,
 ) -> Result<Answer, Refusal> {
     let plan = ctx.plan;
-    policy::check(ctx, trace)?;
+    let modes = &ctx.cfg.gates;
+    let gk = &mut summary.gates;
+    gk.run(
+        modes.policy,
+        "policy",
+        trace,
+        |t| policy::check(ctx, t),
+        || (),
+    )?;
     let mut book_view = portfolio::require_exchange(ctx, trace)?;
     if phase2 {
         book_view =
             book_view.without(|h| matches!(&h.kind, HoldingKind::Held(id) if **id == plan.plan_id));
     }
     summary.occupied = Some(book_view.occupied_slots() as u32);
-    drift::check(ctx, &book_view, trace)?;
-    let scale = kill_score::check(ctx, trace)?.qty_scale;
-    cadence::cooldown(ctx, trace)?;
-    cadence::execution_rate(ctx, trace)?;
-    let budget = if ctx.cfg.slots.enabled {
-        let b = slots::regime(ctx, trace)?;
-        summary.regime = Some(b.reading.regime.as_str().to_owned());
-        summary.desired = Some(b.desired);
-        Some(b)
+    let gk = &mut summary.gates;
+    gk.run(
+        modes.drift,
+        "drift",
+        trace,
+        |t| drift::check(ctx, &book_view, t),
+        || (),
+    )?;
+    let scale = gk.run(
+        modes.kill_score,
+        "kill_score",
+        trace,
+        |t| kill_score::check(ctx, t).map(|k| k.qty_scale),
+        || ctx.cfg.kill_score.min_qty_scale,
+    )?;
+    let equity = book_view.equity;
+    gk.run(
+        modes.drawdown_halt,
+        "drawdown_halt",
+        trace,
+        |t| drawdown::check(ctx, equity, t),
+        || (),
+    )?;
+    gk.run(
+        modes.loss_streak,
+        "loss_streak",
+        trace,
+        |t| loss_streak::check(ctx, t),
+        || (),
+    )?;
+    gk.run(
+        modes.cooldown,
+        "cooldown",
+        trace,
+        |t| cadence::cooldown(ctx, t),
+        || (),
+    )?;
+    gk.run(
+        modes.rate_limit,
+        "execution_rate",
+        trace,
+        |t| cadence::execution_rate(ctx, t),
+        || (),
+    )?;
+    gk.run(
+        modes.submit_throttle,
+        "submit_throttle",
+        trace,
+        |t| throttle::check(ctx, t),
+        || (),
+    )?;
+    let budget = if ctx.cfg.slots.enabled && modes.slots != GateMode::Off {
+        let b = gk.run(
+            modes.slots,
+            "regime",
+            trace,
+            |t| slots::regime(ctx, t).map(Some),
+            || None,
+        )?;
+        if let Some(b) = b {
+            summary.regime = Some(b.reading.regime.as_str().to_owned());
+            summary.desired = Some(b.desired);
+        }
+        b
     } else {
-        trace.push(
-            TraceLine::new("regime", Outcome::NotApplicable).note("slot accounting disabled"),
-        );
+        let why = if ctx.cfg.slots.enabled {
+            "gate off by configuration"
+        } else {
+            "slot accounting disabled"
+        };
+        trace.push(TraceLine::new("regime", Outcome::NotApplicable).note(why));
         None
     };
     let cand = size(ctx, side, scale, trace)?;
-    let slot_use = slots::occupancy(&cand, &book_view, budget, phase2, trace)?;
+    let gk = &mut summary.gates;
+    gk.run(
+        modes.price_collar,
+        "price_collar",
+        trace,
+        |t| price_collar::check(ctx, t),
+        || (),
+    )?;
+    let enforced_budget = budget.filter(|_| modes.slots == GateMode::Enforce);
+    let slot_use = slots::occupancy(&cand, &book_view, enforced_budget, phase2, trace)?;
+    if let (GateMode::Shadow, Some(b), SlotUse::NewSlot) = (modes.slots, budget, slot_use) {
+        let occupied = book_view.occupied_slots() as u32;
+        if occupied >= b.desired {
+            let refusal = Refusal::new(
+                BlockReason::SlotsFull,
+                format!("{occupied} of {} desired slots occupied", b.desired),
+            );
+            let line = TraceLine::new("slots_shadow", Outcome::Pass)
+                .int("occupied", i64::from(occupied))
+                .int("desired", i64::from(b.desired));
+            let refusal = crate::gates::refuse(trace, line, refusal);
+            gk.record(trace, &refusal);
+        }
+    }
     if slot_use == SlotUse::Full {
         let choice = slots::rotation(ctx, &book_view, trace)?;
         // Never close a position for a candidate that would be refused anyway.
         let after = book_view.without(|h| *h.symbol == choice.weakest);
-        money_gates(ctx, &cand, &after, trace)?;
+        side_slots_gate(ctx, &cand, &after, trace, gk)?;
+        money_gates(ctx, &cand, &after, trace, gk)?;
         return Ok(start_rotation(ctx, &choice, trace));
     }
-    money_gates(ctx, &cand, &book_view, trace)?;
+    if slot_use != SlotUse::Expand {
+        side_slots_gate(ctx, &cand, &book_view, trace, gk)?;
+    }
+    money_gates(ctx, &cand, &book_view, trace, gk)?;
     Ok(allow_open(ctx, &cand, slot_use, budget, &book_view, phase2))
+}
+
+fn side_slots_gate(
+    ctx: &Ctx<'_>,
+    cand: &Candidate,
+    view: &Portfolio,
+    trace: &mut Trace,
+    gk: &mut Gatekeeper,
+) -> Result<(), Refusal> {
+    let mode = ctx.cfg.gates.side_slots;
+    gk.run(
+        mode,
+        "side_slots",
+        trace,
+        |t| slots::side_slots(ctx, cand, view, t),
+        || (),
+    )
 }
 
 /// Correlation, margin, fund caps and capital allocation, in that order.
@@ -392,11 +506,37 @@ fn money_gates(
     cand: &Candidate,
     view: &Portfolio,
     trace: &mut Trace,
+    gk: &mut Gatekeeper,
 ) -> Result<(), Refusal> {
-    correlation::check(ctx, cand, view, trace)?;
-    funds::margin(ctx, cand, view, trace)?;
-    funds::caps(ctx, cand, view, trace)?;
-    capital::check(ctx, cand, view, trace)
+    let modes = &ctx.cfg.gates;
+    gk.run(
+        modes.correlation,
+        "correlation",
+        trace,
+        |t| correlation::check(ctx, cand, view, t),
+        || (),
+    )?;
+    gk.run(
+        modes.margin,
+        "margin",
+        trace,
+        |t| funds::margin(ctx, cand, view, t),
+        || (),
+    )?;
+    gk.run(
+        modes.fund_caps,
+        "fund_caps",
+        trace,
+        |t| funds::caps(ctx, cand, view, t),
+        || (),
+    )?;
+    gk.run(
+        modes.capital,
+        "capital",
+        trace,
+        |t| capital::check(ctx, cand, view, t),
+        || (),
+    )
 }
 
 fn allow_open(
@@ -433,29 +573,59 @@ fn allow_open(
             at: now,
         },
     ];
-    let mut guards = vec![
-        Guard::TradingStateIs(TradingState::Active),
-        Guard::CooldownClear {
+    // Only what an enforced gate checked is guarded: a shadow gate's condition may not hold.
+    let modes = &ctx.cfg.gates;
+    let enforced = |m: GateMode| m == GateMode::Enforce;
+    let mut guards = vec![Guard::TradingStateIs(TradingState::Active)];
+    if enforced(modes.cooldown) {
+        guards.push(Guard::CooldownClear {
             symbol: cand.symbol.clone(),
             since: now.minus_secs(cadence.symbol_cooldown_secs),
-        },
-        Guard::OpensBelow {
+        });
+    }
+    if enforced(modes.rate_limit) {
+        guards.push(Guard::OpensBelow {
             since: now.minus_secs(3600),
             limit: cadence.max_exec_per_hour,
-        },
-        Guard::OpensBelow {
+        });
+        guards.push(Guard::OpensBelow {
             since: now.minus_secs(300),
             limit: cadence.max_exec_per_5min,
-        },
-        Guard::NoReservationSince(ctx.snap.book.reservation_seq),
+        });
+    }
+    if enforced(modes.submit_throttle) {
+        guards.push(Guard::OpensBelow {
+            since: throttle::window_start(now),
+            limit: ctx.cfg.throttle.max_permits_per_sec,
+        });
+    }
+    let money = [
+        modes.correlation,
+        modes.margin,
+        modes.fund_caps,
+        modes.capital,
     ];
-    if let (SlotUse::NewSlot, Some(b)) = (slot_use, budget) {
+    if money.into_iter().any(enforced) {
+        guards.push(Guard::NoReservationSince(ctx.snap.book.reservation_seq));
+    }
+    if let (SlotUse::NewSlot, Some(b), true) = (slot_use, budget, enforced(modes.slots)) {
         guards.push(Guard::SlotAvailable {
             symbol: cand.symbol.clone(),
             side: cand.side,
             desired: b.desired,
             unledgered: view.unledgered,
         });
+    }
+    if let (SlotUse::NewSlot | SlotUse::RotationHeld, true) = (slot_use, enforced(modes.side_slots))
+    {
+        if let Some((limit, _, unledgered)) = slots::side_count(ctx, cand, view) {
+            guards.push(Guard::SideSlotsBelow {
+                symbol: cand.symbol.clone(),
+                side: cand.side,
+                limit,
+                unledgered,
+            });
+        }
     }
     if phase2 {
         effects.push(Effect::EndRotation {
@@ -589,11 +759,24 @@ fn block(
                 .with("by", "governor"),
         ));
     }
+    let mut guards = Vec::new();
+    let halt = refusal.reason == BlockReason::DrawdownHalt
+        && ctx.snap.trading_state == TradingState::Active
+        && ctx.snap.book.halt.is_none();
+    if halt {
+        effects.extend(drawdown::halt_effects(
+            &plan.plan_id,
+            &plan.symbol,
+            &refusal.detail,
+            now,
+        ));
+        guards.push(Guard::TradingStateIs(TradingState::Active));
+    }
     let verdict = Verdict::Block {
         reason: refusal.reason,
         detail: refusal.detail,
     };
-    finish(ctx, trace, verdict, effects, Vec::new(), summary)
+    finish(ctx, trace, verdict, effects, guards, summary)
 }
 
 /// Adds what every decision carries: its record, its event, and the guard that the plan id is
@@ -642,6 +825,7 @@ fn finish(
         // Serialized at commit (`committed_record`): writing JSON is the store's work, not
         // the decision's.
         trace: String::new(),
+        shadow: summary.gates.shadow,
     };
     let event = match &verdict {
         Verdict::Allow { qty, .. } => Some(

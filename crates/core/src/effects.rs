@@ -171,6 +171,32 @@ pub enum Effect {
     },
     /// Publish an event.
     Emit(Event),
+    /// Raise the hour's equity peak to `equity` (if higher); forget hours before `keep_from`.
+    RecordEquity {
+        /// Hour index (ms / 3,600,000).
+        hour: i64,
+        /// Equity seen.
+        equity: f64,
+        /// The first hour of the drawdown window.
+        keep_from: i64,
+    },
+    /// Forget the equity history and start again from `equity` (an operator resumed trading
+    /// after a drawdown halt: the drawdown is acknowledged).
+    ResetEquity {
+        /// Hour index.
+        hour: i64,
+        /// Equity now.
+        equity: f64,
+    },
+    /// Record or clear the governor's own halt.
+    SetHalt(Option<crate::book::Halt>),
+    /// Record an executed close and its PnL; forget closes before `keep_from`.
+    RecordClose {
+        /// The close.
+        close: crate::book::CloseRecord,
+        /// The start of the loss-streak window.
+        keep_from: Timestamp,
+    },
 }
 
 /// A condition the commit re-checks atomically before applying any effect.
@@ -224,6 +250,18 @@ pub enum Guard {
     RotationExists(PlanId),
     /// This result was not applied yet (results are idempotent).
     ResultNotApplied(PlanId),
+    /// Taking `symbol` in `side` keeps that side under `limit` slots: it is already held in
+    /// that side, or fewer than `limit` slots of that side are occupied (plus `unledgered`).
+    SideSlotsBelow {
+        /// The symbol to take.
+        symbol: Symbol,
+        /// Its side.
+        side: Side,
+        /// The side's maximum.
+        limit: u32,
+        /// Exchange positions of that side the ledger does not know yet (they count).
+        unledgered: u32,
+    },
 }
 
 /// A guard that did not hold at commit.

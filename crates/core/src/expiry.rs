@@ -93,6 +93,7 @@ pub fn expire(book: &Book, now: Timestamp) -> Vec<Expiry> {
             occupied_slots: None,
             decided_at: now,
             trace: trace.to_json(),
+            shadow: Vec::new(),
         }));
         effects.push(Effect::WriteBlock {
             plan_id: plan_id.clone(),

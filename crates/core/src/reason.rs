@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Why a plan was not allowed. One variant per stable code of CONTRACT.md.
+/// Why a plan was not allowed. One variant per stable code of CONTRACT.md, then the codes of
+/// the protections added since (drawdown halt, loss streaks, price collar, per-side slots,
+/// submit throttle).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[allow(missing_docs)] // each variant is documented by its code in CONTRACT.md
@@ -34,11 +36,17 @@ pub enum BlockReason {
     MarketDataUnavailable,
     ExchangeStateUnavailable,
     OppositePositionOpen,
+    DrawdownHalt,
+    SymbolLossStreak,
+    LossStreakGlobal,
+    PriceOutOfBand,
+    SideSlotsFull,
+    SubmitThrottle,
 }
 
 impl BlockReason {
     /// Every reason, in the order of CONTRACT.md (for metrics and reports that list them all).
-    pub const ALL: [BlockReason; 24] = [
+    pub const ALL: [BlockReason; 30] = [
         BlockReason::KillSwitch,
         BlockReason::TradingStateReducing,
         BlockReason::ActiveSlotsNoPolicy,
@@ -63,6 +71,12 @@ impl BlockReason {
         BlockReason::MarketDataUnavailable,
         BlockReason::ExchangeStateUnavailable,
         BlockReason::OppositePositionOpen,
+        BlockReason::DrawdownHalt,
+        BlockReason::SymbolLossStreak,
+        BlockReason::LossStreakGlobal,
+        BlockReason::PriceOutOfBand,
+        BlockReason::SideSlotsFull,
+        BlockReason::SubmitThrottle,
     ];
 
     /// The stable wire code.
@@ -94,6 +108,12 @@ impl BlockReason {
             BlockReason::MarketDataUnavailable => "market_data_unavailable",
             BlockReason::ExchangeStateUnavailable => "exchange_state_unavailable",
             BlockReason::OppositePositionOpen => "opposite_position_open",
+            BlockReason::DrawdownHalt => "drawdown_halt",
+            BlockReason::SymbolLossStreak => "symbol_loss_streak",
+            BlockReason::LossStreakGlobal => "loss_streak_global",
+            BlockReason::PriceOutOfBand => "price_out_of_band",
+            BlockReason::SideSlotsFull => "side_slots_full",
+            BlockReason::SubmitThrottle => "submit_throttle",
         }
     }
 }

@@ -150,14 +150,34 @@ pub struct Settlement {
     pub note: String,
 }
 
+/// The settings the result side needs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SettlePolicy {
+    /// Leverage of a fill whose reservation is gone.
+    pub default_leverage: u32,
+    /// How long executed closes are kept for the loss-streak guard (its window + its lock).
+    pub close_retention_secs: u64,
+}
+
+impl SettlePolicy {
+    /// The policy of a configuration.
+    pub fn of(cfg: &crate::Config) -> Self {
+        SettlePolicy {
+            default_leverage: cfg.funds.default_leverage,
+            close_retention_secs: cfg.loss_streak.window_secs + cfg.loss_streak.lock_secs,
+        }
+    }
+}
+
 /// Computes what `result` changes in `book`. `already_applied` makes it a no-op (idempotent).
 pub fn settle(
     result: &ExecutionResult,
     book: &Book,
     already_applied: bool,
-    default_leverage: u32,
+    policy: &SettlePolicy,
     now: Timestamp,
 ) -> Settlement {
+    let default_leverage = policy.default_leverage;
     if already_applied {
         return Settlement {
             guards: Vec::new(),
@@ -225,6 +245,19 @@ pub fn settle(
                     symbol: result.symbol.clone(),
                     qty,
                 });
+                // The realized PnL feeds the loss-streak guard; without a ledger entry the
+                // entry price is unknown and no PnL is guessed.
+                if let Some(p) = book.positions.get(&result.symbol) {
+                    effects.push(Effect::RecordClose {
+                        close: crate::book::CloseRecord {
+                            plan_id: result.plan_id.clone(),
+                            symbol: result.symbol.clone(),
+                            at: now,
+                            pnl: (result.avg_price - p.entry_price) * qty * p.side.sign(),
+                        },
+                        keep_from: now.minus_secs(policy.close_retention_secs),
+                    });
+                }
                 let rotation = book.rotation_by_close(&result.plan_id);
                 if let Some((pending, rot)) = rotation {
                     if kind == CloseKind::Full

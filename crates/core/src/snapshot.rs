@@ -115,6 +115,9 @@ pub struct DecisionRecord {
     pub decided_at: Timestamp,
     /// The decision trace as JSON (one object per gate).
     pub trace: String,
+    /// What gates in shadow mode would have blocked (they blocked nothing), in gate order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shadow: Vec<BlockReason>,
 }
 
 /// The kind of a verdict, as the decisions stream spells it.

@@ -21,8 +21,10 @@ pub enum Outcome {
     Warn,
     /// The gate changed the plan (e.g. scaled its quantity) and let it through.
     Adjust,
-    /// The gate does not apply to this plan (e.g. a close at an open-only gate).
+    /// The gate does not apply to this plan (e.g. a close at an open-only gate), or is off.
     NotApplicable,
+    /// The gate, in shadow mode, would have blocked with this reason; it blocked nothing.
+    Shadow(BlockReason),
 }
 
 impl Outcome {
@@ -34,6 +36,7 @@ impl Outcome {
             Outcome::Warn => "warn",
             Outcome::Adjust => "adjust",
             Outcome::NotApplicable => "n/a",
+            Outcome::Shadow(_) => "shadow",
         }
     }
 }
@@ -144,10 +147,11 @@ impl TraceLine {
         self
     }
 
-    /// The block (or pending) reason of this line, if it decided one.
+    /// The block (or pending) reason of this line, if it decided one; a shadow line's reason
+    /// is what it would have blocked with.
     pub fn reason(&self) -> Option<BlockReason> {
         match &self.outcome {
-            Outcome::Block(r) | Outcome::Pending(r) => Some(*r),
+            Outcome::Block(r) | Outcome::Pending(r) | Outcome::Shadow(r) => Some(*r),
             _ => None,
         }
     }

@@ -7,7 +7,7 @@ use governor_core::decide::{decide, Decision};
 use governor_core::market::correlation::CorrelationCache;
 use governor_core::market::SymbolMarket;
 use governor_core::plan::PlanRejection;
-use governor_core::results::{ExecutionResult, Settlement};
+use governor_core::results::{ExecutionResult, SettlePolicy, Settlement};
 use governor_core::snapshot::ExchangeState;
 use governor_core::time::Timestamp;
 use governor_core::types::Symbol;
@@ -275,7 +275,7 @@ impl Governor {
         };
         let settlement = self
             .store
-            .settle(&result, self.cfg.funds.default_leverage, now)
+            .settle(&result, &SettlePolicy::of(&self.cfg), now)
             .map_err(ResultError::Store)?;
         let pending = match &settlement.redecide {
             Some(id) => self.store.rotation_plan(id).map_err(ResultError::Store)?,
@@ -288,5 +288,26 @@ impl Governor {
     /// Lets time reach `now` (expiries, rotation timeouts) without a plan.
     pub fn tick(&self, now: Timestamp) -> Result<(), StoreError> {
         self.store.expire(now)
+    }
+
+    /// The drawdown monitor: records the account's equity peak and, in enforce mode, halts
+    /// (REDUCING, `drawdown_halt`) or resumes by itself. Returns how many changes it applied.
+    /// Without an account view it does nothing (no equity is guessed).
+    pub fn observe(&self, inputs: &MarketInputs, now: Timestamp) -> Result<usize, StoreError> {
+        let Some(equity) = inputs.exchange.as_ref().map(|x| x.equity_usdt) else {
+            return Ok(0);
+        };
+        let (snap, _) = self.store.snapshot_batch(&[], inputs, now)?;
+        let mut applied = 0;
+        for o in governor_core::gates::drawdown::observe(
+            &snap.book,
+            snap.trading_state,
+            equity,
+            &self.cfg,
+            now,
+        ) {
+            applied += usize::from(self.store.apply(&o.guards, &o.effects, now)?);
+        }
+        Ok(applied)
     }
 }

@@ -5,6 +5,7 @@ mod support;
 
 use governor_core::book::RotationPhase;
 use governor_core::config::Config;
+use governor_core::results::SettlePolicy;
 use governor_core::types::{Side, TradingState};
 use governor_core::Verdict;
 use support::*;
@@ -162,7 +163,11 @@ fn s02_rotation_phase1_holds_the_slot_and_phase2_completes(on: &Stores) {
         result.filled_qty,
         result.avg_price,
     );
-    let settlement = w.gov.store().settle(&result, 5, w.now).unwrap();
+    let settlement = w
+        .gov
+        .store()
+        .settle(&result, &SettlePolicy::of(w.gov.config()), w.now)
+        .unwrap();
     assert_eq!(settlement.redecide, Some(pid("cand-abcdefgh-1")));
     let st = w.state();
     assert!(!st.book.positions.contains_key(&sym("ETHUSDT")));

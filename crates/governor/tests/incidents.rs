@@ -20,6 +20,8 @@ fn incident_17_positions_under_a_limit_of_10() {
     cfg.cadence.symbol_cooldown_secs = 0;
     cfg.correlation.max = 1.0;
     cfg.funds.max_total_notional_usdt = 1e9;
+    // Every plan arrives in the same second: the submit throttle is a separate protection.
+    cfg.throttle.max_permits_per_sec = 10_000;
     let w = World::new(cfg);
     let inputs = Arc::new(w.inputs());
     let now = w.now;

@@ -6,12 +6,17 @@ pub mod cadence;
 pub mod capital;
 pub mod close;
 pub mod correlation;
+pub mod drawdown;
 pub mod drift;
 pub mod funds;
 pub mod kill_score;
+pub mod loss_streak;
+pub mod mode;
 pub mod policy;
 pub mod portfolio;
+pub mod price_collar;
 pub mod slots;
+pub mod throttle;
 pub mod trading_state;
 
 use crate::config::Config;

@@ -274,3 +274,78 @@ pub fn rotation(
         close_plan_id: rotation_close_plan_id(&ctx.plan.plan_id, holding.symbol),
     })
 }
+
+/// The side's maximum for `cand` and the slots of that side in `portfolio` (distinct symbols,
+/// counting exchange positions the ledger does not know), when a maximum is configured.
+pub fn side_count(
+    ctx: &Ctx<'_>,
+    cand: &Candidate,
+    portfolio: &Portfolio,
+) -> Option<(u32, u32, u32)> {
+    let cfg = &ctx.cfg.side_slots;
+    let limit = match cand.side {
+        crate::types::Side::Long => cfg.max_long,
+        crate::types::Side::Short => cfg.max_short,
+    }?;
+    let mut symbols: Vec<&Symbol> = portfolio
+        .holdings
+        .iter()
+        .filter(|h| h.side == cand.side)
+        .map(|h| h.symbol)
+        .collect();
+    symbols.sort();
+    symbols.dedup();
+    let unledgered = portfolio
+        .holdings
+        .iter()
+        .filter(|h| h.side == cand.side)
+        .filter(|h| {
+            matches!(
+                h.kind,
+                HoldingKind::Position {
+                    ledgered: false,
+                    ..
+                }
+            )
+        })
+        .count() as u32;
+    Some((limit, symbols.len() as u32, unledgered))
+}
+
+/// Per-side slots: a new slot on a side already at its maximum is refused (`side_slots_full`).
+/// Expanding a held symbol takes no new slot and always passes.
+pub fn side_slots(
+    ctx: &Ctx<'_>,
+    cand: &Candidate,
+    portfolio: &Portfolio,
+    trace: &mut Trace,
+) -> Result<(), Refusal> {
+    let line = TraceLine::new("side_slots", Outcome::Pass).name("side", cand.side.as_str());
+    let Some((limit, used, _)) = side_count(ctx, cand, portfolio) else {
+        trace.push(TraceLine {
+            outcome: Outcome::NotApplicable,
+            ..line.note("no maximum for this side")
+        });
+        return Ok(());
+    };
+    let line = line
+        .int("side_slots", i64::from(used))
+        .int("max", i64::from(limit));
+    if portfolio.side_of(&cand.symbol).is_some() {
+        trace.push(line.note("expands a held symbol: no new slot"));
+        return Ok(());
+    }
+    if used >= limit {
+        let why = format!(
+            "{used} {} slots occupied; at most {limit}",
+            cand.side.as_str()
+        );
+        return Err(refuse(
+            trace,
+            line,
+            Refusal::new(BlockReason::SideSlotsFull, why),
+        ));
+    }
+    trace.push(line);
+    Ok(())
+}

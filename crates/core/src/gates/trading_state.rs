@@ -18,14 +18,29 @@ pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
             line,
             Refusal::new(BlockReason::KillSwitch, "trading is HALTED: nothing passes"),
         )),
-        (TradingState::Reducing, false) => Err(refuse(
-            trace,
-            line,
-            Refusal::new(
-                BlockReason::TradingStateReducing,
-                "trading is REDUCING: only closes pass",
+        (TradingState::Reducing, false) => Err(match &ctx.snap.book.halt {
+            // The governor halted itself (drawdown): say why, with its numbers.
+            Some(halt) => refuse(
+                trace,
+                line.name("halted_by", halt.reason.code()),
+                Refusal::new(
+                    halt.reason,
+                    format!(
+                        "trading is REDUCING since {} ms: {}",
+                        halt.since.millis(),
+                        halt.detail
+                    ),
+                ),
             ),
-        )),
+            None => refuse(
+                trace,
+                line,
+                Refusal::new(
+                    BlockReason::TradingStateReducing,
+                    "trading is REDUCING: only closes pass",
+                ),
+            ),
+        }),
         _ => {
             trace.push(line);
             Ok(())

@@ -7,7 +7,7 @@ use governor_core::decide::Decision;
 use governor_core::effects::{Effect, Event, Guard, GuardFailed, Permit};
 use governor_core::expiry::expire;
 use governor_core::reason::BlockReason;
-use governor_core::results::{settle, ExecutionResult, Settlement};
+use governor_core::results::{settle, ExecutionResult, SettlePolicy, Settlement};
 use governor_core::snapshot::{CapitalState, DecisionRecord, Policy, Snapshot, VerdictKind};
 use governor_core::time::Timestamp;
 use governor_core::types::{PlanId, TradingState};
@@ -168,13 +168,13 @@ impl MemoryStore {
     pub fn settle(
         &self,
         result: &ExecutionResult,
-        default_leverage: u32,
+        policy: &SettlePolicy,
         now: Timestamp,
     ) -> Settlement {
         let mut st = self.lock();
         self.expire_locked(&mut st, now);
         let applied = st.applied_results.contains(&result.plan_id);
-        let settlement = settle(result, &st.book, applied, default_leverage, now);
+        let settlement = settle(result, &st.book, applied, policy, now);
         let fence = st.fence;
         if settlement.guards.iter().all(|g| guard_holds(&st, g, now)) {
             for effect in &settlement.effects {
@@ -333,6 +333,24 @@ impl MemoryStore {
                 st.applied_results.insert(plan_id.clone());
             }
             Effect::Emit(event) => st.events.push(event.clone()),
+            Effect::RecordEquity {
+                hour,
+                equity,
+                keep_from,
+            } => {
+                let peak = book.equity_peaks.entry(*hour).or_insert(*equity);
+                *peak = peak.max(*equity);
+                book.equity_peaks.retain(|h, _| h >= keep_from);
+            }
+            Effect::ResetEquity { hour, equity } => {
+                book.equity_peaks = [(*hour, *equity)].into();
+            }
+            Effect::SetHalt(halt) => book.halt = halt.clone(),
+            Effect::RecordClose { close, keep_from } => {
+                book.closes
+                    .retain(|c| c.at >= *keep_from && c.plan_id != close.plan_id);
+                book.closes.push(close.clone());
+            }
         }
     }
 }
@@ -374,6 +392,21 @@ fn guard_holds(st: &StoreState, guard: &Guard, now: Timestamp) -> bool {
         Guard::ReservationExists(id) => book.reservations.contains_key(id),
         Guard::RotationExists(id) => book.rotations.contains_key(id),
         Guard::ResultNotApplied(id) => !st.applied_results.contains(id),
+        Guard::SideSlotsBelow {
+            symbol,
+            side,
+            limit,
+            unledgered,
+        } => {
+            let slots = book.slots();
+            match slots.get(symbol) {
+                Some(slot) => slot.side == *side,
+                None => {
+                    let used = slots.values().filter(|s| s.side == *side).count() as u64;
+                    used + u64::from(*unledgered) < u64::from(*limit)
+                }
+            }
+        }
     }
 }
 
@@ -415,15 +448,32 @@ impl StateStore for MemoryStore {
     fn settle(
         &self,
         result: &ExecutionResult,
-        default_leverage: u32,
+        policy: &SettlePolicy,
         now: Timestamp,
     ) -> Result<Settlement, StoreError> {
-        Ok(MemoryStore::settle(self, result, default_leverage, now))
+        Ok(MemoryStore::settle(self, result, policy, now))
     }
 
     fn expire(&self, now: Timestamp) -> Result<(), StoreError> {
         MemoryStore::expire(self, now);
         Ok(())
+    }
+
+    fn apply(
+        &self,
+        guards: &[Guard],
+        effects: &[Effect],
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.lock();
+        if !guards.iter().all(|g| guard_holds(&st, g, now)) {
+            return Ok(false);
+        }
+        let fence = st.fence;
+        for effect in effects {
+            MemoryStore::apply(self, &mut st, effect, fence, now);
+        }
+        Ok(true)
     }
 
     fn dead_letter(

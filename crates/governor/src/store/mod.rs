@@ -9,8 +9,8 @@ pub mod redis;
 
 use crate::governor::MarketInputs;
 use governor_core::decide::Decision;
-use governor_core::effects::{GuardFailed, Permit};
-use governor_core::results::{ExecutionResult, Settlement};
+use governor_core::effects::{Effect, Guard, GuardFailed, Permit};
+use governor_core::results::{ExecutionResult, SettlePolicy, Settlement};
 use governor_core::snapshot::{DecisionRecord, Snapshot};
 use governor_core::time::Timestamp;
 use governor_core::types::PlanId;
@@ -59,9 +59,17 @@ pub trait StateStore: Send + Sync {
     fn settle(
         &self,
         result: &ExecutionResult,
-        default_leverage: u32,
+        policy: &SettlePolicy,
         now: Timestamp,
     ) -> Result<Settlement, StoreError>;
+    /// Applies changes that no plan caused (the drawdown monitor) if every guard holds,
+    /// atomically. `Ok(false)`: a guard failed (someone changed the state first).
+    fn apply(
+        &self,
+        guards: &[Guard],
+        effects: &[Effect],
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
     /// Lets time reach `now`: expired reservations, locks and rotations (with their events).
     fn expire(&self, now: Timestamp) -> Result<(), StoreError>;
     /// Records a rejected entry with its original fields and the exact error.

@@ -17,7 +17,7 @@ use governor_core::decide::Decision;
 use governor_core::effects::{Effect, Guard, GuardFailed, Permit};
 use governor_core::expiry::expire;
 use governor_core::plan::parse_decimal;
-use governor_core::results::{settle, ExecutionResult, Settlement};
+use governor_core::results::{settle, ExecutionResult, SettlePolicy, Settlement};
 use governor_core::snapshot::{CapitalState, DecisionRecord, Policy, Snapshot};
 use governor_core::time::Timestamp;
 use governor_core::types::{PlanId, Side, Symbol, TradingState};
@@ -256,6 +256,27 @@ impl RedisStore {
         opens.sort();
         book.open_times = opens;
         book.reservation_seq = text(&v["seq"]).and_then(|s| s.parse().ok()).unwrap_or(0);
+        for (hour, equity) in flat_pairs(&v["equity"]) {
+            let bad = |e: String| err(format!("governor:equity {hour} = {equity:?}: {e}"));
+            let h: i64 = hour.parse().map_err(|_| bad("not an hour".to_owned()))?;
+            let e = governor_core::plan::parse_decimal(&equity).map_err(bad)?;
+            book.equity_peaks.insert(h, e);
+        }
+        if let Some(halt) = text(&v["halt"]) {
+            book.halt = Some(json_of("governor:halt", halt).and_then(|j| {
+                serde_json::from_value(j).map_err(|e| err(format!("governor:halt: {e}")))
+            })?);
+        }
+        for member in v["closes"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let raw = text(member).unwrap_or_default();
+            let close = serde_json::from_str(raw)
+                .map_err(|e| err(format!("governor:closes member {raw:?}: {e}")))?;
+            book.closes.push(close);
+        }
         let mut priors = Vec::with_capacity(plan_ids.len());
         for (i, id) in plan_ids.iter().enumerate() {
             priors.push(match text(&v["decisions"][i]) {
@@ -734,20 +755,29 @@ impl StateStore for RedisStore {
     fn settle(
         &self,
         result: &ExecutionResult,
-        default_leverage: u32,
+        policy: &SettlePolicy,
         now: Timestamp,
     ) -> Result<Settlement, StoreError> {
         let read = self.read_state(&[], &[], now)?;
-        let settlement = settle(result, &read.book, false, default_leverage, now);
+        let settlement = settle(result, &read.book, false, policy, now);
         match self.run_commit(&settlement.guards, &settlement.effects, now)? {
             Ok(_) => Ok(settlement),
-            Err(_) => Ok(settle(result, &read.book, true, default_leverage, now)),
+            Err(_) => Ok(settle(result, &read.book, true, policy, now)),
         }
     }
 
     fn expire(&self, now: Timestamp) -> Result<(), StoreError> {
         let read = self.read_state(&[], &[], now)?;
         self.expire_now(&read.book, now)
+    }
+
+    fn apply(
+        &self,
+        guards: &[Guard],
+        effects: &[Effect],
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(self.run_commit(guards, effects, now)?.is_ok())
     }
 
     fn dead_letter(

@@ -52,6 +52,15 @@ pub fn guard(g: &Guard) -> Value {
         Guard::ReservationExists(id) => json!({"guard": "reservation_exists", "plan_id": id}),
         Guard::RotationExists(id) => json!({"guard": "rotation_exists", "plan_id": id}),
         Guard::ResultNotApplied(id) => json!({"guard": "result_not_applied", "plan_id": id}),
+        Guard::SideSlotsBelow {
+            symbol,
+            side,
+            limit,
+            unledgered,
+        } => json!({
+            "guard": "side_slots_below", "symbol": symbol, "side": side.as_str(),
+            "limit": limit, "unledgered": unledgered,
+        }),
     }
 }
 
@@ -72,6 +81,14 @@ pub fn decision_fields(r: &DecisionRecord, governor_id: &str) -> Vec<String> {
             opt(r.occupied_slots.map(|d| d.to_string())),
         ),
         ("trace", r.trace.clone()),
+        (
+            "shadow_reasons",
+            r.shadow
+                .iter()
+                .map(|x| x.code())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
         ("ts", r.decided_at.millis().to_string()),
         ("governor_id", governor_id.to_owned()),
     ]
@@ -184,5 +201,24 @@ pub fn op(e: &Effect, ctx: &OpContext<'_>) -> Value {
             }
             json!({"op": "emit", "fields": fields})
         }
+        Effect::RecordEquity {
+            hour,
+            equity,
+            keep_from,
+        } => json!({
+            "op": "record_equity", "hour": hour.to_string(), "equity": equity.to_string(),
+            "keep_from": keep_from.to_string(),
+        }),
+        Effect::ResetEquity { hour, equity } => json!({
+            "op": "reset_equity", "hour": hour.to_string(), "equity": equity.to_string(),
+        }),
+        Effect::SetHalt(halt) => json!({
+            "op": "set_halt",
+            "json": halt.as_ref().map(|h| serde_json::to_string(h).expect("a halt serializes")),
+        }),
+        Effect::RecordClose { close, keep_from } => json!({
+            "op": "record_close", "at": close.at.millis(), "keep_from": keep_from.millis(),
+            "json": serde_json::to_string(close).expect("a close serializes"),
+        }),
     }
 }

@@ -59,6 +59,15 @@ end
 guard.result_not_applied = function(g)
   return redis.call('EXISTS', P .. 'governor:result:' .. g.plan_id) == 0
 end
+guard.side_slots_below = function(g)
+  local held = redis.call('HGET', P .. 'governor:slots', g.symbol)
+  if held then return held == g.side end
+  local used = 0
+  for _, side in ipairs(redis.call('HVALS', P .. 'governor:slots')) do
+    if side == g.side then used = used + 1 end
+  end
+  return used + num(g.unledgered) < num(g.limit)
+end
 
 for i, g in ipairs(req.guards) do
   local check = guard[g.guard]
@@ -218,6 +227,27 @@ op.mark_result_applied = function(o)
 end
 op.emit = function(o)
   xadd('stream:governor.events', o.fields, 100000)
+end
+-- Equity peaks per hour (the drawdown window): the text Rust rendered is stored as is.
+op.record_equity = function(o)
+  local key = P .. 'governor:equity'
+  local cur = redis.call('HGET', key, o.hour)
+  if (not cur) or num(cur) < num(o.equity) then redis.call('HSET', key, o.hour, o.equity) end
+  for _, h in ipairs(redis.call('HKEYS', key)) do
+    if num(h) < num(o.keep_from) then redis.call('HDEL', key, h) end
+  end
+end
+op.reset_equity = function(o)
+  redis.call('DEL', P .. 'governor:equity')
+  redis.call('HSET', P .. 'governor:equity', o.hour, o.equity)
+end
+op.set_halt = function(o)
+  if o.json then redis.call('SET', P .. 'governor:halt', o.json)
+  else redis.call('DEL', P .. 'governor:halt') end
+end
+op.record_close = function(o)
+  redis.call('ZADD', P .. 'governor:closes', o.at, o.json)
+  redis.call('ZREMRANGEBYSCORE', P .. 'governor:closes', '-inf', '(' .. o.keep_from)
 end
 
 for _, o in ipairs(req.ops) do

@@ -6,6 +6,13 @@
 //! mistyped value and out-of-range value is reported in one go, naming the key (and the
 //! environment variable it came from) with the value and the allowed range.
 
+mod protections;
+
+pub use protections::{
+    DrawdownConfig, GateMode, GatesConfig, LossStreakConfig, PriceCollarConfig, SideSlotsConfig,
+    ThrottleConfig,
+};
+
 use crate::heat::HarvestAction;
 use crate::plan::CloseKind;
 use crate::types::Symbol;
@@ -401,6 +408,18 @@ pub struct Config {
     pub binance: BinanceConfig,
     /// Heat gate.
     pub heat: HeatConfig,
+    /// Per-gate mode: enforce, shadow or off.
+    pub gates: GatesConfig,
+    /// Drawdown halt with auto-resume.
+    pub drawdown: DrawdownConfig,
+    /// Loss-streak guard.
+    pub loss_streak: LossStreakConfig,
+    /// Price collar on limit prices.
+    pub price_collar: PriceCollarConfig,
+    /// Optional long/short slot maxima.
+    pub side_slots: SideSlotsConfig,
+    /// Submit throttle.
+    pub throttle: ThrottleConfig,
 }
 
 impl Default for Config {
@@ -421,6 +440,12 @@ impl Default for Config {
             capital: CapitalConfig::default(),
             binance: BinanceConfig::default(),
             heat: HeatConfig::default(),
+            gates: GatesConfig::default(),
+            drawdown: DrawdownConfig::default(),
+            loss_streak: LossStreakConfig::default(),
+            price_collar: PriceCollarConfig::default(),
+            side_slots: SideSlotsConfig::default(),
+            throttle: ThrottleConfig::default(),
         }
     }
 }
@@ -526,6 +551,106 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ),
     ("GOV_MODE", "mode", EnvKind::Text),
     ("P26_MODE", "heat.mode", EnvKind::Text),
+    ("GOV_DRAWDOWN_HALT_PCT", "drawdown.limit", EnvKind::Float),
+    (
+        "GOV_DRAWDOWN_WINDOW_SECS",
+        "drawdown.window_secs",
+        EnvKind::Int,
+    ),
+    (
+        "GOV_DRAWDOWN_RESUME_PCT",
+        "drawdown.resume_below",
+        EnvKind::Float,
+    ),
+    (
+        "GOV_DRAWDOWN_RESUME_AFTER_SECS",
+        "drawdown.resume_after_secs",
+        EnvKind::Int,
+    ),
+    (
+        "GOV_DRAWDOWN_AUTO_RESUME",
+        "drawdown.auto_resume",
+        EnvKind::Bool,
+    ),
+    (
+        "GOV_LOSS_STREAK_SYMBOL",
+        "loss_streak.symbol_losses",
+        EnvKind::Int,
+    ),
+    (
+        "GOV_LOSS_STREAK_GLOBAL",
+        "loss_streak.global_losses",
+        EnvKind::Int,
+    ),
+    (
+        "GOV_LOSS_STREAK_WINDOW_SECS",
+        "loss_streak.window_secs",
+        EnvKind::Int,
+    ),
+    (
+        "GOV_LOSS_STREAK_LOCK_SECS",
+        "loss_streak.lock_secs",
+        EnvKind::Int,
+    ),
+    (
+        "GOV_PRICE_COLLAR_PCT",
+        "price_collar.max_deviation",
+        EnvKind::Float,
+    ),
+    ("GOV_MAX_LONG_SLOTS", "side_slots.max_long", EnvKind::Int),
+    ("GOV_MAX_SHORT_SLOTS", "side_slots.max_short", EnvKind::Int),
+    (
+        "GOV_MAX_PERMITS_PER_SECOND",
+        "throttle.max_permits_per_sec",
+        EnvKind::Int,
+    ),
+    ("GOV_GATE_POLICY_MODE", "gates.policy", EnvKind::Text),
+    ("GOV_GATE_DRIFT_MODE", "gates.drift", EnvKind::Text),
+    (
+        "GOV_GATE_KILL_SCORE_MODE",
+        "gates.kill_score",
+        EnvKind::Text,
+    ),
+    ("GOV_GATE_COOLDOWN_MODE", "gates.cooldown", EnvKind::Text),
+    (
+        "GOV_GATE_RATE_LIMIT_MODE",
+        "gates.rate_limit",
+        EnvKind::Text,
+    ),
+    ("GOV_GATE_SLOTS_MODE", "gates.slots", EnvKind::Text),
+    (
+        "GOV_GATE_CORRELATION_MODE",
+        "gates.correlation",
+        EnvKind::Text,
+    ),
+    ("GOV_GATE_MARGIN_MODE", "gates.margin", EnvKind::Text),
+    ("GOV_GATE_FUND_CAPS_MODE", "gates.fund_caps", EnvKind::Text),
+    ("GOV_GATE_CAPITAL_MODE", "gates.capital", EnvKind::Text),
+    (
+        "GOV_GATE_DRAWDOWN_HALT_MODE",
+        "gates.drawdown_halt",
+        EnvKind::Text,
+    ),
+    (
+        "GOV_GATE_LOSS_STREAK_MODE",
+        "gates.loss_streak",
+        EnvKind::Text,
+    ),
+    (
+        "GOV_GATE_PRICE_COLLAR_MODE",
+        "gates.price_collar",
+        EnvKind::Text,
+    ),
+    (
+        "GOV_GATE_SIDE_SLOTS_MODE",
+        "gates.side_slots",
+        EnvKind::Text,
+    ),
+    (
+        "GOV_GATE_SUBMIT_THROTTLE_MODE",
+        "gates.submit_throttle",
+        EnvKind::Text,
+    ),
 ];
 
 /// `GOV_` names that are read elsewhere (secrets stay out of the config, so it can be printed).
@@ -597,6 +722,8 @@ fn known_keys() -> Vec<String> {
     let mut keys: Vec<String> = out.into_iter().map(|(k, _)| k).collect();
     // Optional keys have no default value, so they do not appear in the serialized defaults.
     keys.push("binance.base_url".to_owned());
+    keys.push("side_slots.max_long".to_owned());
+    keys.push("side_slots.max_short".to_owned());
     keys
 }
 
@@ -822,6 +949,69 @@ impl Config {
             125,
         );
         v.num("drift.max_exposure_drift", d.max_exposure_drift, 0.0, 100.0);
+        for (key, mode) in self.gates.integrity() {
+            if mode != GateMode::Enforce {
+                v.push(
+                    key,
+                    mode.as_str().to_owned(),
+                    "enforce only: this gate keeps the governor fail-closed (or is the \
+                     operator's halt); it cannot be shadowed or turned off"
+                        .to_owned(),
+                );
+            }
+        }
+        let dd = &self.drawdown;
+        v.num("drawdown.limit", dd.limit, 0.0, 1.0);
+        v.num("drawdown.resume_below", dd.resume_below, 0.0, 1.0);
+        if !(dd.resume_below <= dd.limit) {
+            v.push(
+                "drawdown.resume_below",
+                dd.resume_below.to_string(),
+                format!("at most drawdown.limit ({})", dd.limit),
+            );
+        }
+        v.int("drawdown.window_secs", dd.window_secs, 3_600, 30 * 86_400);
+        v.int(
+            "drawdown.resume_after_secs",
+            dd.resume_after_secs,
+            0,
+            30 * 86_400,
+        );
+        let ls = &self.loss_streak;
+        v.int(
+            "loss_streak.symbol_losses",
+            ls.symbol_losses.into(),
+            1,
+            1_000,
+        );
+        v.int(
+            "loss_streak.global_losses",
+            ls.global_losses.into(),
+            1,
+            1_000,
+        );
+        v.int("loss_streak.window_secs", ls.window_secs, 60, 30 * 86_400);
+        v.int("loss_streak.lock_secs", ls.lock_secs, 1, 30 * 86_400);
+        v.num(
+            "price_collar.max_deviation",
+            self.price_collar.max_deviation,
+            0.0,
+            1.0,
+        );
+        for (key, max) in [
+            ("side_slots.max_long", self.side_slots.max_long),
+            ("side_slots.max_short", self.side_slots.max_short),
+        ] {
+            if let Some(n) = max {
+                v.int(key, n.into(), 0, 125);
+            }
+        }
+        v.int(
+            "throttle.max_permits_per_sec",
+            self.throttle.max_permits_per_sec.into(),
+            1,
+            100_000,
+        );
         let h = &self.heat;
         v.num("heat.k", h.k, 0.0, 1000.0);
         v.num("heat.warm_at", h.warm_at, 0.0, 1.0);

@@ -1,0 +1,208 @@
+//! Drawdown halt with auto-resume: equity more than `drawdown.limit` below its peak over the
+//! rolling window stops opens (`drawdown_halt`) and switches trading to REDUCING; after
+//! `resume_after_secs`, once the drawdown is back under `resume_below`, trading resumes by
+//! itself (or stays REDUCING until an operator resumes, with `auto_resume = false`).
+//!
+//! Two halves: the gate (per open plan, from the snapshot) and the monitor (`observe`, run by
+//! the sweeper every second and by the replay every bar), which records the equity peaks and
+//! switches the state even when no plan arrives.
+
+use super::{refuse, Ctx, Refusal};
+use crate::book::{Book, Halt};
+use crate::config::{Config, GateMode};
+use crate::effects::{Effect, Event, Guard};
+use crate::reason::BlockReason;
+use crate::time::Timestamp;
+use crate::trace::{Outcome, Trace, TraceLine};
+use crate::types::{PlanId, Symbol, TradingState};
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// The equity peak of the window and the drawdown from it.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct Drawdown {
+    /// The highest equity of the window (including now).
+    pub peak: f64,
+    /// `(peak − equity) / peak`.
+    pub drawdown: f64,
+}
+
+/// The first hour of the window ending at `now`.
+fn window_start(now: Timestamp, window_secs: u64) -> i64 {
+    (now.millis() - window_secs as i64 * 1000).div_euclid(HOUR_MS)
+}
+
+/// The drawdown of `equity` from the window's peak.
+pub fn drawdown(book: &Book, equity: f64, now: Timestamp, window_secs: u64) -> Drawdown {
+    let from = window_start(now, window_secs);
+    let peak = book
+        .equity_peaks
+        .range(from..)
+        .map(|(_, e)| *e)
+        .fold(equity, f64::max);
+    Drawdown {
+        peak,
+        drawdown: if peak > 0.0 {
+            (peak - equity) / peak
+        } else {
+            0.0
+        },
+    }
+}
+
+fn detail(d: &Drawdown, equity: f64, limit: f64, window_secs: u64) -> String {
+    format!(
+        "equity {equity:.2} is {:.2}% below its {:.0} h peak {:.2} (limit {:.2}%)",
+        d.drawdown * 100.0,
+        window_secs as f64 / 3600.0,
+        d.peak,
+        limit * 100.0
+    )
+}
+
+/// The gate: refuses an open while the drawdown is above the limit.
+pub fn check(ctx: &Ctx<'_>, equity: f64, trace: &mut Trace) -> Result<(), Refusal> {
+    let cfg = &ctx.cfg.drawdown;
+    let d = drawdown(&ctx.snap.book, equity, ctx.now, cfg.window_secs);
+    let line = TraceLine::new("drawdown_halt", Outcome::Pass)
+        .num("equity", equity)
+        .num("peak", d.peak)
+        .num("drawdown", d.drawdown)
+        .num("limit", cfg.limit)
+        .int("window_secs", cfg.window_secs as i64);
+    if !(d.drawdown <= cfg.limit) {
+        let why = detail(&d, equity, cfg.limit, cfg.window_secs);
+        return Err(refuse(
+            trace,
+            line,
+            Refusal::new(BlockReason::DrawdownHalt, why),
+        ));
+    }
+    trace.push(line);
+    Ok(())
+}
+
+/// The effects that put trading into REDUCING for a drawdown (with the event).
+pub fn halt_effects(
+    plan_id: &PlanId,
+    symbol: &Symbol,
+    detail: &str,
+    now: Timestamp,
+) -> Vec<Effect> {
+    vec![
+        Effect::SetTradingState {
+            to: TradingState::Reducing,
+            reason: format!("drawdown_halt: {detail}"),
+        },
+        Effect::SetHalt(Some(Halt {
+            reason: BlockReason::DrawdownHalt,
+            since: now,
+            detail: detail.to_owned(),
+        })),
+        Effect::Emit(
+            Event::new("TRADING_STATE_CHANGED", plan_id, symbol, now)
+                .with("from", TradingState::Active.as_str())
+                .with("to", TradingState::Reducing.as_str())
+                .with("reason", BlockReason::DrawdownHalt.code())
+                .with("detail", detail)
+                .with("by", "governor"),
+        ),
+    ]
+}
+
+/// One atomic change the monitor asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    /// Checked before the effects.
+    pub guards: Vec<Guard>,
+    /// The changes.
+    pub effects: Vec<Effect>,
+}
+
+/// The monitor: what the equity seen at `now` changes. The plan id and symbol of its events
+/// are `governor` and `ACCOUNT` (no plan caused them).
+pub fn observe(
+    book: &Book,
+    state: TradingState,
+    equity: f64,
+    cfg: &Config,
+    now: Timestamp,
+) -> Vec<Observation> {
+    let mode = cfg.gates.drawdown_halt;
+    if mode == GateMode::Off || !(equity.is_finite() && equity > 0.0) {
+        return Vec::new();
+    }
+    let dd_cfg = &cfg.drawdown;
+    let hour = now.millis().div_euclid(HOUR_MS);
+    let mut out = Vec::new();
+    if book
+        .equity_peaks
+        .get(&hour)
+        .is_none_or(|peak| equity > *peak)
+    {
+        out.push(Observation {
+            guards: Vec::new(),
+            effects: vec![Effect::RecordEquity {
+                hour,
+                equity,
+                keep_from: window_start(now, dd_cfg.window_secs),
+            }],
+        });
+    }
+    if mode != GateMode::Enforce {
+        return out;
+    }
+    let d = drawdown(book, equity, now, dd_cfg.window_secs);
+    let who = PlanId::parse("governor").expect("a valid id");
+    let account = Symbol::parse("ACCOUNT").expect("a valid symbol");
+    match (state, &book.halt) {
+        (TradingState::Active, None) if !(d.drawdown <= dd_cfg.limit) => {
+            let why = detail(&d, equity, dd_cfg.limit, dd_cfg.window_secs);
+            out.push(Observation {
+                guards: vec![Guard::TradingStateIs(TradingState::Active)],
+                effects: halt_effects(&who, &account, &why, now),
+            });
+        }
+        (TradingState::Reducing, Some(h))
+            if h.reason == BlockReason::DrawdownHalt
+                && dd_cfg.auto_resume
+                && now.secs_since(h.since) >= dd_cfg.resume_after_secs as f64
+                && d.drawdown < dd_cfg.resume_below =>
+        {
+            let why = format!(
+                "drawdown {:.2}% is back under {:.2}% after {:.0} s",
+                d.drawdown * 100.0,
+                dd_cfg.resume_below * 100.0,
+                now.secs_since(h.since)
+            );
+            out.push(Observation {
+                guards: vec![Guard::TradingStateIs(TradingState::Reducing)],
+                effects: vec![
+                    Effect::SetTradingState {
+                        to: TradingState::Active,
+                        reason: why.clone(),
+                    },
+                    Effect::SetHalt(None),
+                    Effect::Emit(
+                        Event::new("TRADING_STATE_CHANGED", &who, &account, now)
+                            .with("from", TradingState::Reducing.as_str())
+                            .with("to", TradingState::Active.as_str())
+                            .with("reason", "drawdown_resume")
+                            .with("detail", why)
+                            .with("by", "governor"),
+                    ),
+                ],
+            });
+        }
+        (TradingState::Active, Some(_)) => {
+            // An operator resumed during the halt: the drawdown is acknowledged, the peak
+            // starts again from here (else the halt would come straight back).
+            out.push(Observation {
+                guards: vec![Guard::TradingStateIs(TradingState::Active)],
+                effects: vec![Effect::SetHalt(None), Effect::ResetEquity { hour, equity }],
+            });
+        }
+        _ => {}
+    }
+    out
+}

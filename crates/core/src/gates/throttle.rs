@@ -1,0 +1,32 @@
+//! Submit throttle: at most `throttle.max_permits_per_sec` open permits in any second across
+//! the account (`submit_throttle`) — a burst guard, distinct from the hourly and 5-minute
+//! execution limits. Closes are never throttled: reducing risk is never harder than opening it.
+
+use super::{refuse, Ctx, Refusal};
+use crate::reason::BlockReason;
+use crate::time::Timestamp;
+use crate::trace::{Outcome, Trace, TraceLine};
+
+/// The start of the one-second window ending at `now` (exclusive).
+pub fn window_start(now: Timestamp) -> Timestamp {
+    Timestamp(now.millis() - 1000)
+}
+
+/// The gate (opens only).
+pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
+    let limit = ctx.cfg.throttle.max_permits_per_sec;
+    let recent = ctx.snap.book.opens_after(window_start(ctx.now));
+    let line = TraceLine::new("submit_throttle", Outcome::Pass)
+        .int("permits_last_second", recent as i64)
+        .int("max_permits_per_sec", i64::from(limit));
+    if recent >= limit as usize {
+        let why = format!("{recent} open permits in the last second; at most {limit}");
+        return Err(refuse(
+            trace,
+            line,
+            Refusal::new(BlockReason::SubmitThrottle, why),
+        ));
+    }
+    trace.push(line);
+    Ok(())
+}
