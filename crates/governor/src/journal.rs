@@ -21,6 +21,7 @@ pub fn record_json(r: &DecisionRecord) -> Value {
         "desired_slots": r.desired_slots,
         "occupied_slots": r.occupied_slots,
         "ts": r.decided_at,
+        "shadow": r.shadow.iter().map(|x| x.code()).collect::<Vec<_>>(),
         "trace": trace,
     })
 }

@@ -43,36 +43,36 @@ pub fn decision(r: &DecisionRecord, score: Option<f64>) {
         r.desired_slots.map_or("-".to_owned(), |d| d.to_string())
     );
     let score = score.map_or(String::new(), |s| s.to_string());
-    match (r.verdict, r.reason) {
-        (VerdictKind::Allow, _) if r.action.starts_with("OPEN") => line(
+    let (token, mut fields): (&str, Vec<(&str, String)>) = match (r.verdict, r.reason) {
+        (VerdictKind::Allow, _) if r.action.starts_with("OPEN") => (
             "ACTIVE_SLOTS_ALLOW",
-            &[
+            vec![
                 ("symbol", r.symbol.to_string()),
                 ("score", score),
                 ("slots", slots),
                 ("plan", r.plan_id.to_string()),
             ],
         ),
-        (VerdictKind::Allow, _) => line(
+        (VerdictKind::Allow, _) => (
             "ALLOWED_CLOSE",
-            &[
+            vec![
                 ("plan", r.plan_id.to_string()),
                 ("symbol", r.symbol.to_string()),
                 ("action", r.action.clone()),
             ],
         ),
-        (VerdictKind::Block, Some(reason)) if reason.code() == "slots_full" => line(
+        (VerdictKind::Block, Some(reason)) if reason.code() == "slots_full" => (
             "BLOCKED_SLOTS_FULL",
-            &[
+            vec![
                 ("symbol", r.symbol.to_string()),
                 ("score", score),
                 ("slots", slots),
                 ("plan", r.plan_id.to_string()),
             ],
         ),
-        (VerdictKind::Block, reason) => line(
+        (VerdictKind::Block, reason) => (
             "BLOCKED",
-            &[
+            vec![
                 ("plan", r.plan_id.to_string()),
                 ("symbol", r.symbol.to_string()),
                 (
@@ -82,21 +82,27 @@ pub fn decision(r: &DecisionRecord, score: Option<f64>) {
                 ("detail", r.detail.clone()),
             ],
         ),
-        (VerdictKind::Pending, _) => line(
+        (VerdictKind::Pending, _) => (
             "ROTATION_PENDING",
-            &[
+            vec![
                 ("plan", r.plan_id.to_string()),
                 ("symbol", r.symbol.to_string()),
                 ("close_plan", r.detail.clone()),
             ],
         ),
-        (VerdictKind::Skip | VerdictKind::Reject, _) => line(
+        (VerdictKind::Skip | VerdictKind::Reject, _) => (
             "SKIPPED",
-            &[
+            vec![
                 ("plan", r.plan_id.to_string()),
                 ("symbol", r.symbol.to_string()),
                 ("why", r.detail.clone()),
             ],
         ),
+    };
+    // What shadow-mode gates would have blocked rides on the decision's one line.
+    if !r.shadow.is_empty() {
+        let codes: Vec<&str> = r.shadow.iter().map(|x| x.code()).collect();
+        fields.push(("shadow", codes.join(",")));
     }
+    line(token, &fields);
 }

@@ -266,14 +266,37 @@ fn main() -> anyhow::Result<ExitCode> {
             };
             let started = std::time::Instant::now();
             let (result, heat_compare) = replay::run_with_comparison(&cfg, &opts)?;
+            let drawdown = replay::drawdown::compare(&cfg, &opts, &result)?;
             let summary = replay::summary::summarize(&result);
             let report = out.join("report.html");
             std::fs::write(
                 &report,
-                replay::report::render(&result, &summary, heat_compare.as_ref()),
+                replay::report::render(
+                    &result,
+                    &summary,
+                    &replay::report::Comparisons {
+                        heat: heat_compare.clone(),
+                        drawdown: Some(drawdown.clone()),
+                    },
+                ),
             )
             .with_context(|| format!("writing {}", report.display()))?;
             print!("{}", replay::summary::render(&summary, &result));
+            println!(
+                "drawdown halt (limit {:.1}%): shadow would have stopped {} opens; enforced it stopped {} and halted {} times; governed PnL shadow {:+.2} / enforced {:+.2}",
+                drawdown.limit * 100.0,
+                drawdown.shadow.opens_stopped,
+                drawdown.enforce.opens_stopped,
+                drawdown.enforce.halts,
+                drawdown.shadow.account.pnl,
+                drawdown.enforce.account.pnl
+            );
+            if !result.shadow_blocks.is_empty() {
+                println!(
+                    "gates in shadow would have blocked: {:?}",
+                    result.shadow_blocks
+                );
+            }
             if let Some(h) = &heat_compare {
                 println!(
                     "heat gate ({:?}): {} proposals, {} would change; governed PnL off {:+.2} / enforced {:+.2}, max drawdown {:.2}% / {:.2}%",

@@ -1,6 +1,7 @@
 //! The named scenarios of the decision-core issue, with its numbers, through the whole
 //! pipeline on the embedded store: parse → snapshot → decide → commit → results.
 
+#[macro_use]
 mod support;
 
 use governor_core::book::RotationPhase;
@@ -9,37 +10,6 @@ use governor_core::results::SettlePolicy;
 use governor_core::types::{Side, TradingState};
 use governor_core::Verdict;
 use support::*;
-
-/// Where a scenario runs: the embedded store, or a real redis-server started for it.
-enum Stores {
-    Memory,
-    Redis,
-}
-
-impl Stores {
-    fn world(&self, cfg: Config) -> World {
-        self.world_market(cfg, Market::Range)
-    }
-
-    fn world_market(&self, cfg: Config, market: Market) -> World {
-        match self {
-            Stores::Memory => World::with_market(cfg, market),
-            Stores::Redis => World::on_redis_with_market(cfg, market),
-        }
-    }
-}
-
-/// Every scenario runs on both stores, with the same expectations.
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $( #[test] fn $name() { super::$name(&super::Stores::Memory) } )*
-        }
-        mod redis {
-            $( #[test] fn $name() { super::$name(&super::Stores::Redis) } )*
-        }
-    };
-}
 
 on_both_stores!(
     a_batch_decides_exactly_as_one_by_one,

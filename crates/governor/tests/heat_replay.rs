@@ -146,7 +146,14 @@ fn the_shadow_compare_section_holds_the_numbers_of_the_calibrations_and_of_real_
 
     // The report shows the section with these numbers.
     let s = replay::summary::summarize(&shadow);
-    let html = replay::report::render(&shadow, &s, Some(&h));
+    let html = replay::report::render(
+        &shadow,
+        &s,
+        &replay::report::Comparisons {
+            heat: Some(h.clone()),
+            drawdown: None,
+        },
+    );
     assert!(html.contains("Portfolio heat gate: shadow compare"));
     for (change, n) in &h.downgrades {
         assert!(

@@ -127,7 +127,7 @@ fn the_report_carries_every_chart_with_data() {
     let dir = tempfile::tempdir().unwrap();
     let r = replay::run(&Config::default(), &slice(dir.path())).unwrap();
     let s = replay::summary::summarize(&r);
-    let html = replay::report::render(&r, &s, None);
+    let html = replay::report::render(&r, &s, &Default::default());
     let block = |id: &str| -> serde_json::Value {
         let start = format!("<script type=\"application/json\" id=\"data-{id}\">");
         let from = html.find(&start).unwrap_or_else(|| panic!("no data-{id}")) + start.len();

@@ -150,6 +150,10 @@ pub struct ReplayResult {
     pub verdicts: BTreeMap<String, usize>,
     /// Blocks by reason code.
     pub blocks: BTreeMap<String, usize>,
+    /// What gates in shadow mode would have blocked, by reason code (they blocked nothing).
+    pub shadow_blocks: BTreeMap<String, usize>,
+    /// Times the drawdown halt switched trading to REDUCING.
+    pub drawdown_halts: usize,
     /// Schema rejections (dead letters).
     pub rejected: usize,
     /// Rotations and how they ended.
@@ -506,8 +510,10 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
             (false, TradingState::Halted) => st.trading_state = TradingState::Active,
             _ => {}
         });
-        let state = store.read(|s| s.trading_state);
+        // A drawdown halt resumes by itself (or waits for a real operator): not this one's.
+        let (state, self_halted) = store.read(|s| (s.trading_state, s.book.halt.is_some()));
         match (state, reducing_since) {
+            (TradingState::Reducing, _) if self_halted => reducing_since = None,
             (TradingState::Reducing, None) => reducing_since = Some(t),
             (TradingState::Reducing, Some(since))
                 if t.0 - since.0 >= opts.resume_after_hours as i64 * BAR_MS =>
@@ -527,6 +533,9 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         p.correlations = Some(correlations);
         p.gov
             .tick(t)
+            .expect("the embedded store is always available");
+        p.gov
+            .observe(&p.inputs(), t)
             .expect("the embedded store is always available");
 
         let account = p.governed.account();
@@ -602,6 +611,23 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         write_journal(&store, &journal)?;
         write_lines(&calibrations, &opts.out_dir.join("calibrations.jsonl"))?;
     }
+    let (shadow_blocks, drawdown_halts) = store.read(|st| {
+        let mut shadow: BTreeMap<String, usize> = BTreeMap::new();
+        for reason in st.decisions.values().flat_map(|r| &r.shadow) {
+            *shadow.entry(reason.code().to_owned()).or_default() += 1;
+        }
+        let halts = st
+            .events
+            .iter()
+            .filter(|e| e.event == "TRADING_STATE_CHANGED")
+            .filter(|e| {
+                e.fields
+                    .iter()
+                    .any(|(k, v)| *k == "reason" && v == "drawdown_halt")
+            })
+            .count();
+        (shadow, halts)
+    });
     let (verdicts, blocks, rejected, ledger_matches) = store.read(|st| {
         let mut verdicts: BTreeMap<String, usize> = BTreeMap::new();
         let mut blocks: BTreeMap<String, usize> = BTreeMap::new();
@@ -684,6 +710,8 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         plans: p.plans,
         verdicts,
         blocks,
+        shadow_blocks,
+        drawdown_halts,
         rejected,
         rotations,
         governed_order_errors: p.order_errors,

@@ -3,7 +3,8 @@
 //! enforced against the same account without it, on the same signals. The analysis the team
 //! wanted from 24-48 h of shadow data, on a month of history.
 
-use super::engine::{run, BarStat, ReplayOptions, ReplayResult};
+use super::engine::{run, ReplayOptions, ReplayResult};
+use super::outcome::AccountOutcome;
 use crate::heat::heat_input;
 use governor_core::heat::{calibrate, Calibration, HarvestProposal};
 use governor_core::market::SymbolMarket;
@@ -91,29 +92,6 @@ pub fn calibrate_exit(
         unavailable: c.heat.as_ref().err().cloned(),
     };
     Some((row, c))
-}
-
-/// The governed account of one run, in three numbers.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct AccountOutcome {
-    /// Equity after the last bar.
-    pub final_equity: f64,
-    /// Final equity − starting capital.
-    pub pnl: f64,
-    /// Deepest drawdown from a running peak, as a fraction.
-    pub max_drawdown: f64,
-}
-
-impl AccountOutcome {
-    /// The governed account's outcome over `bars`.
-    pub fn of(bars: &[BarStat], initial_equity: f64) -> Self {
-        let final_equity = bars.last().map_or(initial_equity, |b| b.governed.equity);
-        AccountOutcome {
-            final_equity,
-            pnl: final_equity - initial_equity,
-            max_drawdown: bars.iter().map(|b| b.governed.drawdown).fold(0.0, f64::max),
-        }
-    }
 }
 
 /// The report's shadow-compare section.

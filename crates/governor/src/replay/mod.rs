@@ -3,8 +3,10 @@
 //! store; and the same signals once more **ungoverned** (only the exchange's margin limit), so
 //! the report shows what the governor changes.
 
+pub mod drawdown;
 pub mod engine;
 pub mod heat;
+pub mod outcome;
 pub mod report;
 pub mod signals;
 pub mod summary;

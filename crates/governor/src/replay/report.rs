@@ -2,6 +2,7 @@
 //! offline). Every chart's data is also embedded as JSON (`<script type="application/json"
 //! id="data-…">`) so a test, or a curious operator, can read the numbers behind it.
 
+use super::drawdown::DrawdownComparison;
 use super::engine::ReplayResult;
 use super::heat::{HeatComparison, HeatReplay};
 use super::summary::Summary;
@@ -381,8 +382,63 @@ fn heat_section(h: Option<&HeatComparison>) -> String {
     o
 }
 
+/// The side-by-side runs a report can show besides the main one.
+#[derive(Clone, Debug, Default)]
+pub struct Comparisons {
+    /// The heat gate enforced against off.
+    pub heat: Option<HeatComparison>,
+    /// The drawdown halt in shadow against enforced.
+    pub drawdown: Option<DrawdownComparison>,
+}
+
+/// What shadow-mode gates would have blocked in this run.
+fn shadow_section(r: &ReplayResult) -> String {
+    if r.shadow_blocks.is_empty() {
+        return "<p class=\"note\">No gate in shadow mode would have blocked anything in this run (set a gate's mode to <code>shadow</code> under <code>[gates]</code> to see what it would block).</p>".to_owned();
+    }
+    let mut o =
+        String::from("<table><tr><th>what this gate would have blocked</th><th>plans</th></tr>");
+    for (reason, n) in &r.shadow_blocks {
+        let _ = write!(o, "<tr><td>{}</td><td>{n}</td></tr>", esc(reason));
+    }
+    o.push_str("</table>");
+    o
+}
+
+fn drawdown_section(d: Option<&DrawdownComparison>) -> String {
+    let Some(d) = d else {
+        return String::new();
+    };
+    let mut o = format!(
+        "<p class=\"note\">The same signals with the drawdown halt ({:.1}% below the {:.0} h equity peak) in shadow and enforced.</p>",
+        d.limit * 100.0,
+        d.window_hours
+    );
+    let _ = write!(
+        o,
+        "<table class=\"cmp\"><tr><th>drawdown halt</th><th>shadow</th><th>enforce</th></tr>\
+         <tr><td>opens stopped (shadow: would have been)</td><td>{}</td><td>{}</td></tr>\
+         <tr><td>halts (switched to REDUCING)</td><td>{}</td><td>{}</td></tr>\
+         <tr><td>final equity</td><td>{:.2}</td><td>{:.2}</td></tr>\
+         <tr><td>PnL</td><td>{}</td><td>{}</td></tr>\
+         <tr><td>max drawdown</td><td>{:.2}%</td><td>{:.2}%</td></tr></table>",
+        d.shadow.opens_stopped,
+        d.enforce.opens_stopped,
+        d.shadow.halts,
+        d.enforce.halts,
+        d.shadow.account.final_equity,
+        d.enforce.account.final_equity,
+        money(d.shadow.account.pnl),
+        money(d.enforce.account.pnl),
+        d.shadow.account.max_drawdown * 100.0,
+        d.enforce.account.max_drawdown * 100.0
+    );
+    o
+}
+
 /// Renders the whole report.
-pub fn render(r: &ReplayResult, s: &Summary, heat: Option<&HeatComparison>) -> String {
+pub fn render(r: &ReplayResult, s: &Summary, extra: &Comparisons) -> String {
+    let heat = extra.heat.as_ref();
     let (g, u) = (&s.governed, &s.ungoverned);
     let compare = super::summary::comparison(s);
     let mut table =
@@ -432,6 +488,8 @@ pub fn render(r: &ReplayResult, s: &Summary, heat: Option<&HeatComparison>) -> S
     data.push_str(&data_block("heatmap", &json!({"symbols": r.heatmap.0, "matrix": r.heatmap.1, "is_final_portfolio": r.heatmap_is_portfolio})));
     data.push_str(&data_block("summary", &json!(s)));
     data.push_str(&data_block("heat_compare", &json!(heat)));
+    data.push_str(&data_block("drawdown_compare", &json!(extra.drawdown)));
+    data.push_str(&data_block("shadow_blocks", &json!(r.shadow_blocks)));
     let heat_note = if r.heatmap_is_portfolio {
         "The positions held at the end of the replay, correlated over their last 100 aligned 1 h log returns."
     } else {
@@ -473,6 +531,10 @@ td:first-child,th:first-child{{text-align:left}} .good{{color:#1d7a35;font-weigh
 {blocks}
 <h2>Rotations</h2>
 {rotations}
+<h2>Gates in shadow mode</h2>
+{shadow}
+<h2>Drawdown halt: shadow vs enforce</h2>
+{drawdown}
 <h2>Portfolio heat gate: shadow compare</h2>
 {heat_compare}
 <h2>Correlation heatmap</h2>
@@ -498,5 +560,7 @@ td:first-child,th:first-child{{text-align:left}} .good{{color:#1d7a35;font-weigh
         rotations = rotation_table(r),
         heatmap = heatmap(r),
         heat_compare = heat_section(heat),
+        shadow = shadow_section(r),
+        drawdown = drawdown_section(extra.drawdown.as_ref()),
     )
 }

@@ -2,7 +2,8 @@
 //! the result monitor in `governor-results`, a sweeper for what expires, and a reconciler that
 //! keeps the ledger equal to the exchange. Each worker has its own connections; any number of
 //! processes can run side by side, the commit guards keep them from overcommitting. Ledger
-//! positions other services write are found by the sweeper within a second.
+//! positions other services write are found by the sweeper within a second; the sweeper also
+//! runs the drawdown monitor (equity peaks, halt and auto-resume).
 //!
 //! While Redis is unreachable nothing is acknowledged and nothing is permitted: every worker
 //! logs `STORE_UNAVAILABLE` once, retries, and says `STORE_RECOVERED` when Redis answers again.
@@ -120,9 +121,13 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
     };
     handles.push(std::thread::spawn(move || result_worker.run()));
     let sweeper = open("sweeper")?;
+    let monitor = Governor::new(cfg.clone(), sweeper.clone());
+    let monitor_inputs = inputs.clone();
     handles.push(std::thread::spawn(move || {
         workers::run_forever("sweeper", std::time::Duration::from_secs(1), || {
-            crate::store::StateStore::expire(sweeper.as_ref(), wall_clock())?;
+            let now = wall_clock();
+            crate::store::StateStore::expire(sweeper.as_ref(), now)?;
+            monitor.observe(&monitor_inputs.inputs(now), now)?;
             sweeper.refresh_ledger_index()
         })
     }));

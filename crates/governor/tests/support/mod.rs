@@ -327,6 +327,11 @@ impl World {
         self.now = self.now.plus_secs(secs);
     }
 
+    /// Lets the store expire what time has ended (reservations, locks).
+    pub fn tick(&self) {
+        self.gov.tick(self.now).expect("the store answers");
+    }
+
     pub fn submit(&self, fields: &[(&str, &str)]) -> Submission {
         let fields: Vec<(String, String)> = fields
             .iter()
@@ -503,4 +508,36 @@ pub fn write_thirty_symbols(dir: &std::path::Path) -> Vec<String> {
         std::fs::write(dir.join(format!("{s}-1h.csv")), csv).unwrap();
     }
     names
+}
+
+/// Where a scenario runs: the embedded store, or a real redis-server started for it.
+pub enum Stores {
+    Memory,
+    Redis,
+}
+
+impl Stores {
+    pub fn world(&self, cfg: Config) -> World {
+        self.world_market(cfg, Market::Range)
+    }
+
+    pub fn world_market(&self, cfg: Config, market: Market) -> World {
+        match self {
+            Stores::Memory => World::with_market(cfg, market),
+            Stores::Redis => World::on_redis_with_market(cfg, market),
+        }
+    }
+}
+
+/// Runs each named scenario on both stores, with the same expectations.
+#[allow(unused_macros)] // test files that run on one store only do not use it
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $( #[test] fn $name() { super::$name(&super::Stores::Memory) } )*
+        }
+        mod redis {
+            $( #[test] fn $name() { super::$name(&super::Stores::Redis) } )*
+        }
+    };
 }

@@ -242,12 +242,19 @@ op.reset_equity = function(o)
   redis.call('HSET', P .. 'governor:equity', o.hour, o.equity)
 end
 op.set_halt = function(o)
-  if o.json then redis.call('SET', P .. 'governor:halt', o.json)
+  if o.json and o.json ~= cjson.null then redis.call('SET', P .. 'governor:halt', o.json)
   else redis.call('DEL', P .. 'governor:halt') end
 end
+-- Closes in the order their results were applied (a list: equal timestamps keep that order);
+-- the oldest are dropped once they left the loss-streak retention.
 op.record_close = function(o)
-  redis.call('ZADD', P .. 'governor:closes', o.at, o.json)
-  redis.call('ZREMRANGEBYSCORE', P .. 'governor:closes', '-inf', '(' .. o.keep_from)
+  local key = P .. 'governor:closes'
+  redis.call('RPUSH', key, o.json)
+  while true do
+    local head = redis.call('LINDEX', key, 0)
+    if not head or num(cjson.decode(head).at) >= num(o.keep_from) then break end
+    redis.call('LPOP', key)
+  end
 end
 
 for _, o in ipairs(req.ops) do

@@ -34,7 +34,7 @@ out.opens = redis.call('ZRANGEBYSCORE', P .. 'governor:opens', now - 3600000, '+
 out.seq = redis.call('GET', P .. 'governor:reservation_seq') or '0'
 out.equity = redis.call('HGETALL', P .. 'governor:equity')
 out.halt = redis.call('GET', P .. 'governor:halt') or false
-out.closes = redis.call('ZRANGE', P .. 'governor:closes', 0, -1)
+out.closes = redis.call('LRANGE', P .. 'governor:closes', 0, -1)
 out.capital = redis.call('GET', P .. 'portfolio:capital') or false
 out.allocations = {}
 for _, s in ipairs(lines(ARGV[3])) do
