@@ -3,7 +3,7 @@
 
 use crate::state_file;
 use crate::store::memory::MemoryStore;
-use anyhow::{bail, Context};
+use anyhow::Context;
 use governor_core::decide::decide;
 use governor_core::{Config, Plan};
 use serde_json::{json, Value};
@@ -16,11 +16,15 @@ pub fn read_plan_fields(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let value: Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    plan_fields(value).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// A JSON plan as stream fields: an object whose values are strings, numbers or booleans
+/// (turned into their text). Anything else is an error naming the field (the plan file of
+/// `evaluate` and the body of `POST /v1/plans`).
+pub fn plan_fields(value: Value) -> Result<Vec<(String, String)>, String> {
     let Value::Object(map) = value else {
-        bail!(
-            "{}: a plan is a JSON object of field names to values",
-            path.display()
-        );
+        return Err("a plan is a JSON object of field names to values".to_owned());
     };
     map.into_iter()
         .map(|(k, v)| {
@@ -28,7 +32,11 @@ pub fn read_plan_fields(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
                 Value::String(s) => s,
                 Value::Number(n) => n.to_string(),
                 Value::Bool(b) => b.to_string(),
-                other => bail!("field `{k}` = {other}: values are strings, numbers or booleans"),
+                other => {
+                    return Err(format!(
+                        "field `{k}` = {other}: values are strings, numbers or booleans"
+                    ))
+                }
             };
             Ok((k, text))
         })

@@ -8,12 +8,15 @@
 pub mod civil;
 pub mod evaluate;
 pub mod exchange;
+pub mod explain;
 pub mod governor;
 pub mod heat;
 pub mod journal;
 pub mod logfmt;
 pub mod market_data;
+pub mod metrics;
 pub mod replay;
+pub mod server;
 pub mod service;
 pub mod state_file;
 pub mod store;

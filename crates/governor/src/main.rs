@@ -55,12 +55,18 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// The service on Redis: governor workers in the `governor` consumer group, the result
-    /// monitor, the sweeper and the reconciler (paper exchange on recorded data).
+    /// The service. With --redis: governor workers in the `governor` consumer group, the
+    /// result monitor, the sweeper and the reconciler. Without: the embedded store, plans over
+    /// HTTP (POST /v1/plans). Paper exchange on recorded data; the HTTP API and dashboard on
+    /// --http.
     Serve {
-        /// The Redis URL, e.g. redis://127.0.0.1:6379/.
+        /// The Redis URL, e.g. redis://127.0.0.1:6379/ (leave out to run embedded).
         #[arg(long)]
-        redis: String,
+        redis: Option<String>,
+        /// Serve the HTTP API and the dashboard here (embedded mode: 127.0.0.1:8080 unless
+        /// given; Redis mode: only when given).
+        #[arg(long)]
+        http: Option<String>,
         /// A TOML config file (environment variables override it).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -117,6 +123,23 @@ enum Command {
         /// Embedded: where the calibrated lines go (default: stdout; logs go to stderr).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// A past decision's trace as a table, gate by gate: from Redis, or from a replay journal.
+    Explain {
+        /// The plan id.
+        plan_id: String,
+        /// The Redis URL of the deployment.
+        #[arg(long, required_unless_present = "journal", conflicts_with = "journal")]
+        redis: Option<String>,
+        /// A replay journal (`out/decisions.jsonl`).
+        #[arg(long)]
+        journal: Option<PathBuf>,
+        /// A TOML config file (for the key prefix; environment variables override it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the record as JSON instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Decide one plan (JSON object of plan fields) against a state file; prints the decision
     /// and its trace as JSON. Commits nothing.
@@ -208,6 +231,7 @@ fn main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve {
             redis,
+            http,
             config,
             exchange,
             data,
@@ -226,15 +250,26 @@ fn main() -> anyhow::Result<ExitCode> {
             if !(capital.is_finite() && capital > 0.0) || workers == 0 {
                 anyhow::bail!("--capital must be a finite number above 0 and --workers at least 1");
             }
+            let admin_token = std::env::var("GOV_ADMIN_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty());
             let opts = quantum_governor::service::ServeOptions {
-                redis_url: redis,
+                redis_url: redis.clone().unwrap_or_default(),
                 data_dir: data,
                 capital,
                 workers,
                 name: name.unwrap_or_else(|| format!("quantum-governor-{}", std::process::id())),
                 reclaim_idle_ms,
+                http: http.clone(),
+                admin_token,
             };
-            quantum_governor::service::serve(&cfg, &opts)?;
+            match redis {
+                Some(_) => quantum_governor::service::serve(&cfg, &opts)?,
+                None => {
+                    let addr = http.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+                    quantum_governor::service::serve_embedded(&cfg, &opts, &addr)?
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay {
@@ -341,6 +376,8 @@ fn main() -> anyhow::Result<ExitCode> {
                         workers: 1,
                         name: name.unwrap_or_else(|| format!("heat-{}", std::process::id())),
                         reclaim_idle_ms,
+                        http: None,
+                        admin_token: None,
                     };
                     quantum_governor::heat::redis::serve(&cfg, &opts)?;
                     Ok(ExitCode::SUCCESS)
@@ -359,6 +396,43 @@ fn main() -> anyhow::Result<ExitCode> {
             }
             Err(code) => Ok(code),
         },
+        Command::Explain {
+            plan_id,
+            redis,
+            journal,
+            config,
+            json,
+        } => {
+            let record = match (redis, journal) {
+                (_, Some(journal)) => quantum_governor::explain::from_journal(&journal, &plan_id)?,
+                (Some(url), None) => {
+                    let cfg = match config_or_exit(config.as_deref())? {
+                        Ok(cfg) => cfg,
+                        Err(code) => return Ok(code),
+                    };
+                    let store = quantum_governor::store::redis::RedisStore::open(
+                        &url,
+                        &cfg.key_prefix,
+                        cfg.block_ttl_secs,
+                        "explain",
+                    )?;
+                    let id = governor_core::types::PlanId::parse(&plan_id)
+                        .map_err(|e| anyhow::anyhow!("plan id {plan_id:?}: {e}"))?;
+                    quantum_governor::store::StateStore::decision(&store, &id)?
+                        .map(|r| quantum_governor::journal::record_json(&r))
+                }
+                (None, None) => unreachable!("clap requires --redis or --journal"),
+            };
+            match record {
+                Some(r) if json => println!("{}", serde_json::to_string_pretty(&r)?),
+                Some(r) => print!("{}", quantum_governor::explain::render(&r)),
+                None => {
+                    eprintln!("no decision for plan id {plan_id:?}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Evaluate {
             plan,
             state,

@@ -212,3 +212,62 @@ fn replay_refuses_a_bad_time_and_a_bad_capital() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--capital NaN"));
 }
+
+#[test]
+fn explain_reads_a_decision_from_a_replay_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = governor()
+        .args([
+            "replay",
+            "--quiet",
+            "--heat",
+            "off",
+            "--from",
+            "2025-06-01",
+            "--to",
+            "2025-06-04",
+        ])
+        .arg("--data")
+        .arg(repo("data/klines"))
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let journal = dir.path().join("decisions.jsonl");
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&journal)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let id = first["plan_id"].as_str().unwrap();
+    let explained = governor()
+        .args(["explain", id, "--journal"])
+        .arg(&journal)
+        .output()
+        .unwrap();
+    assert!(explained.status.success());
+    let text = String::from_utf8_lossy(&explained.stdout);
+    assert!(text.starts_with(&format!("plan {id} ")), "{text}");
+    for line in first["trace"].as_array().unwrap() {
+        let gate = line["gate"].as_str().unwrap();
+        assert!(
+            text.lines().any(|l| l.starts_with(gate)),
+            "no row for {gate}:\n{text}"
+        );
+    }
+    let missing = governor()
+        .args(["explain", "no-such-plan", "--journal"])
+        .arg(&journal)
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no-such-plan"));
+}

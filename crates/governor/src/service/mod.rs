@@ -31,6 +31,64 @@ pub struct ServeOptions {
     pub name: String,
     /// Pending entries idle this long are reclaimed from their consumer.
     pub reclaim_idle_ms: u64,
+    /// Serve the HTTP API and dashboard on this address too.
+    pub http: Option<String>,
+    /// The admin bearer token of trading-state changes (`GOV_ADMIN_TOKEN`).
+    pub admin_token: Option<String>,
+}
+
+/// Runs the governor without a server: the embedded store, the paper market on the wall
+/// clock, plans over HTTP (`POST /v1/plans`), the sweeper and drawdown monitor every second.
+/// The policy universe is the recording's symbols.
+pub fn serve_embedded(
+    cfg: &governor_core::Config,
+    opts: &ServeOptions,
+    http: &str,
+) -> anyhow::Result<()> {
+    use crate::governor::Governor;
+    use crate::store::memory::MemoryStore;
+    use std::sync::Arc;
+    let cfg = Arc::new(cfg.clone());
+    let store = Arc::new(MemoryStore::new(cfg.block_ttl_secs));
+    let market = paper_market::PaperMarket::load(
+        &opts.data_dir,
+        wall_clock(),
+        opts.capital,
+        store.clone(),
+        cfg.correlation.window as usize,
+    )?;
+    let names: Vec<String> = market.symbols().iter().map(|s| s.to_string()).collect();
+    store.update(|st| {
+        st.policy_universe = Some(serde_json::to_string(&names).expect("strings serialize"))
+    });
+    let inputs: Arc<dyn InputsSource> = Arc::new(market);
+    let gov = Governor::new(cfg.clone(), store);
+    let (sweeper, sweeper_inputs) = (gov.clone(), inputs.clone());
+    std::thread::spawn(move || {
+        workers::run_forever("sweeper", std::time::Duration::from_secs(1), || {
+            let now = wall_clock();
+            sweeper.tick(now)?;
+            sweeper.observe(&sweeper_inputs.inputs(now), now)
+        })
+    });
+    crate::logfmt::line(
+        "GOVERNOR_STARTED",
+        &[
+            ("name", opts.name.clone()),
+            ("store", "embedded".to_owned()),
+        ],
+    );
+    crate::server::serve_http(
+        http,
+        crate::server::AppState {
+            gov,
+            inputs,
+            clock: wall_clock,
+            admin_token: opts.admin_token.as_deref().map(Into::into),
+            accepts_plans: true,
+            redis: None,
+        },
+    )
 }
 
 /// Runs the service until the process is stopped. Start-up problems that more time can fix
@@ -131,6 +189,21 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
             sweeper.refresh_ledger_index()
         })
     }));
+    if let Some(addr) = opts.http.clone() {
+        let state = crate::server::AppState {
+            gov: Governor::new(cfg.clone(), open("http")?),
+            inputs: inputs.clone(),
+            clock: wall_clock,
+            admin_token: opts.admin_token.as_deref().map(Into::into),
+            accepts_plans: false,
+            redis: Some(admin.clone()),
+        };
+        handles.push(std::thread::spawn(move || {
+            if let Err(e) = crate::server::serve_http(&addr, state) {
+                crate::logfmt::line("HTTP_FAILED", &[("error", e.to_string())]);
+            }
+        }));
+    }
     let reconciler = open("reconciler")?;
     let leverage = cfg.funds.default_leverage;
     handles.push(std::thread::spawn(move || {

@@ -8,6 +8,8 @@ use super::InputsSource;
 use crate::governor::MarketInputs;
 use crate::market_data::{closed_by, load_klines_dir, market_at, FEATURE_LOOKBACK};
 use crate::store::redis::RedisStore;
+use crate::store::StoreError;
+use governor_core::book::LedgerPosition;
 use governor_core::market::correlation::CorrelationCache;
 use governor_core::market::{Kline, SymbolMarket, BAR_MS};
 use governor_core::snapshot::{ExchangePosition, ExchangeState};
@@ -23,10 +25,37 @@ pub const PLAY_FORWARD_HOURS: usize = 24 * 30;
 /// The market of one bar: summaries and pairwise correlations.
 type BarMarket = (BTreeMap<Symbol, Arc<SymbolMarket>>, Arc<CorrelationCache>);
 
+/// Where the paper exchange's positions come from: the ledger of the state store.
+pub trait LedgerSource: Send + Sync {
+    /// The ledger positions at `now`.
+    fn ledger_positions(
+        &self,
+        now: Timestamp,
+    ) -> Result<BTreeMap<Symbol, LedgerPosition>, StoreError>;
+}
+
+impl LedgerSource for RedisStore {
+    fn ledger_positions(
+        &self,
+        now: Timestamp,
+    ) -> Result<BTreeMap<Symbol, LedgerPosition>, StoreError> {
+        self.ledger(now)
+    }
+}
+
+impl LedgerSource for crate::store::memory::MemoryStore {
+    fn ledger_positions(
+        &self,
+        _now: Timestamp,
+    ) -> Result<BTreeMap<Symbol, LedgerPosition>, StoreError> {
+        Ok(self.read(|st| st.book.positions.clone()))
+    }
+}
+
 /// Recorded market on the wall clock, plus the ledger mirror as the exchange.
 pub struct PaperMarket {
     klines: BTreeMap<Symbol, Vec<Kline>>,
-    store: Arc<RedisStore>,
+    store: Arc<dyn LedgerSource>,
     capital: f64,
     window: usize,
     cache: Mutex<Option<(Timestamp, BarMarket)>>,
@@ -56,7 +85,7 @@ impl PaperMarket {
         dir: &Path,
         wall_now: Timestamp,
         capital: f64,
-        store: Arc<RedisStore>,
+        store: Arc<dyn LedgerSource>,
         window: usize,
     ) -> anyhow::Result<Self> {
         let mut klines = load_klines_dir(dir)?;
@@ -88,6 +117,11 @@ impl PaperMarket {
         }
     }
 
+    /// The symbols of the recording (the embedded policy universe).
+    pub fn symbols(&self) -> Vec<Symbol> {
+        self.klines.keys().cloned().collect()
+    }
+
     fn mark(&self, symbol: &Symbol, now: Timestamp) -> Option<f64> {
         closed_by(self.klines.get(symbol)?, now)
             .last()
@@ -97,7 +131,7 @@ impl PaperMarket {
 
 impl InputsSource for PaperMarket {
     fn inputs(&self, now: Timestamp) -> MarketInputs {
-        let exchange = self.store.ledger(now).ok().map(|ledger| {
+        let exchange = self.store.ledger_positions(now).ok().map(|ledger| {
             let mut unrealized = 0.0;
             let positions = ledger
                 .into_iter()

@@ -226,10 +226,11 @@ impl PlanWorker {
             }
         }
         let mut unavailable = None;
-        for (entry, submission) in plan_entries
-            .into_iter()
-            .zip(self.gov.decide_batch(&plans, &inputs, now))
-        {
+        let started = std::time::Instant::now();
+        let submissions = self.gov.decide_batch(&plans, &inputs, now);
+        // Decisions of a batch share its time: each is counted with its share.
+        let each = started.elapsed() / submissions.len().max(1) as u32;
+        for (entry, submission) in plan_entries.into_iter().zip(submissions) {
             match submission {
                 Submission::Decided { decision, fence } => {
                     if fence.is_some() {
@@ -239,6 +240,7 @@ impl PlanWorker {
                             .find(|(k, _)| k == "score")
                             .and_then(|(_, v)| v.parse().ok());
                         logfmt::decision(&decision.record, score);
+                        crate::metrics::global().observe(&decision.record, each);
                         if let (Some(d), Some(o)) = (
                             decision.record.desired_slots,
                             decision.record.occupied_slots,

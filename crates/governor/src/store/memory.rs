@@ -497,4 +497,20 @@ impl StateStore for MemoryStore {
     fn rotation_plan(&self, pending: &PlanId) -> Result<Option<Plan>, StoreError> {
         Ok(MemoryStore::rotation_plan(self, pending))
     }
+
+    fn recent_decisions(&self, limit: usize) -> Result<Vec<DecisionRecord>, StoreError> {
+        Ok(self.read(|st| st.decision_log.iter().rev().take(limit).cloned().collect()))
+    }
+
+    fn decision(&self, plan_id: &PlanId) -> Result<Option<DecisionRecord>, StoreError> {
+        Ok(self.read(|st| st.decisions.get(plan_id).cloned()))
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        Ok(self.read(|st| st.dead_letters.len() as u64))
+    }
 }

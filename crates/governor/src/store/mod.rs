@@ -86,4 +86,12 @@ pub trait StateStore: Send + Sync {
     fn take_permit(&self, plan_id: &PlanId, now: Timestamp) -> Result<Option<Permit>, StoreError>;
     /// The pending plan of a rotation, to re-decide it in phase 2.
     fn rotation_plan(&self, pending: &PlanId) -> Result<Option<Plan>, StoreError>;
+    /// The most recent decisions, newest first, at most `limit` (the API and the dashboard).
+    fn recent_decisions(&self, limit: usize) -> Result<Vec<DecisionRecord>, StoreError>;
+    /// The stored decision of one plan id, with its trace.
+    fn decision(&self, plan_id: &PlanId) -> Result<Option<DecisionRecord>, StoreError>;
+    /// Whether the store answers (readiness).
+    fn ping(&self) -> Result<(), StoreError>;
+    /// How many entries the dead-letter stream holds.
+    fn dead_letter_count(&self) -> Result<u64, StoreError>;
 }

@@ -2,6 +2,7 @@
 //! realistic hourly markets with controlled correlation, and helpers to open, close and fill.
 #![allow(dead_code)] // each test file uses its own subset of the helpers
 
+pub mod embedded_server;
 pub mod redis_server;
 
 use governor_core::book::LedgerPosition;

@@ -771,6 +771,49 @@ impl StateStore for RedisStore {
         self.expire_now(&read.book, now)
     }
 
+    fn recent_decisions(&self, limit: usize) -> Result<Vec<DecisionRecord>, StoreError> {
+        let stream = self.key("stream:governor.decisions");
+        let ids: Vec<String> = self.with_conn(|c| {
+            let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+                .arg(&stream)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(limit)
+                .query(c)?;
+            Ok(reply
+                .ids
+                .iter()
+                .filter_map(|e| e.get::<String>("plan_id"))
+                .collect())
+        })?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            // A stream entry without its record (expired after 7 days) is skipped.
+            if let Some(r) = self.decision(&PlanId::parse(&id).map_err(err)?)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    fn decision(&self, plan_id: &PlanId) -> Result<Option<DecisionRecord>, StoreError> {
+        let key = self.key(&format!("governor:decision:{plan_id}"));
+        let raw: Option<String> = self.with_conn(|c| redis::cmd("GET").arg(&key).query(c))?;
+        raw.map(|json| serde_json::from_str(&json).map_err(|e| err(format!("{key}: {e}"))))
+            .transpose()
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.with_conn(|c| redis::cmd("PING").query::<String>(c))
+            .map(drop)
+    }
+
+    fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        let key = self.key("stream:governor.deadletter");
+        self.with_conn(|c| redis::cmd("XLEN").arg(&key).query(c))
+    }
+
     fn apply(
         &self,
         guards: &[Guard],
