@@ -61,7 +61,10 @@ fn each_decision_logs_exactly_one_line_with_its_token_and_no_secret() {
         ureq::put(&server.url("/v1/trading-state"))
             .set("Authorization", &format!("Bearer {token}"))
             .send_json(json!({"state": "REDUCING", "operator": "carol", "reason": "test"}))
-            .map_or_else(|e| e.into_response().map_or(0, |r| r.status()), |r| r.status())
+            .map_or_else(
+                |e| e.into_response().map_or(0, |r| r.status()),
+                |r| r.status(),
+            )
     };
     assert_eq!(put("not-the-token"), 403);
     assert_eq!(put(SECRET), 200);
