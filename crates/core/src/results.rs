@@ -179,10 +179,16 @@ pub fn settle(
 ) -> Settlement {
     let default_leverage = policy.default_leverage;
     if already_applied {
+        // The executor may have applied its own result first: a rotation whose close it
+        // confirmed still needs its phase 2, which only a governor decides.
+        let redecide = book
+            .rotation_by_close(&result.plan_id)
+            .filter(|(_, rot)| rot.phase == RotationPhase::SlotHeld)
+            .map(|(pending, _)| pending.clone());
         return Settlement {
             guards: Vec::new(),
             effects: Vec::new(),
-            redecide: None,
+            redecide,
             note: format!("result for {} already applied: ignored", result.plan_id),
         };
     }

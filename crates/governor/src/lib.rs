@@ -8,6 +8,7 @@
 pub mod civil;
 pub mod evaluate;
 pub mod exchange;
+pub mod executor;
 pub mod explain;
 pub mod governor;
 pub mod heat;

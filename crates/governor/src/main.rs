@@ -71,9 +71,12 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
         /// Where positions, equity and prices come from: `paper` (recorded data on the wall
-        /// clock). `binance` comes with the Binance adapter.
+        /// clock) or `binance` (USDT-M futures; key and secret from the environment).
         #[arg(long, default_value = "paper")]
         exchange: String,
+        /// Run a permit-checked executor in this process too (Redis mode).
+        #[arg(long)]
+        with_executor: bool,
         /// Recorded klines for paper mode.
         #[arg(long, default_value = "data/klines")]
         data: PathBuf,
@@ -123,6 +126,34 @@ enum Command {
         /// Embedded: where the calibrated lines go (default: stdout; logs go to stderr).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// The permit-checked executor as its own process: consumes plans (group `executor`),
+    /// takes each permit once, places the order, applies and publishes its result.
+    Execute {
+        /// The Redis URL.
+        #[arg(long)]
+        redis: String,
+        /// `paper` (fills at the recorded market's mark on the wall clock) or `binance`.
+        #[arg(long, default_value = "paper")]
+        exchange: String,
+        /// A TOML config file (environment variables override it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Recorded klines for paper mode.
+        #[arg(long, default_value = "data/klines")]
+        data: PathBuf,
+        /// Paper account capital in USDT.
+        #[arg(long, default_value_t = 13_661.0)]
+        capital: f64,
+        /// This process's name in the consumer group (default: executor-<pid>).
+        #[arg(long)]
+        name: Option<String>,
+        /// How long to wait for the governor's permit (ms).
+        #[arg(long, default_value_t = 5_000)]
+        permit_wait_ms: u64,
+        /// Reclaim entries another executor left pending for this long (ms).
+        #[arg(long, default_value_t = quantum_governor::service::RECLAIM_IDLE_MS)]
+        reclaim_idle_ms: u64,
     },
     /// A past decision's trace as a table, gate by gate: from Redis, or from a replay journal.
     Explain {
@@ -190,6 +221,59 @@ fn config_or_exit(file: Option<&Path>) -> anyhow::Result<Result<Config, ExitCode
     })
 }
 
+/// `execute`: the executor on Redis with the chosen exchange, until the process ends.
+#[allow(clippy::too_many_arguments)]
+fn run_executor(
+    cfg: &std::sync::Arc<Config>,
+    redis: &str,
+    exchange: &str,
+    data: &Path,
+    capital: f64,
+    name: Option<String>,
+    permit_wait_ms: u64,
+    reclaim_idle_ms: u64,
+) -> anyhow::Result<ExitCode> {
+    use quantum_governor::executor::{Executor, ExecutorOptions};
+    use quantum_governor::service::wall_clock;
+    let name = name.unwrap_or_else(|| format!("executor-{}", std::process::id()));
+    let opts = ExecutorOptions {
+        permit_wait: std::time::Duration::from_millis(permit_wait_ms),
+        reclaim_idle_ms,
+        ..ExecutorOptions::default()
+    };
+    quantum_governor::logfmt::line(
+        "EXECUTOR_STARTED",
+        &[("name", name.clone()), ("exchange", exchange.to_owned())],
+    );
+    match exchange {
+        "binance" => {
+            let env: Vec<(String, String)> = std::env::vars().collect();
+            let venue = quantum_governor::service::binance_venue(cfg, &env)?;
+            Executor::connect(redis, cfg.clone(), venue, &name, opts, wall_clock)?.run();
+        }
+        "paper" => {
+            let store = std::sync::Arc::new(quantum_governor::store::redis::RedisStore::open(
+                redis,
+                &cfg.key_prefix,
+                cfg.block_ttl_secs,
+                &name,
+            )?);
+            let market =
+                std::sync::Arc::new(quantum_governor::service::paper_market::PaperMarket::load(
+                    data,
+                    wall_clock(),
+                    capital,
+                    store,
+                    cfg.correlation.window as usize,
+                )?);
+            let venue = quantum_governor::exchange::paper_live::LivePaper::new(market, wall_clock);
+            Executor::connect(redis, cfg.clone(), venue, &name, opts, wall_clock)?.run();
+        }
+        other => anyhow::bail!("--exchange {other}: `paper` or `binance`"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `heat` without Redis: a file of proposals against a state file.
 fn run_heat_embedded(
     cfg: &Config,
@@ -234,6 +318,7 @@ fn main() -> anyhow::Result<ExitCode> {
             http,
             config,
             exchange,
+            with_executor,
             data,
             capital,
             workers,
@@ -244,8 +329,23 @@ fn main() -> anyhow::Result<ExitCode> {
                 Ok(cfg) => cfg,
                 Err(code) => return Ok(code),
             };
-            if exchange != "paper" {
-                anyhow::bail!("--exchange {exchange}: only `paper` is available in this build (the Binance adapter is not built yet)");
+            let exchange = match (exchange.as_str(), &redis) {
+                ("paper", _) => quantum_governor::service::ExchangeChoice::Paper,
+                ("binance", Some(_)) => {
+                    let env: Vec<(String, String)> = std::env::vars().collect();
+                    quantum_governor::service::ExchangeChoice::Binance(
+                        quantum_governor::service::binance_venue(&cfg, &env)?,
+                    )
+                }
+                ("binance", None) => {
+                    anyhow::bail!("--exchange binance needs --redis (embedded mode is paper only)")
+                }
+                (other, _) => anyhow::bail!("--exchange {other}: `paper` or `binance`"),
+            };
+            if with_executor && redis.is_none() {
+                anyhow::bail!(
+                    "--with-executor needs --redis: the executor consumes the plan stream"
+                );
             }
             if !(capital.is_finite() && capital > 0.0) || workers == 0 {
                 anyhow::bail!("--capital must be a finite number above 0 and --workers at least 1");
@@ -262,6 +362,8 @@ fn main() -> anyhow::Result<ExitCode> {
                 reclaim_idle_ms,
                 http: http.clone(),
                 admin_token,
+                exchange,
+                with_executor,
             };
             match redis {
                 Some(_) => quantum_governor::service::serve(&cfg, &opts)?,
@@ -378,6 +480,8 @@ fn main() -> anyhow::Result<ExitCode> {
                         reclaim_idle_ms,
                         http: None,
                         admin_token: None,
+                        exchange: quantum_governor::service::ExchangeChoice::Paper,
+                        with_executor: false,
                     };
                     quantum_governor::heat::redis::serve(&cfg, &opts)?;
                     Ok(ExitCode::SUCCESS)
@@ -396,6 +500,31 @@ fn main() -> anyhow::Result<ExitCode> {
             }
             Err(code) => Ok(code),
         },
+        Command::Execute {
+            redis,
+            exchange,
+            config,
+            data,
+            capital,
+            name,
+            permit_wait_ms,
+            reclaim_idle_ms,
+        } => {
+            let cfg = match config_or_exit(config.as_deref())? {
+                Ok(cfg) => std::sync::Arc::new(cfg),
+                Err(code) => return Ok(code),
+            };
+            run_executor(
+                &cfg,
+                &redis,
+                &exchange,
+                &data,
+                capital,
+                name,
+                permit_wait_ms,
+                reclaim_idle_ms,
+            )
+        }
         Command::Explain {
             plan_id,
             redis,

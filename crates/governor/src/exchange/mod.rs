@@ -1,7 +1,14 @@
-//! The exchange port: what the governor's executor needs from an exchange. The paper exchange
-//! on recorded klines implements it here; the Binance adapter will implement the same trait.
+//! The exchange port: what the governor and its executor need from an exchange — the account,
+//! klines, a symbol's filters, placing an order and asking for it. The paper exchanges (the
+//! replay's, on recorded bars, and the live one on the wall clock) and the Binance adapter
+//! implement it.
 
+pub mod binance;
 pub mod paper;
+pub mod paper_live;
+
+pub use binance::SymbolFilters;
+use governor_core::market::Kline;
 
 use governor_core::snapshot::ExchangeState;
 use governor_core::types::{PlanId, Side, Symbol};
@@ -53,12 +60,51 @@ pub enum OrderError {
     /// No price to fill at (no market data for the symbol at this time).
     #[error("no market price for {0}")]
     NoPrice(Symbol),
+    /// The exchange refused the order with this code and message.
+    #[error("{code} {msg}")]
+    Rejected {
+        /// The exchange's error code (Binance's, e.g. -4164), 0 when it gave none.
+        code: i64,
+        /// Its message.
+        msg: String,
+    },
+    /// Refused before anything was sent (filters, no position to close, no credentials).
+    #[error("refused before sending: {0}")]
+    Refused(String),
+    /// Sent, but its outcome is not known (no answer, or not filled in time): the reconciler
+    /// settles it against the exchange's positions.
+    #[error("unconfirmed: {0}")]
+    Unconfirmed(String),
 }
+
+/// A failure to read from the exchange.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("exchange: {0}")]
+pub struct ExchangeError(pub String);
 
 /// What the executor and the snapshot need from an exchange.
 pub trait Exchange {
     /// The account: equity and open positions with their marks.
-    fn account(&self) -> ExchangeState;
-    /// Places an order; fills or refuses it.
+    fn account(&self) -> Result<ExchangeState, ExchangeError>;
+    /// The last `limit` 1 h klines of `symbol`, oldest first.
+    fn klines(&self, symbol: &Symbol, limit: usize) -> Result<Vec<Kline>, ExchangeError>;
+    /// The symbol's quantity and price filters.
+    fn filters(&self, symbol: &Symbol) -> Result<SymbolFilters, ExchangeError>;
+    /// Places a market order; fills or refuses it. `order.qty` is already rounded to the step.
     fn place_order(&mut self, order: &OrderRequest) -> Result<Fill, OrderError>;
+    /// An order placed earlier, by its client id: its fill, `None` if it never filled.
+    fn order_status(&self, symbol: &Symbol, client_id: &str)
+        -> Result<Option<Fill>, ExchangeError>;
+}
+
+/// Filters that let any positive quantity through (8 decimals): the paper exchanges'.
+pub fn permissive_filters() -> SymbolFilters {
+    let tiny = binance::filters::Decimal::parse("0.00000001").expect("a valid step");
+    SymbolFilters {
+        tick_size: tiny.clone(),
+        step_size: tiny,
+        min_qty: 0.0,
+        max_qty: f64::MAX,
+        min_notional: 0.0,
+    }
 }

@@ -4,7 +4,8 @@
 //! cannot margin is refused with -2019, as Binance does. It is the default runtime of the replay,
 //! not a test double.
 
-use super::{Exchange, Fill, OrderError, OrderRequest};
+use super::{Exchange, ExchangeError, Fill, OrderError, OrderRequest, SymbolFilters};
+use governor_core::market::Kline;
 use governor_core::snapshot::{ExchangePosition, ExchangeState};
 use governor_core::types::{Side, Symbol};
 use std::collections::BTreeMap;
@@ -53,6 +54,8 @@ pub struct PaperExchange {
     fill_prices: BTreeMap<Symbol, f64>,
     /// Fees paid so far.
     fees_paid: f64,
+    /// Fills by client order id.
+    fills: BTreeMap<String, Fill>,
 }
 
 impl PaperExchange {
@@ -65,6 +68,7 @@ impl PaperExchange {
             marks: BTreeMap::new(),
             fill_prices: BTreeMap::new(),
             fees_paid: 0.0,
+            fills: BTreeMap::new(),
         }
     }
 
@@ -132,8 +136,9 @@ impl PaperExchange {
     }
 }
 
-impl Exchange for PaperExchange {
-    fn account(&self) -> ExchangeState {
+impl PaperExchange {
+    /// The account now: equity and positions at their marks.
+    pub fn snapshot(&self) -> ExchangeState {
         ExchangeState {
             equity_usdt: self.equity(),
             positions: self
@@ -154,8 +159,41 @@ impl Exchange for PaperExchange {
                 .collect(),
         }
     }
+}
+
+impl Exchange for PaperExchange {
+    fn account(&self) -> Result<ExchangeState, ExchangeError> {
+        Ok(self.snapshot())
+    }
+
+    fn klines(&self, _symbol: &Symbol, _limit: usize) -> Result<Vec<Kline>, ExchangeError> {
+        Err(ExchangeError(
+            "the replay's paper exchange holds prices, not klines: the replay feeds the market itself"
+                .to_owned(),
+        ))
+    }
+
+    fn filters(&self, _symbol: &Symbol) -> Result<SymbolFilters, ExchangeError> {
+        Ok(super::permissive_filters())
+    }
+
+    fn order_status(
+        &self,
+        _symbol: &Symbol,
+        client_id: &str,
+    ) -> Result<Option<Fill>, ExchangeError> {
+        Ok(self.fills.get(client_id).cloned())
+    }
 
     fn place_order(&mut self, order: &OrderRequest) -> Result<Fill, OrderError> {
+        let fill = self.fill(order)?;
+        self.fills.insert(order.client_id.to_string(), fill.clone());
+        Ok(fill)
+    }
+}
+
+impl PaperExchange {
+    fn fill(&mut self, order: &OrderRequest) -> Result<Fill, OrderError> {
         if order.reduce_only {
             let Some(pos) = self.positions.get(&order.symbol).cloned() else {
                 return Err(OrderError::ReduceOnlyRejected(order.symbol.clone()));

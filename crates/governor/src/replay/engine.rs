@@ -249,7 +249,7 @@ struct Pipeline<'a> {
 impl Pipeline<'_> {
     fn inputs(&self) -> MarketInputs {
         MarketInputs {
-            exchange: Some(self.governed.account()),
+            exchange: Some(self.governed.snapshot()),
             market: self.market.clone(),
             correlations: self.correlations.clone(),
         }
@@ -538,7 +538,7 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
             .observe(&p.inputs(), t)
             .expect("the embedded store is always available");
 
-        let account = p.governed.account();
+        let account = p.governed.snapshot();
         for mut plan in exits_gov.proposals(&opts.signals, &account, t) {
             if opts.heat != HeatReplay::Off {
                 if let Some((row, c)) = calibrate_exit(cfg, &plan, &account, &p.market, t) {
@@ -554,7 +554,7 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
             }
             p.submit(&plan, t);
         }
-        for plan in exits_ungov.proposals(&opts.signals, &p.ungoverned.account(), t) {
+        for plan in exits_ungov.proposals(&opts.signals, &p.ungoverned.snapshot(), t) {
             p.ungoverned_order(&plan);
         }
 

@@ -35,6 +35,89 @@ pub struct ServeOptions {
     pub http: Option<String>,
     /// The admin bearer token of trading-state changes (`GOV_ADMIN_TOKEN`).
     pub admin_token: Option<String>,
+    /// Where positions, equity, prices and orders come from.
+    pub exchange: ExchangeChoice,
+    /// Run a permit-checked executor in this process too.
+    pub with_executor: bool,
+}
+
+/// The exchange behind `serve` and `execute`.
+#[derive(Clone, Debug)]
+pub enum ExchangeChoice {
+    /// Recorded klines on the wall clock; the ledger mirror as the account; fills at the mark.
+    Paper,
+    /// Binance USDT-M futures.
+    Binance(crate::exchange::binance::BinanceVenue),
+}
+
+/// The Binance adapter of a configuration: the base URL of `binance.base_url`, else testnet or
+/// production by `mode`; the key and secret from the environment only. The clock offset is
+/// synchronised once here (a failure is logged; requests re-sync on -1021).
+pub fn binance_venue(
+    cfg: &governor_core::Config,
+    env: &[(String, String)],
+) -> anyhow::Result<crate::exchange::binance::BinanceVenue> {
+    use crate::exchange::binance::{BinanceClient, Credentials, PRODUCTION_URL, TESTNET_URL};
+    let testnet = cfg.mode == governor_core::config::Mode::Testnet;
+    let base = cfg
+        .binance
+        .base_url
+        .clone()
+        .unwrap_or_else(|| if testnet { TESTNET_URL } else { PRODUCTION_URL }.to_owned());
+    let credentials = Credentials::from_env(testnet, env).map_err(|e| anyhow::anyhow!(e))?;
+    let client = BinanceClient::new(&base, Some(credentials));
+    match client.sync_time() {
+        Ok(offset) => crate::logfmt::line(
+            "BINANCE_CLOCK",
+            &[("base", base.clone()), ("offset_ms", offset.to_string())],
+        ),
+        Err(e) => crate::logfmt::line("BINANCE_CLOCK_FAILED", &[("error", e.to_string())]),
+    }
+    Ok(crate::exchange::binance::BinanceVenue {
+        client: std::sync::Arc::new(client),
+    })
+}
+
+/// Market and account from Binance for the symbols of the policy universe (and the regime
+/// reference), klines fetched once per bar.
+fn binance_inputs(
+    cfg: &governor_core::Config,
+    venue: &crate::exchange::binance::BinanceVenue,
+    store: std::sync::Arc<crate::store::redis::RedisStore>,
+) -> std::sync::Arc<dyn InputsSource> {
+    use governor_core::config::RegimeReference;
+    use governor_core::types::Symbol;
+    let reference = match &cfg.regime.reference {
+        RegimeReference::Symbol(s) => Some(s.clone()),
+        RegimeReference::Candidate => None,
+    };
+    let symbols = std::sync::Arc::new(move || {
+        let key = store.key("policy:current");
+        let raw: Option<String> = store
+            .with_conn(|c| {
+                redis::cmd("HGET")
+                    .arg(&key)
+                    .arg("universe_symbols")
+                    .query(c)
+            })
+            .ok()
+            .flatten();
+        let mut list: Vec<Symbol> = raw
+            .and_then(|r| serde_json::from_str::<Vec<String>>(&r).ok())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| Symbol::parse(s).ok())
+            .collect();
+        list.extend(reference.clone());
+        list.sort();
+        list.dedup();
+        list
+    });
+    std::sync::Arc::new(crate::exchange::binance::market::BinanceMarket::new(
+        venue.clone(),
+        symbols,
+        cfg.correlation.window as usize,
+    ))
 }
 
 /// Runs the governor without a server: the embedded store, the paper market on the wall
@@ -108,13 +191,21 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
     };
     let admin = open("admin")?;
     let window = cfg.correlation.window as usize;
-    let inputs: Arc<dyn InputsSource> = Arc::new(paper_market::PaperMarket::load(
-        &opts.data_dir,
-        wall_clock(),
-        opts.capital,
-        admin.clone(),
-        window,
-    )?);
+    let mut paper = None;
+    let inputs: Arc<dyn InputsSource> = match &opts.exchange {
+        ExchangeChoice::Paper => {
+            let market = Arc::new(paper_market::PaperMarket::load(
+                &opts.data_dir,
+                wall_clock(),
+                opts.capital,
+                admin.clone(),
+                window,
+            )?);
+            paper = Some(market.clone());
+            market
+        }
+        ExchangeChoice::Binance(venue) => binance_inputs(&cfg, venue, admin.clone()),
+    };
     let mut health = workers::Health::default();
     loop {
         let toml = cfg.to_toml();
@@ -203,6 +294,40 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
                 crate::logfmt::line("HTTP_FAILED", &[("error", e.to_string())]);
             }
         }));
+    }
+    if opts.with_executor {
+        let name = format!("{}-executor", opts.name);
+        let executor_opts = crate::executor::ExecutorOptions {
+            reclaim_idle_ms: opts.reclaim_idle_ms,
+            ..Default::default()
+        };
+        let handle = match (&opts.exchange, paper) {
+            (ExchangeChoice::Binance(venue), _) => {
+                let ex = crate::executor::Executor::connect(
+                    &opts.redis_url,
+                    cfg.clone(),
+                    venue.clone(),
+                    &name,
+                    executor_opts,
+                    wall_clock,
+                )?;
+                std::thread::spawn(move || ex.run())
+            }
+            (ExchangeChoice::Paper, Some(market)) => {
+                let venue = crate::exchange::paper_live::LivePaper::new(market, wall_clock);
+                let ex = crate::executor::Executor::connect(
+                    &opts.redis_url,
+                    cfg.clone(),
+                    venue,
+                    &name,
+                    executor_opts,
+                    wall_clock,
+                )?;
+                std::thread::spawn(move || ex.run())
+            }
+            (ExchangeChoice::Paper, None) => unreachable!("paper mode loads the paper market"),
+        };
+        handles.push(handle);
     }
     let reconciler = open("reconciler")?;
     let leverage = cfg.funds.default_leverage;

@@ -122,7 +122,17 @@ impl PaperMarket {
         self.klines.keys().cloned().collect()
     }
 
-    fn mark(&self, symbol: &Symbol, now: Timestamp) -> Option<f64> {
+    /// The closed bars of `symbol` at `now`, the last `limit`.
+    pub fn klines_at(&self, symbol: &Symbol, now: Timestamp, limit: usize) -> Vec<Kline> {
+        let closed = self
+            .klines
+            .get(symbol)
+            .map_or(&[][..], |k| closed_by(k, now));
+        closed[closed.len().saturating_sub(limit)..].to_vec()
+    }
+
+    /// The last close of `symbol` at `now`: the paper mark.
+    pub fn mark(&self, symbol: &Symbol, now: Timestamp) -> Option<f64> {
         closed_by(self.klines.get(symbol)?, now)
             .last()
             .map(|k| k.close)

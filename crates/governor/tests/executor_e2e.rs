@@ -1,0 +1,428 @@
+//! End to end on a real redis-server and the local Binance server: plan → governor permit →
+//! executor order → `apply.result` → the governor's slot occupied; a close frees the slot and
+//! the exit lock; an expired permit is never executed; a permit is used once even with two
+//! executors.
+
+mod support;
+
+use governor_core::time::Timestamp;
+use governor_core::types::Symbol;
+use governor_core::Config;
+use quantum_governor::exchange::binance::market::BinanceMarket;
+use quantum_governor::exchange::binance::{BinanceClient, BinanceVenue, Credentials};
+use quantum_governor::executor::{Executor, ExecutorOptions, Outcome};
+use quantum_governor::service::workers::PlanWorker;
+use quantum_governor::service::{wall_clock, InputsSource};
+use quantum_governor::store::redis::RedisStore;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::fake_binance::{FakeBinance, KEY, SECRET};
+use support::redis_server::RedisServer;
+
+const UNIVERSE: [&str; 3] = ["ETHUSDT", "SOLUSDT", "BNBUSDT"];
+
+/// A clock 61 s ahead: every permit (TTL 60 s) has expired by it.
+fn late_clock() -> Timestamp {
+    Timestamp(wall_clock().millis() + 61_000)
+}
+
+struct Rig {
+    redis: RedisServer,
+    fake: FakeBinance,
+    cfg: Arc<Config>,
+    venue: BinanceVenue,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    outcomes: Arc<Mutex<Vec<(String, String, Outcome)>>>,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let redis = RedisServer::start();
+        let fake = FakeBinance::start(Some(&std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../data/klines"
+        ))));
+        let mut cfg = Config::default();
+        cfg.cadence.max_exec_per_5min = 100;
+        cfg.cadence.max_exec_per_hour = 100;
+        cfg.cadence.symbol_cooldown_secs = 0;
+        cfg.correlation.max = 1.0;
+        let venue = BinanceVenue {
+            client: Arc::new(BinanceClient::new(
+                &fake.url,
+                Some(Credentials::new(KEY, SECRET)),
+            )),
+        };
+        let mut conn = redis::Client::open(redis.url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        redis::cmd("HSET")
+            .arg("quantum:policy:current")
+            .arg("universe_symbols")
+            .arg(serde_json::to_string(&UNIVERSE).unwrap())
+            .query::<()>(&mut conn)
+            .unwrap();
+        let mut rig = Rig {
+            redis,
+            fake,
+            cfg: Arc::new(cfg),
+            venue,
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+            outcomes: Arc::default(),
+        };
+        rig.start_governor();
+        rig
+    }
+
+    fn start_governor(&mut self) {
+        let symbols: Vec<Symbol> = UNIVERSE
+            .iter()
+            .chain(["BTCUSDT"].iter())
+            .map(|s| Symbol::parse(s).unwrap())
+            .collect();
+        let inputs: Arc<dyn InputsSource> = Arc::new(BinanceMarket::new(
+            self.venue.clone(),
+            Arc::new(move || symbols.clone()),
+            100,
+        ));
+        let mut worker =
+            PlanWorker::connect(&self.redis.url(), self.cfg.clone(), inputs, "gov-1", 30_000)
+                .unwrap();
+        let stop = self.stop.clone();
+        self.threads.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                worker.step(100).unwrap();
+            }
+        }));
+    }
+
+    fn start_executor(
+        &mut self,
+        group: &str,
+        name: &str,
+        clock: fn() -> Timestamp,
+    ) -> Arc<AtomicBool> {
+        let opts = ExecutorOptions {
+            permit_wait: Duration::from_secs(5),
+            group: group.to_owned(),
+            ..ExecutorOptions::default()
+        };
+        let mut ex = Executor::connect(
+            &self.redis.url(),
+            self.cfg.clone(),
+            self.venue.clone(),
+            name,
+            opts,
+            clock,
+        )
+        .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (own_stop, all_stop, outcomes, name) = (
+            stop.clone(),
+            self.stop.clone(),
+            self.outcomes.clone(),
+            name.to_owned(),
+        );
+        self.threads.push(std::thread::spawn(move || {
+            while !own_stop.load(Ordering::Relaxed) && !all_stop.load(Ordering::Relaxed) {
+                for (id, o) in ex.step(100).unwrap() {
+                    outcomes.lock().unwrap().push((name.clone(), id, o));
+                }
+            }
+        }));
+        stop
+    }
+
+    fn plan(&self, fields: &[(&str, &str)]) {
+        let mut conn = redis::Client::open(self.redis.url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg("quantum:stream:apply.plan").arg("*");
+        for (k, v) in fields {
+            cmd.arg(*k).arg(*v);
+        }
+        cmd.query::<String>(&mut conn).unwrap();
+    }
+
+    fn open(&self, id: &str, symbol: &str, qty: &str) {
+        self.plan(&[
+            ("plan_id", id),
+            ("symbol", symbol),
+            ("action", "OPEN_LONG"),
+            ("decision", "EXECUTE"),
+            ("qty", qty),
+            ("score", "70"),
+        ]);
+    }
+
+    fn store(&self) -> RedisStore {
+        RedisStore::open(&self.redis.url(), "quantum:", 3600, "reader").unwrap()
+    }
+
+    fn wait(&self, what: &str, ok: impl Fn(&Rig) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ok(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; outcomes {:?}",
+                self.outcomes.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn results(&self) -> Vec<std::collections::BTreeMap<String, String>> {
+        self.store()
+            .read_stream("stream:apply.result")
+            .unwrap()
+            .into_iter()
+            .map(|f| f.into_iter().collect())
+            .collect()
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn a_permitted_open_fills_occupies_its_slot_and_a_close_frees_it() {
+    let mut rig = Rig::new();
+    rig.start_executor("executor", "ex-1", wall_clock);
+    let eth = Symbol::parse("ETHUSDT").unwrap();
+
+    rig.open("e2e-open-1", "ETHUSDT", "0.05");
+    rig.wait("the open's result", |r| r.results().len() == 1);
+    let result = &rig.results()[0];
+    assert_eq!(result["executed"], "true", "{result:?}");
+    assert_eq!(result["plan_id"], "e2e-open-1");
+    assert_eq!(result["filled_qty"], "0.05");
+    let orders = rig.fake.orders();
+    assert_eq!(orders.len(), 1);
+    assert_eq!(
+        (
+            orders[0].side.as_str(),
+            orders[0].qty,
+            orders[0].reduce_only,
+            orders[0].client_id.as_str()
+        ),
+        ("BUY", 0.05, false, "e2e-open-1")
+    );
+    let st = rig.store().state(wall_clock()).unwrap();
+    assert!(
+        st.book.positions.contains_key(&eth),
+        "the ledger holds the fill"
+    );
+    assert!(
+        st.book.reservations.is_empty(),
+        "the reservation became the position"
+    );
+    assert_eq!(st.book.slots().len(), 1, "its slot is occupied");
+
+    rig.plan(&[
+        ("plan_id", "e2e-close-1"),
+        ("symbol", "ETHUSDT"),
+        ("harvest_action", "PARTIAL_50"),
+        ("decision", "EXECUTE"),
+    ]);
+    rig.wait("the partial close's result", |r| r.results().len() == 2);
+    assert_eq!(
+        rig.results()[1]["executed"],
+        "true",
+        "{:?}",
+        rig.results()[1]
+    );
+    let partial = &rig.fake.orders()[1];
+    assert_eq!(
+        (partial.side.as_str(), partial.qty, partial.reduce_only),
+        ("SELL", 0.025, true),
+        "half, rounded to the step"
+    );
+
+    rig.plan(&[
+        ("plan_id", "e2e-close-2"),
+        ("symbol", "ETHUSDT"),
+        ("action", "FULL_CLOSE_PROPOSED"),
+        ("decision", "EXECUTE"),
+    ]);
+    rig.wait("the full close's result", |r| r.results().len() == 3);
+    let close = &rig.fake.orders()[2];
+    assert_eq!(
+        (close.side.as_str(), close.qty, close.reduce_only),
+        ("SELL", 0.025, true)
+    );
+    let st = rig.store().state(wall_clock()).unwrap();
+    assert!(!st.book.positions.contains_key(&eth), "the ledger is flat");
+    assert!(st.book.slots().is_empty(), "the slot is free");
+    assert!(
+        st.book.live_exit_lock(&eth, wall_clock()).is_none(),
+        "the exit lock is released"
+    );
+
+    // Below the symbol's minimum notional (5 USDT): refused before any request.
+    rig.open("e2e-tiny", "SOLUSDT", "0.01");
+    rig.wait("the refused open's result", |r| r.results().len() == 4);
+    let refused = &rig.results()[3];
+    assert_eq!(refused["executed"], "false");
+    assert!(refused["error"].contains("minNotional"), "{refused:?}");
+    assert_eq!(rig.fake.orders().len(), 3, "nothing was sent");
+    assert!(
+        rig.store()
+            .state(wall_clock())
+            .unwrap()
+            .book
+            .reservations
+            .is_empty(),
+        "the reservation was released"
+    );
+}
+
+#[test]
+fn an_expired_permit_is_never_executed_and_a_permit_is_used_once_by_two_executors() {
+    let mut rig = Rig::new();
+    // An executor whose clock is past every permit's expiry.
+    let late = rig.start_executor("late", "ex-late", late_clock);
+    rig.open("e2e-expired", "ETHUSDT", "0.05");
+    rig.wait("the late executor's verdict", |r| {
+        !r.outcomes.lock().unwrap().is_empty()
+    });
+    let (_, _, outcome) = rig.outcomes.lock().unwrap()[0].clone();
+    assert!(
+        matches!(&outcome, Outcome::NotPermitted(why) if why.contains("expired")),
+        "{outcome:?}"
+    );
+    assert!(
+        rig.fake.orders().is_empty(),
+        "an expired permit placed no order"
+    );
+
+    // (Its clock is wrong: it would destroy every permit it takes. It stops here.)
+    late.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(400));
+    // Two executors in two groups both receive the next plan: one order only.
+    rig.start_executor("exA", "ex-a", wall_clock);
+    rig.start_executor("exB", "ex-b", wall_clock);
+    rig.open("e2e-once", "SOLUSDT", "1");
+    rig.wait("both executors' verdicts", |r| {
+        r.outcomes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _, _)| n != "ex-late")
+            .count()
+            >= 4
+    });
+    let once: Vec<_> = rig
+        .fake
+        .orders()
+        .into_iter()
+        .filter(|o| o.client_id == "e2e-once")
+        .collect();
+    assert_eq!(once.len(), 1, "{once:?}");
+    let outcomes = rig.outcomes.lock().unwrap().clone();
+    let filled = outcomes
+        .iter()
+        .filter(|(_, _, o)| matches!(o, Outcome::Filled(_)))
+        .count();
+    assert_eq!(filled, 1, "{outcomes:?}");
+}
+
+#[test]
+fn serve_on_binance_with_its_executor_trades_and_never_prints_a_secret() {
+    let redis = RedisServer::start();
+    let fake = FakeBinance::start(Some(&std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../data/klines"
+    ))));
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    redis::cmd("HSET")
+        .arg("quantum:policy:current")
+        .arg("universe_symbols")
+        .arg(r#"["ETHUSDT"]"#)
+        .query::<()>(&mut conn)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("out.log"), dir.path().join("err.log"));
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_quantum-governor"));
+    cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    for (k, _) in
+        std::env::vars().filter(|(k, _)| k.starts_with("GOV_") || k.starts_with("BINANCE_"))
+    {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd
+        .args([
+            "serve",
+            "--redis",
+            &redis.url(),
+            "--exchange",
+            "binance",
+            "--with-executor",
+            "--workers",
+            "1",
+        ])
+        .env("GOV_BINANCE_BASE_URL", &fake.url)
+        .env("BINANCE_TESTNET_API_KEY", KEY)
+        .env("BINANCE_TESTNET_API_SECRET", SECRET)
+        .env("GOV_MAX_CORRELATION", "1.0")
+        .stdout(std::process::Stdio::from(
+            std::fs::File::create(&out).unwrap(),
+        ))
+        .stderr(std::process::Stdio::from(
+            std::fs::File::create(&err).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    redis::cmd("XADD")
+        .arg("quantum:stream:apply.plan")
+        .arg("*")
+        .arg("plan_id")
+        .arg("proc-1")
+        .arg("symbol")
+        .arg("ETHUSDT")
+        .arg("action")
+        .arg("OPEN_LONG")
+        .arg("decision")
+        .arg("EXECUTE")
+        .arg("qty")
+        .arg("0.05")
+        .query::<String>(&mut conn)
+        .unwrap();
+    let store = RedisStore::open(&redis.url(), "quantum:", 3600, "reader").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.read_stream("stream:apply.result").unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no result: {}",
+            std::fs::read_to_string(&out).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let logs = format!(
+        "{}{}",
+        std::fs::read_to_string(&out).unwrap(),
+        std::fs::read_to_string(&err).unwrap()
+    );
+    assert_eq!(fake.orders().len(), 1, "{logs}");
+    assert!(logs.contains("EXECUTED plan=proc-1"), "{logs}");
+    assert!(
+        !logs.contains(KEY) && !logs.contains(SECRET),
+        "a secret reached the output:\n{logs}"
+    );
+}
