@@ -2,7 +2,9 @@
 //! (CONTRACT.md): `BLOCKED plan= symbol= reason=`, `ACTIVE_SLOTS_ALLOW symbol= score= slots=N/M`,
 //! `BLOCKED_SLOTS_FULL …`. Values are quoted when they hold spaces; secrets are never passed in.
 
+use governor_core::reason::BlockReason;
 use governor_core::snapshot::{DecisionRecord, VerdictKind};
+use governor_core::trace::{Fact, Trace};
 use std::fmt::Write as _;
 use std::io::Write as _;
 
@@ -35,74 +37,190 @@ pub fn write_stdout(line: &str) {
     let _ = std::io::stdout().lock().write_all(line.as_bytes());
 }
 
-/// The log line of one decision.
-pub fn decision(r: &DecisionRecord, score: Option<f64>) {
+/// A fact of a gate's trace line, as text (`-` when the gate or the fact is not there).
+fn fact(trace: &Trace, gate: &str, name: &str) -> String {
+    trace
+        .lines
+        .iter()
+        .find(|l| l.gate == gate)
+        .and_then(|l| l.facts.iter().find(|(k, _)| *k == name))
+        .map_or("-".to_owned(), |(_, v)| match v {
+            Fact::Num(x) => format!("{x:.4}"),
+            Fact::Int(x) => x.to_string(),
+            Fact::Flag(x) => x.to_string(),
+            Fact::Name(x) => (*x).to_owned(),
+            Fact::Text(x) => x.clone(),
+            Fact::Missing => "-".to_owned(),
+        })
+}
+
+/// A fraction fact of the trace as a percentage.
+fn pct(trace: &Trace, gate: &str, name: &str) -> String {
+    fact(trace, gate, name)
+        .parse::<f64>()
+        .map_or("-".to_owned(), |x| format!("{:.2}", x * 100.0))
+}
+
+/// The one log line of a decision, with the grep token of CONTRACT.md that fits it and the
+/// numbers from its trace.
+pub fn decision_line(r: &DecisionRecord, trace: &Trace, score: Option<f64>) -> String {
     let slots = format!(
         "{}/{}",
         r.occupied_slots.map_or("-".to_owned(), |o| o.to_string()),
         r.desired_slots.map_or("-".to_owned(), |d| d.to_string())
     );
     let score = score.map_or(String::new(), |s| s.to_string());
+    let plan = ("plan", r.plan_id.to_string());
+    let symbol = ("symbol", r.symbol.to_string());
+    let code = |reason: Option<BlockReason>| reason.map_or(String::new(), |x| x.code().to_owned());
     let (token, mut fields): (&str, Vec<(&str, String)>) = match (r.verdict, r.reason) {
         (VerdictKind::Allow, _) if r.action.starts_with("OPEN") => (
             "ACTIVE_SLOTS_ALLOW",
-            vec![
-                ("symbol", r.symbol.to_string()),
-                ("score", score),
-                ("slots", slots),
-                ("plan", r.plan_id.to_string()),
-            ],
+            vec![symbol, ("score", score), ("slots", slots), plan],
         ),
         (VerdictKind::Allow, _) => (
             "ALLOWED_CLOSE",
+            vec![plan, symbol, ("action", r.action.clone())],
+        ),
+        (VerdictKind::Block, Some(BlockReason::SlotsFull)) => (
+            "BLOCKED_SLOTS_FULL",
+            vec![symbol, ("score", score), ("slots", slots), plan],
+        ),
+        (VerdictKind::Block, Some(BlockReason::CorrelationCap)) => (
+            "CORR_BLOCK",
             vec![
-                ("plan", r.plan_id.to_string()),
-                ("symbol", r.symbol.to_string()),
-                ("action", r.action.clone()),
+                symbol,
+                ("corr", fact(trace, "correlation", "max_corr")),
+                ("threshold", fact(trace, "correlation", "threshold")),
+                plan,
             ],
         ),
-        (VerdictKind::Block, Some(reason)) if reason.code() == "slots_full" => (
-            "BLOCKED_SLOTS_FULL",
+        (VerdictKind::Block, Some(BlockReason::MarginCap)) => (
+            "BLOCKED_MARGIN",
             vec![
-                ("symbol", r.symbol.to_string()),
-                ("score", score),
-                ("slots", slots),
-                ("plan", r.plan_id.to_string()),
+                symbol,
+                ("margin_usage_pct", pct(trace, "margin", "projected_usage")),
+                ("max_margin_pct", pct(trace, "margin", "max_usage")),
+                plan,
             ],
+        ),
+        (
+            VerdictKind::Block,
+            reason @ Some(BlockReason::ActiveSlotsNoPolicy | BlockReason::ActiveSlotsNotInUniverse),
+        ) => (
+            "BLOCKED_NO_POLICY",
+            vec![symbol, ("reason", code(reason)), plan],
         ),
         (VerdictKind::Block, reason) => (
             "BLOCKED",
             vec![
-                ("plan", r.plan_id.to_string()),
-                ("symbol", r.symbol.to_string()),
-                (
-                    "reason",
-                    reason.map_or(String::new(), |x| x.code().to_owned()),
-                ),
+                plan,
+                symbol,
+                ("reason", code(reason)),
                 ("detail", r.detail.clone()),
             ],
         ),
         (VerdictKind::Pending, _) => (
-            "ROTATION_PENDING",
+            "ROTATION_CLOSE",
             vec![
-                ("plan", r.plan_id.to_string()),
-                ("symbol", r.symbol.to_string()),
+                ("weakest", fact(trace, "rotation", "weakest")),
+                ("weakest_score", fact(trace, "rotation", "weakest_score")),
+                ("new_symbol", r.symbol.to_string()),
+                ("new_score", fact(trace, "rotation", "candidate_score")),
+                ("threshold", fact(trace, "rotation", "threshold")),
+                ("improvement", fact(trace, "rotation", "improvement")),
+                plan,
                 ("close_plan", r.detail.clone()),
             ],
         ),
-        (VerdictKind::Skip | VerdictKind::Reject, _) => (
-            "SKIPPED",
-            vec![
-                ("plan", r.plan_id.to_string()),
-                ("symbol", r.symbol.to_string()),
-                ("why", r.detail.clone()),
-            ],
-        ),
+        (VerdictKind::Skip | VerdictKind::Reject, _) => {
+            ("SKIPPED", vec![plan, symbol, ("why", r.detail.clone())])
+        }
     };
     // What shadow-mode gates would have blocked rides on the decision's one line.
     if !r.shadow.is_empty() {
         let codes: Vec<&str> = r.shadow.iter().map(|x| x.code()).collect();
         fields.push(("shadow", codes.join(",")));
     }
-    line(token, &fields);
+    format(token, &fields)
+}
+
+/// Writes the log line of one decision.
+pub fn decision(r: &DecisionRecord, trace: &Trace, score: Option<f64>) {
+    write_stdout(&decision_line(r, trace, score));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use governor_core::time::Timestamp;
+    use governor_core::trace::{Outcome, TraceLine};
+    use governor_core::types::{PlanId, Symbol};
+
+    fn record(verdict: VerdictKind, reason: Option<BlockReason>) -> DecisionRecord {
+        DecisionRecord {
+            plan_id: PlanId::parse("p-7").unwrap(),
+            symbol: Symbol::parse("ETHUSDT").unwrap(),
+            action: "OPEN_LONG".into(),
+            verdict,
+            reason,
+            detail: "rot_p-7_SOLUSDT".into(),
+            qty: None,
+            notional: None,
+            regime: None,
+            desired_slots: Some(4),
+            occupied_slots: Some(4),
+            decided_at: Timestamp(0),
+            trace: String::new(),
+            shadow: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn each_kind_of_decision_gets_its_contract_token_and_numbers() {
+        let mut trace = Trace::default();
+        trace.push(
+            TraceLine::new("correlation", Outcome::Block(BlockReason::CorrelationCap))
+                .num("threshold", 0.8)
+                .num("max_corr", 0.9134),
+        );
+        trace.push(
+            TraceLine::new("margin", Outcome::Block(BlockReason::MarginCap))
+                .num("projected_usage", 0.7)
+                .num("max_usage", 0.65),
+        );
+        trace.push(
+            TraceLine::new("rotation", Outcome::Pass)
+                .num("candidate_score", 73.0)
+                .num("threshold", 0.15)
+                .text("weakest", "SOLUSDT")
+                .num("weakest_score", 60.0)
+                .num("improvement", 0.2167),
+        );
+        let line = |v, r| decision_line(&record(v, r), &trace, Some(73.0));
+        assert_eq!(
+            line(VerdictKind::Block, Some(BlockReason::CorrelationCap)),
+            "CORR_BLOCK symbol=ETHUSDT corr=0.9134 threshold=0.8000 plan=p-7\n"
+        );
+        assert_eq!(
+            line(VerdictKind::Block, Some(BlockReason::MarginCap)),
+            "BLOCKED_MARGIN symbol=ETHUSDT margin_usage_pct=70.00 max_margin_pct=65.00 plan=p-7\n"
+        );
+        assert_eq!(
+            line(VerdictKind::Block, Some(BlockReason::ActiveSlotsNoPolicy)),
+            "BLOCKED_NO_POLICY symbol=ETHUSDT reason=active_slots_no_policy plan=p-7\n"
+        );
+        assert_eq!(
+            line(VerdictKind::Pending, Some(BlockReason::ActiveSlotsWaitingRotationClose)),
+            "ROTATION_CLOSE weakest=SOLUSDT weakest_score=60.0000 new_symbol=ETHUSDT new_score=73.0000 threshold=0.1500 improvement=0.2167 plan=p-7 close_plan=rot_p-7_SOLUSDT\n"
+        );
+        assert_eq!(
+            line(VerdictKind::Allow, None),
+            "ACTIVE_SLOTS_ALLOW symbol=ETHUSDT score=73 slots=4/4 plan=p-7\n"
+        );
+        let mut shadowed = record(VerdictKind::Block, Some(BlockReason::NoPosition));
+        shadowed.shadow = vec![BlockReason::PriceOutOfBand];
+        assert!(decision_line(&shadowed, &trace, None)
+            .ends_with("reason=no_position detail=rot_p-7_SOLUSDT shadow=price_out_of_band\n"));
+    }
 }

@@ -278,7 +278,7 @@ pub async fn post_plan(
                 .iter()
                 .find(|(k, _)| k == "score" || k == "candidate_score")
                 .and_then(|(_, v)| v.parse().ok());
-            crate::logfmt::decision(&record, score);
+            crate::logfmt::decision(&record, &decision.trace, score);
         }
         out
     })

@@ -239,7 +239,7 @@ impl PlanWorker {
                             .iter()
                             .find(|(k, _)| k == "score")
                             .and_then(|(_, v)| v.parse().ok());
-                        logfmt::decision(&decision.record, score);
+                        logfmt::decision(&decision.record, &decision.trace, score);
                         crate::metrics::global().observe(&decision.record, each);
                         if let (Some(d), Some(o)) = (
                             decision.record.desired_slots,
@@ -321,7 +321,7 @@ impl ResultWorker {
                         ],
                     );
                     if let Some(Submission::Decided { decision, .. }) = &outcome.phase2 {
-                        logfmt::decision(&decision.record, None);
+                        logfmt::decision(&decision.record, &decision.trace, None);
                     }
                     acks.push(entry.id);
                 }
