@@ -426,3 +426,75 @@ fn serve_on_binance_with_its_executor_trades_and_never_prints_a_secret() {
         "a secret reached the output:\n{logs}"
     );
 }
+
+#[test]
+fn execute_as_its_own_process_fills_on_the_paper_exchange() {
+    let redis = RedisServer::start();
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    redis::cmd("HSET")
+        .arg("quantum:policy:current")
+        .arg("universe_symbols")
+        .arg(r#"["ETHUSDT"]"#)
+        .query::<()>(&mut conn)
+        .unwrap();
+    let spawn = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_quantum-governor"));
+        cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("GOV_")) {
+            cmd.env_remove(k);
+        }
+        cmd.args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let url = redis.url();
+    let mut governor = spawn(&["serve", "--redis", &url, "--workers", "1"]);
+    let mut executor = spawn(&["execute", "--redis", &url, "--exchange", "paper"]);
+    redis::cmd("XADD")
+        .arg("quantum:stream:apply.plan")
+        .arg("*")
+        .arg("plan_id")
+        .arg("paper-1")
+        .arg("symbol")
+        .arg("ETHUSDT")
+        .arg("action")
+        .arg("OPEN_LONG")
+        .arg("decision")
+        .arg("EXECUTE")
+        .arg("qty")
+        .arg("0.05")
+        .query::<String>(&mut conn)
+        .unwrap();
+    let store = RedisStore::open(&url, "quantum:", 3600, "reader").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let result = loop {
+        if let Some(r) = store
+            .read_stream("stream:apply.result")
+            .unwrap()
+            .into_iter()
+            .next()
+        {
+            break r.into_iter().collect::<std::collections::BTreeMap<_, _>>();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no result from the paper executor"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = (
+        governor.kill(),
+        executor.kill(),
+        governor.wait(),
+        executor.wait(),
+    );
+    assert_eq!(result["executed"], "true", "{result:?}");
+    assert_eq!(result["filled_qty"], "0.05");
+    let ledger = store.ledger(wall_clock()).unwrap();
+    assert_eq!(ledger[&Symbol::parse("ETHUSDT").unwrap()].qty, 0.05);
+}
