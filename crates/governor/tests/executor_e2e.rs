@@ -219,6 +219,11 @@ fn a_permitted_open_fills_occupies_its_slot_and_a_close_frees_it() {
         ),
         ("BUY", 0.05, false, "e2e-open-1")
     );
+    assert_eq!(
+        rig.fake.state.lock().unwrap().leverage.get("ETHUSDT"),
+        Some(&5),
+        "the open traded at the leverage the permit was sized for"
+    );
     let st = rig.store().state(wall_clock()).unwrap();
     assert!(
         st.book.positions.contains_key(&eth),

@@ -92,6 +92,8 @@ pub struct FakeState {
     pub documented: bool,
     /// Every query string received (to check that no secret is ever sent).
     pub queries: Vec<String>,
+    /// Leverage set per symbol.
+    pub leverage: BTreeMap<String, u32>,
 }
 
 pub struct FakeBinance {
@@ -313,7 +315,7 @@ async fn handle(
                     r["positionAmt"] = json!(amt.to_string());
                     r["entryPrice"] = json!(entry.to_string());
                     r["markPrice"] = json!(entry.to_string());
-                    r["leverage"] = json!("5");
+                    r["leverage"] = json!(st.leverage.get(s).copied().unwrap_or(5).to_string());
                     r
                 })
                 .collect();
@@ -355,6 +357,16 @@ async fn handle(
             o["symbol"] = json!(sym.as_str());
             o["origQty"] = json!(p["quantity"]);
             reply(200, o.to_string(), &[])
+        }
+        ("POST", "/fapi/v1/leverage") => {
+            let lev: u32 = p["leverage"].parse().unwrap();
+            st.leverage.insert(p["symbol"].clone(), lev);
+            reply(
+                200,
+                json!({"leverage": lev, "maxNotionalValue": "1000000", "symbol": p["symbol"]})
+                    .to_string(),
+                &[],
+            )
         }
         ("GET", "/fapi/v1/order") => {
             let id = &p["origClientOrderId"];

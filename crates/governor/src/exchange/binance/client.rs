@@ -342,6 +342,20 @@ impl BinanceClient {
         wire::order(&self.request("POST", "/fapi/v1/order", &params, true)?)
     }
 
+    /// Sets `symbol`'s leverage (`POST /fapi/v1/leverage`); returns the leverage Binance set.
+    pub fn set_leverage(&self, symbol: &Symbol, leverage: u32) -> Result<u32, BinanceError> {
+        let params = [
+            ("symbol", symbol.to_string()),
+            ("leverage", leverage.to_string()),
+        ];
+        let v = self.request("POST", "/fapi/v1/leverage", &params, true)?;
+        let set = wire::Obj::of("/fapi/v1/leverage", &v, "the answer")?.int("leverage")?;
+        u32::try_from(set).map_err(|_| BinanceError::BadResponse {
+            endpoint: "/fapi/v1/leverage".to_owned(),
+            problem: format!("field `leverage` = {set} is not a leverage"),
+        })
+    }
+
     /// An order by our client order id.
     pub fn order(
         &self,

@@ -78,6 +78,21 @@ impl Exchange for BinanceVenue {
         let (_, qty) = filters.step_size.floor(order.qty).ok_or_else(|| {
             OrderError::Refused(format!("quantity {} is not positive", order.qty))
         })?;
+        // An open trades at the leverage the governor's margin cap assumed.
+        if !order.reduce_only {
+            let set = self
+                .client
+                .set_leverage(&order.symbol, order.leverage)
+                .map_err(|e| {
+                    OrderError::Refused(format!("setting leverage {}: {e}", order.leverage))
+                })?;
+            if set != order.leverage {
+                return Err(OrderError::Refused(format!(
+                    "{} leverage is {set}, not the {} the permit was sized for",
+                    order.symbol, order.leverage
+                )));
+            }
+        }
         // Opening long and closing short buy; opening short and closing long sell.
         let buy = (order.side == Side::Long) != order.reduce_only;
         let id = client_order_id(order.client_id.as_str());
