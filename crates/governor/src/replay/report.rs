@@ -410,7 +410,7 @@ fn drawdown_section(d: Option<&DrawdownComparison>) -> String {
         return String::new();
     };
     let mut o = format!(
-        "<p class=\"note\">The same signals with the drawdown halt ({:.1}% below the {:.0} h equity peak) in shadow and enforced.</p>",
+        "<p class=\"note\">The same signals with the drawdown halt ({:.1}% below the {:.0} h equity peak) in shadow and enforced. Enforced, every open is refused while the halt holds; in shadow trading never halts and the gate records each open it would have refused, so the two counts measure different things: compare the accounts.</p>",
         d.limit * 100.0,
         d.window_hours
     );
