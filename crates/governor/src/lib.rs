@@ -4,6 +4,7 @@
 
 // `!(needed <= available)` is deliberate: true for NaN, so a NaN refuses instead of passing.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
+#![warn(missing_docs)]
 
 pub mod civil;
 pub mod evaluate;

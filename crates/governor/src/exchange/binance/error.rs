@@ -1,8 +1,11 @@
 //! What can go wrong talking to Binance, typed by the codes that matter. No variant ever holds
 //! the API key, the secret, a signature or a signed URL: messages name the endpoint only.
 
-/// An error of the Binance adapter.
+/// An error of the Binance adapter. Fields: `endpoint` is the path that was called (never the
+/// URL with its signature), `msg` Binance's own message, `status` the HTTP status, `code`
+/// Binance's error code, `retry_after_secs` its `Retry-After`.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[allow(missing_docs)] // the fields are documented above, once for every variant
 pub enum BinanceError {
     /// -1021: the request's timestamp is outside the recvWindow (clock drift).
     #[error("{endpoint}: -1021 timestamp outside the recvWindow: {msg}")]
