@@ -12,7 +12,7 @@
 use crate::exchange::{Exchange, Fill, OrderError, OrderRequest};
 use crate::logfmt;
 use crate::service::consumer::{Entry, GroupConsumer};
-use crate::service::workers::{next_batch, run_forever};
+use crate::service::workers::{group_member, next_batch, run_forever};
 use crate::store::redis::RedisStore;
 use crate::store::{StateStore, StoreError};
 use governor_core::effects::Permit;
@@ -88,14 +88,7 @@ impl<E: Exchange> Executor<E> {
         clock: fn() -> Timestamp,
     ) -> Result<Self, StoreError> {
         let stream = format!("{}stream:apply.plan", cfg.key_prefix);
-        let mut consumer = GroupConsumer::new(url, &stream, &opts.group, name)?;
-        consumer.ensure_group()?;
-        let store = Arc::new(RedisStore::open(
-            url,
-            &cfg.key_prefix,
-            cfg.block_ttl_secs,
-            name,
-        )?);
+        let (consumer, store) = group_member(url, &cfg, &stream, &opts.group, name)?;
         Ok(Executor {
             exchange,
             store,

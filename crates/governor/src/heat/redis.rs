@@ -3,7 +3,7 @@
 use super::{calibrated_fields, compare_line, heat_input, proposal_name, Enforcement, HEAT_GROUP};
 use crate::logfmt;
 use crate::service::consumer::{Entry, GroupConsumer};
-use crate::service::workers::{next_batch, run_forever};
+use crate::service::workers::{group_member, next_batch, run_forever};
 use crate::service::InputsSource;
 use crate::store::redis::RedisStore;
 use crate::store::StoreError;
@@ -66,14 +66,7 @@ impl HeatWorker {
         reclaim_idle_ms: u64,
     ) -> Result<Self, StoreError> {
         let keys = HeatKeys::new(&cfg.key_prefix);
-        let mut consumer = GroupConsumer::new(url, &keys.proposals, HEAT_GROUP, name)?;
-        consumer.ensure_group()?;
-        let store = Arc::new(RedisStore::open(
-            url,
-            &cfg.key_prefix,
-            cfg.block_ttl_secs,
-            name,
-        )?);
+        let (consumer, store) = group_member(url, &cfg, &keys.proposals, HEAT_GROUP, name)?;
         Ok(HeatWorker {
             cfg,
             store,

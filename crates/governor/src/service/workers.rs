@@ -134,6 +134,21 @@ fn dead_letter_poisoned(
     Ok(r.claimed)
 }
 
+/// A consumer named `name` in `group` of `stream` (the group is created if missing), with its
+/// own store connection: what every stream worker of the service starts from.
+pub fn group_member(
+    url: &str,
+    cfg: &governor_core::Config,
+    stream: &str,
+    group: &str,
+    name: &str,
+) -> Result<(GroupConsumer, Arc<RedisStore>), StoreError> {
+    let mut consumer = GroupConsumer::new(url, stream, group, name)?;
+    consumer.ensure_group()?;
+    let store = RedisStore::open(url, &cfg.key_prefix, cfg.block_ttl_secs, name)?;
+    Ok((consumer, Arc::new(store)))
+}
+
 /// A governor worker on the plan stream.
 pub struct PlanWorker {
     /// The governor (its own store connection).
@@ -162,15 +177,8 @@ impl PlanWorker {
         name: &str,
         reclaim_idle_ms: u64,
     ) -> Result<Self, StoreError> {
-        let store = Arc::new(RedisStore::open(
-            redis_url,
-            &cfg.key_prefix,
-            cfg.block_ttl_secs,
-            name,
-        )?);
         let plans = super::Streams::new(&cfg.key_prefix).plans;
-        let mut consumer = GroupConsumer::new(redis_url, &plans, super::PLAN_GROUP, name)?;
-        consumer.ensure_group()?;
+        let (consumer, store) = group_member(redis_url, &cfg, &plans, super::PLAN_GROUP, name)?;
         Ok(PlanWorker {
             gov: Governor::new(cfg, store.clone()),
             store,
