@@ -25,3 +25,12 @@ pub fn record_json(r: &DecisionRecord) -> Value {
         "trace": trace,
     })
 }
+
+/// The record without its trace: the list view of the API and the dashboard's live feed.
+pub fn record_summary_json(r: &DecisionRecord) -> Value {
+    let mut v = record_json(r);
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("trace");
+    }
+    v
+}

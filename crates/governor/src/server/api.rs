@@ -5,7 +5,7 @@ use super::auth::{self, Denied};
 use super::stats;
 use super::AppState;
 use crate::governor::Submission;
-use crate::journal::record_json;
+use crate::journal::{record_json, record_summary_json};
 use crate::store::StoreError;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use governor_core::effects::{Effect, Event};
 use governor_core::reason::BlockReason;
-use governor_core::snapshot::DecisionRecord;
 use governor_core::types::{PlanId, Symbol, TradingState};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -163,15 +162,6 @@ pub async fn stats(State(s): State<AppState>) -> ApiResult {
     Ok(Json(st).into_response())
 }
 
-/// A record without its trace (the list view).
-fn summary_json(r: &DecisionRecord) -> Value {
-    let mut v = record_json(r);
-    if let Some(obj) = v.as_object_mut() {
-        obj.remove("trace");
-    }
-    v
-}
-
 /// `GET /v1/decisions?symbol=&reason=&verdict=&limit=`: recent decisions, newest first.
 pub async fn decisions(
     State(s): State<AppState>,
@@ -231,7 +221,7 @@ pub async fn decisions(
         .filter(|r| reason.is_none_or(|x| r.reason == Some(x) || r.shadow.contains(&x)))
         .filter(|r| verdict.as_deref().is_none_or(|x| r.verdict.as_str() == x))
         .take(limit)
-        .map(summary_json)
+        .map(record_summary_json)
         .collect();
     Ok(Json(list).into_response())
 }

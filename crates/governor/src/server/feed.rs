@@ -24,17 +24,7 @@ fn key(r: &DecisionRecord) -> (String, i64, &'static str) {
 }
 
 fn event(r: &DecisionRecord) -> Event {
-    let data = serde_json::json!({
-        "plan_id": r.plan_id,
-        "symbol": r.symbol,
-        "action": r.action,
-        "verdict": r.verdict.as_str(),
-        "reason": r.reason.map(|x| x.code()),
-        "detail": r.detail,
-        "qty": r.qty,
-        "ts": r.decided_at,
-        "shadow": r.shadow.iter().map(|x| x.code()).collect::<Vec<_>>(),
-    });
+    let data = crate::journal::record_summary_json(r);
     Event::default().event("decision").data(data.to_string())
 }
 
