@@ -55,16 +55,7 @@ impl Rig {
                 Some(Credentials::new(KEY, SECRET)),
             )),
         };
-        let mut conn = redis::Client::open(redis.url())
-            .unwrap()
-            .get_connection()
-            .unwrap();
-        redis::cmd("HSET")
-            .arg("quantum:policy:current")
-            .arg("universe_symbols")
-            .arg(serde_json::to_string(&UNIVERSE).unwrap())
-            .query::<()>(&mut conn)
-            .unwrap();
+        support::set_universe(&redis.url(), &UNIVERSE);
         let mut rig = Rig {
             redis,
             fake,
@@ -354,21 +345,10 @@ fn serve_on_binance_with_its_executor_trades_and_never_prints_a_secret() {
         .unwrap()
         .get_connection()
         .unwrap();
-    redis::cmd("HSET")
-        .arg("quantum:policy:current")
-        .arg("universe_symbols")
-        .arg(r#"["ETHUSDT"]"#)
-        .query::<()>(&mut conn)
-        .unwrap();
+    support::set_universe(&redis.url(), &["ETHUSDT"]);
     let dir = tempfile::tempdir().unwrap();
     let (out, err) = (dir.path().join("out.log"), dir.path().join("err.log"));
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_quantum-governor"));
-    cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-    for (k, _) in
-        std::env::vars().filter(|(k, _)| k.starts_with("GOV_") || k.starts_with("BINANCE_"))
-    {
-        cmd.env_remove(k);
-    }
+    let mut cmd = support::governor_command();
     let mut child = cmd
         .args([
             "serve",
@@ -439,19 +419,10 @@ fn execute_as_its_own_process_fills_on_the_paper_exchange() {
         .unwrap()
         .get_connection()
         .unwrap();
-    redis::cmd("HSET")
-        .arg("quantum:policy:current")
-        .arg("universe_symbols")
-        .arg(r#"["ETHUSDT"]"#)
-        .query::<()>(&mut conn)
-        .unwrap();
+    support::set_universe(&redis.url(), &["ETHUSDT"]);
     let spawn = |args: &[&str]| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_quantum-governor"));
-        cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("GOV_")) {
-            cmd.env_remove(k);
-        }
-        cmd.args(args)
+        support::governor_command()
+            .args(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -315,10 +315,7 @@ fn a_portfolio_without_sigma_or_atr_is_passed_on_uncalibrated_and_never_enforced
 }
 
 fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quantum-governor"));
-    cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-    cmd.env_remove("P26_MODE");
-    cmd
+    support::governor_command()
 }
 
 #[test]

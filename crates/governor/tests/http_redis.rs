@@ -10,12 +10,7 @@ use support::embedded_server::{free_port, OPEN_LIMITS};
 use support::redis_server::RedisServer;
 
 fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quantum-governor"));
-    cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("GOV_")) {
-        cmd.env_remove(k);
-    }
-    cmd
+    support::governor_command()
 }
 
 fn get(url: &str) -> (u16, String) {
@@ -50,12 +45,7 @@ fn the_api_serves_what_the_stream_workers_decided() {
         .unwrap()
         .get_connection()
         .unwrap();
-    redis::cmd("HSET")
-        .arg("quantum:policy:current")
-        .arg("universe_symbols")
-        .arg(r#"["ETHUSDT","SOLUSDT"]"#)
-        .query::<()>(&mut conn)
-        .unwrap();
+    support::set_universe(&redis.url(), &["ETHUSDT", "SOLUSDT"]);
     for (id, symbol) in [("r-eth", "ETHUSDT"), ("r-bad", "ETHUSDT")] {
         let mut cmd = redis::cmd("XADD");
         cmd.arg("quantum:stream:apply.plan")

@@ -3,7 +3,7 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct EmbeddedServer {
@@ -34,14 +34,10 @@ impl EmbeddedServer {
         let dir = tempfile::tempdir().unwrap();
         let (stdout, stderr) = (dir.path().join("stdout.log"), dir.path().join("stderr.log"));
         let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quantum-governor"));
-        cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-            .args(["serve", "--http", &format!("127.0.0.1:{port}")])
+        let mut cmd = super::governor_command();
+        cmd.args(["serve", "--http", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
             .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()));
-        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("GOV_") || k == "P26_MODE") {
-            cmd.env_remove(k);
-        }
         for (k, v) in env {
             cmd.env(k, v);
         }

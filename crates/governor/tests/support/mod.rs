@@ -6,6 +6,30 @@ pub mod embedded_server;
 pub mod fake_binance;
 pub mod redis_server;
 
+/// The `quantum-governor` binary, run from the repository root (so `data/klines` resolves),
+/// with none of the caller's own settings or keys (`GOV_*`, `P26_MODE`, `BINANCE_*`).
+pub fn governor_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_quantum-governor"));
+    cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GOV_") || k.starts_with("BINANCE_") || k == "P26_MODE" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// Writes the policy universe (`quantum:policy:current` → `universe_symbols`) on `url`.
+pub fn set_universe(url: &str, symbols: &[&str]) {
+    let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+    redis::cmd("HSET")
+        .arg("quantum:policy:current")
+        .arg("universe_symbols")
+        .arg(serde_json::to_string(symbols).unwrap())
+        .query::<()>(&mut conn)
+        .unwrap();
+}
+
 use governor_core::book::LedgerPosition;
 use governor_core::market::correlation::CorrelationCache;
 use governor_core::market::{Kline, BAR_MS};
