@@ -106,8 +106,31 @@ pub struct CloseRecord {
     pub symbol: Symbol,
     /// When its result was applied.
     pub at: Timestamp,
-    /// Realized PnL in USDT (fees not included): negative is a loss.
+    /// Realized PnL in USDT, net of the close's fee when the result carried it: negative is a
+    /// loss.
     pub pnl: f64,
+}
+
+/// An order the executor is about to send, or sent without learning its outcome (a timeout, a
+/// 5xx, an answer it could not read). Written *before* the order is sent and removed when its
+/// result is applied, so that a crash anywhere in between leaves a record: while it exists the
+/// open's reservation is held past its permit (an unknown open counts as open) and the
+/// reconciler leaves the symbol alone; once the permit's life is over, the reconciler asks the
+/// exchange for the order by its client id and settles the true outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderInDoubt {
+    /// The instrument.
+    pub symbol: Symbol,
+    /// The plan's action, as its wire name (`OPEN_LONG`, `PARTIAL_50`, …).
+    pub action: String,
+    /// When the record was written (the order is sent after this, never before).
+    pub since: Timestamp,
+    /// The order is never sent after this moment (its permit's expiry): once the exchange's
+    /// request window has passed beyond it, an order the exchange does not know was never placed.
+    pub send_deadline: Timestamp,
+    /// Why the outcome is not known yet (`about to send`, the last error).
+    pub why: String,
 }
 
 /// One exit lock per symbol (`quantum:exit:lock:{symbol}`).
@@ -166,6 +189,11 @@ pub struct Book {
     pub halt: Option<Halt>,
     /// Executed closes of the loss-streak window with their realized PnL, oldest first.
     pub closes: Vec<CloseRecord>,
+    /// Orders whose outcome is not known yet, by plan id.
+    pub in_doubt: BTreeMap<PlanId, OrderInDoubt>,
+    /// A counter per symbol, raised by every change the governor makes to its ledger position:
+    /// lets the reconciler prove that the position it compared with the exchange is unchanged.
+    pub ledger_versions: BTreeMap<Symbol, u64>,
 }
 
 impl Book {
@@ -213,6 +241,21 @@ impl Book {
     /// Opens permitted strictly after `since` (a sliding window ending now).
     pub fn opens_after(&self, since: Timestamp) -> usize {
         self.open_times.iter().filter(|t| **t > since).count()
+    }
+
+    /// Whether anything may be changing `symbol`'s position right now: a reservation (an open
+    /// permitted, not settled), a live exit lock (a close under way) or an order in doubt. The
+    /// reconciler never adopts or releases such a position: the exchange and the ledger may
+    /// legitimately disagree until the result lands.
+    pub fn in_flight(&self, symbol: &Symbol, now: Timestamp) -> bool {
+        self.reservations.values().any(|r| &r.symbol == symbol)
+            || self.live_exit_lock(symbol, now).is_some()
+            || self.in_doubt.values().any(|o| &o.symbol == symbol)
+    }
+
+    /// The version of `symbol`'s ledger position (0 before the governor ever changed it).
+    pub fn ledger_version(&self, symbol: &Symbol) -> u64 {
+        self.ledger_versions.get(symbol).copied().unwrap_or(0)
     }
 
     /// The rotation whose close plan is `close_plan_id`.

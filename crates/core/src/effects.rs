@@ -3,7 +3,7 @@
 //! the embedded store one critical section. A failed guard means another governor raced this
 //! one: re-read and decide again.
 
-use crate::book::{LedgerPosition, Reservation, RotationLock};
+use crate::book::{LedgerPosition, OrderInDoubt, Reservation, RotationLock};
 use crate::reason::BlockReason;
 use crate::snapshot::DecisionRecord;
 use crate::time::Timestamp;
@@ -164,7 +164,15 @@ pub enum Effect {
         /// The cut-off.
         before: Timestamp,
     },
-    /// Remember that this result was applied (results are idempotent).
+    /// Record an order whose outcome is not known yet (written before it is sent).
+    MarkInDoubt {
+        /// The plan (and client order id) of the order.
+        plan_id: PlanId,
+        /// What is known of it.
+        order: OrderInDoubt,
+    },
+    /// Remember that this result was applied (results are idempotent); its order, if it was in
+    /// doubt, is not any more.
     MarkResultApplied {
         /// The result's plan id.
         plan_id: PlanId,
@@ -250,6 +258,16 @@ pub enum Guard {
     RotationExists(PlanId),
     /// This result was not applied yet (results are idempotent).
     ResultNotApplied(PlanId),
+    /// No order of this plan is in doubt (its reservation may lapse with its permit).
+    NotInDoubt(PlanId),
+    /// `symbol`'s ledger position is still at `version` and nothing is in flight on it (no
+    /// reservation, live exit lock or order in doubt): the reconciler's guard.
+    LedgerSettled {
+        /// The symbol.
+        symbol: Symbol,
+        /// Its ledger version when the reconciler read it.
+        version: u64,
+    },
     /// Taking `symbol` in `side` keeps that side under `limit` slots: it is already held in
     /// that side, or fewer than `limit` slots of that side are occupied (plus `unledgered`).
     SideSlotsBelow {

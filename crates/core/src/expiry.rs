@@ -1,4 +1,5 @@
-//! What time alone changes: expired reservations and exit locks are released, a rotation
+//! What time alone changes: expired reservations (unless their order is in doubt: an unknown
+//! open counts as open until the exchange says otherwise) and exit locks are released, a rotation
 //! with no confirmed close within its TTL times out (its pending plan is blocked
 //! `active_slots_rotation_timeout`), and old opens leave the rate windows.
 
@@ -23,9 +24,12 @@ pub struct Expiry {
 pub fn expire(book: &Book, now: Timestamp) -> Vec<Expiry> {
     let mut out = Vec::new();
     for (plan_id, r) in &book.reservations {
-        if r.expires_at <= now {
+        if r.expires_at <= now && !book.in_doubt.contains_key(plan_id) {
             out.push(Expiry {
-                guards: vec![Guard::ReservationExists(plan_id.clone())],
+                guards: vec![
+                    Guard::ReservationExists(plan_id.clone()),
+                    Guard::NotInDoubt(plan_id.clone()),
+                ],
                 effects: vec![
                     Effect::ReleaseReservation {
                         plan_id: plan_id.clone(),

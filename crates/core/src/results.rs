@@ -30,6 +30,12 @@ pub struct ExecutionResult {
     pub avg_price: f64,
     /// The exchange's error when not executed.
     pub error: Option<String>,
+    /// Commission paid on the fill in USDT (`fee`, ≥ 0), when the executor learned it.
+    pub fee: Option<f64>,
+    /// The exchange's realized PnL of the fill before fees (`realized_pnl`), when known.
+    pub realized_pnl: Option<f64>,
+    /// How the outcome was learned (`resolved_by`: `answer`, `query`, `reconciler`), when said.
+    pub resolved_by: Option<String>,
 }
 
 impl ExecutionResult {
@@ -37,11 +43,17 @@ impl ExecutionResult {
     pub fn parse<K: AsRef<str>, V: AsRef<str>>(
         fields: &[(K, V)],
     ) -> Result<ExecutionResult, PlanRejection> {
-        let map: BTreeMap<&str, &str> = fields
-            .iter()
-            .map(|(k, v)| (k.as_ref(), v.as_ref()))
-            .collect();
+        let mut map: BTreeMap<&str, &str> = BTreeMap::new();
         let mut errors = Vec::new();
+        for (k, v) in fields {
+            if map.insert(k.as_ref(), v.as_ref()).is_some() {
+                errors.push(FieldError {
+                    field: k.as_ref().to_owned(),
+                    value: Some(v.as_ref().to_owned()),
+                    problem: "appears more than once".to_owned(),
+                });
+            }
+        }
         let mut field = |name: &str, conv: &dyn Fn(&str) -> Result<(), String>| -> Option<String> {
             match map.get(name) {
                 None => {
@@ -85,6 +97,29 @@ impl ExecutionResult {
             Some(_) => field("reduceOnly", &|v| parse_bool(v).map(drop)),
         };
         let error = map.get("error").map(|e| (*e).to_owned());
+        let mut optional_number = |name: &str, check: &dyn Fn(f64) -> Result<(), String>| {
+            let raw = map.get(name)?;
+            match parse_decimal(raw).and_then(|x| check(x).map(|()| x)) {
+                Ok(x) => Some(x),
+                Err(problem) => {
+                    errors.push(FieldError {
+                        field: name.to_owned(),
+                        value: Some((*raw).to_owned()),
+                        problem,
+                    });
+                    None
+                }
+            }
+        };
+        let fee = optional_number("fee", &|x| {
+            if x >= 0.0 {
+                Ok(())
+            } else {
+                Err("a fee is ≥ 0 (the commission paid)".to_owned())
+            }
+        });
+        let realized_pnl = optional_number("realized_pnl", &|_| Ok(()));
+        let resolved_by = map.get("resolved_by").map(|r| (*r).to_owned());
         if !executed_true && error.as_deref().is_none_or(str::is_empty) && executed.is_some() {
             errors.push(FieldError {
                 field: "error".to_owned(),
@@ -115,6 +150,9 @@ impl ExecutionResult {
             filled_qty: parse_decimal(&q).expect("checked"),
             avg_price: parse_decimal(&p).expect("checked"),
             error,
+            fee,
+            realized_pnl,
+            resolved_by,
         })
     }
 }
@@ -251,15 +289,19 @@ pub fn settle(
                     symbol: result.symbol.clone(),
                     qty,
                 });
-                // The realized PnL feeds the loss-streak guard; without a ledger entry the
-                // entry price is unknown and no PnL is guessed.
+                // The realized PnL, net of the close's fee, feeds the loss-streak guard: the
+                // exchange's own figure when the result carries it, else computed from the
+                // ledger's entry price. Without a ledger entry no PnL is guessed.
                 if let Some(p) = book.positions.get(&result.symbol) {
+                    let gross = result
+                        .realized_pnl
+                        .unwrap_or((result.avg_price - p.entry_price) * qty * p.side.sign());
                     effects.push(Effect::RecordClose {
                         close: crate::book::CloseRecord {
                             plan_id: result.plan_id.clone(),
                             symbol: result.symbol.clone(),
                             at: now,
-                            pnl: (result.avg_price - p.entry_price) * qty * p.side.sign(),
+                            pnl: gross - result.fee.unwrap_or(0.0),
                         },
                         keep_from: now.minus_secs(policy.close_retention_secs),
                     });

@@ -7,17 +7,24 @@
 //! result to the ledger through the governor's own idempotent settlement, and publishes
 //! `apply.result` — also when the order failed, with the exchange's error.
 //!
-//! A plan without a permit is never executed: blocked, skipped, or not decided in time.
+//! Before the order is sent, its in-doubt record is written ([`crate::orders`]): an order whose
+//! answer is unknown (a timeout, a 5xx, -1007, an unreadable answer) is asked for by its client
+//! id with bounded back-off and never sent twice; while unknown, its reservation stays held; if
+//! it is still unknown when the executor gives up, the reconciler settles it later.
+//!
+//! A plan without a permit is never executed: blocked, skipped, or not decided in time; nor is
+//! one whose permit lapsed before its order could be sent.
 
 use crate::exchange::{Exchange, Fill, OrderError, OrderRequest};
 use crate::logfmt;
+use crate::orders::{self, Known, ResolvePolicy, ResolvedBy};
 use crate::service::consumer::{Entry, GroupConsumer};
 use crate::service::workers::{group_member, next_batch, run_forever};
 use crate::store::redis::RedisStore;
 use crate::store::{StateStore, StoreError};
+use governor_core::book::OrderInDoubt;
 use governor_core::effects::Permit;
 use governor_core::plan::{Action, CloseKind};
-use governor_core::results::{ExecutionResult, SettlePolicy};
 use governor_core::snapshot::VerdictKind;
 use governor_core::time::Timestamp;
 use governor_core::{Config, Plan};
@@ -37,6 +44,10 @@ pub struct ExecutorOptions {
     pub reclaim_idle_ms: u64,
     /// The consumer group (`executor`; tests run two groups to show a permit is used once).
     pub group: String,
+    /// The first wait before asking again for an order whose outcome is unknown (it doubles,
+    /// up to 5 s); the executor asks until the permit's life is over and the exchange's request
+    /// window has passed, then leaves the order to the reconciler.
+    pub resolve_first_wait: Duration,
 }
 
 impl Default for ExecutorOptions {
@@ -45,6 +56,7 @@ impl Default for ExecutorOptions {
             permit_wait: Duration::from_secs(5),
             reclaim_idle_ms: crate::service::RECLAIM_IDLE_MS,
             group: EXECUTOR_GROUP.to_owned(),
+            resolve_first_wait: Duration::from_millis(200),
         }
     }
 }
@@ -60,6 +72,10 @@ pub enum Outcome {
     Filled(Fill),
     /// The order failed (or was refused before sending); the result says why.
     Failed(String),
+    /// The order's outcome is still unknown after asking the exchange for as long as the
+    /// permit allowed: no result is published, its in-doubt record holds its reservation, and
+    /// the reconciler settles it.
+    Unknown(String),
 }
 
 /// One executor.
@@ -71,10 +87,6 @@ pub struct Executor<E: Exchange> {
     opts: ExecutorOptions,
     clock: fn() -> Timestamp,
     name: String,
-}
-
-fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
 }
 
 impl<E: Exchange> Executor<E> {
@@ -147,24 +159,44 @@ impl<E: Exchange> Executor<E> {
             }
         };
         let now = (self.clock)();
-        let placed = self.place(&plan, &permit);
-        let (fields, outcome) = result_fields(&plan, &permit, &placed, now);
-        let result = ExecutionResult::parse(&fields).map_err(err)?;
-        self.store
-            .settle(&result, &SettlePolicy::of(&self.cfg), now)?;
-        let key = self.store.key("stream:apply.result");
-        self.store.with_conn(|c| {
-            let mut cmd = redis::cmd("XADD");
-            cmd.arg(&key).arg("MAXLEN").arg("~").arg(100_000).arg("*");
-            for (k, v) in &fields {
-                cmd.arg(k).arg(v);
-            }
-            cmd.query::<String>(c).map(drop)
-        })?;
-        let (token, detail) = match &outcome {
-            Outcome::Filled(f) => ("EXECUTED", format!("{} at {}", f.qty, f.avg_price)),
-            Outcome::Failed(why) => ("EXECUTION_FAILED", why.clone()),
-            _ => unreachable!("placed orders fill or fail"),
+        orders::mark_in_doubt(
+            &self.store,
+            &plan.plan_id,
+            OrderInDoubt {
+                symbol: permit.symbol.clone(),
+                action: permit.action.clone(),
+                since: now,
+                send_deadline: permit.expires_at,
+                why: "about to be sent".to_owned(),
+            },
+            now,
+        )?;
+        let (known, resolved_by) = match self.place(&plan, &permit) {
+            Ok(fill) => (Known::Filled(fill), ResolvedBy::Answer),
+            Err(OrderError::Unknown(why)) => match self.resolve(&plan, &permit, &why)? {
+                Ok(known) => (known, ResolvedBy::Query),
+                Err(last) => return Ok(Outcome::Unknown(last)),
+            },
+            Err(e) => (Known::NotFilled(e.to_string()), ResolvedBy::Answer),
+        };
+        let now = (self.clock)();
+        let fields = orders::result_fields(
+            &plan.plan_id,
+            &permit.symbol,
+            &permit.action,
+            plan.action.is_close(),
+            &known,
+            resolved_by,
+            now,
+        );
+        orders::publish_result(&self.store, &self.cfg, &fields, now)?;
+        let (token, detail, outcome) = match known {
+            Known::Filled(f) => (
+                "EXECUTED",
+                format!("{} at {}", f.qty, f.avg_price),
+                Outcome::Filled(f),
+            ),
+            Known::NotFilled(why) => ("EXECUTION_FAILED", why.clone(), Outcome::Failed(why)),
         };
         logfmt::line(
             token,
@@ -172,10 +204,73 @@ impl<E: Exchange> Executor<E> {
                 ("plan", plan.plan_id.to_string()),
                 ("symbol", plan.symbol.to_string()),
                 ("action", permit.action.clone()),
+                ("resolved_by", resolved_by.as_str().to_owned()),
                 ("detail", detail),
             ],
         );
         Ok(outcome)
+    }
+
+    /// Asks the exchange for an order whose answer was unknown, until its outcome is known or
+    /// the permit's life and the exchange's request window are over (`Err`: still unknown, left
+    /// in doubt for the reconciler).
+    fn resolve(
+        &self,
+        plan: &Plan,
+        permit: &Permit,
+        why: &str,
+    ) -> Result<Result<Known, String>, StoreError> {
+        let now = (self.clock)();
+        let fields = [
+            ("plan", plan.plan_id.to_string()),
+            ("symbol", permit.symbol.to_string()),
+            ("why", why.to_owned()),
+        ];
+        logfmt::line("ORDER_IN_DOUBT", &fields);
+        orders::mark_in_doubt(
+            &self.store,
+            &plan.plan_id,
+            OrderInDoubt {
+                symbol: permit.symbol.clone(),
+                action: permit.action.clone(),
+                since: now,
+                send_deadline: permit.expires_at,
+                why: why.to_owned(),
+            },
+            now,
+        )?;
+        let window = self.exchange.request_window();
+        let permit_left = Duration::from_millis(
+            permit
+                .expires_at
+                .millis()
+                .saturating_sub(now.millis())
+                .max(0) as u64,
+        );
+        let policy = ResolvePolicy {
+            first_wait: self.opts.resolve_first_wait,
+            max_wait: Duration::from_secs(5),
+            give_up_after: permit_left.max(window) + window,
+            absent_after: window,
+        };
+        let resolved = orders::resolve(
+            &self.exchange,
+            &permit.symbol,
+            &plan.plan_id,
+            &policy,
+            std::thread::sleep,
+        );
+        if let Err(last) = &resolved {
+            logfmt::line(
+                "ORDER_STILL_UNKNOWN",
+                &[
+                    ("plan", plan.plan_id.to_string()),
+                    ("symbol", permit.symbol.to_string()),
+                    ("last", last.clone()),
+                ],
+            );
+        }
+        Ok(resolved)
     }
 
     /// Takes the plan's permit, waiting for the governor's decision a bounded time.
@@ -215,7 +310,8 @@ impl<E: Exchange> Executor<E> {
         }
     }
 
-    /// Sizes and places the order the permit allows.
+    /// Sizes and places the order the permit allows (never once the permit has lapsed: the
+    /// in-doubt record promises the reconciler that nothing is sent after its expiry).
     fn place(&mut self, plan: &Plan, permit: &Permit) -> Result<Fill, OrderError> {
         let filters = self
             .exchange
@@ -260,38 +356,12 @@ impl<E: Exchange> Executor<E> {
             reduce_only,
             leverage,
         };
+        if (self.clock)() >= permit.expires_at {
+            return Err(OrderError::Refused(format!(
+                "the permit expired at {} before the order could be sent",
+                permit.expires_at.millis()
+            )));
+        }
         self.exchange.place_order(&order)
     }
-}
-
-/// The `apply.result` entry of CONTRACT.md for an order's outcome.
-fn result_fields(
-    plan: &Plan,
-    permit: &Permit,
-    placed: &Result<Fill, OrderError>,
-    now: Timestamp,
-) -> (Vec<(String, String)>, Outcome) {
-    let mut f: Vec<(String, String)> = vec![
-        ("plan_id".into(), plan.plan_id.to_string()),
-        ("symbol".into(), permit.symbol.to_string()),
-        ("reduceOnly".into(), plan.action.is_close().to_string()),
-        ("action".into(), permit.action.clone()),
-        ("ts".into(), (now.millis() / 1000).to_string()),
-    ];
-    let outcome = match placed {
-        Ok(fill) => {
-            f.push(("executed".into(), "true".into()));
-            f.push(("filled_qty".into(), fill.qty.to_string()));
-            f.push(("avg_price".into(), fill.avg_price.to_string()));
-            Outcome::Filled(fill.clone())
-        }
-        Err(e) => {
-            f.push(("executed".into(), "false".into()));
-            f.push(("filled_qty".into(), "0".into()));
-            f.push(("avg_price".into(), "0".into()));
-            f.push(("error".into(), e.to_string()));
-            Outcome::Failed(e.to_string())
-        }
-    };
-    (f, outcome)
 }

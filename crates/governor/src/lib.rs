@@ -17,6 +17,7 @@ pub mod journal;
 pub mod logfmt;
 pub mod market_data;
 pub mod metrics;
+pub mod orders;
 pub mod replay;
 pub mod server;
 pub mod service;

@@ -7,7 +7,7 @@ mod support;
 use governor_core::time::Timestamp;
 use governor_core::types::{Side, Symbol};
 use quantum_governor::exchange::binance::{BinanceClient, BinanceError, BinanceVenue, Credentials};
-use quantum_governor::exchange::{Exchange, OrderRequest};
+use quantum_governor::exchange::{Exchange, OrderError, OrderRequest, OrderState};
 use std::sync::Arc;
 use std::time::Instant;
 use support::fake_binance::{Canned, FakeBinance, KEY, SECRET};
@@ -67,26 +67,42 @@ fn every_endpoint_reads_binances_documented_answer() {
         Err(BinanceError::InvalidSymbol { .. })
     ));
 
-    // A market order: NEW on placement, then FILLED when asked for.
+    // A market order: NEW on placement is not an outcome yet; asked for by its client id it
+    // is FILLED, with the commission of its trades.
     let mut venue = BinanceVenue {
         client: Arc::new(client(&fake)),
     };
-    let fill = venue
-        .place_order(&OrderRequest {
-            client_id: governor_core::types::PlanId::parse("qg-open-1").unwrap(),
-            symbol: sym("BTCUSDT"),
-            side: Side::Long,
-            qty: 0.002,
-            reduce_only: false,
-            leverage: 5,
-        })
-        .unwrap();
+    let placed = venue.place_order(&OrderRequest {
+        client_id: governor_core::types::PlanId::parse("qg-open-1").unwrap(),
+        symbol: sym("BTCUSDT"),
+        side: Side::Long,
+        qty: 0.002,
+        reduce_only: false,
+        leverage: 5,
+    });
+    assert!(
+        matches!(&placed, Err(OrderError::Unknown(why)) if why.contains("accepted as NEW")),
+        "{placed:?}"
+    );
+    let state = venue.order_status(&sym("BTCUSDT"), "qg-open-1").unwrap();
+    let OrderState::Final {
+        status,
+        fill: Some(fill),
+    } = state
+    else {
+        panic!("not final: {state:?}");
+    };
+    assert_eq!(status, "FILLED");
     assert_eq!((fill.qty, fill.avg_price), (0.002, 50_012.30));
+    // The stand-in filled at 50,000 (its default price) and charged 0.05 %: 0.05 USDT.
+    assert!((fill.fee.unwrap() - 0.05).abs() < 1e-9, "{fill:?}");
+    assert_eq!(fill.realized_pnl, Some(0.0));
     assert_eq!(fake.hits("POST /fapi/v1/order"), 1);
+    assert_eq!(fake.hits("GET /fapi/v1/order"), 1, "asked once: FILLED");
     assert_eq!(
-        fake.hits("GET /fapi/v1/order"),
-        1,
-        "NEW, then asked once: FILLED"
+        venue.order_status(&sym("BTCUSDT"), "never-sent"),
+        Ok(OrderState::Absent),
+        "-2013 is an answer: no such order"
     );
     let sent = fake
         .state

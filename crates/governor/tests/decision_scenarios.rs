@@ -126,6 +126,9 @@ fn s02_rotation_phase1_holds_the_slot_and_phase2_completes(on: &Stores) {
         filled_qty: 100.0 / w.mark("ETHUSDT"),
         avg_price: w.mark("ETHUSDT"),
         error: None,
+        fee: None,
+        realized_pnl: None,
+        resolved_by: None,
     };
     w.execute_on_exchange(
         &sym("ETHUSDT"),

@@ -785,12 +785,40 @@ fn an_entry_delivered_more_than_5_times_is_dead_lettered_with_the_reason() {
 /// An exchange whose positions the test sets.
 struct FixedExchange(governor_core::snapshot::ExchangeState);
 
-impl InputsSource for FixedExchange {
-    fn inputs(&self, _now: governor_core::time::Timestamp) -> quantum_governor::MarketInputs {
-        quantum_governor::MarketInputs {
-            exchange: Some(self.0.clone()),
-            ..Default::default()
-        }
+impl quantum_governor::exchange::Exchange for FixedExchange {
+    fn account(
+        &self,
+    ) -> Result<governor_core::snapshot::ExchangeState, quantum_governor::exchange::ExchangeError>
+    {
+        Ok(self.0.clone())
+    }
+    fn klines(
+        &self,
+        _: &governor_core::types::Symbol,
+        _: usize,
+    ) -> Result<Vec<governor_core::market::Kline>, quantum_governor::exchange::ExchangeError> {
+        unreachable!("the reconciler reads no klines")
+    }
+    fn filters(
+        &self,
+        _: &governor_core::types::Symbol,
+    ) -> Result<quantum_governor::exchange::SymbolFilters, quantum_governor::exchange::ExchangeError>
+    {
+        unreachable!("the reconciler reads no filters")
+    }
+    fn place_order(
+        &mut self,
+        _: &quantum_governor::exchange::OrderRequest,
+    ) -> Result<quantum_governor::exchange::Fill, quantum_governor::exchange::OrderError> {
+        unreachable!("the reconciler places no order")
+    }
+    fn order_status(
+        &self,
+        _: &governor_core::types::Symbol,
+        _: &str,
+    ) -> Result<quantum_governor::exchange::OrderState, quantum_governor::exchange::ExchangeError>
+    {
+        Ok(quantum_governor::exchange::OrderState::Absent)
     }
 }
 
@@ -824,8 +852,10 @@ fn the_reconciler_adopts_unknown_positions_and_releases_phantoms_on_redis() {
         equity_usdt: 1000.0,
         positions: [(sym("S02USDT"), live)].into(),
     });
-    let drifts =
-        quantum_governor::service::workers::reconcile_once(&store, &exchange, 5, now).unwrap();
+    let cfg = governor_core::Config::default();
+    let drifts = quantum_governor::service::reconcile::reconcile_once(&store, &exchange, &cfg, now)
+        .unwrap()
+        .applied;
     assert_eq!(drifts.len(), 2, "{drifts:?}");
     let ledger = store.ledger(now).unwrap();
     assert!(
@@ -857,8 +887,9 @@ fn the_reconciler_adopts_unknown_positions_and_releases_phantoms_on_redis() {
         .count();
     assert_eq!(drift_events, 2);
     assert!(
-        quantum_governor::service::workers::reconcile_once(&store, &exchange, 5, now)
+        quantum_governor::service::reconcile::reconcile_once(&store, &exchange, &cfg, now)
             .unwrap()
+            .applied
             .is_empty(),
         "nothing drifts twice"
     );

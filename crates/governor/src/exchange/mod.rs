@@ -30,17 +30,35 @@ pub struct OrderRequest {
     pub leverage: u32,
 }
 
-/// An executed order.
+/// An executed order (in whole, or the part that filled before it ended).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fill {
     /// Quantity filled.
     pub qty: f64,
     /// Average fill price.
     pub avg_price: f64,
-    /// Fee paid in USDT.
-    pub fee: f64,
-    /// Realized PnL of the reduced part (0 for opens), before fees.
-    pub realized_pnl: f64,
+    /// Commission paid in USDT, as the exchange charged it; `None` when it could not be read
+    /// (the fill itself is known: it is published without a fee rather than with a guessed one).
+    pub fee: Option<f64>,
+    /// Realized PnL of the reduced part (0 for opens), before fees, as the exchange computed
+    /// it; `None` when it could not be read.
+    pub realized_pnl: Option<f64>,
+}
+
+/// What the exchange says of an order asked for by its client id.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OrderState {
+    /// The exchange knows no order with this client id (Binance's -2013).
+    Absent,
+    /// Accepted and still working (`NEW`, `PARTIALLY_FILLED`): not final yet.
+    Working,
+    /// Final: its status, and what filled (`None` when nothing did).
+    Final {
+        /// `FILLED`, `CANCELED`, `EXPIRED`, `REJECTED`, …
+        status: String,
+        /// The part that filled.
+        fill: Option<Fill>,
+    },
 }
 
 /// Why the exchange refused an order, with Binance's codes where there is one.
@@ -71,10 +89,11 @@ pub enum OrderError {
     /// Refused before anything was sent (filters, no position to close, no credentials).
     #[error("refused before sending: {0}")]
     Refused(String),
-    /// Sent, but its outcome is not known (no answer, or not filled in time): the reconciler
-    /// settles it against the exchange's positions.
-    #[error("unconfirmed: {0}")]
-    Unconfirmed(String),
+    /// Sent (or perhaps sent), but its outcome is not known: no answer, a 5xx, Binance's
+    /// -1006/-1007, an answer that could not be read, or an order still working. Neither a fill
+    /// nor a failure: the executor asks the exchange for the order by its client id.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
 }
 
 /// A failure to read from the exchange.
@@ -90,11 +109,56 @@ pub trait Exchange {
     fn klines(&self, symbol: &Symbol, limit: usize) -> Result<Vec<Kline>, ExchangeError>;
     /// The symbol's quantity and price filters.
     fn filters(&self, symbol: &Symbol) -> Result<SymbolFilters, ExchangeError>;
-    /// Places a market order; fills or refuses it. `order.qty` is already rounded to the step.
+    /// Places a market order; fills or refuses it, or says its outcome is unknown. `order.qty`
+    /// is already rounded to the step.
     fn place_order(&mut self, order: &OrderRequest) -> Result<Fill, OrderError>;
-    /// An order placed earlier, by its client id: its fill, `None` if it never filled.
-    fn order_status(&self, symbol: &Symbol, client_id: &str)
-        -> Result<Option<Fill>, ExchangeError>;
+    /// An order placed earlier, by its client id (the plan id). An error means the exchange
+    /// could not be asked: the order's state is still unknown.
+    fn order_status(&self, symbol: &Symbol, client_id: &str) -> Result<OrderState, ExchangeError>;
+    /// How long after it was sent a request can still take effect (Binance's `recvWindow`):
+    /// an order the exchange does not know is taken as never placed only after this. Zero for
+    /// an exchange that answers every order at once (the paper ones).
+    fn request_window(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+}
+
+/// A boxed exchange is an exchange: `serve` picks one at start (paper or Binance) and hands the
+/// same kind to its executor and its reconciler.
+impl<T: Exchange + ?Sized> Exchange for Box<T> {
+    fn account(&self) -> Result<ExchangeState, ExchangeError> {
+        (**self).account()
+    }
+    fn klines(&self, symbol: &Symbol, limit: usize) -> Result<Vec<Kline>, ExchangeError> {
+        (**self).klines(symbol, limit)
+    }
+    fn filters(&self, symbol: &Symbol) -> Result<SymbolFilters, ExchangeError> {
+        (**self).filters(symbol)
+    }
+    fn place_order(&mut self, order: &OrderRequest) -> Result<Fill, OrderError> {
+        (**self).place_order(order)
+    }
+    fn order_status(&self, symbol: &Symbol, client_id: &str) -> Result<OrderState, ExchangeError> {
+        (**self).order_status(symbol, client_id)
+    }
+    fn request_window(&self) -> std::time::Duration {
+        (**self).request_window()
+    }
+}
+
+/// The state of an order on a paper exchange, from the fills it recorded: filled, or never
+/// placed (a paper order fills or is refused at once, so nothing is ever working or unknown).
+pub fn paper_order_state(
+    fills: &std::collections::BTreeMap<String, Fill>,
+    client_id: &str,
+) -> OrderState {
+    match fills.get(client_id) {
+        Some(fill) => OrderState::Final {
+            status: "FILLED".to_owned(),
+            fill: Some(fill.clone()),
+        },
+        None => OrderState::Absent,
+    }
 }
 
 /// Filters that let any positive quantity through (8 decimals): the paper exchanges'.

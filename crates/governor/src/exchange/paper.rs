@@ -4,7 +4,7 @@
 //! cannot margin is refused with -2019, as Binance does. It is the default runtime of the replay,
 //! not a test double.
 
-use super::{Exchange, ExchangeError, Fill, OrderError, OrderRequest, SymbolFilters};
+use super::{Exchange, ExchangeError, Fill, OrderError, OrderRequest, OrderState, SymbolFilters};
 use governor_core::market::Kline;
 use governor_core::snapshot::{ExchangePosition, ExchangeState};
 use governor_core::types::{Side, Symbol};
@@ -177,12 +177,8 @@ impl Exchange for PaperExchange {
         Ok(super::permissive_filters())
     }
 
-    fn order_status(
-        &self,
-        _symbol: &Symbol,
-        client_id: &str,
-    ) -> Result<Option<Fill>, ExchangeError> {
-        Ok(self.fills.get(client_id).cloned())
+    fn order_status(&self, _symbol: &Symbol, client_id: &str) -> Result<OrderState, ExchangeError> {
+        Ok(super::paper_order_state(&self.fills, client_id))
     }
 
     fn place_order(&mut self, order: &OrderRequest) -> Result<Fill, OrderError> {
@@ -214,8 +210,8 @@ impl PaperExchange {
             return Ok(Fill {
                 qty,
                 avg_price: price,
-                fee,
-                realized_pnl: realized,
+                fee: Some(fee),
+                realized_pnl: Some(realized),
             });
         }
         let price = self.fill_price(order, order.side == Side::Long)?;
@@ -250,8 +246,8 @@ impl PaperExchange {
         Ok(Fill {
             qty: order.qty,
             avg_price: price,
-            fee,
-            realized_pnl: 0.0,
+            fee: Some(fee),
+            realized_pnl: Some(0.0),
         })
     }
 }
@@ -294,14 +290,14 @@ mod tests {
         let mut x = exchange(100.0);
         let fill = x.place_order(&order(Side::Long, 2.0, false, 5)).unwrap();
         assert_eq!((fill.qty, fill.avg_price), (2.0, 100.0));
-        assert!((fill.fee - 0.2).abs() < 1e-12, "0.1 % of 200");
+        assert!((fill.fee.unwrap() - 0.2).abs() < 1e-12, "0.1 % of 200");
         let up: BTreeMap<_, _> = [(sym(), 110.0)].into();
         x.set_prices(up.clone(), up);
         assert!((x.unrealized_pnl() - 20.0).abs() < 1e-9);
         assert!((x.equity() - (1000.0 - 0.2 + 20.0)).abs() < 1e-9);
         assert!((x.margin_used() - 44.0).abs() < 1e-9, "220 notional at 5x");
         let close = x.place_order(&order(Side::Long, 2.0, true, 5)).unwrap();
-        assert!((close.realized_pnl - 20.0).abs() < 1e-9);
+        assert!((close.realized_pnl.unwrap() - 20.0).abs() < 1e-9);
         assert!(x.positions().is_empty());
         assert!((x.equity() - (1000.0 - 0.2 + 20.0 - 0.22)).abs() < 1e-9);
     }
@@ -334,7 +330,7 @@ mod tests {
         x.set_prices(down.clone(), down);
         assert!((x.unrealized_pnl() - 10.0).abs() < 1e-9);
         let partial = x.place_order(&order(Side::Short, 0.5, true, 5)).unwrap();
-        assert!((partial.realized_pnl - 5.0).abs() < 1e-9);
+        assert!((partial.realized_pnl.unwrap() - 5.0).abs() < 1e-9);
         assert!((x.positions()[&sym()].qty - 0.5).abs() < 1e-12);
     }
 }

@@ -5,7 +5,8 @@
 
 use super::paper::PaperCosts;
 use super::{
-    permissive_filters, Exchange, ExchangeError, Fill, OrderError, OrderRequest, SymbolFilters,
+    permissive_filters, Exchange, ExchangeError, Fill, OrderError, OrderRequest, OrderState,
+    SymbolFilters,
 };
 use crate::service::paper_market::PaperMarket;
 use crate::service::InputsSource;
@@ -69,7 +70,7 @@ impl Exchange for LivePaper {
         if order.reduce_only {
             let account = self
                 .account()
-                .map_err(|e| OrderError::Unconfirmed(e.to_string()))?;
+                .map_err(|e| OrderError::Refused(e.to_string()))?;
             let Some(p) = account.positions.get(&order.symbol) else {
                 return Err(OrderError::ReduceOnlyRejected(order.symbol.clone()));
             };
@@ -78,18 +79,14 @@ impl Exchange for LivePaper {
         let fill = Fill {
             qty: order.qty,
             avg_price: price,
-            fee: order.qty * price * self.costs.taker_fee,
-            realized_pnl: realized,
+            fee: Some(order.qty * price * self.costs.taker_fee),
+            realized_pnl: Some(realized),
         };
         self.fills.insert(order.client_id.to_string(), fill.clone());
         Ok(fill)
     }
 
-    fn order_status(
-        &self,
-        _symbol: &Symbol,
-        client_id: &str,
-    ) -> Result<Option<Fill>, ExchangeError> {
-        Ok(self.fills.get(client_id).cloned())
+    fn order_status(&self, _symbol: &Symbol, client_id: &str) -> Result<OrderState, ExchangeError> {
+        Ok(super::paper_order_state(&self.fills, client_id))
     }
 }

@@ -295,45 +295,42 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
             }
         }));
     }
+    let venue = || -> Box<dyn crate::exchange::Exchange + Send + Sync> {
+        match (&opts.exchange, &paper) {
+            (ExchangeChoice::Binance(venue), _) => Box::new(venue.clone()),
+            (ExchangeChoice::Paper, Some(market)) => Box::new(
+                crate::exchange::paper_live::LivePaper::new(market.clone(), wall_clock),
+            ),
+            (ExchangeChoice::Paper, None) => unreachable!("paper mode loads the paper market"),
+        }
+    };
     if opts.with_executor {
         let name = format!("{}-executor", opts.name);
         let executor_opts = crate::executor::ExecutorOptions {
             reclaim_idle_ms: opts.reclaim_idle_ms,
             ..Default::default()
         };
-        let handle = match (&opts.exchange, paper) {
-            (ExchangeChoice::Binance(venue), _) => {
-                let ex = crate::executor::Executor::connect(
-                    &opts.redis_url,
-                    cfg.clone(),
-                    venue.clone(),
-                    &name,
-                    executor_opts,
-                    wall_clock,
-                )?;
-                std::thread::spawn(move || ex.run())
-            }
-            (ExchangeChoice::Paper, Some(market)) => {
-                let venue = crate::exchange::paper_live::LivePaper::new(market, wall_clock);
-                let ex = crate::executor::Executor::connect(
-                    &opts.redis_url,
-                    cfg.clone(),
-                    venue,
-                    &name,
-                    executor_opts,
-                    wall_clock,
-                )?;
-                std::thread::spawn(move || ex.run())
-            }
-            (ExchangeChoice::Paper, None) => unreachable!("paper mode loads the paper market"),
-        };
-        handles.push(handle);
+        let ex = crate::executor::Executor::connect(
+            &opts.redis_url,
+            cfg.clone(),
+            venue(),
+            &name,
+            executor_opts,
+            wall_clock,
+        )?;
+        handles.push(std::thread::spawn(move || ex.run()));
     }
     let reconciler = open("reconciler")?;
-    let leverage = cfg.funds.default_leverage;
+    let reconciler_venue = venue();
+    let reconciler_cfg = cfg.clone();
     handles.push(std::thread::spawn(move || {
         workers::run_forever("reconciler", std::time::Duration::from_secs(5), || {
-            workers::reconcile_once(&reconciler, inputs.as_ref(), leverage, wall_clock())
+            reconcile::reconcile_once(
+                &reconciler,
+                &reconciler_venue,
+                &reconciler_cfg,
+                wall_clock(),
+            )
         })
     }));
     for h in handles {

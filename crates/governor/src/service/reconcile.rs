@@ -1,11 +1,26 @@
 //! The reconciler: the ledger against the exchange's positions. Unknown exchange positions are
 //! adopted (they count against the limits), phantom ledger entries are released, size
-//! mismatches follow the exchange; every drift is an event.
+//! mismatches follow the exchange; every drift is an event. It also settles orders left in
+//! doubt once their permit's life is over, by asking the exchange for them by client id.
+//!
+//! One consistent view: the ledger is read first, the exchange after it (never a cached
+//! account), and each correction is committed under a guard that the symbol's ledger version
+//! is still the one compared and that nothing is in flight on it (a reservation, a live exit
+//! lock, an order in doubt). A fill or a close that lands between the two reads therefore
+//! never makes a fresh position a "phantom" nor a closed one "unknown": the guard fails, and
+//! the next cycle compares again.
 
+use crate::exchange::Exchange;
+use crate::logfmt;
+use crate::orders::{self, Known, ResolvedBy};
+use crate::store::redis::RedisStore;
+use crate::store::{StateStore, StoreError};
 use governor_core::book::LedgerPosition;
+use governor_core::effects::{Effect, Event, Guard};
 use governor_core::snapshot::ExchangePosition;
 use governor_core::time::Timestamp;
-use governor_core::types::Symbol;
+use governor_core::types::{PlanId, Symbol};
+use governor_core::Config;
 use std::collections::BTreeMap;
 
 /// One difference between the ledger and the exchange.
@@ -24,6 +39,27 @@ impl Drift {
     pub fn symbol(&self) -> &Symbol {
         match self {
             Drift::Unknown(s, _) | Drift::Phantom(s, _) | Drift::Mismatch(s, _) => s,
+        }
+    }
+
+    /// The ledger changes that correct it.
+    pub fn effects(&self) -> Vec<Effect> {
+        match self {
+            Drift::Unknown(s, p) | Drift::Mismatch(s, p) => vec![
+                Effect::ReducePosition {
+                    symbol: s.clone(),
+                    qty: f64::MAX,
+                },
+                Effect::FillOpen {
+                    plan_id: PlanId::parse("reconciler").expect("valid"),
+                    symbol: s.clone(),
+                    fill: p.clone(),
+                },
+            ],
+            Drift::Phantom(s, qty) => vec![Effect::ReducePosition {
+                symbol: s.clone(),
+                qty: *qty,
+            }],
         }
     }
 
@@ -84,6 +120,111 @@ pub fn compare(
         }
     }
     out
+}
+
+/// What one reconciliation did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reconciled {
+    /// Drifts corrected in the ledger (each with its `RECONCILE_DRIFT` event).
+    pub applied: Vec<Drift>,
+    /// Drifts left for the next cycle: something was in flight on the symbol, or its ledger
+    /// changed after it was read.
+    pub deferred: Vec<Drift>,
+    /// Orders in doubt whose outcome the exchange told, now settled and published.
+    pub settled: Vec<(PlanId, Known)>,
+}
+
+/// One reconciliation of the store's ledger against `exchange`.
+pub fn reconcile_once<E: Exchange + ?Sized>(
+    store: &RedisStore,
+    exchange: &E,
+    cfg: &Config,
+    now: Timestamp,
+) -> Result<Reconciled, StoreError> {
+    let book = store.book(now)?;
+    let mut done = Reconciled::default();
+    let window = exchange.request_window();
+    for (plan_id, order) in &book.in_doubt {
+        let final_at = order.send_deadline.millis() + window.as_millis() as i64;
+        if now.millis() < final_at {
+            continue; // its executor may still be asking, or the order still arriving
+        }
+        match orders::ask(exchange, &order.symbol, plan_id, true) {
+            Ok(known) => {
+                let close = !order.action.starts_with("OPEN");
+                let fields = orders::result_fields(
+                    plan_id,
+                    &order.symbol,
+                    &order.action,
+                    close,
+                    &known,
+                    ResolvedBy::Reconciler,
+                    now,
+                );
+                orders::publish_result(store, cfg, &fields, now)?;
+                logfmt::line(
+                    "ORDER_RESOLVED",
+                    &[
+                        ("plan", plan_id.to_string()),
+                        ("symbol", order.symbol.to_string()),
+                        ("resolved_by", "reconciler".to_owned()),
+                        ("filled", matches!(known, Known::Filled(_)).to_string()),
+                    ],
+                );
+                done.settled.push((plan_id.clone(), known));
+            }
+            Err(why) => logfmt::line(
+                "ORDER_STILL_UNKNOWN",
+                &[
+                    ("plan", plan_id.to_string()),
+                    ("symbol", order.symbol.to_string()),
+                    ("last", why),
+                ],
+            ),
+        }
+    }
+    if !done.settled.is_empty() {
+        return Ok(done); // the ledger just changed: compare positions on the next cycle
+    }
+    // Read after the ledger: a fill the ledger does not show yet is in flight, and guarded.
+    let Ok(account) = exchange.account() else {
+        return Ok(done); // nothing to compare with: never release on missing data
+    };
+    let drifts = compare(
+        &book.positions,
+        &account.positions,
+        cfg.funds.default_leverage,
+        now,
+    );
+    let operator = PlanId::parse("reconciler").expect("valid");
+    for d in drifts {
+        let symbol = d.symbol().clone();
+        if book.in_flight(&symbol, now) {
+            done.deferred.push(d);
+            continue;
+        }
+        let guard = Guard::LedgerSettled {
+            symbol: symbol.clone(),
+            version: book.ledger_version(&symbol),
+        };
+        let mut effects = d.effects();
+        effects.push(Effect::Emit(
+            Event::new("RECONCILE_DRIFT", &operator, &symbol, now).with("reason", d.reason()),
+        ));
+        if !store.apply(&[guard], &effects, now)? {
+            done.deferred.push(d);
+            continue;
+        }
+        logfmt::line(
+            "RECONCILE_DRIFT",
+            &[
+                ("symbol", symbol.to_string()),
+                ("reason", d.reason().to_owned()),
+            ],
+        );
+        done.applied.push(d);
+    }
+    Ok(done)
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! The loops of the service: plan workers, the result monitor, the sweeper and the reconciler.
 
 use super::consumer::{Entry, GroupConsumer};
-use super::reconcile::{compare, Drift};
 #[cfg(doc)]
 use super::RECLAIM_IDLE_MS;
 use super::{InputsSource, MAX_DELIVERIES};
@@ -9,7 +8,6 @@ use crate::governor::{Governor, ResultError, Submission};
 use crate::logfmt;
 use crate::store::redis::RedisStore;
 use crate::store::{StateStore, StoreError};
-use governor_core::effects::Event;
 use governor_core::time::Timestamp;
 use governor_core::types::PlanId;
 use governor_core::Plan;
@@ -355,36 +353,4 @@ impl ResultWorker {
     pub fn run(mut self) {
         run_forever("results", std::time::Duration::ZERO, || self.step(500));
     }
-}
-
-/// One reconciliation: adopts, releases and corrects, with a `RECONCILE_DRIFT` event each.
-pub fn reconcile_once(
-    store: &RedisStore,
-    inputs: &dyn InputsSource,
-    default_leverage: u32,
-    now: Timestamp,
-) -> Result<Vec<Drift>, StoreError> {
-    let Some(exchange) = inputs.inputs(now).exchange else {
-        return Ok(Vec::new()); // nothing to compare with: never release on missing data
-    };
-    let ledger = store.ledger(now)?;
-    let drifts = compare(&ledger, &exchange.positions, default_leverage, now);
-    let operator = PlanId::parse("reconciler").expect("valid");
-    for d in &drifts {
-        match d {
-            Drift::Unknown(s, p) | Drift::Mismatch(s, p) => store.put_ledger_position(s, p)?,
-            Drift::Phantom(s, qty) => store.remove_ledger_position(s, *qty)?,
-        }
-        let event =
-            Event::new("RECONCILE_DRIFT", &operator, d.symbol(), now).with("reason", d.reason());
-        store.emit(&event)?;
-        logfmt::line(
-            "RECONCILE_DRIFT",
-            &[
-                ("symbol", d.symbol().to_string()),
-                ("reason", d.reason().to_owned()),
-            ],
-        );
-    }
-    Ok(drifts)
 }

@@ -307,21 +307,25 @@ impl MemoryStore {
             }
             Effect::PublishPlan(fields) => st.published.push(fields.clone()),
             Effect::SetTradingState { to, .. } => st.trading_state = *to,
-            Effect::FillOpen { symbol, fill, .. } => match book.positions.get_mut(symbol) {
-                Some(p) if p.side == fill.side => {
-                    let qty = p.qty + fill.qty;
-                    p.entry_price = (p.entry_price * p.qty + fill.entry_price * fill.qty) / qty;
-                    p.qty = qty;
+            Effect::FillOpen { symbol, fill, .. } => {
+                *book.ledger_versions.entry(symbol.clone()).or_default() += 1;
+                match book.positions.get_mut(symbol) {
+                    Some(p) if p.side == fill.side => {
+                        let qty = p.qty + fill.qty;
+                        p.entry_price = (p.entry_price * p.qty + fill.entry_price * fill.qty) / qty;
+                        p.qty = qty;
+                    }
+                    _ => {
+                        book.positions.insert(symbol.clone(), fill.clone());
+                    }
                 }
-                _ => {
-                    book.positions.insert(symbol.clone(), fill.clone());
-                }
-            },
+            }
             Effect::ReleaseReservation { plan_id } => {
                 book.reservations.remove(plan_id);
             }
             Effect::ReducePosition { symbol, qty } => {
                 if let Some(p) = book.positions.get_mut(symbol) {
+                    *book.ledger_versions.entry(symbol.clone()).or_default() += 1;
                     p.qty -= qty;
                     if p.qty <= p.qty.abs().max(*qty) * 1e-9 {
                         book.positions.remove(symbol);
@@ -329,7 +333,11 @@ impl MemoryStore {
                 }
             }
             Effect::PruneOpens { before } => book.open_times.retain(|t| t > before),
+            Effect::MarkInDoubt { plan_id, order } => {
+                book.in_doubt.insert(plan_id.clone(), order.clone());
+            }
             Effect::MarkResultApplied { plan_id } => {
+                book.in_doubt.remove(plan_id);
                 st.applied_results.insert(plan_id.clone());
             }
             Effect::Emit(event) => st.events.push(event.clone()),
@@ -392,6 +400,10 @@ fn guard_holds(st: &StoreState, guard: &Guard, now: Timestamp) -> bool {
         Guard::ReservationExists(id) => book.reservations.contains_key(id),
         Guard::RotationExists(id) => book.rotations.contains_key(id),
         Guard::ResultNotApplied(id) => !st.applied_results.contains(id),
+        Guard::NotInDoubt(id) => !book.in_doubt.contains_key(id),
+        Guard::LedgerSettled { symbol, version } => {
+            book.ledger_version(symbol) == *version && !book.in_flight(symbol, now)
+        }
         Guard::SideSlotsBelow {
             symbol,
             side,

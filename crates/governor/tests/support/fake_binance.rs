@@ -1,6 +1,10 @@
 //! A local HTTP server answering with Binance's documented responses (the files under
 //! `tests/binance/`), checking signatures and timestamps as Binance does, filling market
-//! orders (NEW on placement, FILLED when asked for), and answering with injected errors.
+//! orders (NEW on placement, FILLED when asked for, with their trades' commission and realized
+//! PnL), and failing the ways Binance documents: injected error answers before anything
+//! happens, and faults *after* the order took effect — a 5xx such as -1007, an answer later
+//! than the client's timeout, a connection cut in the middle of the answer, a partial fill that
+//! then expires.
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -64,6 +68,19 @@ impl Canned {
     }
 }
 
+/// What goes wrong with the next order *after* it took effect at the exchange.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// The order fills; the answer is this error (e.g. 503 -1007 "execution status unknown").
+    AnswerAfterFill(Canned),
+    /// The order fills; the answer comes only after this long.
+    LateAfterFill(std::time::Duration),
+    /// The order fills; the connection is cut in the middle of the answer.
+    ResetAfterFill,
+    /// This fraction of the order fills, then it expires (status EXPIRED).
+    PartialThenExpired(f64),
+}
+
 #[derive(Debug, Clone)]
 pub struct Order {
     pub symbol: String,
@@ -72,7 +89,19 @@ pub struct Order {
     pub reduce_only: bool,
     pub client_id: String,
     pub price: f64,
+    pub order_id: i64,
+    /// The status a query answers with (FILLED, or EXPIRED after a partial fill).
+    pub status: String,
+    /// What filled.
+    pub executed: f64,
+    /// Commission charged (USDT).
+    pub commission: f64,
+    /// Realized PnL of the fill before fees.
+    pub realized: f64,
 }
+
+/// The commission rate the stand-in charges (Binance's default taker fee).
+pub const TAKER_FEE: f64 = 0.0005;
 
 #[derive(Default)]
 pub struct FakeState {
@@ -94,6 +123,14 @@ pub struct FakeState {
     pub queries: Vec<String>,
     /// Leverage set per symbol.
     pub leverage: BTreeMap<String, u32>,
+    /// Faults for the next orders, in order.
+    pub order_faults: VecDeque<Fault>,
+    /// What `/sapi/v1/account/apiRestrictions` says of withdrawals.
+    pub key_can_withdraw: bool,
+    /// Fill price per symbol set by the test (else the last closed kline's close).
+    pub prices: BTreeMap<String, f64>,
+    /// Equity the account reports (default 10,000).
+    pub equity: Option<f64>,
 }
 
 pub struct FakeBinance {
@@ -152,6 +189,12 @@ impl FakeBinance {
             .push_back(canned);
     }
 
+    /// Like [`FakeBinance::inject`], for one method only (`GET /fapi/v1/order` but not the
+    /// `POST` of the same path).
+    pub fn inject_method(&self, method: &str, path: &str, canned: Canned) {
+        self.inject(&format!("{method} {path}"), canned);
+    }
+
     pub fn hits(&self, key: &str) -> usize {
         self.state
             .lock()
@@ -164,6 +207,29 @@ impl FakeBinance {
 
     pub fn orders(&self) -> Vec<Order> {
         self.state.lock().unwrap().orders.clone()
+    }
+
+    /// Orders placed under one client id (a correct executor never places two).
+    pub fn orders_for(&self, client_id: &str) -> usize {
+        self.orders()
+            .iter()
+            .filter(|o| o.client_id == client_id)
+            .count()
+    }
+
+    /// The next order takes effect, then fails this way.
+    pub fn fault_next_order(&self, fault: Fault) {
+        self.state.lock().unwrap().order_faults.push_back(fault);
+    }
+
+    /// The signed position amount of `symbol` (0 when flat).
+    pub fn position(&self, symbol: &str) -> f64 {
+        self.state
+            .lock()
+            .unwrap()
+            .positions
+            .get(symbol)
+            .map_or(0.0, |(amt, _)| *amt)
     }
 }
 
@@ -193,6 +259,13 @@ fn params(q: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// How an answer goes out: at once, late, or cut in the middle.
+enum Delivery {
+    Now(Response),
+    Late(std::time::Duration, Response),
+    Cut(String),
+}
+
 async fn handle(
     State(state): State<Arc<Mutex<FakeState>>>,
     method: Method,
@@ -201,12 +274,79 @@ async fn handle(
     headers: HeaderMap,
     _body: Bytes,
 ) -> Response {
-    let path = uri.path().to_owned();
-    let q = q.unwrap_or_default();
-    let mut st = state.lock().unwrap();
+    let delivery = {
+        let mut st = state.lock().unwrap();
+        answer(
+            &mut st,
+            &method,
+            uri.path(),
+            q.unwrap_or_default(),
+            &headers,
+        )
+    };
+    match delivery {
+        Delivery::Now(r) => r,
+        Delivery::Late(wait, r) => {
+            tokio::time::sleep(wait).await;
+            r
+        }
+        Delivery::Cut(body) => {
+            // Half the body, then an error: the server drops the connection mid-answer.
+            let half = body[..body.len() / 2].to_owned();
+            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+                Ok(Bytes::from(half)),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "cut",
+                )),
+            ];
+            let mut r = Response::new(axum::body::Body::from_stream(futures_util::stream::iter(
+                chunks,
+            )));
+            r.headers_mut()
+                .insert("content-length", body.len().to_string().parse().unwrap());
+            r
+        }
+    }
+}
+
+fn answer(
+    st: &mut FakeState,
+    method: &Method,
+    path: &str,
+    q: String,
+    headers: &HeaderMap,
+) -> Delivery {
+    let mut fault = None;
+    let r = respond(st, method, path, q, headers, &mut fault);
+    match fault {
+        None | Some(Fault::PartialThenExpired(_)) => Delivery::Now(r),
+        Some(Fault::AnswerAfterFill(c)) => Delivery::Now(reply(c.status, c.body, &c.headers)),
+        Some(Fault::LateAfterFill(wait)) => Delivery::Late(wait, r),
+        Some(Fault::ResetAfterFill) => Delivery::Cut(
+            r#"{"orderId":1,"status":"NEW","clientOrderId":"cut","executedQty":"0"}"#.to_owned(),
+        ),
+    }
+}
+
+/// The normal answer; an order that took effect sets `fault` to what goes wrong after it.
+fn respond(
+    st: &mut FakeState,
+    method: &Method,
+    path: &str,
+    q: String,
+    headers: &HeaderMap,
+    fault: &mut Option<Fault>,
+) -> Response {
+    let path = path.to_owned();
     *st.hits.entry(format!("{method} {path}")).or_default() += 1;
     st.queries.push(q.clone());
-    if let Some(c) = st.inject.get_mut(&path).and_then(VecDeque::pop_front) {
+    let injected = st
+        .inject
+        .get_mut(&format!("{method} {path}"))
+        .and_then(VecDeque::pop_front)
+        .or_else(|| st.inject.get_mut(&path).and_then(VecDeque::pop_front));
+    if let Some(c) = injected {
         return reply(c.status, c.body, &c.headers);
     }
     let p = params(&q);
@@ -290,12 +430,13 @@ async fn handle(
         ("GET", "/fapi/v2/account") => {
             let mut a = fixture("GET_fapi_v2_account.json");
             if !documented {
+                let equity = st.equity.unwrap_or(10_000.0);
                 for k in [
                     "totalMarginBalance",
                     "availableBalance",
                     "totalWalletBalance",
                 ] {
-                    a[k] = json!("10000.00000000");
+                    a[k] = json!(format!("{equity:.8}"));
                 }
             }
             reply(200, a.to_string(), &[])
@@ -314,7 +455,8 @@ async fn handle(
                     r["symbol"] = json!(s);
                     r["positionAmt"] = json!(amt.to_string());
                     r["entryPrice"] = json!(entry.to_string());
-                    r["markPrice"] = json!(entry.to_string());
+                    let mark = st.prices.get(s).copied().unwrap_or(*entry);
+                    r["markPrice"] = json!(mark.to_string());
                     r["leverage"] = json!(st.leverage.get(s).copied().unwrap_or(5).to_string());
                     r
                 })
@@ -323,27 +465,46 @@ async fn handle(
         }
         ("POST", "/fapi/v1/order") => {
             let sym = Symbol::parse(&p["symbol"]).unwrap();
-            let price = st
-                .klines
-                .get(&sym)
-                .and_then(|k| {
-                    k.iter()
-                        .rev()
-                        .find(|b| b.open_time.millis() + BAR_MS <= now_ms())
-                })
-                .map_or(50_000.0, |b| b.close);
+            let price = st.prices.get(sym.as_str()).copied().unwrap_or_else(|| {
+                st.klines
+                    .get(&sym)
+                    .and_then(|k| {
+                        k.iter()
+                            .rev()
+                            .find(|b| b.open_time.millis() + BAR_MS <= now_ms())
+                    })
+                    .map_or(50_000.0, |b| b.close)
+            });
             let qty: f64 = p["quantity"].parse().unwrap();
             let reduce_only = p.get("reduceOnly").map(String::as_str) == Some("true");
+            let held = st.positions.get(sym.as_str()).copied();
             let signed_qty = if p["side"] == "BUY" { qty } else { -qty };
-            let held = st.positions.get(sym.as_str()).map_or(0.0, |(a, _)| *a);
-            if reduce_only && (held == 0.0 || held.signum() == signed_qty.signum()) {
+            if reduce_only
+                && held.is_none_or(|(amt, _)| amt == 0.0 || amt.signum() == signed_qty.signum())
+            {
                 return err(-2022, "ReduceOnly Order is rejected.");
             }
+            *fault = st.order_faults.pop_front();
+            let (executed, status) = match fault {
+                Some(Fault::PartialThenExpired(share)) => {
+                    ((qty * *share * 1e8).round() / 1e8, "EXPIRED")
+                }
+                _ => (qty, "FILLED"),
+            };
+            let signed = executed * signed_qty.signum();
+            let realized = match held {
+                Some((amt, entry)) if reduce_only => (price - entry) * executed * amt.signum(),
+                _ => 0.0,
+            };
             let entry = st.positions.entry(sym.to_string()).or_insert((0.0, price));
-            entry.0 += signed_qty;
+            if !reduce_only && entry.0 != 0.0 {
+                entry.1 = (entry.1 * entry.0.abs() + price * executed) / (entry.0.abs() + executed);
+            }
+            entry.0 += signed;
             if entry.0.abs() < 1e-12 {
                 st.positions.remove(sym.as_str());
             }
+            let order_id = 9_000 + st.orders.len() as i64;
             st.orders.push(Order {
                 symbol: sym.to_string(),
                 side: p["side"].clone(),
@@ -351,11 +512,17 @@ async fn handle(
                 reduce_only,
                 client_id: p["newClientOrderId"].clone(),
                 price,
+                order_id,
+                status: status.to_owned(),
+                executed,
+                commission: executed * price * TAKER_FEE,
+                realized,
             });
             let mut o = fixture("POST_fapi_v1_order__New-Order.json");
             o["clientOrderId"] = json!(p["newClientOrderId"]);
             o["symbol"] = json!(sym.as_str());
             o["origQty"] = json!(p["quantity"]);
+            o["orderId"] = json!(order_id);
             reply(200, o.to_string(), &[])
         }
         ("POST", "/fapi/v1/leverage") => {
@@ -374,16 +541,51 @@ async fn handle(
                 return err(-2013, "Order does not exist.");
             };
             let mut o = fixture("order_filled.json");
+            if documented {
+                return reply(200, o.to_string(), &[]);
+            }
             o["clientOrderId"] = json!(id);
             o["symbol"] = json!(order.symbol);
-            o["executedQty"] = json!(order.qty.to_string());
+            o["orderId"] = json!(order.order_id);
+            o["status"] = json!(order.status);
+            o["executedQty"] = json!(order.executed.to_string());
             o["origQty"] = json!(order.qty.to_string());
             o["avgPrice"] = json!(order.price.to_string());
-            if documented {
-                o = fixture("order_filled.json");
-            }
             reply(200, o.to_string(), &[])
         }
+        ("GET", "/fapi/v1/userTrades") => {
+            let order_id: i64 = p["orderId"].parse().unwrap();
+            let trades: Vec<Value> = st
+                .orders
+                .iter()
+                .filter(|o| o.order_id == order_id || (documented && order_id == 1917641))
+                .map(|o| {
+                    json!({
+                        "buyer": o.side == "BUY", "commission": format!("-{}", o.commission),
+                        "commissionAsset": "USDT", "id": o.order_id * 10, "maker": false,
+                        "orderId": o.order_id, "price": o.price.to_string(),
+                        "qty": o.executed.to_string(), "quoteQty": (o.price * o.executed).to_string(),
+                        "realizedPnl": o.realized.to_string(), "side": o.side,
+                        "positionSide": "BOTH", "symbol": o.symbol, "time": now_ms()
+                    })
+                })
+                .collect();
+            reply(200, Value::Array(trades).to_string(), &[])
+        }
+        ("GET", "/sapi/v1/account/apiRestrictions") => reply(
+            200,
+            json!({
+                "ipRestrict": false, "createTime": 1_698_645_219_000_i64,
+                "enableReading": true, "enableWithdrawals": st.key_can_withdraw,
+                "enableInternalTransfer": false, "enableMargin": false,
+                "enableFutures": true, "permitsUniversalTransfer": false,
+                "enableVanillaOptions": false, "enableFixApiTrade": false,
+                "enableFixReadOnly": false, "enableSpotAndMarginTrading": false,
+                "enablePortfolioMarginTrading": false
+            })
+            .to_string(),
+            &[],
+        ),
         _ => reply(
             404,
             json!({"code": -1, "msg": format!("no route {method} {path}")}).to_string(),

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses its own subset of the helpers
 
 pub mod embedded_server;
+pub mod executor_rig;
 pub mod fake_binance;
 pub mod redis_server;
 

@@ -20,6 +20,38 @@ use std::time::Duration;
 pub const PRODUCTION_URL: &str = "https://fapi.binance.com";
 /// The testnet's.
 pub const TESTNET_URL: &str = "https://testnet.binancefuture.com";
+/// The spot API host, where a key's restrictions are read (`/sapi/v1/account/apiRestrictions`).
+pub const SPOT_URL: &str = "https://api.binance.com";
+
+/// Refuses a base URL that would send keys and signatures in clear over a network: `https://`
+/// anywhere, `http://` only to a loopback address (a local stand-in, a local proxy). The error
+/// names the URL and why.
+pub fn check_base_url(url: &str) -> Result<(), String> {
+    if url.starts_with("https://") {
+        return Ok(());
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(format!(
+            "Binance base URL {url:?} must start with https:// (or http:// to a loopback address)"
+        ));
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(format!(
+            "Binance base URL {url:?} is plain http to {host:?}, which is not a loopback address: use https://"
+        ))
+    }
+}
 /// The longest `Retry-After` waited out in place (longer ones are returned as errors).
 const MAX_WAIT_SECS: u64 = 10;
 
@@ -37,9 +69,10 @@ impl fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    /// From the environment's pairs: `BINANCE_TESTNET_API_KEY`/`_SECRET` in testnet mode when
-    /// set, else `BINANCE_API_KEY`/`BINANCE_API_SECRET`. The error names the variables, never
-    /// their values.
+    /// From the environment: `BINANCE_TESTNET_API_KEY`/`_SECRET` in testnet mode, and only
+    /// those (a production key is never sent to the testnet, nor used by a testnet run);
+    /// `BINANCE_API_KEY`/`BINANCE_API_SECRET` in production. The error names the variables,
+    /// never their values.
     pub fn from_env(testnet: bool, env: &[(String, String)]) -> Result<Credentials, String> {
         let get = |name: &str| {
             env.iter()
@@ -53,14 +86,14 @@ impl Credentials {
                 secret: get(&format!("{prefix}API_SECRET"))?,
             })
         };
-        let testnet_pair = if testnet {
-            pair("BINANCE_TESTNET_")
+        let prefix = if testnet {
+            "BINANCE_TESTNET_"
         } else {
-            None
+            "BINANCE_"
         };
-        testnet_pair.or_else(|| pair("BINANCE_")).ok_or_else(|| {
-            "set BINANCE_API_KEY and BINANCE_API_SECRET (or the BINANCE_TESTNET_ pair in testnet mode)"
-                .to_owned()
+        pair(prefix).ok_or_else(|| {
+            let mode = if testnet { "testnet" } else { "production" };
+            format!("{mode} mode trades with {prefix}API_KEY and {prefix}API_SECRET: set both")
         })
     }
 
@@ -76,6 +109,7 @@ impl Credentials {
 /// The Binance USDT-M futures REST client.
 pub struct BinanceClient {
     base: String,
+    spot_base: String,
     credentials: Option<Credentials>,
     recv_window_ms: u64,
     offset_ms: AtomicI64,
@@ -110,6 +144,7 @@ impl BinanceClient {
     pub fn new(base_url: &str, credentials: Option<Credentials>) -> BinanceClient {
         BinanceClient {
             base: base_url.trim_end_matches('/').to_owned(),
+            spot_base: SPOT_URL.to_owned(),
             credentials,
             recv_window_ms: 5_000,
             offset_ms: AtomicI64::new(0),
@@ -120,6 +155,32 @@ impl BinanceClient {
                 .timeout(Duration::from_secs(10))
                 .build(),
         }
+    }
+
+    /// The same client with `recvWindow` = `ms`: how long after its timestamp Binance still
+    /// accepts a signed request. An order Binance does not know is taken as never placed only
+    /// once this much time has passed since it was last sent.
+    pub fn with_recv_window(mut self, ms: u64) -> BinanceClient {
+        self.recv_window_ms = ms;
+        self
+    }
+
+    /// The same client giving up on an answer after `timeout` (10 s by default). An order whose
+    /// answer does not come in time is in doubt, never failed.
+    pub fn with_timeout(mut self, timeout: Duration) -> BinanceClient {
+        self.agent = ureq::AgentBuilder::new().timeout(timeout).build();
+        self
+    }
+
+    /// The same client asking the spot API at `url` for the key's restrictions (`/sapi/…`).
+    pub fn with_spot_base(mut self, url: &str) -> BinanceClient {
+        self.spot_base = url.trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// The `recvWindow` of signed requests (ms).
+    pub fn recv_window_ms(&self) -> u64 {
+        self.recv_window_ms
     }
 
     /// Request weight used this minute, as the last answer reported it.
@@ -139,10 +200,16 @@ impl BinanceClient {
         query: &str,
         signed: bool,
     ) -> Result<Answer, BinanceError> {
-        let url = if query.is_empty() {
-            format!("{}{endpoint}", self.base)
+        // `/sapi` endpoints live on the spot API host, the rest on the futures host.
+        let base = if endpoint.starts_with("/sapi/") {
+            &self.spot_base
         } else {
-            format!("{}{endpoint}?{query}", self.base)
+            &self.base
+        };
+        let url = if query.is_empty() {
+            format!("{base}{endpoint}")
+        } else {
+            format!("{base}{endpoint}?{query}")
         };
         let mut req = self.agent.request(method, &url);
         if signed {
@@ -354,6 +421,29 @@ impl BinanceClient {
             endpoint: "/fapi/v1/leverage".to_owned(),
             problem: format!("field `leverage` = {set} is not a leverage"),
         })
+    }
+
+    /// What the trades of one order cost and realized (`GET /fapi/v1/userTrades`).
+    pub fn trade_costs(
+        &self,
+        symbol: &Symbol,
+        order_id: i64,
+    ) -> Result<wire::TradeCosts, BinanceError> {
+        let params = [
+            ("symbol", symbol.to_string()),
+            ("orderId", order_id.to_string()),
+        ];
+        wire::trade_costs(&self.request("GET", "/fapi/v1/userTrades", &params, true)?)
+    }
+
+    /// Whether the API key may withdraw (`GET /sapi/v1/account/apiRestrictions`).
+    pub fn key_can_withdraw(&self) -> Result<bool, BinanceError> {
+        wire::withdrawals_enabled(&self.request(
+            "GET",
+            "/sapi/v1/account/apiRestrictions",
+            &[],
+            true,
+        )?)
     }
 
     /// An order by our client order id.

@@ -22,6 +22,9 @@ pub enum BinanceError {
     /// -4164: the order's notional is under the symbol's minimum.
     #[error("{endpoint}: -4164 notional under the minimum: {msg}")]
     MinNotional { endpoint: String, msg: String },
+    /// -2013: no order with that id exists (asked for by client id: it was never placed).
+    #[error("{endpoint}: -2013 order does not exist")]
+    NoSuchOrder { endpoint: String },
     /// -1121: the symbol does not exist.
     #[error("{endpoint}: -1121 invalid symbol")]
     InvalidSymbol { endpoint: String },
@@ -68,10 +71,25 @@ impl BinanceError {
             BinanceError::ReduceOnlyRejected { .. } => -2022,
             BinanceError::MinNotional { .. } => -4164,
             BinanceError::InvalidSymbol { .. } => -1121,
+            BinanceError::NoSuchOrder { .. } => -2013,
             BinanceError::RateLimited { .. } | BinanceError::Banned { .. } => -1003,
             BinanceError::Api { code, .. } => *code,
             _ => return None,
         })
+    }
+
+    /// Whether a request that failed this way may still have taken effect. Binance documents
+    /// that a 5xx (and -1006 / -1007, "execution status unknown") does not mean failure; no
+    /// answer, or an answer that cannot be read, tells nothing either. A 4xx (including 429,
+    /// 418 and -1021) is a refusal: the request was not executed.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            BinanceError::Transport { .. } | BinanceError::BadResponse { .. } => true,
+            BinanceError::Api { status, code, .. } => {
+                *status >= 500 || matches!(*code, -1006 | -1007)
+            }
+            _ => false,
+        }
     }
 
     /// Maps an error answer to its typed error.
@@ -84,6 +102,7 @@ impl BinanceError {
             -2022 => BinanceError::ReduceOnlyRejected { endpoint, msg },
             -4164 => BinanceError::MinNotional { endpoint, msg },
             -1121 => BinanceError::InvalidSymbol { endpoint },
+            -2013 => BinanceError::NoSuchOrder { endpoint },
             _ => BinanceError::Api {
                 endpoint,
                 status,

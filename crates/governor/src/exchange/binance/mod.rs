@@ -16,7 +16,9 @@ pub mod sign;
 pub mod venue;
 pub mod wire;
 
-pub use client::{BinanceClient, Credentials, PRODUCTION_URL, TESTNET_URL};
+pub use client::{
+    check_base_url, BinanceClient, Credentials, PRODUCTION_URL, SPOT_URL, TESTNET_URL,
+};
 pub use error::BinanceError;
 pub use filters::SymbolFilters;
 pub use venue::BinanceVenue;

@@ -3,16 +3,14 @@
 
 use super::client::BinanceClient;
 use super::error::BinanceError;
-use crate::exchange::{Exchange, ExchangeError, Fill, OrderError, OrderRequest, SymbolFilters};
+use super::wire::OrderAnswer;
+use crate::exchange::{
+    Exchange, ExchangeError, Fill, OrderError, OrderRequest, OrderState, SymbolFilters,
+};
 use governor_core::market::Kline;
 use governor_core::snapshot::{ExchangePosition, ExchangeState};
 use governor_core::types::{Side, Symbol};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// How often and how long an accepted order is asked for until it is filled.
-const CONFIRM_POLLS: u32 = 10;
-const CONFIRM_EVERY: Duration = Duration::from_millis(200);
 
 /// Binance as an exchange.
 #[derive(Clone, Debug)]
@@ -99,63 +97,80 @@ impl Exchange for BinanceVenue {
         let answer = self
             .client
             .market_order(&order.symbol, buy, &qty, order.reduce_only, &id)
-            .map_err(|e| match e {
-                BinanceError::Transport { .. } => OrderError::Unconfirmed(e.to_string()),
-                other => OrderError::Rejected {
-                    code: other.code().unwrap_or(0),
-                    msg: other.to_string(),
-                },
+            .map_err(|e| {
+                if e.outcome_unknown() {
+                    OrderError::Unknown(e.to_string())
+                } else {
+                    OrderError::Rejected {
+                        code: e.code().unwrap_or(0),
+                        msg: e.to_string(),
+                    }
+                }
             })?;
-        let mut latest = answer;
-        for _ in 0..CONFIRM_POLLS {
-            match latest.status.as_str() {
-                "FILLED" => break,
-                "CANCELED" | "EXPIRED" | "REJECTED" if latest.executed_qty == 0.0 => {
-                    return Err(OrderError::Rejected {
-                        code: 0,
-                        msg: format!("order {id} ended {}", latest.status),
-                    })
-                }
-                "CANCELED" | "EXPIRED" => break, // partly filled, then ended: report what filled
-                _ => {
-                    std::thread::sleep(CONFIRM_EVERY);
-                    latest = self
-                        .client
-                        .order(&order.symbol, &id)
-                        .map_err(|e| OrderError::Unconfirmed(e.to_string()))?;
-                }
-            }
+        match self.state_of(&order.symbol, &answer) {
+            OrderState::Final {
+                fill: Some(fill), ..
+            } => Ok(fill),
+            OrderState::Final { status, fill: None } => Err(OrderError::Rejected {
+                code: 0,
+                msg: format!("order {id} ended {status} with nothing filled"),
+            }),
+            OrderState::Working | OrderState::Absent => Err(OrderError::Unknown(format!(
+                "order {id} accepted as {}, not final yet",
+                answer.status
+            ))),
         }
-        if latest.executed_qty == 0.0
-            || !matches!(latest.status.as_str(), "FILLED" | "CANCELED" | "EXPIRED")
-        {
-            return Err(OrderError::Unconfirmed(format!(
-                "order {id} is {} with {} filled after {} checks",
-                latest.status, latest.executed_qty, CONFIRM_POLLS
-            )));
-        }
-        Ok(Fill {
-            qty: latest.executed_qty,
-            avg_price: latest.avg_price,
-            fee: 0.0,
-            realized_pnl: 0.0,
-        })
     }
 
-    fn order_status(
-        &self,
-        symbol: &Symbol,
-        client_id: &str,
-    ) -> Result<Option<Fill>, ExchangeError> {
-        let o = self
+    fn request_window(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.client.recv_window_ms())
+    }
+
+    fn order_status(&self, symbol: &Symbol, client_id: &str) -> Result<OrderState, ExchangeError> {
+        match self.client.order(symbol, &client_order_id(client_id)) {
+            Ok(answer) => Ok(self.state_of(symbol, &answer)),
+            Err(BinanceError::NoSuchOrder { .. }) => Ok(OrderState::Absent),
+            Err(e) => Err(read(e)),
+        }
+    }
+}
+
+impl BinanceVenue {
+    /// What an order answer says, with the fill's commission and realized PnL read from the
+    /// order's trades. Trades that cannot be read leave them `None` (the fill stands; a fee is
+    /// never guessed), with a log line.
+    fn state_of(&self, symbol: &Symbol, answer: &OrderAnswer) -> OrderState {
+        if answer.working() {
+            return OrderState::Working;
+        }
+        if answer.executed_qty <= 0.0 {
+            return OrderState::Final {
+                status: answer.status.clone(),
+                fill: None,
+            };
+        }
+        let costs = self
             .client
-            .order(symbol, &client_order_id(client_id))
-            .map_err(read)?;
-        Ok((o.executed_qty > 0.0).then_some(Fill {
-            qty: o.executed_qty,
-            avg_price: o.avg_price,
-            fee: 0.0,
-            realized_pnl: 0.0,
-        }))
+            .trade_costs(symbol, answer.order_id)
+            .map_err(|e| {
+                crate::logfmt::line(
+                    "BINANCE_TRADES_UNREADABLE",
+                    &[
+                        ("symbol", symbol.to_string()),
+                        ("order_id", answer.order_id.to_string()),
+                        ("error", e.to_string()),
+                    ],
+                );
+            })
+            .ok();
+        OrderState::Final {
+            status: answer.status.clone(),
+            fill: Some(Fill {
+                qty: answer.executed_qty,
+                avg_price: answer.avg_price,
+                fee: costs.as_ref().map(|c| c.commission),
+                realized_pnl: costs.as_ref().map(|c| c.realized_pnl),
+            }),
+        }
     }
 }

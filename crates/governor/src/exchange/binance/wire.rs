@@ -82,12 +82,13 @@ impl<'a> Obj<'a> {
     }
 }
 
+/// At most 60 characters of a value for an error message (cut on a character, never inside
+/// one: the text comes from outside).
 fn short(v: &Value) -> String {
     let s = v.to_string();
-    if s.len() > 60 {
-        format!("{}…", &s[..60])
-    } else {
-        s
+    match s.char_indices().nth(60) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s,
     }
 }
 
@@ -266,6 +267,15 @@ pub struct OrderAnswer {
     pub avg_price: f64,
     /// Our client order id.
     pub client_order_id: String,
+    /// Binance's order id (its trades are asked for by it).
+    pub order_id: i64,
+}
+
+impl OrderAnswer {
+    /// Whether the order can still fill (`NEW`, `PARTIALLY_FILLED`); any other status is final.
+    pub fn working(&self) -> bool {
+        matches!(self.status.as_str(), "NEW" | "PARTIALLY_FILLED")
+    }
 }
 
 /// `/fapi/v1/order`.
@@ -276,5 +286,62 @@ pub fn order(v: &Value) -> Result<OrderAnswer, BinanceError> {
         executed_qty: o.decimal("executedQty")?,
         avg_price: o.decimal("avgPrice")?,
         client_order_id: o.text("clientOrderId")?.to_owned(),
+        order_id: o.int("orderId")?,
+    })
+}
+
+/// What an order's trades cost and realized, summed (`/fapi/v1/userTrades`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TradeCosts {
+    /// Commission paid, in USDT (Binance reports it per trade, as a magnitude or negative).
+    pub commission: f64,
+    /// Realized PnL before fees.
+    pub realized_pnl: f64,
+    /// Quantity the trades add up to.
+    pub qty: f64,
+}
+
+/// `/fapi/v1/userTrades` for one order: the sum of its trades. A commission in another asset
+/// than USDT is an error (its USDT value is not known here).
+pub fn trade_costs(v: &Value) -> Result<TradeCosts, BinanceError> {
+    const EP: &str = "/fapi/v1/userTrades";
+    let rows = v
+        .as_array()
+        .ok_or_else(|| bad(EP, "the answer is not a list".into()))?;
+    let mut sum = TradeCosts {
+        commission: 0.0,
+        realized_pnl: 0.0,
+        qty: 0.0,
+    };
+    for row in rows {
+        let t = Obj::of(EP, row, "a trade")?;
+        let asset = t.text("commissionAsset")?;
+        if asset != "USDT" {
+            return Err(bad(
+                EP,
+                format!("field `commissionAsset` = {asset:?}: only USDT commissions are read"),
+            ));
+        }
+        sum.commission += t.decimal("commission")?.abs();
+        sum.realized_pnl += t.decimal("realizedPnl")?;
+        sum.qty += t.decimal("qty")?;
+    }
+    Ok(sum)
+}
+
+/// What an API key may do (`/sapi/v1/account/apiRestrictions`, on the spot API host): the
+/// governor refuses to trade with a key that can withdraw.
+pub fn withdrawals_enabled(v: &Value) -> Result<bool, BinanceError> {
+    const EP: &str = "/sapi/v1/account/apiRestrictions";
+    let o = Obj::of(EP, v, "the answer")?;
+    let raw = o.get("enableWithdrawals")?;
+    raw.as_bool().ok_or_else(|| {
+        bad(
+            EP,
+            format!(
+                "field `enableWithdrawals` = {} is not a boolean",
+                short(raw)
+            ),
+        )
     })
 }

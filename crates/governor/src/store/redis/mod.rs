@@ -210,6 +210,20 @@ impl RedisStore {
                 serde_json::from_str(&json).map_err(|e| err(format!("rotation {id}: {e}")))?;
             book.rotations.insert(PlanId::parse(&id).map_err(err)?, r);
         }
+        for (id, json) in flat_pairs(&v["in_doubt"]) {
+            let o = serde_json::from_str(&json)
+                .map_err(|e| err(format!("governor:in_doubt {id}: {e}")))?;
+            book.in_doubt.insert(PlanId::parse(&id).map_err(err)?, o);
+        }
+        for (symbol, version) in flat_pairs(&v["ledger_versions"]) {
+            let version: u64 = version.parse().map_err(|e| {
+                err(format!(
+                    "governor:ledger_versions {symbol} = {version:?}: {e}"
+                ))
+            })?;
+            book.ledger_versions
+                .insert(Symbol::parse(&symbol).map_err(err)?, version);
+        }
         for item in v["ledger"]
             .as_array()
             .map(Vec::as_slice)
@@ -338,6 +352,11 @@ impl RedisStore {
             let _handled_elsewhere = self.run_commit(&item.guards, &item.effects, now)?;
         }
         Ok(())
+    }
+
+    /// The book as the store holds it now (the reconciler's view).
+    pub fn book(&self, now: Timestamp) -> Result<Book, StoreError> {
+        Ok(self.read_state(&[], &[], now)?.book)
     }
 
     /// The ledger as the executor wrote it (for the exchange mirror and the reconciler).

@@ -52,6 +52,10 @@ pub fn guard(g: &Guard) -> Value {
         Guard::ReservationExists(id) => json!({"guard": "reservation_exists", "plan_id": id}),
         Guard::RotationExists(id) => json!({"guard": "rotation_exists", "plan_id": id}),
         Guard::ResultNotApplied(id) => json!({"guard": "result_not_applied", "plan_id": id}),
+        Guard::NotInDoubt(id) => json!({"guard": "not_in_doubt", "plan_id": id}),
+        Guard::LedgerSettled { symbol, version } => {
+            json!({"guard": "ledger_settled", "symbol": symbol, "version": version})
+        }
         Guard::SideSlotsBelow {
             symbol,
             side,
@@ -181,6 +185,10 @@ pub fn op(e: &Effect, ctx: &OpContext<'_>) -> Value {
             json!({"op": "reduce_position", "symbol": symbol, "qty": qty.to_string()})
         }
         Effect::PruneOpens { before } => json!({"op": "prune_opens", "before": before.millis()}),
+        Effect::MarkInDoubt { plan_id, order } => json!({
+            "op": "mark_in_doubt", "plan_id": plan_id,
+            "json": serde_json::to_string(order).expect("an order in doubt serializes"),
+        }),
         Effect::MarkResultApplied { plan_id } => {
             json!({"op": "mark_result_applied", "plan_id": plan_id})
         }

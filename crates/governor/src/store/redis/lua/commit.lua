@@ -59,6 +59,24 @@ end
 guard.result_not_applied = function(g)
   return redis.call('EXISTS', P .. 'governor:result:' .. g.plan_id) == 0
 end
+guard.not_in_doubt = function(g)
+  return redis.call('HEXISTS', P .. 'governor:in_doubt', g.plan_id) == 0
+end
+-- The reconciler's guard: the symbol's ledger version is the one it compared, and nothing is
+-- in flight on it (a reservation, a live exit lock, an order in doubt).
+guard.ledger_settled = function(g)
+  if num(redis.call('HGET', P .. 'governor:ledger_versions', g.symbol)) ~= num(g.version) then
+    return false
+  end
+  if redis.call('EXISTS', P .. 'exit:lock:' .. g.symbol) == 1 then return false end
+  local needle = '"symbol":"' .. g.symbol .. '"'
+  for _, hash in ipairs({'governor:reservations', 'governor:in_doubt'}) do
+    for _, json in ipairs(redis.call('HVALS', P .. hash)) do
+      if string.find(json, needle, 1, true) then return false end
+    end
+  end
+  return true
+end
 guard.side_slots_below = function(g)
   local held = redis.call('HGET', P .. 'governor:slots', g.symbol)
   if held then return held == g.side end
@@ -170,8 +188,12 @@ end
 op.set_trading_state = function(o)
   redis.call('SET', P .. 'kill', o.to)
 end
+local function bump_ledger_version(symbol)
+  redis.call('HINCRBY', P .. 'governor:ledger_versions', symbol, 1)
+end
 op.fill_open = function(o)
   local key = P .. 'position:ledger:' .. o.symbol
+  bump_ledger_version(o.symbol)
   local side = redis.call('HGET', key, 'side')
   local sign = (o.side == 'LONG') and 1 or -1
   if side == o.side then
@@ -207,6 +229,7 @@ op.reduce_position = function(o)
   local key = P .. 'position:ledger:' .. o.symbol
   local amt = redis.call('HGET', key, 'position_amt')
   if not amt then return end
+  bump_ledger_version(o.symbol)
   local q = math.abs(num(amt))
   local dq = num(o.qty)
   local left = q - dq
@@ -222,8 +245,12 @@ end
 op.prune_opens = function(o)
   redis.call('ZREMRANGEBYSCORE', P .. 'governor:opens', '-inf', o.before)
 end
+op.mark_in_doubt = function(o)
+  redis.call('HSET', P .. 'governor:in_doubt', o.plan_id, o.json)
+end
 op.mark_result_applied = function(o)
   redis.call('SET', P .. 'governor:result:' .. o.plan_id, '1', 'EX', 604800)
+  redis.call('HDEL', P .. 'governor:in_doubt', o.plan_id)
 end
 op.emit = function(o)
   xadd('stream:governor.events', o.fields, 100000)

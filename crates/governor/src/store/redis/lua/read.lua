@@ -15,6 +15,8 @@ for i, id in ipairs(lines(ARGV[2])) do
 end
 out.reservations = redis.call('HGETALL', P .. 'governor:reservations')
 out.rotations = redis.call('HGETALL', P .. 'governor:rotations')
+out.in_doubt = redis.call('HGETALL', P .. 'governor:in_doubt')
+out.ledger_versions = redis.call('HGETALL', P .. 'governor:ledger_versions')
 out.ledger = {}
 for _, s in ipairs(redis.call('SMEMBERS', P .. 'governor:ledger')) do
   local h = redis.call('HGETALL', P .. 'position:ledger:' .. s)
