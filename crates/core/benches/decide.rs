@@ -95,6 +95,7 @@ fn setup() -> (Plan, Snapshot, Config, Timestamp) {
         exchange: Some(ExchangeState {
             equity_usdt: 100_000.0,
             positions,
+            clock: governor_core::snapshot::ExchangeClock::Local,
         }),
         market,
         correlations,

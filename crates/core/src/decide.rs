@@ -10,8 +10,9 @@ use crate::gates::mode::Gatekeeper;
 use crate::gates::portfolio::{HoldingKind, Portfolio};
 use crate::gates::slots::{RotationChoice, SlotBudget, SlotUse};
 use crate::gates::{
-    cadence, capital, close, correlation, drawdown, drift, funds, kill_score, loss_streak, policy,
-    portfolio, price_collar, slots, throttle, trading_state, Candidate, Ctx, Refusal,
+    cadence, capital, close, correlation, drawdown, drift, exchange_clock, funds, kill_score,
+    loss_streak, policy, portfolio, price_collar, slots, throttle, trading_state, Candidate, Ctx,
+    Refusal,
 };
 use crate::plan::{Action, ActionSource, CloseKind, Plan};
 use crate::reason::BlockReason;
@@ -365,6 +366,7 @@ fn open_path(
         || (),
     )?;
     let mut book_view = portfolio::require_exchange(ctx, trace)?;
+    exchange_clock::check(ctx, trace)?;
     if phase2 {
         book_view =
             book_view.without(|h| matches!(&h.kind, HoldingKind::Held(id) if **id == plan.plan_id));

@@ -42,11 +42,12 @@ pub enum BlockReason {
     PriceOutOfBand,
     SideSlotsFull,
     SubmitThrottle,
+    ExchangeClockOffset,
 }
 
 impl BlockReason {
     /// Every reason, in the order of CONTRACT.md (for metrics and reports that list them all).
-    pub const ALL: [BlockReason; 30] = [
+    pub const ALL: [BlockReason; 31] = [
         BlockReason::KillSwitch,
         BlockReason::TradingStateReducing,
         BlockReason::ActiveSlotsNoPolicy,
@@ -77,6 +78,7 @@ impl BlockReason {
         BlockReason::PriceOutOfBand,
         BlockReason::SideSlotsFull,
         BlockReason::SubmitThrottle,
+        BlockReason::ExchangeClockOffset,
     ];
 
     /// The stable wire code.
@@ -114,6 +116,7 @@ impl BlockReason {
             BlockReason::PriceOutOfBand => "price_out_of_band",
             BlockReason::SideSlotsFull => "side_slots_full",
             BlockReason::SubmitThrottle => "submit_throttle",
+            BlockReason::ExchangeClockOffset => "exchange_clock_offset",
         }
     }
 }

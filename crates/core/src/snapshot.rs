@@ -65,6 +65,21 @@ pub struct ExchangePosition {
     pub leverage: u32,
 }
 
+/// How far the exchange's clock is from this machine's, as last measured. A signed request
+/// carries a timestamp the exchange checks against its own clock, and a stale view of the
+/// account is only as fresh as the clocks agree: opens are refused when they drift apart.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExchangeClock {
+    /// The exchange runs on this machine's clock (the paper exchanges).
+    #[default]
+    Local,
+    /// Exchange time − local time, in ms, as last measured.
+    OffsetMs(i64),
+    /// Not measured recently enough (never, or the re-measurements failed): unknown.
+    Unmeasured,
+}
+
 /// The account as the exchange reports it. Its absence is never read as "no positions".
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,6 +89,9 @@ pub struct ExchangeState {
     /// Open positions by symbol.
     #[serde(default)]
     pub positions: BTreeMap<Symbol, ExchangePosition>,
+    /// The exchange's clock against ours.
+    #[serde(default)]
+    pub clock: ExchangeClock,
 }
 
 /// Capital allocation inputs (`quantum:portfolio:capital`, `quantum:capital:allocation:*`).

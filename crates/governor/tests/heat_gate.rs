@@ -48,6 +48,7 @@ fn account(positions: &[(&str, f64)]) -> Arc<dyn InputsSource> {
         exchange: Some(ExchangeState {
             equity_usdt: 10_000.0,
             positions,
+            clock: governor_core::snapshot::ExchangeClock::Local,
         }),
         ..MarketInputs::default()
     }))

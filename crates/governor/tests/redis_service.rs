@@ -851,6 +851,7 @@ fn the_reconciler_adopts_unknown_positions_and_releases_phantoms_on_redis() {
     let exchange = FixedExchange(ExchangeState {
         equity_usdt: 1000.0,
         positions: [(sym("S02USDT"), live)].into(),
+        clock: governor_core::snapshot::ExchangeClock::Local,
     });
     let cfg = governor_core::Config::default();
     let drifts = quantum_governor::service::reconcile::reconcile_once(&store, &exchange, &cfg, now)

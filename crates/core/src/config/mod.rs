@@ -283,13 +283,30 @@ pub struct CapitalConfig {
 }
 
 /// Exchange connection settings that are not secrets.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BinanceConfig {
     /// Override of the REST base URL (else testnet or production by mode).
     pub base_url: Option<String>,
+    /// Override of the spot API base URL, where the key's restrictions are read in production
+    /// mode (else `https://api.binance.com`).
+    pub spot_base_url: Option<String>,
     /// Legacy switch of the deployment (GOV_TESTNET_ENABLE_P29), kept so the name is accepted.
     pub testnet_enable_p29: bool,
+    /// Opens are refused (`exchange_clock_offset`) while the exchange's clock is further than
+    /// this from ours, in ms.
+    pub max_clock_offset_ms: u64,
+}
+
+impl Default for BinanceConfig {
+    fn default() -> Self {
+        BinanceConfig {
+            base_url: None,
+            spot_base_url: None,
+            testnet_enable_p29: false,
+            max_clock_offset_ms: 500,
+        }
+    }
 }
 
 /// One rung of the heat ladder: what each close proposal becomes in a bucket. UPDATE_SL and
@@ -545,6 +562,16 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("GOV_KEY_PREFIX", "key_prefix", EnvKind::Text),
     ("GOV_BINANCE_BASE_URL", "binance.base_url", EnvKind::Text),
     (
+        "GOV_BINANCE_SPOT_BASE_URL",
+        "binance.spot_base_url",
+        EnvKind::Text,
+    ),
+    (
+        "GOV_MAX_CLOCK_OFFSET_MS",
+        "binance.max_clock_offset_ms",
+        EnvKind::Int,
+    ),
+    (
         "GOV_TESTNET_ENABLE_P29",
         "binance.testnet_enable_p29",
         EnvKind::Bool,
@@ -722,6 +749,7 @@ fn known_keys() -> Vec<String> {
     let mut keys: Vec<String> = out.into_iter().map(|(k, _)| k).collect();
     // Optional keys have no default value, so they do not appear in the serialized defaults.
     keys.push("binance.base_url".to_owned());
+    keys.push("binance.spot_base_url".to_owned());
     keys.push("side_slots.max_long".to_owned());
     keys.push("side_slots.max_short".to_owned());
     keys
@@ -1023,12 +1051,24 @@ impl Config {
                 format!("below heat.hot_at ({})", h.hot_at),
             );
         }
-        if let Some(url) = &self.binance.base_url {
-            v.text(
-                "binance.base_url",
-                url,
-                |u| u.starts_with("https://") || u.starts_with("http://"),
-                "an http:// or https:// URL",
+        for (key, url) in [
+            ("binance.base_url", &self.binance.base_url),
+            ("binance.spot_base_url", &self.binance.spot_base_url),
+        ] {
+            if let Some(url) = url {
+                v.text(
+                    key,
+                    url,
+                    |u| u.starts_with("https://") || u.starts_with("http://"),
+                    "an http:// or https:// URL",
+                );
+            }
+        }
+        if self.binance.max_clock_offset_ms == 0 {
+            v.push(
+                "binance.max_clock_offset_ms",
+                "0".to_owned(),
+                "at least 1 ms".to_owned(),
             );
         }
         v.0

@@ -8,6 +8,7 @@ pub mod close;
 pub mod correlation;
 pub mod drawdown;
 pub mod drift;
+pub mod exchange_clock;
 pub mod funds;
 pub mod kill_score;
 pub mod loss_streak;

@@ -157,6 +157,7 @@ impl PaperExchange {
                     )
                 })
                 .collect(),
+            clock: governor_core::snapshot::ExchangeClock::Local,
         }
     }
 }

@@ -51,21 +51,48 @@ pub enum ExchangeChoice {
 }
 
 /// The Binance adapter of a configuration: the base URL of `binance.base_url`, else testnet or
-/// production by `mode`; the key and secret from the environment only. The clock offset is
-/// synchronised once here (a failure is logged; requests re-sync on -1021).
+/// production by `mode`; the key and secret from the environment only (in testnet mode the
+/// testnet pair and only it). Refuses to start — the error says why — on a plain-`http` base
+/// URL that is not loopback, and in production mode on a key that can withdraw or whose
+/// restrictions cannot be read. The clock offset is measured once here (a failure is logged;
+/// opens are refused until it is measured, and requests re-sync on -1021).
 pub fn binance_venue(
     cfg: &governor_core::Config,
     env: &[(String, String)],
 ) -> anyhow::Result<crate::exchange::binance::BinanceVenue> {
-    use crate::exchange::binance::{BinanceClient, Credentials, PRODUCTION_URL, TESTNET_URL};
+    use crate::exchange::binance::{
+        check_base_url, BinanceClient, Credentials, PRODUCTION_URL, SPOT_URL, TESTNET_URL,
+    };
     let testnet = cfg.mode == governor_core::config::Mode::Testnet;
     let base = cfg
         .binance
         .base_url
         .clone()
         .unwrap_or_else(|| if testnet { TESTNET_URL } else { PRODUCTION_URL }.to_owned());
+    let spot = cfg
+        .binance
+        .spot_base_url
+        .clone()
+        .unwrap_or_else(|| SPOT_URL.to_owned());
+    check_base_url(&base).map_err(|e| anyhow::anyhow!("binance.base_url: {e}"))?;
+    check_base_url(&spot).map_err(|e| anyhow::anyhow!("binance.spot_base_url: {e}"))?;
     let credentials = Credentials::from_env(testnet, env).map_err(|e| anyhow::anyhow!(e))?;
-    let client = BinanceClient::new(&base, Some(credentials));
+    let client = BinanceClient::new(&base, Some(credentials)).with_spot_base(&spot);
+    if !testnet {
+        match client.key_can_withdraw() {
+            Ok(false) => crate::logfmt::line(
+                "BINANCE_KEY_CHECKED",
+                &[("withdrawals", "disabled".to_owned())],
+            ),
+            Ok(true) => anyhow::bail!(
+                "the Binance API key can withdraw (enableWithdrawals=true at {spot}/sapi/v1/account/apiRestrictions): \
+                 production mode trades only with a key whose withdrawal permission is off"
+            ),
+            Err(e) => anyhow::bail!(
+                "cannot read the Binance API key's restrictions, so cannot prove it cannot withdraw: {e}"
+            ),
+        }
+    }
     match client.sync_time() {
         Ok(offset) => crate::logfmt::line(
             "BINANCE_CLOCK",

@@ -161,6 +161,7 @@ impl InputsSource for PaperMarket {
             ExchangeState {
                 equity_usdt: self.capital + unrealized,
                 positions,
+                clock: governor_core::snapshot::ExchangeClock::Local,
             }
         });
         let (market, correlations) = self.market(now);

@@ -47,6 +47,16 @@ impl Rig {
         tweak_cfg: impl FnOnce(&mut Config),
         tweak_client: impl FnOnce(BinanceClient) -> BinanceClient,
     ) -> Rig {
+        Rig::build(tweak_cfg, tweak_client, |_| {})
+    }
+
+    /// A world whose config, Binance client and Binance stand-in (before the governor first
+    /// asks it anything) the test adjusts.
+    pub fn build(
+        tweak_cfg: impl FnOnce(&mut Config),
+        tweak_client: impl FnOnce(BinanceClient) -> BinanceClient,
+        tweak_fake: impl FnOnce(&FakeBinance),
+    ) -> Rig {
         let redis = RedisServer::start();
         let fake = FakeBinance::start(Some(&std::path::PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -58,6 +68,7 @@ impl Rig {
         cfg.cadence.symbol_cooldown_secs = 0;
         cfg.correlation.max = 1.0;
         tweak_cfg(&mut cfg);
+        tweak_fake(&fake);
         let venue = BinanceVenue {
             client: Arc::new(tweak_client(BinanceClient::new(
                 &fake.url,

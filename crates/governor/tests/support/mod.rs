@@ -294,6 +294,7 @@ impl World {
             exchange: (!self.exchange_down).then_some(ExchangeState {
                 equity_usdt: self.equity,
                 positions,
+                clock: governor_core::snapshot::ExchangeClock::Local,
             }),
             market: summaries_at(&self.klines, self.now, 400),
             // The service computes correlations once per bar; `per_decision_correlation` makes

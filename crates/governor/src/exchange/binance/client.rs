@@ -8,6 +8,7 @@ use super::filters::SymbolFilters;
 use super::sign::signature;
 use super::wire;
 use governor_core::market::Kline;
+use governor_core::snapshot::ExchangeClock;
 use governor_core::types::Symbol;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -52,6 +53,10 @@ pub fn check_base_url(url: &str) -> Result<(), String> {
         ))
     }
 }
+/// How often the offset to the exchange's clock is measured again (the market data does it).
+pub const CLOCK_RESYNC_MS: i64 = 300_000;
+/// A measurement older than this no longer stands: the clock is unmeasured.
+const CLOCK_VALID_MS: i64 = 3 * CLOCK_RESYNC_MS;
 /// The longest `Retry-After` waited out in place (longer ones are returned as errors).
 const MAX_WAIT_SECS: u64 = 10;
 
@@ -113,6 +118,8 @@ pub struct BinanceClient {
     credentials: Option<Credentials>,
     recv_window_ms: u64,
     offset_ms: AtomicI64,
+    /// When the offset was last measured (local ms; 0: never).
+    synced_at_ms: AtomicI64,
     used_weight: AtomicU64,
     banned_until_ms: AtomicI64,
     filters: Mutex<BTreeMap<Symbol, SymbolFilters>>,
@@ -148,6 +155,7 @@ impl BinanceClient {
             credentials,
             recv_window_ms: 5_000,
             offset_ms: AtomicI64::new(0),
+            synced_at_ms: AtomicI64::new(0),
             used_weight: AtomicU64::new(0),
             banned_until_ms: AtomicI64::new(0),
             filters: Mutex::new(BTreeMap::new()),
@@ -191,6 +199,22 @@ impl BinanceClient {
     /// Server time − local time (ms), as last synchronised.
     pub fn clock_offset_ms(&self) -> i64 {
         self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// The exchange's clock against ours at `now_ms` (local): the last measured offset while it
+    /// is recent, else unmeasured.
+    pub fn clock(&self, now_ms: i64) -> ExchangeClock {
+        let at = self.synced_at_ms.load(Ordering::Relaxed);
+        if at == 0 || now_ms - at > CLOCK_VALID_MS {
+            ExchangeClock::Unmeasured
+        } else {
+            ExchangeClock::OffsetMs(self.clock_offset_ms())
+        }
+    }
+
+    /// Whether the clock offset is due to be measured again.
+    pub fn clock_due(&self, now_ms: i64) -> bool {
+        now_ms - self.synced_at_ms.load(Ordering::Relaxed) >= CLOCK_RESYNC_MS
     }
 
     fn send(
@@ -346,6 +370,7 @@ impl BinanceClient {
         let after = local_now_ms();
         let offset = server - (before + after) / 2;
         self.offset_ms.store(offset, Ordering::Relaxed);
+        self.synced_at_ms.store(after, Ordering::Relaxed);
         Ok(offset)
     }
 

@@ -80,6 +80,16 @@ impl InputsSource for BinanceMarket {
             .as_ref()
             .is_some_and(|(at, _)| now.millis() - at < ACCOUNT_TTL_MS);
         if !fresh_account {
+            if self.venue.client.clock_due(now.millis()) {
+                match self.venue.client.sync_time() {
+                    Ok(offset) => {
+                        crate::logfmt::line("BINANCE_CLOCK", &[("offset_ms", offset.to_string())])
+                    }
+                    Err(e) => {
+                        crate::logfmt::line("BINANCE_CLOCK_FAILED", &[("error", e.to_string())])
+                    }
+                }
+            }
             let account = match self.venue.account() {
                 Ok(a) => Some(a),
                 Err(e) => {

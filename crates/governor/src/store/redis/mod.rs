@@ -735,16 +735,16 @@ impl StateStore for RedisStore {
                 .arg(&self.prefix)
                 .arg(req.to_string());
         }
-        let replies: Vec<(i64, u64)> = match self.with_conn(|c| pipe.query(c)) {
-            Ok(r) => r,
-            Err(e) if e.0.contains("NOSCRIPT") => {
-                // A plain invocation loads the script; then the batch goes again. Commits that
-                // went through the first time fail their Undecided guard now and are re-decided.
-                let _loaded = self.commit(decisions[0], now)?;
-                self.with_conn(|c| pipe.query(c))?
+        let replies: Vec<(i64, u64)> = self.with_conn(|c| match pipe.query(c) {
+            // A server that does not know the script yet (new, restarted, flushed): load it and
+            // send the batch again. A commit that went through the first time fails its
+            // Undecided guard now and is re-decided.
+            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                self.commit.prepare_invoke().load(c)?;
+                pipe.query(c)
             }
-            Err(e) => return Err(e),
-        };
+            other => other,
+        })?;
         Ok(replies
             .into_iter()
             .zip(decisions)
