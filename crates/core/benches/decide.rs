@@ -66,6 +66,7 @@ fn setup() -> (Plan, Snapshot, Config, Timestamp) {
                 leverage: 5,
                 opened_at: Timestamp(0),
                 entry_score: Some(60.0),
+                entry_fees: 0.0,
             },
         );
         positions.insert(

@@ -27,6 +27,11 @@ pub struct LedgerPosition {
     /// The score the opening plan carried (rotation compares against it).
     #[serde(default)]
     pub entry_score: Option<f64>,
+    /// Commission paid on the fills that opened what is still held (USDT): each close is
+    /// charged its share, so that a close's PnL is net of both its fees. 0 where nobody
+    /// recorded it (a position another service wrote).
+    #[serde(default)]
+    pub entry_fees: f64,
 }
 
 /// A slot and capital held for a permitted open that has not filled yet.

@@ -175,6 +175,21 @@ fn action_of(raw: &str) -> Result<Action, String> {
     })
 }
 
+/// What a close of `qty` out of position `p` realized after fees: the exchange's realized PnL
+/// (else `(exit − entry) × qty × side`), less the close's commission, less the share
+/// `qty / p.qty` of the commission paid to open the position.
+pub fn net_close_pnl(result: &ExecutionResult, p: &LedgerPosition, qty: f64) -> f64 {
+    let gross = result
+        .realized_pnl
+        .unwrap_or((result.avg_price - p.entry_price) * qty * p.side.sign());
+    let share = if p.qty > 0.0 {
+        (qty / p.qty).min(1.0)
+    } else {
+        1.0
+    };
+    gross - result.fee.unwrap_or(0.0) - p.entry_fees * share
+}
+
 /// What applying a result does.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settlement {
@@ -254,6 +269,7 @@ pub fn settle(
                         leverage: reservation.map_or(default_leverage, |r| r.leverage),
                         opened_at: now,
                         entry_score: reservation.and_then(|r| r.score),
+                        entry_fees: result.fee.unwrap_or(0.0),
                     },
                 });
                 if reservation.is_none() {
@@ -289,19 +305,17 @@ pub fn settle(
                     symbol: result.symbol.clone(),
                     qty,
                 });
-                // The realized PnL, net of the close's fee, feeds the loss-streak guard: the
-                // exchange's own figure when the result carries it, else computed from the
-                // ledger's entry price. Without a ledger entry no PnL is guessed.
+                // The realized PnL feeds the loss-streak guard, net of the close's fee and of
+                // its share of the fees paid to open: the exchange's own figure when the result
+                // carries it, else computed from the ledger's entry price. Without a ledger
+                // entry no PnL is guessed.
                 if let Some(p) = book.positions.get(&result.symbol) {
-                    let gross = result
-                        .realized_pnl
-                        .unwrap_or((result.avg_price - p.entry_price) * qty * p.side.sign());
                     effects.push(Effect::RecordClose {
                         close: crate::book::CloseRecord {
                             plan_id: result.plan_id.clone(),
                             symbol: result.symbol.clone(),
                             at: now,
-                            pnl: gross - result.fee.unwrap_or(0.0),
+                            pnl: net_close_pnl(result, p, qty),
                         },
                         keep_from: now.minus_secs(policy.close_retention_secs),
                     });
@@ -337,5 +351,95 @@ pub fn settle(
         effects,
         redecide,
         note,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Side;
+
+    fn close_result(fields: &[(&str, &str)]) -> ExecutionResult {
+        let mut all = vec![
+            ("plan_id", "c1"),
+            ("symbol", "ETHUSDT"),
+            ("executed", "true"),
+            ("reduceOnly", "true"),
+            ("action", "FULL_CLOSE_PROPOSED"),
+            ("filled_qty", "0.05"),
+            ("avg_price", "2000.5"),
+        ];
+        all.extend_from_slice(fields);
+        ExecutionResult::parse(&all).unwrap()
+    }
+
+    fn held(entry_fees: f64) -> LedgerPosition {
+        LedgerPosition {
+            side: Side::Long,
+            qty: 0.05,
+            entry_price: 2000.0,
+            leverage: 5,
+            opened_at: Timestamp(0),
+            entry_score: None,
+            entry_fees,
+        }
+    }
+
+    #[test]
+    fn fees_turn_a_gross_win_into_a_net_loss() {
+        // Bought 0.05 at 2000 (fee 0.05 = 100 × 0.05 %), sold at 2000.5: gross +0.025;
+        // the sale's fee is 0.0500125; net = 0.025 − 0.0500125 − 0.05 = −0.0750125.
+        let r = close_result(&[("fee", "0.0500125"), ("realized_pnl", "0.025")]);
+        let net = net_close_pnl(&r, &held(0.05), 0.05);
+        assert!((net - -0.0750125).abs() < 1e-12, "{net}");
+        // Without the exchange's figure the gross is computed from the entry: the same here.
+        let r = close_result(&[("fee", "0.0500125")]);
+        assert!((net_close_pnl(&r, &held(0.05), 0.05) - -0.0750125).abs() < 1e-12);
+        // A close of half the position is charged half the opening fee: 0.0125 − 0.025 − 0.025.
+        let r = close_result(&[("fee", "0.025"), ("realized_pnl", "0.0125")]);
+        let half = net_close_pnl(&r, &held(0.05), 0.025);
+        assert!((half - -0.0375).abs() < 1e-12, "{half}");
+    }
+
+    #[test]
+    fn the_settled_close_records_the_net_loss_for_the_loss_streak() {
+        let mut book = Book::default();
+        book.positions
+            .insert(Symbol::parse("ETHUSDT").unwrap(), held(0.05));
+        let r = close_result(&[("fee", "0.0500125"), ("realized_pnl", "0.025")]);
+        let policy = SettlePolicy {
+            default_leverage: 5,
+            close_retention_secs: 3600,
+        };
+        let s = settle(&r, &book, false, &policy, Timestamp(1_000));
+        let pnl = s
+            .effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::RecordClose { close, .. } => Some(close.pnl),
+                _ => None,
+            })
+            .expect("a close record");
+        assert!(pnl < 0.0 && (pnl - -0.0750125).abs() < 1e-12, "{pnl}");
+    }
+
+    #[test]
+    fn a_fee_is_a_finite_non_negative_decimal_and_a_duplicate_field_is_refused() {
+        let bad = |fields: &[(&str, &str)]| {
+            let mut all = vec![
+                ("plan_id", "c1"),
+                ("symbol", "ETHUSDT"),
+                ("executed", "true"),
+                ("action", "OPEN_LONG"),
+                ("filled_qty", "1"),
+                ("avg_price", "1"),
+            ];
+            all.extend_from_slice(fields);
+            ExecutionResult::parse(&all).unwrap_err().to_string()
+        };
+        assert!(bad(&[("fee", "-0.1")]).contains("fee"));
+        assert!(bad(&[("fee", "NaN")]).contains("fee"));
+        assert!(bad(&[("realized_pnl", "inf")]).contains("realized_pnl"));
+        assert!(bad(&[("filled_qty", "5")]).contains("filled_qty"));
     }
 }

@@ -66,6 +66,7 @@ fn hold(rig: &Rig, symbol: &str, qty: f64) {
                 leverage: 5,
                 opened_at: Timestamp(wall_clock().millis() - 3_600_000),
                 entry_score: Some(70.0),
+                entry_fees: 0.0,
             },
         )
         .unwrap();
@@ -381,4 +382,51 @@ fn an_outcome_unknown_past_its_permit_holds_the_slot_until_the_reconciler_settle
         "with its entry score"
     );
     assert_eq!(rig.fake.orders_for("f-doubt"), 1, "never sent twice");
+}
+
+#[test]
+fn binances_commissions_turn_three_gross_wins_into_a_loss_streak() {
+    let mut rig = Rig::new();
+    rig.start_executor("executor", "ex-1", wall_clock);
+    for round in 0..3 {
+        // Bought at 2000, sold at 2000.5: +0.025 gross on 0.05, −0.1 in commissions.
+        rig.fake
+            .state
+            .lock()
+            .unwrap()
+            .prices
+            .insert("ETHUSDT".into(), 2_000.0);
+        let open = format!("fee-open-{round}");
+        rig.open(&open, "ETHUSDT", "0.05");
+        let r = result_of(&rig, &open);
+        assert_eq!(r["fee"], "0.05", "{r:?}");
+        rig.fake
+            .state
+            .lock()
+            .unwrap()
+            .prices
+            .insert("ETHUSDT".into(), 2_000.5);
+        let id = format!("fee-close-{round}");
+        close(&rig, &id, "ETHUSDT");
+        let r = result_of(&rig, &id);
+        let gross: f64 = r["realized_pnl"].parse().unwrap();
+        assert!((gross - 0.025).abs() < 1e-9, "a gross win: {r:?}");
+    }
+    let closes = rig.store().book(wall_clock()).unwrap().closes;
+    assert_eq!(closes.len(), 3);
+    for c in &closes {
+        // 0.025 − 0.0500125 − 0.05, by hand.
+        assert!((c.pnl - -0.0750125).abs() < 1e-9, "{c:?}");
+    }
+    rig.open("fee-open-4", "ETHUSDT", "0.05");
+    let id = PlanId::parse("fee-open-4").unwrap();
+    rig.wait("the fourth open's decision", |r| {
+        r.store().decision(&id).unwrap().is_some()
+    });
+    let d = rig.store().decision(&id).unwrap().unwrap();
+    assert_eq!(
+        d.reason.map(|r| r.code()),
+        Some("symbol_loss_streak"),
+        "{d:?}"
+    );
 }

@@ -837,6 +837,7 @@ fn the_reconciler_adopts_unknown_positions_and_releases_phantoms_on_redis() {
         leverage: 5,
         opened_at: now,
         entry_score: Some(70.0),
+        entry_fees: 0.0,
     };
     store
         .put_ledger_position(&sym("S01USDT"), &phantom)

@@ -96,6 +96,7 @@ pub fn compare(
                     },
                     opened_at: now,
                     entry_score: None,
+                    entry_fees: 0.0,
                 },
             )),
             Some(l)
@@ -244,6 +245,7 @@ mod tests {
             leverage: 5,
             opened_at: Timestamp(1),
             entry_score: Some(70.0),
+            entry_fees: 0.0,
         }
     }
 

@@ -326,6 +326,9 @@ impl MemoryStore {
             Effect::ReducePosition { symbol, qty } => {
                 if let Some(p) = book.positions.get_mut(symbol) {
                     *book.ledger_versions.entry(symbol.clone()).or_default() += 1;
+                    if p.qty > 0.0 {
+                        p.entry_fees *= ((p.qty - qty) / p.qty).max(0.0);
+                    }
                     p.qty -= qty;
                     if p.qty <= p.qty.abs().max(*qty) * 1e-9 {
                         book.positions.remove(symbol);

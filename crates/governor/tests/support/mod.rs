@@ -339,6 +339,7 @@ impl World {
             leverage,
             opened_at,
             entry_score,
+            entry_fees: 0.0,
         };
         self.inspect.put_position(&sym(s), &p);
     }

@@ -104,6 +104,11 @@ fn ledger_position(
         leverage: number("leverage")? as u32,
         opened_at: Timestamp(number("opened_at")? as i64),
         entry_score,
+        // Written by this governor's settlement; a ledger another service wrote has none.
+        entry_fees: match fields.iter().find(|(k, _)| k == "entry_fees") {
+            Some(_) => number("entry_fees")?,
+            None => 0.0,
+        },
     })
 }
 

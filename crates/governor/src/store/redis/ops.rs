@@ -177,6 +177,7 @@ pub fn op(e: &Effect, ctx: &OpContext<'_>) -> Value {
             "qty": fill.qty.to_string(), "price": fill.entry_price.to_string(),
             "leverage": fill.leverage.to_string(), "opened_at": fill.opened_at.millis().to_string(),
             "entry_score": fill.entry_score.map(|s| s.to_string()),
+            "entry_fees": fill.entry_fees.to_string(),
         }),
         Effect::ReleaseReservation { plan_id } => {
             json!({"op": "release_reservation", "plan_id": plan_id})

@@ -201,12 +201,14 @@ op.fill_open = function(o)
     local e = num(redis.call('HGET', key, 'entry_price'))
     local dq, p = num(o.qty), num(o.price)
     local q2 = q + dq
-    redis.call('HSET', key, 'position_amt', fmt(sign * q2), 'entry_price', fmt((e * q + p * dq) / q2))
+    local fees = num(redis.call('HGET', key, 'entry_fees')) + num(o.entry_fees)
+    redis.call('HSET', key, 'position_amt', fmt(sign * q2), 'entry_price', fmt((e * q + p * dq) / q2),
+      'entry_fees', fmt(fees))
   else
     if not side then slot_acquire(o.symbol, o.side) else redis.call('HSET', P .. 'governor:slots', o.symbol, o.side) end
     redis.call('DEL', key)
     local fields = {'HSET', key, 'position_amt', fmt(sign * num(o.qty)), 'entry_price', o.price, 'side', o.side,
-      'leverage', o.leverage, 'opened_at', o.opened_at, 'realized_pnl', '0'}
+      'leverage', o.leverage, 'opened_at', o.opened_at, 'realized_pnl', '0', 'entry_fees', o.entry_fees}
     if o.entry_score and o.entry_score ~= cjson.null then
       table.insert(fields, 'entry_score'); table.insert(fields, o.entry_score)
     end
@@ -239,7 +241,8 @@ op.reduce_position = function(o)
     slot_release(o.symbol)
   else
     local sign = (redis.call('HGET', key, 'side') == 'SHORT') and -1 or 1
-    redis.call('HSET', key, 'position_amt', fmt(sign * left))
+    local fees = num(redis.call('HGET', key, 'entry_fees'))
+    redis.call('HSET', key, 'position_amt', fmt(sign * left), 'entry_fees', fmt(fees * left / q))
   end
 end
 op.prune_opens = function(o)
