@@ -111,6 +111,10 @@ enum Command {
         /// Paper account capital in USDT (Redis mode).
         #[arg(long, default_value_t = 13_661.0)]
         capital: f64,
+        /// Where positions, equity and marks come from (Redis mode): `paper` (the ledger and
+        /// recorded prices) or `binance` (the real account, as `serve --exchange binance`).
+        #[arg(long, default_value = "paper")]
+        exchange: String,
         /// This process's name in the consumer group (default: heat-<pid>).
         #[arg(long)]
         name: Option<String>,
@@ -310,6 +314,27 @@ fn run_heat_embedded(
     })
 }
 
+/// The exchange named by `--exchange`: `paper`, or `binance` (on Redis only).
+fn exchange_choice(
+    cfg: &governor_core::Config,
+    name: &str,
+    on_redis: bool,
+) -> anyhow::Result<quantum_governor::service::ExchangeChoice> {
+    match (name, on_redis) {
+        ("paper", _) => Ok(quantum_governor::service::ExchangeChoice::Paper),
+        ("binance", true) => {
+            let env: Vec<(String, String)> = std::env::vars().collect();
+            Ok(quantum_governor::service::ExchangeChoice::Binance(
+                quantum_governor::service::binance_venue(cfg, &env)?,
+            ))
+        }
+        ("binance", false) => {
+            anyhow::bail!("--exchange binance needs --redis (embedded mode is paper only)")
+        }
+        (other, _) => anyhow::bail!("--exchange {other}: `paper` or `binance`"),
+    }
+}
+
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
@@ -329,19 +354,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 Ok(cfg) => cfg,
                 Err(code) => return Ok(code),
             };
-            let exchange = match (exchange.as_str(), &redis) {
-                ("paper", _) => quantum_governor::service::ExchangeChoice::Paper,
-                ("binance", Some(_)) => {
-                    let env: Vec<(String, String)> = std::env::vars().collect();
-                    quantum_governor::service::ExchangeChoice::Binance(
-                        quantum_governor::service::binance_venue(&cfg, &env)?,
-                    )
-                }
-                ("binance", None) => {
-                    anyhow::bail!("--exchange binance needs --redis (embedded mode is paper only)")
-                }
-                (other, _) => anyhow::bail!("--exchange {other}: `paper` or `binance`"),
-            };
+            let exchange = exchange_choice(&cfg, &exchange, redis.is_some())?;
             if with_executor && redis.is_none() {
                 anyhow::bail!(
                     "--with-executor needs --redis: the executor consumes the plan stream"
@@ -459,6 +472,7 @@ fn main() -> anyhow::Result<ExitCode> {
             config,
             data,
             capital,
+            exchange,
             name,
             reclaim_idle_ms,
             proposals,
@@ -480,7 +494,7 @@ fn main() -> anyhow::Result<ExitCode> {
                         reclaim_idle_ms,
                         http: None,
                         admin_token: None,
-                        exchange: quantum_governor::service::ExchangeChoice::Paper,
+                        exchange: exchange_choice(&cfg, &exchange, true)?,
                         with_executor: false,
                     };
                     quantum_governor::heat::redis::serve(&cfg, &opts)?;

@@ -406,3 +406,54 @@ fn the_embedded_heat_command_answers_every_line() {
     assert_eq!(log.matches("SHADOW-COMPARE").count(), 1, "{log}");
     assert_eq!(log.matches("HEAT_REJECTED").count(), 2, "{log}");
 }
+
+#[test]
+fn the_heat_process_on_binance_sees_the_real_accounts_8_7x_book_as_hot() {
+    use support::fake_binance::{FakeBinance, KEY, SECRET};
+    let mut rig = Rig::new(HeatMode::Shadow);
+    let fake = FakeBinance::start(None);
+    {
+        // The incident's book: 118,844 USDT of notional on 13,661 of equity (8.7x).
+        let mut st = fake.state.lock().unwrap();
+        st.equity = Some(13_661.0);
+        for (s, qty, mark) in [
+            ("BTCUSDT", 1.0, 60_000.0),
+            ("ETHUSDT", 15.0, 3_000.0),
+            ("SOLUSDT", 100.0, 138.44),
+        ] {
+            st.positions.insert(s.to_owned(), (qty, mark));
+        }
+    }
+    for s in ["BTCUSDT", "ETHUSDT", "SOLUSDT"] {
+        rig.cmd(&["HSET", &format!("quantum:marketstate:{s}"), "sigma", "0.04"]);
+    }
+    let mut child = bin()
+        .args(["heat", "--redis", &rig.url, "--exchange", "binance"])
+        .env("GOV_BINANCE_BASE_URL", &fake.url)
+        .env("BINANCE_TESTNET_API_KEY", KEY)
+        .env("BINANCE_TESTNET_API_SECRET", SECRET)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    rig.propose(&[
+        ("plan_id", "hot-1"),
+        ("symbol", "BTCUSDT"),
+        ("harvest_action", "FULL_CLOSE_PROPOSED"),
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while rig.stream("stream:harvest.calibrated").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no calibrated entry");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+    // heat = 1 − exp(−8 × 118,844 × 0.04 / 13,661) = 1 − exp(−2.78400) = 0.93820, by hand.
+    assert!(
+        log.contains("SHADOW-COMPARE plan=hot-1 proposal=FULL_CLOSE_PROPOSED calibrated=PARTIAL_50 heat=0.9382 bucket=HOT"),
+        "{log}"
+    );
+    assert!(log.contains("exchange=binance"), "{log}");
+    assert!(fake.hits("GET /fapi/v2/positionRisk") >= 1);
+    assert!(!log.contains(KEY) && !log.contains(SECRET));
+}

@@ -236,7 +236,7 @@ pub fn stats(store: &RedisStore) -> Result<BTreeMap<String, u64>, StoreError> {
 /// Runs the heat gate as its own process on Redis (`quantum-governor heat --redis URL`), with
 /// the paper account and recorded market of `opts` as its view of positions and ATR.
 pub fn serve(cfg: &Config, opts: &crate::service::ServeOptions) -> anyhow::Result<()> {
-    use crate::service::{paper_market::PaperMarket, wall_clock, workers::Health};
+    use crate::service::{wall_clock, workers::Health};
     let cfg = Arc::new(cfg.clone());
     let admin = Arc::new(RedisStore::open(
         &opts.redis_url,
@@ -244,13 +244,7 @@ pub fn serve(cfg: &Config, opts: &crate::service::ServeOptions) -> anyhow::Resul
         cfg.block_ttl_secs,
         &format!("{}/admin", opts.name),
     )?);
-    let inputs: Arc<dyn InputsSource> = Arc::new(PaperMarket::load(
-        &opts.data_dir,
-        wall_clock(),
-        opts.capital,
-        admin,
-        cfg.correlation.window as usize,
-    )?);
+    let (inputs, _) = crate::service::account_and_market(&cfg, opts, admin)?;
     logfmt::line(
         "HEAT_GATE_STARTED",
         &[
@@ -264,6 +258,14 @@ pub fn serve(cfg: &Config, opts: &crate::service::ServeOptions) -> anyhow::Resul
                 .to_owned(),
             ),
             ("prefix", cfg.key_prefix.clone()),
+            (
+                "exchange",
+                match opts.exchange {
+                    crate::service::ExchangeChoice::Paper => "paper",
+                    crate::service::ExchangeChoice::Binance(_) => "binance",
+                }
+                .to_owned(),
+            ),
         ],
     );
     let mut health = Health::default();

@@ -147,6 +147,33 @@ fn binance_inputs(
     ))
 }
 
+/// Where the account (positions, equity, marks) and the market come from for every service on
+/// Redis — the governor, the heat gate — so that each sees the same account: the paper market
+/// on the wall clock (its account the ledger mirror, returned too for the paper executor), or
+/// Binance's own account and klines.
+pub fn account_and_market(
+    cfg: &governor_core::Config,
+    opts: &ServeOptions,
+    store: std::sync::Arc<crate::store::redis::RedisStore>,
+) -> anyhow::Result<(
+    std::sync::Arc<dyn InputsSource>,
+    Option<std::sync::Arc<paper_market::PaperMarket>>,
+)> {
+    Ok(match &opts.exchange {
+        ExchangeChoice::Paper => {
+            let market = std::sync::Arc::new(paper_market::PaperMarket::load(
+                &opts.data_dir,
+                wall_clock(),
+                opts.capital,
+                store,
+                cfg.correlation.window as usize,
+            )?);
+            (market.clone(), Some(market))
+        }
+        ExchangeChoice::Binance(venue) => (binance_inputs(cfg, venue, store), None),
+    })
+}
+
 /// Runs the governor without a server: the embedded store, the paper market on the wall
 /// clock, plans over HTTP (`POST /v1/plans`), the sweeper and drawdown monitor every second.
 /// The policy universe is the recording's symbols.
@@ -217,22 +244,7 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
         )?))
     };
     let admin = open("admin")?;
-    let window = cfg.correlation.window as usize;
-    let mut paper = None;
-    let inputs: Arc<dyn InputsSource> = match &opts.exchange {
-        ExchangeChoice::Paper => {
-            let market = Arc::new(paper_market::PaperMarket::load(
-                &opts.data_dir,
-                wall_clock(),
-                opts.capital,
-                admin.clone(),
-                window,
-            )?);
-            paper = Some(market.clone());
-            market
-        }
-        ExchangeChoice::Binance(venue) => binance_inputs(&cfg, venue, admin.clone()),
-    };
+    let (inputs, paper) = account_and_market(&cfg, opts, admin.clone())?;
     let mut health = workers::Health::default();
     loop {
         let toml = cfg.to_toml();
