@@ -147,6 +147,12 @@ fn binance_inputs(
     ))
 }
 
+/// The inputs every decision reads, and the paper market behind them in paper mode.
+pub type AccountAndMarket = (
+    std::sync::Arc<dyn InputsSource>,
+    Option<std::sync::Arc<paper_market::PaperMarket>>,
+);
+
 /// Where the account (positions, equity, marks) and the market come from for every service on
 /// Redis — the governor, the heat gate — so that each sees the same account: the paper market
 /// on the wall clock (its account the ledger mirror, returned too for the paper executor), or
@@ -155,10 +161,7 @@ pub fn account_and_market(
     cfg: &governor_core::Config,
     opts: &ServeOptions,
     store: std::sync::Arc<crate::store::redis::RedisStore>,
-) -> anyhow::Result<(
-    std::sync::Arc<dyn InputsSource>,
-    Option<std::sync::Arc<paper_market::PaperMarket>>,
-)> {
+) -> anyhow::Result<AccountAndMarket> {
     Ok(match &opts.exchange {
         ExchangeChoice::Paper => {
             let market = std::sync::Arc::new(paper_market::PaperMarket::load(
