@@ -13,6 +13,58 @@ pub(crate) struct Fields<'a> {
     pub(crate) errors: Vec<FieldError>,
 }
 
+/// The contract field that `name` is a near miss of, if any: the same once case, `_` and `-`
+/// are ignored (`Qty`, `reduce_only`, `killScore`), or a small edit away (one edit for names of
+/// 5 to 7 characters, two from 8: `levarage`). Unknown fields are allowed — producers add their
+/// own — but one this close to a contract field is far more likely a typo that would silently
+/// leave a default in force, the old system's worst incident.
+pub fn near_miss<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
+    if known.contains(&name) {
+        return None;
+    }
+    let fold = |s: &str| -> String {
+        s.chars()
+            .filter(|c| !matches!(c, '_' | '-'))
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let folded = fold(name);
+    known.iter().copied().find(|k| {
+        let target = fold(k);
+        let allowed = match target.chars().count() {
+            0..=4 => 0,
+            5..=7 => 1,
+            _ => 2,
+        };
+        folded == target || edit_distance(&folded, &target) <= allowed
+    })
+}
+
+/// Edit distance counting insertions, deletions, substitutions and swaps of neighbours.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
 /// Long values are shortened in error messages so that a flood of junk stays readable.
 fn shorten(value: &str) -> String {
     const KEEP: usize = 80;
@@ -57,6 +109,22 @@ impl<'a> Fields<'a> {
             }
         }
         Ok(f)
+    }
+
+    /// Refuses every field that is a near miss of one of `known` ([`near_miss`]).
+    pub(crate) fn refuse_near_misses(&mut self, known: &[&str]) {
+        let misses: Vec<(&'a str, &'a str, &str)> = self
+            .map
+            .iter()
+            .filter_map(|(name, value)| Some((*name, *value, near_miss(name, known)?)))
+            .collect();
+        for (name, value, meant) in misses {
+            self.fail(
+                name,
+                Some(value),
+                format!("unknown field `{name}` (did you mean `{meant}`?)"),
+            );
+        }
     }
 
     /// Records a problem with `field`.
@@ -120,5 +188,44 @@ impl<'a> Fields<'a> {
                 Err(format!("must be {range}"))
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::near_miss;
+
+    const PLAN: &[&str] = &[
+        "qty",
+        "leverage",
+        "reduceOnly",
+        "kill_score",
+        "side",
+        "price",
+        "mark_price",
+    ];
+
+    #[test]
+    fn near_misses_of_contract_fields_are_named() {
+        // (field sent, the contract field it misses), worked by hand.
+        let cases = [
+            ("levarage", Some("leverage")), // one substitution, 8 letters: ≤ 2 allowed
+            ("leveraeg", Some("leverage")), // a swap of neighbours
+            ("Qty", Some("qty")),           // case only
+            ("QTY", Some("qty")),
+            ("reduce_only", Some("reduceOnly")), // `_` and case
+            ("reduce-only", Some("reduceOnly")),
+            ("killScore", Some("kill_score")),
+            ("markPrice", Some("mark_price")),
+            ("prices", Some("price")), // one insertion, 5 letters: ≤ 1 allowed
+            ("prrices", None),         // two edits from a 5-letter name
+            ("qtx", None),             // 3 letters: case and separators only
+            ("size", None),            // 4 letters: case and separators only
+            ("strategy_id", None),     // a producer's own field
+            ("leverage", None),        // the field itself
+        ];
+        for (sent, meant) in cases {
+            assert_eq!(near_miss(sent, PLAN), meant, "{sent}");
+        }
     }
 }

@@ -213,16 +213,50 @@ const KNOWN_FIELDS: &[&str] = &[
     "new_plan_id",
 ];
 
-/// Parses a decimal strictly: plain digits with an optional sign, point and exponent. Rejects
-/// what Rust or Lua would otherwise accept as a number (`NaN`, `inf`, `0x10`, `" 5 "`, `1e400`).
+/// Whether `raw` is written in the contract's number grammar (`docs/wire-contract.md`):
+/// `[-]digits[.digits][(e|E)[+|-]digits]` for a decimal, `[-]digits` when `integer`. No leading
+/// `+`, no bare `.5` or `5.`, no spaces, no hex, no `NaN`/`inf` — one spelling of each number,
+/// the same on the stream, over HTTP, in results, files and Binance's answers.
+fn number_shape(raw: &str, integer: bool) -> bool {
+    let b = raw.as_bytes();
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i > start
+    };
+    if !digits(&mut i) {
+        return false;
+    }
+    if integer {
+        return i == b.len();
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+/// Parses a decimal in the contract's grammar ([`number_shape`]), finite only: rejects what
+/// Rust or Lua would otherwise accept as a number (`NaN`, `inf`, `0x10`, `" 5 "`, `+5`, `.5`,
+/// `1e400`).
 pub fn parse_decimal(raw: &str) -> Result<f64, String> {
-    let plain = !raw.is_empty()
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
-        && raw.bytes().any(|b| b.is_ascii_digit());
-    if !plain {
-        return Err("must be a plain decimal number".to_owned());
+    if !number_shape(raw, false) {
+        return Err("must be a plain decimal number ([-]digits[.digits][e[±]digits])".to_owned());
     }
     let value: f64 = raw
         .parse()
@@ -231,6 +265,15 @@ pub fn parse_decimal(raw: &str) -> Result<f64, String> {
         return Err("must be finite".to_owned());
     }
     Ok(value)
+}
+
+/// Parses a whole number in the contract's grammar (`[-]digits`: no `+`, no point, no
+/// exponent), within `i64`.
+pub fn parse_integer(raw: &str) -> Result<i64, String> {
+    if !number_shape(raw, true) {
+        return Err("must be a whole number ([-]digits)".to_owned());
+    }
+    raw.parse().map_err(|_| "is out of range".to_owned())
 }
 
 /// Parses `true`/`false` exactly.
@@ -306,8 +349,8 @@ impl Plan {
         let price = f.number("price", |v| v > 0.0, "a decimal > 0");
         let leverage = {
             let raw = f.get("leverage");
-            f.typed("leverage", raw, |r| match r.parse::<u32>() {
-                Ok(v) if (1..=125).contains(&v) => Ok(v),
+            f.typed("leverage", raw, |r| match parse_integer(r) {
+                Ok(v) if (1..=125).contains(&v) => Ok(v as u32),
                 _ => Err("must be an integer from 1 to 125".to_owned()),
             })
         };
@@ -330,8 +373,10 @@ impl Plan {
         let snapshot_position_count = {
             let raw = f.get("snapshot_position_count");
             f.typed("snapshot_position_count", raw, |r| {
-                r.parse::<u32>()
-                    .map_err(|_| "must be an integer >= 0".to_owned())
+                parse_integer(r)
+                    .ok()
+                    .and_then(|v| u32::try_from(v).ok())
+                    .ok_or_else(|| "must be an integer >= 0".to_owned())
             })
         };
         let snapshot_exposure_pct =
@@ -342,6 +387,7 @@ impl Plan {
             check_action_fields(&mut f, action, qty, reduce_only, rotation.is_some());
         }
 
+        f.refuse_near_misses(KNOWN_FIELDS);
         let extra = f
             .map
             .iter()
@@ -534,6 +580,72 @@ mod tests {
         let rejection = result.expect_err("must be rejected");
         assert_eq!(rejection.errors.len(), 1, "{rejection}");
         rejection.errors[0].clone()
+    }
+
+    #[test]
+    fn one_number_grammar_for_decimals_and_integers() {
+        // (text, decimal?, integer?), by the grammar written in docs/wire-contract.md.
+        let cases = [
+            ("5", true, true),
+            ("-5", true, true),
+            ("0.5", true, false),
+            ("5e3", true, false),
+            ("5E-3", true, false),
+            ("1.25e+2", true, false),
+            ("+5", false, false),
+            (".5", false, false),
+            ("5.", false, false),
+            ("5e", false, false),
+            (" 5 ", false, false),
+            ("0x10", false, false),
+            ("NaN", false, false),
+            ("inf", false, false),
+            ("1e400", false, false), // the shape is fine; it is not finite
+            ("", false, false),
+            ("-", false, false),
+            ("5..0", false, false),
+            ("٣", false, false), // a digit, but not an ASCII one
+        ];
+        for (raw, decimal, integer) in cases {
+            assert_eq!(parse_decimal(raw).is_ok(), decimal, "decimal {raw:?}");
+            assert_eq!(parse_integer(raw).is_ok(), integer, "integer {raw:?}");
+        }
+        assert_eq!(
+            parse_integer("99999999999999999999"),
+            Err("is out of range".to_owned())
+        );
+    }
+
+    #[test]
+    fn leverage_follows_the_same_grammar_as_every_number() {
+        for raw in ["+5", "5.", "5.0", " 5", "05e0"] {
+            let e = only_error(Plan::parse(&with(base_open(), "leverage", raw)));
+            assert_eq!(e.field, "leverage", "{raw}");
+        }
+        let plan = Plan::parse(&with(base_open(), "leverage", "20")).unwrap();
+        assert_eq!(plan.leverage, Some(20));
+    }
+
+    #[test]
+    fn a_near_miss_of_a_contract_field_is_refused_and_an_unknown_field_is_kept() {
+        for (typo, meant) in [
+            ("levarage", "leverage"),
+            ("Qty", "qty"),
+            ("reduce_only", "reduceOnly"),
+            ("killScore", "kill_score"),
+        ] {
+            let e = only_error(Plan::parse(&with(base_open(), typo, "1")));
+            assert_eq!(e.field, typo);
+            assert_eq!(
+                e.problem,
+                format!("unknown field `{typo}` (did you mean `{meant}`?)")
+            );
+        }
+        let plan = Plan::parse(&with(base_open(), "strategy_id", "s-7")).unwrap();
+        assert_eq!(
+            plan.extra.get("strategy_id").map(String::as_str),
+            Some("s-7")
+        );
     }
 
     #[test]

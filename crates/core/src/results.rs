@@ -11,6 +11,22 @@ use crate::types::{PlanId, Symbol};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// The fields a result may carry (others are ignored, near misses of these refused).
+const RESULT_FIELDS: &[&str] = &[
+    "plan_id",
+    "symbol",
+    "executed",
+    "reduceOnly",
+    "action",
+    "filled_qty",
+    "avg_price",
+    "error",
+    "ts",
+    "fee",
+    "realized_pnl",
+    "resolved_by",
+];
+
 /// A parsed execution result (CONTRACT.md, `apply.result`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ExecutionResult {
@@ -51,6 +67,13 @@ impl ExecutionResult {
                     field: k.as_ref().to_owned(),
                     value: Some(v.as_ref().to_owned()),
                     problem: "appears more than once".to_owned(),
+                });
+            }
+            if let Some(meant) = crate::fields::near_miss(k.as_ref(), RESULT_FIELDS) {
+                errors.push(FieldError {
+                    field: k.as_ref().to_owned(),
+                    value: Some(v.as_ref().to_owned()),
+                    problem: format!("unknown field `{}` (did you mean `{meant}`?)", k.as_ref()),
                 });
             }
         }

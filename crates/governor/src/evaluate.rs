@@ -1,6 +1,7 @@
 //! `quantum-governor evaluate PLAN.json [--state STATE.json]`: one decision and its trace as
 //! JSON, without committing anything — the operator's "what would it say, and why?".
 
+use crate::json_fields::{object_fields, Scalars};
 use crate::state_file;
 use crate::store::memory::MemoryStore;
 use anyhow::Context;
@@ -14,33 +15,8 @@ use std::path::Path;
 pub fn read_plan_fields(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let value: Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    plan_fields(value).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-}
-
-/// A JSON plan as stream fields: an object whose values are strings, numbers or booleans
-/// (turned into their text). Anything else is an error naming the field (the plan file of
-/// `evaluate` and the body of `POST /v1/plans`).
-pub fn plan_fields(value: Value) -> Result<Vec<(String, String)>, String> {
-    let Value::Object(map) = value else {
-        return Err("a plan is a JSON object of field names to values".to_owned());
-    };
-    map.into_iter()
-        .map(|(k, v)| {
-            let text = match v {
-                Value::String(s) => s,
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
-                other => {
-                    return Err(format!(
-                        "field `{k}` = {other}: values are strings, numbers or booleans"
-                    ))
-                }
-            };
-            Ok((k, text))
-        })
-        .collect()
+    object_fields(&text, Scalars::TextNumbersBooleans)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// Decides the plan against the state and returns the decision as JSON.

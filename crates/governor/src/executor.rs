@@ -138,7 +138,7 @@ impl<E: Exchange> Executor<E> {
     }
 
     fn handle(&mut self, entry: &Entry) -> Result<Outcome, StoreError> {
-        let Ok(plan) = Plan::parse(&entry.fields) else {
+        let Ok(plan) = entry.checked().and_then(Plan::parse) else {
             return Ok(Outcome::NotExecutable); // the governor dead-letters it
         };
         if !plan.execute || !(plan.action.is_open() || plan.action.is_close()) {

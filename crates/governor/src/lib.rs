@@ -14,6 +14,7 @@ pub mod explain;
 pub mod governor;
 pub mod heat;
 pub mod journal;
+pub mod json_fields;
 pub mod logfmt;
 pub mod market_data;
 pub mod metrics;

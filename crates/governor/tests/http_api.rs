@@ -441,3 +441,61 @@ async fn bad_requests_get_clear_4xx_answers_never_a_500() {
     }
     assert!(seen > 150, "{seen} bad requests");
 }
+
+#[tokio::test]
+async fn a_duplicated_key_or_a_near_miss_in_the_body_is_refused_naming_it() {
+    let w = world();
+    let app = app(&w, None, true);
+    let qty = (100.0 / w.mark("ETHUSDT")).to_string();
+    let head =
+        r#"{"plan_id":"dup-1","symbol":"ETHUSDT","decision":"EXECUTE","action":"OPEN_LONG","#;
+    let post = |body: String| {
+        let app = app.clone();
+        async move {
+            let (status, text) = call(
+                &app,
+                Method::POST,
+                "/v1/plans",
+                &[("content-type", "application/json")],
+                &body,
+            )
+            .await;
+            (status, text)
+        }
+    };
+    // The last of two `qty` keys must not win: refused, naming qty.
+    let (status, text) = post(format!(r#"{head}"qty":"{qty}","qty":"5"}}"#)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    assert!(
+        text.contains("`qty`") && text.contains("more than once"),
+        "{text}"
+    );
+    // A close, then an open, in one body: refused, never an open.
+    let body = format!(
+        r#"{{"plan_id":"dup-2","symbol":"ETHUSDT","decision":"EXECUTE","action":"FULL_CLOSE_PROPOSED","action":"OPEN_LONG","qty":"{qty}"}}"#
+    );
+    let (status, text) = post(body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    assert!(text.contains("`action`"), "{text}");
+    // A typo of leverage is an error, not leverage 5.
+    let (status, text) = post(format!(r#"{head}"qty":"{qty}","levarage":"20"}}"#)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    assert!(text.contains("did you mean `leverage`?"), "{text}");
+    // Bytes that are not UTF-8: a clear 400.
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/plans")
+        .header("content-type", "application/json")
+        .body(Body::from(b"{\"plan_id\":\"x\xff\"}".to_vec()))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    // The same plan without the duplicate is decided: the refusals above were the keys'.
+    let (status, text) = post(format!(r#"{head}"qty":"{qty}"}}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(
+        w.state().decisions.len(),
+        1,
+        "only the clean plan was decided"
+    );
+}

@@ -703,10 +703,9 @@ fn env_value(kind: EnvKind, raw: &str) -> Result<toml::Value, String> {
             "false" | "0" => Ok(toml::Value::Boolean(false)),
             _ => Err("true, false, 1 or 0".to_owned()),
         },
-        EnvKind::Int => raw
-            .parse::<i64>()
+        EnvKind::Int => crate::plan::parse_integer(raw)
             .map(toml::Value::Integer)
-            .map_err(|_| "a whole number".to_owned()),
+            .map_err(|e| format!("a whole number ({e})")),
         EnvKind::Float => crate::plan::parse_decimal(raw)
             .map(toml::Value::Float)
             .map_err(|e| format!("a number ({e})")),

@@ -151,6 +151,16 @@ impl HarvestProposal {
         let kill_score = f.number("kill_score", |v| (0.0..=1.0).contains(&v), "from 0 to 1");
         let new_sl_proposed = f.number("new_sl_proposed", |v| v > 0.0, "a decimal > 0");
         let r_net = f.number("R_net", |_| true, "a finite decimal");
+        f.refuse_near_misses(&[
+            "plan_id",
+            "symbol",
+            "harvest_action",
+            "action",
+            "kill_score",
+            "new_sl_proposed",
+            "R_net",
+            "reason_codes",
+        ]);
         if !f.errors.is_empty() {
             return Err(PlanRejection { errors: f.errors });
         }

@@ -25,21 +25,6 @@ pub struct EmbeddedCounts {
 }
 
 /// A line's fields, in order, or why they are not stream fields.
-fn line_fields(line: &str) -> Result<Vec<(String, String)>, String> {
-    let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-    let Value::Object(map) = value else {
-        return Err("not a JSON object of stream fields".to_owned());
-    };
-    map.into_iter()
-        .map(|(k, v)| match v {
-            Value::String(s) => Ok((k, s)),
-            other => Err(format!(
-                "field `{k}` = {other}: stream fields are strings (quote the value)"
-            )),
-        })
-        .collect()
-}
-
 fn object(fields: &[(String, String)]) -> Value {
     Value::Object(
         fields
@@ -72,13 +57,15 @@ pub fn run(
             continue;
         }
         let id = format!("line-{}", n + 1);
-        let (fields, parsed) = match line_fields(&line) {
-            Ok(fields) => {
-                let parsed = HarvestProposal::parse(&fields).map_err(|e| e.describe("proposal"));
-                (fields, parsed)
-            }
-            Err(e) => (vec![("line".to_owned(), line.clone())], Err(e)),
-        };
+        let (fields, parsed) =
+            match crate::json_fields::object_fields(&line, crate::json_fields::Scalars::TextOnly) {
+                Ok(fields) => {
+                    let parsed =
+                        HarvestProposal::parse(&fields).map_err(|e| e.describe("proposal"));
+                    (fields, parsed)
+                }
+                Err(e) => (vec![("line".to_owned(), line.clone())], Err(e)),
+            };
         match parsed {
             Ok(p) => {
                 let c = calibrate(p.action, &input, &cfg.heat);

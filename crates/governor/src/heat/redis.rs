@@ -213,7 +213,7 @@ impl HeatWorker {
             block_ms,
         )?;
         for entry in &batch {
-            match HarvestProposal::parse(&entry.fields) {
+            match entry.checked().and_then(HarvestProposal::parse) {
                 Ok(p) => self.calibrate_one(entry, &p, now).map(drop)?,
                 Err(rejection) => self.reject(entry, rejection.describe("proposal"), now)?,
             }

@@ -241,9 +241,12 @@ pub async fn decision(State(s): State<AppState>, Path(id): Path<String>) -> ApiR
 }
 
 /// `POST /v1/plans` (embedded mode): a JSON object of plan fields, answered with its decision.
+/// The body is read with its duplicate keys kept, so that the plan parser refuses them (a JSON
+/// map would keep the last one silently).
 pub async fn post_plan(
     State(s): State<AppState>,
-    body: Result<Json<Value>, JsonRejection>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> ApiResult {
     if !s.accepts_plans {
         return Err(ApiError::new(
@@ -251,8 +254,23 @@ pub async fn post_plan(
             "this governor runs on Redis: publish plans on stream:apply.plan",
         ));
     }
-    let Json(value) = body.map_err(|e| ApiError::bad(format!("body: {}", e.body_text())))?;
-    let fields = crate::evaluate::plan_fields(value).map_err(ApiError::bad)?;
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .is_some_and(|m| m == "application/json" || m.ends_with("+json"));
+    if !json_body {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "body: expected `Content-Type: application/json`",
+        ));
+    }
+    let text = std::str::from_utf8(&body)
+        .map_err(|e| ApiError::bad(format!("body: not valid UTF-8: {e}")))?;
+    let fields =
+        crate::json_fields::object_fields(text, crate::json_fields::Scalars::TextNumbersBooleans)
+            .map_err(|e| ApiError::bad(format!("body: {e}")))?;
     let submission = blocking(move || {
         let started = std::time::Instant::now();
         let now = (s.clock)();

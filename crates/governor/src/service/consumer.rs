@@ -1,9 +1,12 @@
 //! A consumer in a Redis Streams consumer group: read new entries, reclaim the ones a dead
 //! consumer left pending, dead-letter the ones delivered too often, acknowledge what was
 //! handled. Fields are kept in order and with duplicates, as they were written (the strict
-//! parser must see a duplicated field to refuse it).
+//! parser must see a duplicated field to refuse it). Field names and values arrive as bytes:
+//! one that is not valid UTF-8 is never dropped — it is kept escaped (`\xff`) and makes the
+//! entry a schema error naming the field ([`Entry::checked`]).
 
 use crate::store::StoreError;
+use governor_core::plan::{FieldError, PlanRejection};
 use redis::Value;
 
 /// One stream entry.
@@ -11,8 +14,45 @@ use redis::Value;
 pub struct Entry {
     /// Its stream id.
     pub id: String,
-    /// Its fields, in order.
+    /// Its fields, in order; bytes that are not UTF-8 escaped as `\xNN` (for the dead letter).
     pub fields: Vec<(String, String)>,
+    /// The fields whose name or value was not valid UTF-8.
+    pub undecodable: Vec<FieldError>,
+}
+
+impl Entry {
+    /// The fields, if every name and value was valid UTF-8; else the schema error naming each
+    /// field that was not. Every parser of stream entries goes through this.
+    pub fn checked(&self) -> Result<&[(String, String)], PlanRejection> {
+        if self.undecodable.is_empty() {
+            Ok(&self.fields)
+        } else {
+            Err(PlanRejection {
+                errors: self.undecodable.clone(),
+            })
+        }
+    }
+}
+
+/// `bytes` as text, each byte that is not part of valid UTF-8 written `\xNN`.
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// The bytes of a bulk string (or a simple string) reply.
+fn bytes(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
 }
 
 /// What reclaiming found.
@@ -51,14 +91,34 @@ fn text(v: &Value) -> Option<String> {
 fn entry(v: &Value) -> Option<Entry> {
     let Value::Array(parts) = v else { return None };
     let id = text(parts.first()?)?;
-    let fields = match parts.get(1)? {
-        Value::Array(kv) => kv
-            .chunks(2)
-            .filter_map(|c| Some((text(c.first()?)?, text(c.get(1)?)?)))
-            .collect(),
-        _ => return None, // a deleted entry (XCLAIM/XAUTOCLAIM of a trimmed id)
+    let Value::Array(kv) = parts.get(1)? else {
+        return None; // a deleted entry (XCLAIM/XAUTOCLAIM of a trimmed id)
     };
-    Some(Entry { id, fields })
+    let mut fields = Vec::with_capacity(kv.len() / 2);
+    let mut undecodable = Vec::new();
+    for pair in kv.chunks(2) {
+        let name = pair.first().and_then(bytes).unwrap_or_default();
+        let value = pair.get(1).and_then(bytes).unwrap_or_default();
+        let (name_text, value_text) = (escape_bytes(name), escape_bytes(value));
+        let problem = match (std::str::from_utf8(name), std::str::from_utf8(value)) {
+            (Err(_), _) => Some("the field name is not valid UTF-8"),
+            (_, Err(_)) => Some("the value is not valid UTF-8"),
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            undecodable.push(FieldError {
+                field: name_text.clone(),
+                value: Some(value_text.clone()),
+                problem: problem.to_owned(),
+            });
+        }
+        fields.push((name_text, value_text));
+    }
+    Some(Entry {
+        id,
+        fields,
+        undecodable,
+    })
 }
 
 fn entries(v: &Value) -> Vec<Entry> {

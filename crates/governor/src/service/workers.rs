@@ -210,25 +210,24 @@ impl PlanWorker {
         let mut plans = Vec::with_capacity(batch.len());
         let mut plan_entries = Vec::with_capacity(batch.len());
         for entry in batch {
-            match Plan::parse(&entry.fields) {
+            match entry.checked().and_then(Plan::parse) {
                 Ok(plan) => {
                     plans.push(plan);
                     plan_entries.push(entry);
                 }
-                Err(rejection) => match self.gov.submit(&entry.fields, &inputs, now) {
-                    Submission::Rejected(_) => {
-                        logfmt::line(
-                            "REJECTED",
-                            &[("id", entry.id.clone()), ("error", rejection.to_string())],
-                        );
-                        acks.push(entry.id);
-                    }
-                    Submission::StoreUnavailable(e) => {
+                Err(rejection) => {
+                    let error = rejection.to_string();
+                    if let Err(e) = self
+                        .gov
+                        .store()
+                        .dead_letter(&entry.fields, error.clone(), now)
+                    {
                         self.consumer.ack(&acks)?;
                         return Err(e);
                     }
-                    _ => unreachable!("a plan that fails to parse is rejected"),
-                },
+                    logfmt::line("REJECTED", &[("id", entry.id.clone()), ("error", error)]);
+                    acks.push(entry.id);
+                }
             }
         }
         let mut unavailable = None;
@@ -317,7 +316,16 @@ impl ResultWorker {
         let inputs = self.inputs.inputs(now);
         let mut acks = Vec::new();
         for entry in batch {
-            match self.gov.on_result(&entry.fields, &inputs, now) {
+            let outcome = match entry.checked() {
+                Ok(fields) => self.gov.on_result(fields, &inputs, now),
+                Err(rejection) => self
+                    .gov
+                    .store()
+                    .dead_letter(&entry.fields, rejection.describe("result"), now)
+                    .map_err(ResultError::Store)
+                    .and(Err(ResultError::Rejected(rejection))),
+            };
+            match outcome {
                 Ok(outcome) => {
                     logfmt::line(
                         "RESULT_APPLIED",
