@@ -138,6 +138,26 @@ pub struct OrderInDoubt {
     pub why: String,
 }
 
+/// A record in the store that could not be read (another service wrote a malformed ledger
+/// hash, a key that is not a symbol, a value that is not a number). It is quarantined, not
+/// contagious: only the decisions that need it fail closed — opens on its symbol, or every
+/// open when it has none (a record whose scope is unknown) — and it is reported by key and
+/// field until it is repaired.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorruptRecord {
+    /// The key, without the prefix (`position:ledger:ZZZUSDT`).
+    pub key: String,
+    /// The field that could not be read, when it is one field.
+    pub field: Option<String>,
+    /// Its value (shortened, bytes that are not UTF-8 escaped).
+    pub value: Option<String>,
+    /// What is wrong with it.
+    pub problem: String,
+    /// The symbol whose opens it blocks; `None`: every open.
+    pub symbol: Option<Symbol>,
+}
+
 /// One exit lock per symbol (`quantum:exit:lock:{symbol}`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -199,6 +219,8 @@ pub struct Book {
     /// A counter per symbol, raised by every change the governor makes to its ledger position:
     /// lets the reconciler prove that the position it compared with the exchange is unchanged.
     pub ledger_versions: BTreeMap<Symbol, u64>,
+    /// Records that could not be read, quarantined.
+    pub corrupt: Vec<CorruptRecord>,
 }
 
 impl Book {
@@ -256,6 +278,16 @@ impl Book {
         self.reservations.values().any(|r| &r.symbol == symbol)
             || self.live_exit_lock(symbol, now).is_some()
             || self.in_doubt.values().any(|o| &o.symbol == symbol)
+    }
+
+    /// The quarantined records that an open on `symbol` depends on.
+    pub fn corrupt_for<'a>(
+        &'a self,
+        symbol: &'a Symbol,
+    ) -> impl Iterator<Item = &'a CorruptRecord> + 'a {
+        self.corrupt
+            .iter()
+            .filter(move |c| c.symbol.as_ref().is_none_or(|s| s == symbol))
     }
 
     /// The version of `symbol`'s ledger position (0 before the governor ever changed it).

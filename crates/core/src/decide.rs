@@ -11,8 +11,8 @@ use crate::gates::portfolio::{HoldingKind, Portfolio};
 use crate::gates::slots::{RotationChoice, SlotBudget, SlotUse};
 use crate::gates::{
     cadence, capital, close, correlation, drawdown, drift, exchange_clock, funds, kill_score,
-    loss_streak, policy, portfolio, price_collar, slots, throttle, trading_state, Candidate, Ctx,
-    Refusal,
+    loss_streak, policy, portfolio, price_collar, slots, state_records, throttle, trading_state,
+    Candidate, Ctx, Refusal,
 };
 use crate::plan::{Action, ActionSource, CloseKind, Plan};
 use crate::reason::BlockReason;
@@ -357,6 +357,7 @@ fn open_path(
 ) -> Result<Answer, Refusal> {
     let plan = ctx.plan;
     let modes = &ctx.cfg.gates;
+    state_records::check(ctx, trace)?;
     let gk = &mut summary.gates;
     gk.run(
         modes.policy,

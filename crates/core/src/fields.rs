@@ -1,4 +1,4 @@
-//! Strict reading of stream fields, shared by the plan parser and the harvest-proposal parser:
+//! Strict reading of stream fields (and the escaping of bytes that are not UTF-8), shared by the plan parser and the harvest-proposal parser:
 //! duplicates, oversize entries and empty values are errors, every problem is collected with
 //! its field and value, nothing is defaulted.
 
@@ -11,6 +11,19 @@ pub(crate) struct Fields<'a> {
     pub(crate) map: BTreeMap<&'a str, &'a str>,
     /// Every problem so far, in the order found.
     pub(crate) errors: Vec<FieldError>,
+}
+
+/// `bytes` as text, each byte that is not part of valid UTF-8 written `\xNN`: how a field
+/// that is not UTF-8 is shown in an error and a dead letter (never dropped, never guessed).
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 /// The contract field that `name` is a near miss of, if any: the same once case, `_` and `-`

@@ -15,7 +15,7 @@ pub mod config;
 pub mod decide;
 pub mod effects;
 pub mod expiry;
-mod fields;
+pub mod fields;
 pub mod gates;
 pub mod heat;
 pub mod market;

@@ -43,11 +43,12 @@ pub enum BlockReason {
     SideSlotsFull,
     SubmitThrottle,
     ExchangeClockOffset,
+    StateRecordCorrupt,
 }
 
 impl BlockReason {
     /// Every reason, in the order of CONTRACT.md (for metrics and reports that list them all).
-    pub const ALL: [BlockReason; 31] = [
+    pub const ALL: [BlockReason; 32] = [
         BlockReason::KillSwitch,
         BlockReason::TradingStateReducing,
         BlockReason::ActiveSlotsNoPolicy,
@@ -79,6 +80,7 @@ impl BlockReason {
         BlockReason::SideSlotsFull,
         BlockReason::SubmitThrottle,
         BlockReason::ExchangeClockOffset,
+        BlockReason::StateRecordCorrupt,
     ];
 
     /// The stable wire code.
@@ -117,6 +119,7 @@ impl BlockReason {
             BlockReason::SideSlotsFull => "side_slots_full",
             BlockReason::SubmitThrottle => "submit_throttle",
             BlockReason::ExchangeClockOffset => "exchange_clock_offset",
+            BlockReason::StateRecordCorrupt => "state_record_corrupt",
         }
     }
 }

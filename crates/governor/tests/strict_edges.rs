@@ -149,3 +149,252 @@ fn every_undecodable_or_misspelt_field_is_refused_naming_it() {
     s.publish(&open("clean"));
     assert_eq!(s.verdict("clean").as_deref(), Some("allow"));
 }
+
+/// A ledger hash another service wrote badly, with three governors deciding.
+#[test]
+fn a_poisoned_ledger_record_holds_only_its_own_symbols_opens() {
+    use governor_core::book::LedgerPosition;
+    use governor_core::types::{Side, Symbol};
+    use quantum_governor::service::quarantine::QuarantineReporter;
+    let mut s = Stream::new();
+    support::set_universe(
+        &s.server.url(),
+        &["ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT"],
+    );
+    let store = s.store();
+    store
+        .put_ledger_position(
+            &Symbol::parse("BNBUSDT").unwrap(),
+            &LedgerPosition {
+                side: Side::Long,
+                qty: 0.1,
+                entry_price: 600.0,
+                leverage: 5,
+                opened_at: wall_clock(),
+                entry_score: None,
+                entry_fees: 0.0,
+            },
+        )
+        .unwrap();
+    let poison = |c: &mut redis::Connection, amt: &str| {
+        redis::cmd("HSET")
+            .arg("quantum:position:ledger:ETHUSDT")
+            .arg(&[
+                ("position_amt", amt),
+                ("entry_price", "2000"),
+                ("side", "LONG"),
+                ("leverage", "5"),
+                ("opened_at", "1"),
+                ("entry_score", ""),
+            ])
+            .query::<()>(c)
+            .unwrap();
+    };
+    poison(&mut s.conn, "abc");
+    let index = store.refresh_ledger_index().unwrap();
+    assert_eq!(
+        index.added, 1,
+        "the sweeper indexes what other services write"
+    );
+    let mut reporter = QuarantineReporter::default();
+    let book = store.book(wall_clock()).unwrap();
+    assert_eq!(book.corrupt.len(), 1, "{:?}", book.corrupt);
+    assert_eq!(book.corrupt[0].key, "position:ledger:ETHUSDT");
+    reporter
+        .report(&store, &book.corrupt, &[], wall_clock())
+        .unwrap();
+    // Three governors share the stream.
+    let workers: Vec<PlanWorker> = (0..2)
+        .map(|i| {
+            let market = Arc::new(
+                PaperMarket::load(
+                    &std::path::PathBuf::from(concat!(
+                        env!("CARGO_MANIFEST_DIR"),
+                        "/../../data/klines"
+                    )),
+                    wall_clock(),
+                    13_661.0,
+                    Arc::new(s.store()),
+                    100,
+                )
+                .unwrap(),
+            );
+            let mut cfg = Config::default();
+            cfg.correlation.max = 1.0;
+            PlanWorker::connect(
+                &s.server.url(),
+                Arc::new(cfg),
+                market,
+                &format!("g{i}"),
+                30_000,
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut all = workers;
+    all.push(s.worker);
+    let plans: Vec<Vec<(&[u8], &[u8])>> = vec![
+        vec![
+            (b"plan_id", b"eth-open"),
+            (b"symbol", b"ETHUSDT"),
+            (b"action", b"OPEN_LONG"),
+            (b"decision", b"EXECUTE"),
+            (b"qty", b"0.04"),
+        ],
+        vec![
+            (b"plan_id", b"sol-open"),
+            (b"symbol", b"SOLUSDT"),
+            (b"action", b"OPEN_LONG"),
+            (b"decision", b"EXECUTE"),
+            (b"qty", b"0.5"),
+        ],
+        vec![
+            (b"plan_id", b"bnb-close"),
+            (b"symbol", b"BNBUSDT"),
+            (b"action", b"FULL_CLOSE_PROPOSED"),
+            (b"decision", b"EXECUTE"),
+        ],
+        vec![
+            (b"plan_id", b"xrp-open"),
+            (b"symbol", b"XRPUSDT"),
+            (b"action", b"OPEN_LONG"),
+            (b"decision", b"EXECUTE"),
+            (b"qty", b"10"),
+        ],
+    ];
+    for p in &plans {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(STREAM).arg("*");
+        for (k, v) in p {
+            cmd.arg(*k).arg(*v);
+        }
+        cmd.query::<String>(&mut s.conn).unwrap();
+    }
+    let started = std::time::Instant::now();
+    let mut handled = 0;
+    while handled < plans.len() {
+        for w in all.iter_mut() {
+            handled += w
+                .step(5)
+                .expect("the store is reachable: no STORE_UNAVAILABLE")
+                .acked;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "only {handled} decided"
+        );
+    }
+    let verdict = |id: &str| {
+        let id = governor_core::types::PlanId::parse(id).unwrap();
+        store
+            .decision(&id)
+            .unwrap()
+            .map(|d| d.reason.map_or("allow".to_owned(), |r| r.code().to_owned()))
+    };
+    assert_eq!(verdict("eth-open").as_deref(), Some("state_record_corrupt"));
+    assert_eq!(verdict("sol-open").as_deref(), Some("allow"));
+    assert_eq!(
+        verdict("bnb-close").as_deref(),
+        Some("allow"),
+        "a healthy close is decided"
+    );
+    assert!(verdict("xrp-open").is_some(), "every other plan is decided");
+    let trace = store
+        .decision(&governor_core::types::PlanId::parse("eth-open").unwrap())
+        .unwrap()
+        .unwrap()
+        .trace;
+    assert!(
+        trace.contains("position:ledger:ETHUSDT") && trace.contains("position_amt"),
+        "{trace}"
+    );
+    let events = store.read_stream("stream:governor.events").unwrap();
+    let named = |name: &str| {
+        events.iter().any(|e| {
+            e.iter().any(|(k, v)| k == "event" && v == name)
+                && e.iter().any(|(k, v)| k == "field" && v == "position_amt")
+        })
+    };
+    assert!(named("STATE_RECORD_CORRUPT"), "{events:?}");
+
+    // Repaired: the record reads, ETHUSDT is decided on its merits again.
+    poison(&mut s.conn, "0.04");
+    redis::cmd("HDEL")
+        .arg("quantum:position:ledger:ETHUSDT")
+        .arg("entry_score")
+        .query::<()>(&mut s.conn)
+        .unwrap();
+    let book = store.book(wall_clock()).unwrap();
+    assert!(book.corrupt.is_empty(), "{:?}", book.corrupt);
+    reporter
+        .report(&store, &book.corrupt, &[], wall_clock())
+        .unwrap();
+    let events = store.read_stream("stream:governor.events").unwrap();
+    assert!(events.iter().any(|e| e
+        .iter()
+        .any(|(k, v)| k == "event" && v == "STATE_RECORD_REPAIRED")));
+    let mut again = all.pop().unwrap();
+    redis::cmd("XADD")
+        .arg(STREAM)
+        .arg("*")
+        .arg(&[
+            ("plan_id", "eth-open-2"),
+            ("symbol", "ETHUSDT"),
+            ("action", "OPEN_LONG"),
+            ("decision", "EXECUTE"),
+            ("qty", "0.01"),
+        ])
+        .query::<String>(&mut s.conn)
+        .unwrap();
+    while verdict("eth-open-2").is_none() {
+        again.step(5).unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    }
+    assert_ne!(
+        verdict("eth-open-2").as_deref(),
+        Some("state_record_corrupt")
+    );
+}
+
+#[test]
+fn a_ledger_key_that_is_not_utf8_or_not_a_symbol_is_reported_and_the_index_goes_on() {
+    let mut s = Stream::new();
+    for key in [
+        &b"quantum:position:ledger:BAD\xff"[..],
+        b"quantum:position:ledger:zzzusdt",
+        b"quantum:position:ledger:ETHUSDT",
+    ] {
+        redis::cmd("HSET")
+            .arg(key)
+            .arg(&[
+                ("position_amt", "1"),
+                ("entry_price", "2000"),
+                ("side", "LONG"),
+                ("leverage", "5"),
+                ("opened_at", "1"),
+            ])
+            .query::<()>(&mut s.conn)
+            .unwrap();
+    }
+    let store = s.store();
+    let index = store.refresh_ledger_index().unwrap();
+    assert_eq!(
+        index.added, 2,
+        "the valid key and the lower-case one are indexed"
+    );
+    assert_eq!(
+        index.unreadable,
+        vec!["quantum:position:ledger:BAD\\xff".to_owned()]
+    );
+    let book = store.book(wall_clock()).unwrap();
+    assert!(book
+        .positions
+        .contains_key(&governor_core::types::Symbol::parse("ETHUSDT").unwrap()));
+    assert_eq!(book.corrupt.len(), 1, "{:?}", book.corrupt);
+    assert_eq!(book.corrupt[0].key, "position:ledger:zzzusdt");
+    assert_eq!(
+        book.corrupt[0].symbol.as_ref().map(|s| s.as_str()),
+        Some("ZZZUSDT")
+    );
+    s.worker.step(5).unwrap();
+}

@@ -17,6 +17,7 @@ pub mod policy;
 pub mod portfolio;
 pub mod price_collar;
 pub mod slots;
+pub mod state_records;
 pub mod throttle;
 pub mod trading_state;
 

@@ -158,8 +158,16 @@ impl HeatWorker {
             .map(|x| x.positions.keys().cloned().collect())
             .unwrap_or_default();
         let sigma = self.marketstate_sigma(&held)?;
+        // A ledger record that cannot be read may be a position the book does not show: the
+        // heat of such a book is unknown, and the proposal passes on uncalibrated.
+        let book_whole = !self
+            .store
+            .book(now)?
+            .corrupt
+            .iter()
+            .any(|r| r.key.starts_with("position:ledger:"));
         let input = heat_input(
-            inputs.exchange.as_ref(),
+            inputs.exchange.as_ref().filter(|_| book_whole),
             &inputs.market,
             &sigma,
             now,

@@ -84,6 +84,8 @@ pub struct Stats {
     pub correlation: Vec<Vec<Option<f64>>>,
     /// Entries in the dead-letter stream.
     pub dead_letters: u64,
+    /// Store records that could not be read (quarantined: they hold the opens that need them).
+    pub corrupt_records: Vec<governor_core::book::CorruptRecord>,
 }
 
 /// Reads the store and the market at `now`.
@@ -192,6 +194,7 @@ pub fn read(
         positions: held.iter().map(|s| s.to_string()).collect(),
         correlation,
         dead_letters: store.dead_letter_count()?,
+        corrupt_records: snap.book.corrupt.clone(),
     })
 }
 
@@ -222,6 +225,11 @@ pub fn gauges(s: &Stats) -> Vec<Gauge> {
             "governor_dead_letters",
             "Entries in the dead-letter stream.",
             s.dead_letters as f64,
+        ),
+        Gauge::plain(
+            "governor_corrupt_records",
+            "Store records that could not be read, quarantined.",
+            s.corrupt_records.len() as f64,
         ),
     ];
     if let Some(d) = s.desired_slots {

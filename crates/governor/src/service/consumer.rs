@@ -6,6 +6,7 @@
 //! entry a schema error naming the field ([`Entry::checked`]).
 
 use crate::store::StoreError;
+use governor_core::fields::escape_bytes;
 use governor_core::plan::{FieldError, PlanRejection};
 use redis::Value;
 
@@ -32,18 +33,6 @@ impl Entry {
             })
         }
     }
-}
-
-/// `bytes` as text, each byte that is not part of valid UTF-8 written `\xNN`.
-pub fn escape_bytes(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        out.push_str(chunk.valid());
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
 }
 
 /// The bytes of a bulk string (or a simple string) reply.

@@ -10,6 +10,7 @@
 
 pub mod consumer;
 pub mod paper_market;
+pub mod quarantine;
 pub mod reconcile;
 pub mod workers;
 
@@ -314,12 +315,15 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
     let sweeper = open("sweeper")?;
     let monitor = Governor::new(cfg.clone(), sweeper.clone());
     let monitor_inputs = inputs.clone();
+    let mut reporter = quarantine::QuarantineReporter::default();
     handles.push(std::thread::spawn(move || {
         workers::run_forever("sweeper", std::time::Duration::from_secs(1), || {
             let now = wall_clock();
             crate::store::StateStore::expire(sweeper.as_ref(), now)?;
             monitor.observe(&monitor_inputs.inputs(now), now)?;
-            sweeper.refresh_ledger_index()
+            let index = sweeper.refresh_ledger_index()?;
+            let book = sweeper.book(now)?;
+            reporter.report(&sweeper, &book.corrupt, &index.unreadable, now)
         })
     }));
     if let Some(addr) = opts.http.clone() {

@@ -12,11 +12,13 @@ pub mod ops;
 use super::memory::{BlockRecord, DeadLetter, StoreState};
 use super::{StateStore, StoreError};
 use crate::governor::MarketInputs;
-use governor_core::book::{Book, ExitLock, LedgerPosition, Reservation, RotationLock};
+use governor_core::book::{
+    Book, CorruptRecord, ExitLock, LedgerPosition, Reservation, RotationLock,
+};
 use governor_core::decide::Decision;
 use governor_core::effects::{Effect, Guard, GuardFailed, Permit};
 use governor_core::expiry::expire;
-use governor_core::plan::parse_decimal;
+use governor_core::plan::{parse_decimal, parse_integer};
 use governor_core::results::{settle, ExecutionResult, SettlePolicy, Settlement};
 use governor_core::snapshot::{CapitalState, DecisionRecord, Policy, Snapshot};
 use governor_core::time::Timestamp;
@@ -69,47 +71,101 @@ fn text(v: &Value) -> Option<&str> {
     v.as_str()
 }
 
+/// A field of a record that could not be read: its name and value.
+type BadField = (String, Option<String>);
+
+/// Reads one ledger hash; the error names the field, its value and the problem.
 fn ledger_position(
-    symbol: &str,
     fields: &[(String, String)],
-) -> Result<LedgerPosition, StoreError> {
+) -> Result<LedgerPosition, (Option<BadField>, String)> {
     let get = |name: &str| {
         fields
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
-            .ok_or_else(|| err(format!("position:ledger:{symbol} has no `{name}`")))
+            .ok_or_else(|| (Some((name.to_owned(), None)), "is missing".to_owned()))
     };
+    let fail =
+        |name: &str, raw: &str, e: String| (Some((name.to_owned(), Some(raw.to_owned()))), e);
     let number = |name: &str| {
         let raw = get(name)?;
-        parse_decimal(raw)
-            .map_err(|e| err(format!("position:ledger:{symbol} `{name}` = {raw:?}: {e}")))
+        parse_decimal(raw).map_err(|e| fail(name, raw, e))
+    };
+    let integer = |name: &str| {
+        let raw = get(name)?;
+        parse_integer(raw).map_err(|e| fail(name, raw, e))
     };
     let side = match get("side")? {
         "LONG" => Side::Long,
         "SHORT" => Side::Short,
-        other => return Err(err(format!("position:ledger:{symbol} `side` = {other:?}"))),
+        other => return Err(fail("side", other, "must be LONG or SHORT".to_owned())),
     };
-    let entry_score = match fields.iter().find(|(k, _)| k == "entry_score") {
-        Some((_, v)) => Some(
-            parse_decimal(v)
-                .map_err(|e| err(format!("position:ledger:{symbol} entry_score: {e}")))?,
-        ),
-        None => None,
+    let optional = |name: &str| match fields.iter().find(|(k, _)| k == name) {
+        Some(_) => number(name).map(Some),
+        None => Ok(None),
     };
+    let leverage = integer("leverage")?;
+    let leverage = u32::try_from(leverage)
+        .ok()
+        .filter(|l| (1..=125).contains(l))
+        .ok_or_else(|| {
+            fail(
+                "leverage",
+                &leverage.to_string(),
+                "must be from 1 to 125".to_owned(),
+            )
+        })?;
     Ok(LedgerPosition {
         side,
         qty: number("position_amt")?.abs(),
         entry_price: number("entry_price")?,
-        leverage: number("leverage")? as u32,
-        opened_at: Timestamp(number("opened_at")? as i64),
-        entry_score,
+        leverage,
+        opened_at: Timestamp(integer("opened_at")?),
+        entry_score: optional("entry_score")?,
         // Written by this governor's settlement; a ledger another service wrote has none.
-        entry_fees: match fields.iter().find(|(k, _)| k == "entry_fees") {
-            Some(_) => number("entry_fees")?,
-            None => 0.0,
-        },
+        entry_fees: optional("entry_fees")?.unwrap_or(0.0),
     })
+}
+
+/// The symbol a malformed record's key scopes it to: the symbol itself, or one written in the
+/// wrong case (`zzzusdt`); `None` when it names none (it then holds every open).
+fn symbol_scope(raw: &str) -> Option<Symbol> {
+    Symbol::parse(raw)
+        .or_else(|_| Symbol::parse(&raw.to_uppercase()))
+        .ok()
+}
+
+/// The records a read could not use, in the order found.
+#[derive(Default)]
+struct Quarantine(Vec<CorruptRecord>);
+
+impl Quarantine {
+    fn record(
+        &mut self,
+        key: String,
+        field: Option<&str>,
+        value: Option<&str>,
+        problem: String,
+        symbol: Option<Symbol>,
+    ) {
+        let short = |v: &str| v.chars().take(120).collect::<String>();
+        self.0.push(CorruptRecord {
+            key,
+            field: field.map(short),
+            value: value.map(short),
+            problem,
+            symbol,
+        });
+    }
+}
+
+/// What indexing the ledger hashes found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LedgerIndex {
+    /// Hashes newly added to the index.
+    pub added: usize,
+    /// Keys that are not UTF-8 (escaped): never indexed, reported.
+    pub unreadable: Vec<String>,
 }
 
 /// Keys with their string values.
@@ -200,44 +256,108 @@ impl RedisStore {
                 .invoke(c)
         })?;
         let v: Value = serde_json::from_str(&raw).map_err(err)?;
-        let json_of = |what: &str, s: &str| -> Result<Value, StoreError> {
-            serde_json::from_str(s).map_err(|e| err(format!("{what}: {e}")))
-        };
+        // Every record is read on its own: one that cannot be read is quarantined (named, and
+        // holding only the opens that depend on it), never a reason to fail the whole read.
         let mut book = Book::default();
+        let mut bad = Quarantine::default();
         for (id, json) in flat_pairs(&v["reservations"]) {
-            let r: Reservation =
-                serde_json::from_str(&json).map_err(|e| err(format!("reservation {id}: {e}")))?;
-            book.reservations
-                .insert(PlanId::parse(&id).map_err(err)?, r);
+            match (
+                PlanId::parse(&id),
+                serde_json::from_str::<Reservation>(&json),
+            ) {
+                (Ok(id), Ok(r)) => {
+                    book.reservations.insert(id, r);
+                }
+                (id_ok, r) => bad.record(
+                    format!("governor:reservations {id}"),
+                    None,
+                    Some(&json),
+                    id_ok
+                        .err()
+                        .unwrap_or_else(|| format!("{}", r.err().expect("one failed"))),
+                    None,
+                ),
+            }
         }
         for (id, json) in flat_pairs(&v["rotations"]) {
-            let r: RotationLock =
-                serde_json::from_str(&json).map_err(|e| err(format!("rotation {id}: {e}")))?;
-            book.rotations.insert(PlanId::parse(&id).map_err(err)?, r);
+            match (
+                PlanId::parse(&id),
+                serde_json::from_str::<RotationLock>(&json),
+            ) {
+                (Ok(id), Ok(r)) => {
+                    book.rotations.insert(id, r);
+                }
+                (id_ok, r) => bad.record(
+                    format!("governor:rotations {id}"),
+                    None,
+                    Some(&json),
+                    id_ok
+                        .err()
+                        .unwrap_or_else(|| format!("{}", r.err().expect("one failed"))),
+                    None,
+                ),
+            }
         }
         for (id, json) in flat_pairs(&v["in_doubt"]) {
-            let o = serde_json::from_str(&json)
-                .map_err(|e| err(format!("governor:in_doubt {id}: {e}")))?;
-            book.in_doubt.insert(PlanId::parse(&id).map_err(err)?, o);
+            match (PlanId::parse(&id), serde_json::from_str(&json)) {
+                (Ok(id), Ok(o)) => {
+                    book.in_doubt.insert(id, o);
+                }
+                (id_ok, o) => bad.record(
+                    format!("governor:in_doubt {id}"),
+                    None,
+                    Some(&json),
+                    id_ok.err().unwrap_or_else(|| {
+                        let e: serde_json::Error = o.err().expect("one failed");
+                        e.to_string()
+                    }),
+                    None,
+                ),
+            }
         }
         for (symbol, version) in flat_pairs(&v["ledger_versions"]) {
-            let version: u64 = version.parse().map_err(|e| {
-                err(format!(
-                    "governor:ledger_versions {symbol} = {version:?}: {e}"
-                ))
-            })?;
-            book.ledger_versions
-                .insert(Symbol::parse(&symbol).map_err(err)?, version);
+            match (Symbol::parse(&symbol), version.parse::<u64>()) {
+                (Ok(s), Ok(n)) => {
+                    book.ledger_versions.insert(s, n);
+                }
+                _ => bad.record(
+                    "governor:ledger_versions".to_owned(),
+                    Some(&symbol),
+                    Some(&version),
+                    "not a symbol and a count".to_owned(),
+                    symbol_scope(&symbol),
+                ),
+            }
         }
         for item in v["ledger"]
             .as_array()
             .map(Vec::as_slice)
             .unwrap_or_default()
         {
-            let symbol = item[0].as_str().unwrap_or_default();
-            let pos = ledger_position(symbol, &flat_pairs(&item[1]))?;
-            book.positions
-                .insert(Symbol::parse(symbol).map_err(err)?, pos);
+            let raw = item[0].as_str().unwrap_or_default();
+            let key = format!("position:ledger:{raw}");
+            let parsed = Symbol::parse(raw)
+                .map_err(|e| (None, e))
+                .and_then(|s| Ok((s, ledger_position(&flat_pairs(&item[1]))?)));
+            match parsed {
+                Ok((symbol, pos)) => {
+                    book.positions.insert(symbol, pos);
+                }
+                Err((Some((field, value)), problem)) => bad.record(
+                    key,
+                    Some(&field),
+                    value.as_deref(),
+                    problem,
+                    symbol_scope(raw),
+                ),
+                Err((None, problem)) => bad.record(
+                    key,
+                    None,
+                    None,
+                    format!("the key does not name a symbol: {problem}"),
+                    symbol_scope(raw),
+                ),
+            }
         }
         for item in v["exit_locks"]
             .as_array()
@@ -254,19 +374,39 @@ impl RedisStore {
             } else {
                 Timestamp(now.millis() + pttl)
             };
-            book.exit_locks.insert(
-                Symbol::parse(symbol).map_err(err)?,
-                ExitLock {
-                    holder: PlanId::parse(holder).map_err(err)?,
-                    expires_at,
-                    fence: 0,
-                },
-            );
+            match (Symbol::parse(symbol), PlanId::parse(holder)) {
+                (Ok(s), Ok(holder)) => {
+                    book.exit_locks.insert(
+                        s,
+                        ExitLock {
+                            holder,
+                            expires_at,
+                            fence: 0,
+                        },
+                    );
+                }
+                _ => bad.record(
+                    format!("exit:lock:{symbol}"),
+                    None,
+                    Some(holder),
+                    "not a symbol held by a plan id".to_owned(),
+                    symbol_scope(symbol),
+                ),
+            }
         }
         for (symbol, at) in flat_pairs(&v["cooldown"]) {
-            let at: i64 = at.parse().map_err(err)?;
-            book.last_open_at
-                .insert(Symbol::parse(&symbol).map_err(err)?, Timestamp(at));
+            match (Symbol::parse(&symbol), parse_integer(&at)) {
+                (Ok(s), Ok(at)) => {
+                    book.last_open_at.insert(s, Timestamp(at));
+                }
+                _ => bad.record(
+                    "governor:cooldown".to_owned(),
+                    Some(&symbol),
+                    Some(&at),
+                    "not a symbol and a time in ms".to_owned(),
+                    symbol_scope(&symbol),
+                ),
+            }
         }
         let mut opens: Vec<Timestamp> = flat_pairs(&v["opens"])
             .into_iter()
@@ -276,15 +416,30 @@ impl RedisStore {
         book.open_times = opens;
         book.reservation_seq = text(&v["seq"]).and_then(|s| s.parse().ok()).unwrap_or(0);
         for (hour, equity) in flat_pairs(&v["equity"]) {
-            let bad = |e: String| err(format!("governor:equity {hour} = {equity:?}: {e}"));
-            let h: i64 = hour.parse().map_err(|_| bad("not an hour".to_owned()))?;
-            let e = governor_core::plan::parse_decimal(&equity).map_err(bad)?;
-            book.equity_peaks.insert(h, e);
+            match (parse_integer(&hour), parse_decimal(&equity)) {
+                (Ok(h), Ok(e)) => {
+                    book.equity_peaks.insert(h, e);
+                }
+                _ => bad.record(
+                    "governor:equity".to_owned(),
+                    Some(&hour),
+                    Some(&equity),
+                    "not an hour and an equity".to_owned(),
+                    None,
+                ),
+            }
         }
         if let Some(halt) = text(&v["halt"]) {
-            book.halt = Some(json_of("governor:halt", halt).and_then(|j| {
-                serde_json::from_value(j).map_err(|e| err(format!("governor:halt: {e}")))
-            })?);
+            match serde_json::from_str(halt) {
+                Ok(h) => book.halt = Some(h),
+                Err(e) => bad.record(
+                    "governor:halt".to_owned(),
+                    None,
+                    Some(halt),
+                    e.to_string(),
+                    None,
+                ),
+            }
         }
         for member in v["closes"]
             .as_array()
@@ -292,9 +447,16 @@ impl RedisStore {
             .unwrap_or_default()
         {
             let raw = text(member).unwrap_or_default();
-            let close = serde_json::from_str(raw)
-                .map_err(|e| err(format!("governor:closes member {raw:?}: {e}")))?;
-            book.closes.push(close);
+            match serde_json::from_str(raw) {
+                Ok(close) => book.closes.push(close),
+                Err(e) => bad.record(
+                    "governor:closes".to_owned(),
+                    None,
+                    Some(raw),
+                    e.to_string(),
+                    None,
+                ),
+            }
         }
         let mut priors = Vec::with_capacity(plan_ids.len());
         for (i, id) in plan_ids.iter().enumerate() {
@@ -311,11 +473,24 @@ impl RedisStore {
             ..CapitalState::default()
         };
         for (symbol, alloc) in flat_pairs(&v["allocations"]) {
-            let pct = json_of("capital allocation", &alloc)?["allocation_pct"].as_f64();
-            if let (Some(p), Ok(sym)) = (pct.filter(|p| p.is_finite()), Symbol::parse(&symbol)) {
-                capital.allocation_pct.insert(sym, p);
+            let pct = serde_json::from_str::<Value>(&alloc)
+                .ok()
+                .and_then(|j| j["allocation_pct"].as_f64())
+                .filter(|p| p.is_finite() && (0.0..=1.0).contains(p));
+            match (pct, Symbol::parse(&symbol)) {
+                (Some(p), Ok(sym)) => {
+                    capital.allocation_pct.insert(sym, p);
+                }
+                _ => bad.record(
+                    format!("capital:allocation:{symbol}"),
+                    Some("allocation_pct"),
+                    Some(&alloc),
+                    "not a JSON object with a finite allocation_pct from 0 to 1".to_owned(),
+                    symbol_scope(&symbol),
+                ),
             }
         }
+        book.corrupt = bad.0;
         Ok(Read {
             trading_state: trading_state_of(text(&v["kill"])),
             policy: Policy::from_field(text(&v["universe"])),
@@ -375,15 +550,16 @@ impl RedisStore {
     /// Finds ledger hashes other services wrote (`position:ledger:*`) and adds them to the
     /// index the snapshot reads, so that a position the executor recorded counts. Uses SCAN
     /// (never KEYS) and runs in the sweeper, off the decision path.
-    pub fn refresh_ledger_index(&self) -> Result<usize, StoreError> {
+    pub fn refresh_ledger_index(&self) -> Result<LedgerIndex, StoreError> {
         let pattern = self.key("position:ledger:*");
         let index = self.key("governor:ledger");
         let skip = self.key("position:ledger:").len();
         self.with_conn(|c| {
             let mut cursor: u64 = 0;
-            let mut found = 0;
+            let mut out = LedgerIndex::default();
             loop {
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                // Keys as bytes: one that is not UTF-8 must not stop the indexing of the rest.
+                let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
                     .arg(cursor)
                     .arg("MATCH")
                     .arg(&pattern)
@@ -391,11 +567,17 @@ impl RedisStore {
                     .arg(500)
                     .query(c)?;
                 for k in keys {
-                    let added: usize = redis::cmd("SADD").arg(&index).arg(&k[skip..]).query(c)?;
-                    found += added;
+                    match std::str::from_utf8(&k) {
+                        Ok(key) if key.len() > skip => {
+                            let added: usize =
+                                redis::cmd("SADD").arg(&index).arg(&key[skip..]).query(c)?;
+                            out.added += added;
+                        }
+                        _ => out.unreadable.push(governor_core::fields::escape_bytes(&k)),
+                    }
                 }
                 if next == 0 {
-                    return Ok(found);
+                    return Ok(out);
                 }
                 cursor = next;
             }

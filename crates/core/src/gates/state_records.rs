@@ -1,0 +1,108 @@
+//! Quarantined records: an open is refused (`state_record_corrupt`) while a record it depends
+//! on could not be read — its symbol's ledger position, reservation or capital allocation, or
+//! a record of unknown scope. The trace names the key and the field. Every other plan, and
+//! every close, is decided as usual: one bad record is never contagious. An integrity gate:
+//! always enforced.
+
+use super::{refuse, Ctx, Refusal};
+use crate::reason::BlockReason;
+use crate::trace::{Outcome, Trace, TraceLine};
+
+/// The gate (opens only).
+pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
+    let symbol = &ctx.plan.symbol;
+    let mut bad = ctx.snap.book.corrupt_for(symbol);
+    let line = TraceLine::new("state_records", Outcome::Pass);
+    let Some(first) = bad.next() else {
+        trace.push(line.int("corrupt_records", 0));
+        return Ok(());
+    };
+    let more = bad.count();
+    let field = first.field.as_deref().unwrap_or("-");
+    let line = line
+        .int("corrupt_records", (more + 1) as i64)
+        .text("key", &first.key)
+        .text("field", field);
+    Err(refuse(
+        trace,
+        line,
+        Refusal::new(
+            BlockReason::StateRecordCorrupt,
+            format!(
+                "{} field `{field}` could not be read ({}){}: opens on {symbol} wait until it is repaired",
+                first.key,
+                first.problem,
+                if more > 0 { format!(" and {more} more") } else { String::new() }
+            ),
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::book::{Book, CorruptRecord};
+    use crate::snapshot::{Policy, Snapshot};
+    use crate::time::Timestamp;
+    use crate::types::{Symbol, TradingState};
+    use crate::{Config, Plan};
+
+    fn verdict(corrupt: Vec<CorruptRecord>, symbol: &str) -> Result<(), BlockReason> {
+        let plan = Plan::parse(&[
+            ("plan_id", "p1"),
+            ("symbol", symbol),
+            ("action", "OPEN_LONG"),
+            ("decision", "EXECUTE"),
+            ("qty", "0.001"),
+        ])
+        .unwrap();
+        let snap = Snapshot {
+            trading_state: TradingState::Active,
+            policy: Policy::from_field(None),
+            prior: None,
+            book: Book {
+                corrupt,
+                ..Book::default()
+            },
+            exchange: None,
+            market: Default::default(),
+            correlations: None,
+            capital: Default::default(),
+        };
+        let cfg = Config::default();
+        let ctx = Ctx {
+            plan: &plan,
+            snap: &snap,
+            cfg: &cfg,
+            now: Timestamp(0),
+        };
+        check(&ctx, &mut Trace::default()).map_err(|r| r.reason)
+    }
+
+    fn bad(symbol: Option<&str>) -> CorruptRecord {
+        CorruptRecord {
+            key: "position:ledger:ZZZUSDT".into(),
+            field: Some("position_amt".into()),
+            value: Some("abc".into()),
+            problem: "must be a plain decimal number".into(),
+            symbol: symbol.map(|s| Symbol::parse(s).unwrap()),
+        }
+    }
+
+    #[test]
+    fn only_opens_that_depend_on_a_bad_record_are_refused() {
+        let block = Err(BlockReason::StateRecordCorrupt);
+        assert_eq!(verdict(vec![], "ZZZUSDT"), Ok(()));
+        assert_eq!(verdict(vec![bad(Some("ZZZUSDT"))], "ZZZUSDT"), block);
+        assert_eq!(
+            verdict(vec![bad(Some("ZZZUSDT"))], "ETHUSDT"),
+            Ok(()),
+            "other symbols decide as usual"
+        );
+        assert_eq!(
+            verdict(vec![bad(None)], "ETHUSDT"),
+            block,
+            "a record of unknown scope holds every open"
+        );
+    }
+}
