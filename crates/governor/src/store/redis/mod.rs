@@ -12,9 +12,7 @@ pub mod ops;
 use super::memory::{BlockRecord, DeadLetter, StoreState};
 use super::{StateStore, StoreError};
 use crate::governor::MarketInputs;
-use governor_core::book::{
-    Book, CorruptRecord, ExitLock, LedgerPosition, Reservation, RotationLock,
-};
+use governor_core::book::{Book, CorruptRecord, ExitLock, LedgerPosition, RotationLock};
 use governor_core::decide::Decision;
 use governor_core::effects::{Effect, Guard, GuardFailed, Permit};
 use governor_core::expiry::expire;
@@ -140,6 +138,33 @@ fn symbol_scope(raw: &str) -> Option<Symbol> {
 struct Quarantine(Vec<CorruptRecord>);
 
 impl Quarantine {
+    /// JSON records of a hash keyed by plan id; one that cannot be read is quarantined (of
+    /// unknown scope: its symbol is inside what could not be read).
+    fn by_plan<T: serde::de::DeserializeOwned>(
+        &mut self,
+        hash: &str,
+        pairs: Vec<(String, String)>,
+    ) -> std::collections::BTreeMap<PlanId, T> {
+        let mut out = std::collections::BTreeMap::new();
+        for (id, json) in pairs {
+            let read = PlanId::parse(&id).and_then(|p| {
+                Ok((
+                    p,
+                    serde_json::from_str::<T>(&json).map_err(|e| e.to_string())?,
+                ))
+            });
+            match read {
+                Ok((plan_id, record)) => {
+                    out.insert(plan_id, record);
+                }
+                Err(problem) => {
+                    self.record(format!("{hash} {id}"), None, Some(&json), problem, None)
+                }
+            }
+        }
+        out
+    }
+
     fn record(
         &mut self,
         key: String,
@@ -260,61 +285,9 @@ impl RedisStore {
         // holding only the opens that depend on it), never a reason to fail the whole read.
         let mut book = Book::default();
         let mut bad = Quarantine::default();
-        for (id, json) in flat_pairs(&v["reservations"]) {
-            match (
-                PlanId::parse(&id),
-                serde_json::from_str::<Reservation>(&json),
-            ) {
-                (Ok(id), Ok(r)) => {
-                    book.reservations.insert(id, r);
-                }
-                (id_ok, r) => bad.record(
-                    format!("governor:reservations {id}"),
-                    None,
-                    Some(&json),
-                    id_ok
-                        .err()
-                        .unwrap_or_else(|| format!("{}", r.err().expect("one failed"))),
-                    None,
-                ),
-            }
-        }
-        for (id, json) in flat_pairs(&v["rotations"]) {
-            match (
-                PlanId::parse(&id),
-                serde_json::from_str::<RotationLock>(&json),
-            ) {
-                (Ok(id), Ok(r)) => {
-                    book.rotations.insert(id, r);
-                }
-                (id_ok, r) => bad.record(
-                    format!("governor:rotations {id}"),
-                    None,
-                    Some(&json),
-                    id_ok
-                        .err()
-                        .unwrap_or_else(|| format!("{}", r.err().expect("one failed"))),
-                    None,
-                ),
-            }
-        }
-        for (id, json) in flat_pairs(&v["in_doubt"]) {
-            match (PlanId::parse(&id), serde_json::from_str(&json)) {
-                (Ok(id), Ok(o)) => {
-                    book.in_doubt.insert(id, o);
-                }
-                (id_ok, o) => bad.record(
-                    format!("governor:in_doubt {id}"),
-                    None,
-                    Some(&json),
-                    id_ok.err().unwrap_or_else(|| {
-                        let e: serde_json::Error = o.err().expect("one failed");
-                        e.to_string()
-                    }),
-                    None,
-                ),
-            }
-        }
+        book.reservations = bad.by_plan("governor:reservations", flat_pairs(&v["reservations"]));
+        book.rotations = bad.by_plan("governor:rotations", flat_pairs(&v["rotations"]));
+        book.in_doubt = bad.by_plan("governor:in_doubt", flat_pairs(&v["in_doubt"]));
         for (symbol, version) in flat_pairs(&v["ledger_versions"]) {
             match (Symbol::parse(&symbol), version.parse::<u64>()) {
                 (Ok(s), Ok(n)) => {
