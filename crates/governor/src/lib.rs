@@ -24,6 +24,7 @@ pub mod server;
 pub mod service;
 pub mod state_file;
 pub mod store;
+pub mod supervisor;
 
 pub use governor::{Governor, MarketInputs, Submission};
 pub use store::memory::MemoryStore;

@@ -21,6 +21,8 @@ struct Inner {
     buckets: [u64; LATENCY_BUCKETS.len()],
     latency_count: u64,
     latency_sum: f64,
+    /// Supervised thread → how often it ended or panicked.
+    thread_deaths: BTreeMap<String, u64>,
 }
 
 /// The registry.
@@ -109,6 +111,15 @@ impl Metrics {
         m.latency_sum += secs;
     }
 
+    /// Counts a supervised thread's end or panic.
+    pub fn thread_died(&self, thread: &str) {
+        *self
+            .lock()
+            .thread_deaths
+            .entry(thread.to_owned())
+            .or_default() += 1;
+    }
+
     /// Decisions counted so far by verdict and by block reason (`/v1/stats`).
     pub fn totals(&self) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
         let m = self.lock();
@@ -151,6 +162,11 @@ impl Metrics {
             "governor_decision_latency_seconds_bucket{{le=\"+Inf\"}} {}\ngovernor_decision_latency_seconds_sum {}\ngovernor_decision_latency_seconds_count {}",
             m.latency_count, m.latency_sum, m.latency_count
         );
+        o.push_str("# HELP governor_thread_deaths_total Supervised threads that ended or panicked (each is restarted).\n# TYPE governor_thread_deaths_total counter\n");
+        for (thread, n) in &m.thread_deaths {
+            let l = labels(&[("thread", thread.clone())]);
+            let _ = writeln!(o, "governor_thread_deaths_total{l} {n}");
+        }
         let mut seen: Vec<&str> = Vec::new();
         for g in gauges {
             if !seen.contains(&g.name) {

@@ -34,6 +34,15 @@ fn clock() -> Timestamp {
 }
 
 fn app(w: &World, token: Option<&str>, accepts_plans: bool) -> axum::Router {
+    app_supervised(w, token, accepts_plans, None)
+}
+
+fn app_supervised(
+    w: &World,
+    token: Option<&str>,
+    accepts_plans: bool,
+    supervisor: Option<quantum_governor::supervisor::Supervisor>,
+) -> axum::Router {
     router(AppState {
         gov: w.gov.clone(),
         inputs: Arc::new(Fixed(w.inputs())),
@@ -41,6 +50,7 @@ fn app(w: &World, token: Option<&str>, accepts_plans: bool) -> axum::Router {
         admin_token: token.map(Into::into),
         accepts_plans,
         redis: None,
+        supervisor,
     })
 }
 
@@ -135,6 +145,7 @@ async fn readiness_says_why_when_the_store_is_unreachable() {
         admin_token: None,
         accepts_plans: false,
         redis: None,
+        supervisor: None,
     });
     let (status, body) = get(&app, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -497,5 +508,35 @@ async fn a_duplicated_key_or_a_near_miss_in_the_body_is_refused_naming_it() {
         w.state().decisions.len(),
         1,
         "only the clean plan was decided"
+    );
+}
+
+#[tokio::test]
+async fn readiness_names_a_supervised_thread_while_it_is_down_and_metrics_count_it() {
+    use quantum_governor::supervisor::{RestartPolicy, Supervisor};
+    use std::time::{Duration, Instant};
+    let w = world();
+    let sup = Supervisor::new(
+        RestartPolicy {
+            first_backoff: Duration::from_secs(30), // stays down for the test
+            ..RestartPolicy::default()
+        },
+        |_| {},
+    );
+    let app = app_supervised(&w, None, true, Some(sup.clone()));
+    assert_eq!(get(&app, "/readyz").await.0, StatusCode::OK);
+    sup.spawn("plan-worker-7", || panic!("a bad exchange answer"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sup.down().is_empty() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (status, body) = get(&app, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("plan-worker-7"), "{body}");
+    let (_, metrics) = get(&app, "/metrics").await;
+    assert!(
+        metrics.contains("governor_thread_deaths_total{thread=\"plan-worker-7\"} 1"),
+        "{metrics}"
     );
 }

@@ -713,7 +713,9 @@ fn env_value(kind: EnvKind, raw: &str) -> Result<toml::Value, String> {
     }
 }
 
-fn insert_path(table: &mut toml::Table, path: &str, value: toml::Value) {
+/// Sets `path` (`section.key`) in `table`; the error says which part is a value where a
+/// section is needed (`slots = 1` in the file, then `GOV_ACTIVE_SLOTS_BASE`).
+fn insert_path(table: &mut toml::Table, path: &str, value: toml::Value) -> Result<(), String> {
     let mut parts: Vec<&str> = path.split('.').collect();
     let last = parts.pop().expect("a key has at least one part");
     let mut cur = table;
@@ -722,9 +724,12 @@ fn insert_path(table: &mut toml::Table, path: &str, value: toml::Value) {
             .entry(part.to_owned())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()))
             .as_table_mut()
-            .expect("config sections are tables");
+            .ok_or_else(|| {
+                format!("`{part}` is a value here, but `{path}` needs it to be a [{part}] section")
+            })?;
     }
     cur.insert(last.to_owned(), value);
+    Ok(())
 }
 
 fn leaves(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value)>) {
@@ -778,10 +783,17 @@ impl Config {
         for (name, raw) in env {
             if let Some((env_name, key, kind)) = ENV_KEYS.iter().find(|(e, _, _)| e == name) {
                 match env_value(*kind, raw) {
-                    Ok(v) => {
-                        insert_path(&mut table, key, v);
-                        origin.insert((*key).to_owned(), (*env_name).to_owned());
-                    }
+                    Ok(v) => match insert_path(&mut table, key, v) {
+                        Ok(()) => {
+                            origin.insert((*key).to_owned(), (*env_name).to_owned());
+                        }
+                        Err(allowed) => errors.push(ConfigError {
+                            key: (*key).to_owned(),
+                            env: Some(name.clone()),
+                            value: raw.clone(),
+                            allowed,
+                        }),
+                    },
                     Err(allowed) => errors.push(ConfigError {
                         key: (*key).to_owned(),
                         env: Some(name.clone()),
@@ -821,14 +833,18 @@ impl Config {
                 continue;
             }
             let mut single = defaults.clone();
-            insert_path(&mut single, path, value.clone());
-            match single.try_into::<Config>() {
-                Ok(_) => insert_path(&mut usable, path, value.clone()),
-                Err(e) => errors.push(ConfigError {
+            let checked = insert_path(&mut single, path, value.clone()).and_then(|()| {
+                single
+                    .try_into::<Config>()
+                    .map_err(|e| e.message().trim().to_owned())
+            });
+            match checked.and_then(|_| insert_path(&mut usable, path, value.clone())) {
+                Ok(()) => {}
+                Err(allowed) => errors.push(ConfigError {
                     key: path.clone(),
                     env,
                     value: value.to_string(),
-                    allowed: e.message().trim().to_owned(),
+                    allowed,
                 }),
             }
         }
@@ -1207,6 +1223,34 @@ mod tests {
         assert_eq!(c.mode, Mode::Production);
         assert_eq!(c.heat.mode, HeatMode::Enforce);
         assert!(!c.to_toml().contains("secret-not-in-config"));
+    }
+
+    #[test]
+    fn a_value_where_the_environment_needs_a_section_is_an_error_not_a_panic() {
+        let errors = Config::load(
+            Some("slots = 1\n"),
+            &env(&[
+                ("GOV_ACTIVE_SLOTS_BASE", "5"),
+                ("GOV_MAX_CLOCK_OFFSET_MS", "+5"),
+            ]),
+        )
+        .unwrap_err();
+        let base = errors
+            .iter()
+            .find(|e| e.key == "slots.base")
+            .unwrap_or_else(|| panic!("{errors:?}"));
+        assert_eq!(base.env.as_deref(), Some("GOV_ACTIVE_SLOTS_BASE"));
+        assert!(base.allowed.contains("[slots] section"), "{base:?}");
+        assert!(
+            errors.iter().any(|e| e.key == "slots"),
+            "the file's `slots = 1` too"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.env.as_deref() == Some("GOV_MAX_CLOCK_OFFSET_MS")),
+            "environment integers follow the number grammar: {errors:?}"
+        );
     }
 
     #[test]

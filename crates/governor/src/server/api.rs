@@ -70,8 +70,21 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: ready when the state store answers; 503 with the reason otherwise.
+/// `GET /readyz`: ready when the state store answers and every supervised thread runs; 503
+/// with the reason (the threads that are down by name) otherwise.
 pub async fn readyz(State(s): State<AppState>) -> Response {
+    let down = s
+        .supervisor
+        .as_ref()
+        .map(|sup| sup.down())
+        .unwrap_or_default();
+    if !down.is_empty() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "reason": format!("threads down: {}", down.join(", ")), "threads_down": down})),
+        )
+            .into_response();
+    }
     match blocking(move || s.gov.store().ping()).await {
         Ok(()) => Json(json!({"ready": true})).into_response(),
         Err(e) => (
@@ -106,16 +119,22 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         ));
         if let Some(redis) = &s.redis {
             if let Ok((lag, pending)) = consumer_lag(redis) {
-                gauges.push(crate::metrics::Gauge::plain(
-                    "governor_consumer_lag",
-                    "Plan stream entries not yet delivered to the governor group.",
-                    lag,
-                ));
-                gauges.push(crate::metrics::Gauge::plain(
-                    "governor_consumer_pending",
-                    "Plan stream entries delivered and not yet acknowledged.",
-                    pending,
-                ));
+                // Redis answers no lag when it cannot know it (entries deleted or trimmed
+                // past the group's position): the gauge is left out then, never shown as 0.
+                if let Some(lag) = lag {
+                    gauges.push(crate::metrics::Gauge::plain(
+                        "governor_consumer_lag",
+                        "Plan stream entries not yet delivered to the governor group.",
+                        lag,
+                    ));
+                }
+                if let Some(pending) = pending {
+                    gauges.push(crate::metrics::Gauge::plain(
+                        "governor_consumer_pending",
+                        "Plan stream entries delivered and not yet acknowledged.",
+                        pending,
+                    ));
+                }
             }
         }
         crate::metrics::global().render(&gauges)
@@ -124,8 +143,10 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-/// Lag and pending count of the `governor` group (XINFO GROUPS).
-fn consumer_lag(redis: &crate::store::redis::RedisStore) -> Result<(f64, f64), StoreError> {
+/// Lag and pending count of the `governor` group (XINFO GROUPS); `None` where Redis gave none.
+fn consumer_lag(
+    redis: &crate::store::redis::RedisStore,
+) -> Result<(Option<f64>, Option<f64>), StoreError> {
     let stream = redis.key("stream:apply.plan");
     let groups: Vec<BTreeMap<String, redis::Value>> =
         redis.with_conn(|c| redis::cmd("XINFO").arg("GROUPS").arg(&stream).query(c))?;
@@ -142,7 +163,7 @@ fn consumer_lag(redis: &crate::store::redis::RedisStore) -> Result<(f64, f64), S
         group
             .get(k)
             .and_then(|v| redis::from_redis_value::<i64>(v).ok())
-            .unwrap_or(0) as f64
+            .map(|n| n as f64)
     };
     Ok((num("lag"), num("pending")))
 }

@@ -31,6 +31,8 @@ pub struct AppState {
     pub accepts_plans: bool,
     /// In Redis mode: the plan stream's consumer group, for lag and pending entries.
     pub redis: Option<Arc<RedisStore>>,
+    /// The process's supervised threads: `/readyz` is not ready while one is down.
+    pub supervisor: Option<crate::supervisor::Supervisor>,
 }
 
 /// The dashboard page: one self-contained file (styles and script inline).

@@ -15,6 +15,7 @@ pub mod reconcile;
 pub mod workers;
 
 use crate::governor::MarketInputs;
+use crate::store::StoreError;
 use governor_core::time::Timestamp;
 
 /// What `serve` needs to start.
@@ -205,7 +206,8 @@ pub fn serve_embedded(
     let inputs: Arc<dyn InputsSource> = Arc::new(market);
     let gov = Governor::new(cfg.clone(), store);
     let (sweeper, sweeper_inputs) = (gov.clone(), inputs.clone());
-    std::thread::spawn(move || {
+    let supervisor = crate::supervisor::Supervisor::for_process();
+    supervisor.spawn("sweeper", move || {
         workers::run_forever("sweeper", std::time::Duration::from_secs(1), || {
             let now = wall_clock();
             sweeper.tick(now)?;
@@ -228,8 +230,27 @@ pub fn serve_embedded(
             admin_token: opts.admin_token.as_deref().map(Into::into),
             accepts_plans: true,
             redis: None,
+            supervisor: Some(supervisor),
         },
     )
+}
+
+/// Keeps trying `connect` (Redis not up yet, a group not created yet) until it succeeds,
+/// logging the store's state once per change.
+fn connect_retrying<T>(who: &str, mut connect: impl FnMut() -> Result<T, StoreError>) -> T {
+    let mut health = workers::Health::default();
+    loop {
+        match connect() {
+            Ok(t) => {
+                health.ok(who);
+                return t;
+            }
+            Err(e) => {
+                health.failed(who, &e);
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        }
+    }
 }
 
 /// Runs the service until the process is stopped. Start-up problems that more time can fix
@@ -274,49 +295,54 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
             ("prefix", cfg.key_prefix.clone()),
         ],
     );
+    // Every thread is supervised: restarted after an end or a panic, shown on /readyz while
+    // down, and the process exits (for its own supervisor to restart it) if one keeps dying.
+    let supervisor = crate::supervisor::Supervisor::for_process();
     let mut handles = Vec::new();
     for i in 0..opts.workers {
         let name = format!("{}-w{i}", opts.name);
-        let worker = loop {
-            match workers::PlanWorker::connect(
-                &opts.redis_url,
-                cfg.clone(),
-                inputs.clone(),
-                &name,
-                opts.reclaim_idle_ms,
-            ) {
-                Ok(w) => break w,
-                Err(e) => {
-                    health.failed("startup", &e);
-                    std::thread::sleep(std::time::Duration::from_millis(500));
-                }
+        let (url, cfg, inputs, reclaim) = (
+            opts.redis_url.clone(),
+            cfg.clone(),
+            inputs.clone(),
+            opts.reclaim_idle_ms,
+        );
+        handles.push(supervisor.spawn(&name.clone(), move || {
+            connect_retrying(&name, || {
+                workers::PlanWorker::connect(&url, cfg.clone(), inputs.clone(), &name, reclaim)
+            })
+            .run()
+        }));
+    }
+    let results_store = open("results")?;
+    {
+        let (url, stream, name) = (
+            opts.redis_url.clone(),
+            streams.results.clone(),
+            format!("{}-results", opts.name),
+        );
+        let (cfg, inputs, reclaim) = (cfg.clone(), inputs.clone(), opts.reclaim_idle_ms);
+        handles.push(supervisor.spawn("results", move || {
+            let consumer = connect_retrying("results", || {
+                let mut c = consumer::GroupConsumer::new(&url, &stream, RESULT_GROUP, &name)?;
+                c.ensure_group()?;
+                Ok(c)
+            });
+            workers::ResultWorker {
+                gov: Governor::new(cfg.clone(), results_store.clone()),
+                consumer,
+                inputs: inputs.clone(),
+                clock: wall_clock,
+                reclaim_idle_ms: reclaim,
             }
-        };
-        handles.push(std::thread::spawn(move || worker.run()));
+            .run()
+        }));
     }
-    let mut results = consumer::GroupConsumer::new(
-        &opts.redis_url,
-        &streams.results,
-        RESULT_GROUP,
-        &format!("{}-results", opts.name),
-    )?;
-    while let Err(e) = results.ensure_group() {
-        health.failed("startup", &e);
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    }
-    let result_worker = workers::ResultWorker {
-        gov: Governor::new(cfg.clone(), open("results")?),
-        consumer: results,
-        inputs: inputs.clone(),
-        clock: wall_clock,
-        reclaim_idle_ms: opts.reclaim_idle_ms,
-    };
-    handles.push(std::thread::spawn(move || result_worker.run()));
     let sweeper = open("sweeper")?;
     let monitor = Governor::new(cfg.clone(), sweeper.clone());
     let monitor_inputs = inputs.clone();
     let mut reporter = quarantine::QuarantineReporter::default();
-    handles.push(std::thread::spawn(move || {
+    handles.push(supervisor.spawn("sweeper", move || {
         workers::run_forever("sweeper", std::time::Duration::from_secs(1), || {
             let now = wall_clock();
             crate::store::StateStore::expire(sweeper.as_ref(), now)?;
@@ -334,20 +360,26 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
             admin_token: opts.admin_token.as_deref().map(Into::into),
             accepts_plans: false,
             redis: Some(admin.clone()),
+            supervisor: Some(supervisor.clone()),
         };
-        handles.push(std::thread::spawn(move || {
-            if let Err(e) = crate::server::serve_http(&addr, state) {
+        handles.push(supervisor.spawn("http", move || {
+            if let Err(e) = crate::server::serve_http(&addr, state.clone()) {
                 crate::logfmt::line("HTTP_FAILED", &[("error", e.to_string())]);
             }
         }));
     }
-    let venue = || -> Box<dyn crate::exchange::Exchange + Send + Sync> {
-        match (&opts.exchange, &paper) {
-            (ExchangeChoice::Binance(venue), _) => Box::new(venue.clone()),
-            (ExchangeChoice::Paper, Some(market)) => Box::new(
-                crate::exchange::paper_live::LivePaper::new(market.clone(), wall_clock),
-            ),
-            (ExchangeChoice::Paper, None) => unreachable!("paper mode loads the paper market"),
+    let venue = {
+        let (exchange, paper) = (opts.exchange.clone(), paper.clone());
+        move || -> Box<dyn crate::exchange::Exchange + Send + Sync> {
+            match (&exchange, &paper) {
+                (ExchangeChoice::Binance(venue), _) => Box::new(venue.clone()),
+                (ExchangeChoice::Paper, Some(market)) => Box::new(
+                    crate::exchange::paper_live::LivePaper::new(market.clone(), wall_clock),
+                ),
+                (ExchangeChoice::Paper, None) => {
+                    unreachable!("paper mode loads the paper market")
+                }
+            }
         }
     };
     if opts.with_executor {
@@ -356,20 +388,25 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
             reclaim_idle_ms: opts.reclaim_idle_ms,
             ..Default::default()
         };
-        let ex = crate::executor::Executor::connect(
-            &opts.redis_url,
-            cfg.clone(),
-            venue(),
-            &name,
-            executor_opts,
-            wall_clock,
-        )?;
-        handles.push(std::thread::spawn(move || ex.run()));
+        let (url, cfg, venue) = (opts.redis_url.clone(), cfg.clone(), venue.clone());
+        handles.push(supervisor.spawn(&name.clone(), move || {
+            connect_retrying(&name, || {
+                crate::executor::Executor::connect(
+                    &url,
+                    cfg.clone(),
+                    venue(),
+                    &name,
+                    executor_opts.clone(),
+                    wall_clock,
+                )
+            })
+            .run()
+        }));
     }
     let reconciler = open("reconciler")?;
     let reconciler_venue = venue();
     let reconciler_cfg = cfg.clone();
-    handles.push(std::thread::spawn(move || {
+    handles.push(supervisor.spawn("reconciler", move || {
         workers::run_forever("reconciler", std::time::Duration::from_secs(5), || {
             reconcile::reconcile_once(
                 &reconciler,

@@ -345,3 +345,26 @@ pub fn withdrawals_enabled(v: &Value) -> Result<bool, BinanceError> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_field_full_of_multibyte_characters_is_an_error_not_a_panic() {
+        // 70 three-byte characters: the 60-character cut falls inside no character.
+        let junk = "€".repeat(70);
+        let v = serde_json::json!({
+            "totalMarginBalance": {"nested": junk},
+            "availableBalance": "1",
+            "totalInitialMargin": "0"
+        });
+        let e = account(&v).unwrap_err().to_string();
+        assert!(
+            e.contains("totalMarginBalance") && e.ends_with("… is not a decimal"),
+            "{e}"
+        );
+        let list = serde_json::Value::Array(vec![serde_json::json!(["€".repeat(80)])]);
+        assert!(klines(&list).unwrap_err().to_string().contains("row 0"));
+    }
+}
