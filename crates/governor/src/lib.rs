@@ -11,6 +11,7 @@ pub mod evaluate;
 pub mod exchange;
 pub mod executor;
 pub mod explain;
+pub mod fuzz_targets;
 pub mod governor;
 pub mod heat;
 pub mod journal;

@@ -76,6 +76,36 @@ fn text(v: &Value) -> Option<String> {
     redis::from_redis_value::<String>(v).ok()
 }
 
+impl Entry {
+    /// An entry from its id and its fields as the bytes Redis holds: names and values that are
+    /// not UTF-8 are kept escaped and recorded in [`Entry::undecodable`].
+    pub fn from_raw(id: String, pairs: &[(&[u8], &[u8])]) -> Entry {
+        let mut fields = Vec::with_capacity(pairs.len());
+        let mut undecodable = Vec::new();
+        for (name, value) in pairs {
+            let (name_text, value_text) = (escape_bytes(name), escape_bytes(value));
+            let problem = match (std::str::from_utf8(name), std::str::from_utf8(value)) {
+                (Err(_), _) => Some("the field name is not valid UTF-8"),
+                (_, Err(_)) => Some("the value is not valid UTF-8"),
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                undecodable.push(FieldError {
+                    field: name_text.clone(),
+                    value: Some(value_text.clone()),
+                    problem: problem.to_owned(),
+                });
+            }
+            fields.push((name_text, value_text));
+        }
+        Entry {
+            id,
+            fields,
+            undecodable,
+        }
+    }
+}
+
 /// Parses `[id, [field, value, …]]`.
 fn entry(v: &Value) -> Option<Entry> {
     let Value::Array(parts) = v else { return None };
@@ -83,31 +113,16 @@ fn entry(v: &Value) -> Option<Entry> {
     let Value::Array(kv) = parts.get(1)? else {
         return None; // a deleted entry (XCLAIM/XAUTOCLAIM of a trimmed id)
     };
-    let mut fields = Vec::with_capacity(kv.len() / 2);
-    let mut undecodable = Vec::new();
-    for pair in kv.chunks(2) {
-        let name = pair.first().and_then(bytes).unwrap_or_default();
-        let value = pair.get(1).and_then(bytes).unwrap_or_default();
-        let (name_text, value_text) = (escape_bytes(name), escape_bytes(value));
-        let problem = match (std::str::from_utf8(name), std::str::from_utf8(value)) {
-            (Err(_), _) => Some("the field name is not valid UTF-8"),
-            (_, Err(_)) => Some("the value is not valid UTF-8"),
-            _ => None,
-        };
-        if let Some(problem) = problem {
-            undecodable.push(FieldError {
-                field: name_text.clone(),
-                value: Some(value_text.clone()),
-                problem: problem.to_owned(),
-            });
-        }
-        fields.push((name_text, value_text));
-    }
-    Some(Entry {
-        id,
-        fields,
-        undecodable,
-    })
+    let pairs: Vec<(&[u8], &[u8])> = kv
+        .chunks(2)
+        .map(|pair| {
+            (
+                pair.first().and_then(bytes).unwrap_or_default(),
+                pair.get(1).and_then(bytes).unwrap_or_default(),
+            )
+        })
+        .collect();
+    Some(Entry::from_raw(id, &pairs))
 }
 
 fn entries(v: &Value) -> Vec<Entry> {
