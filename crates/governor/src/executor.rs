@@ -158,19 +158,7 @@ impl<E: Exchange> Executor<E> {
                 return Ok(Outcome::NotPermitted(why));
             }
         };
-        let now = (self.clock)();
-        orders::mark_in_doubt(
-            &self.store,
-            &plan.plan_id,
-            OrderInDoubt {
-                symbol: permit.symbol.clone(),
-                action: permit.action.clone(),
-                since: now,
-                send_deadline: permit.expires_at,
-                why: "about to be sent".to_owned(),
-            },
-            now,
-        )?;
+        self.mark_in_doubt(&plan, &permit, "about to be sent")?;
         let (known, resolved_by) = match self.place(&plan, &permit) {
             Ok(fill) => (Known::Filled(fill), ResolvedBy::Answer),
             Err(OrderError::Unknown(why)) => match self.resolve(&plan, &permit, &why)? {
@@ -211,6 +199,24 @@ impl<E: Exchange> Executor<E> {
         Ok(outcome)
     }
 
+    /// Writes (or rewrites, with the latest reason) the order's in-doubt record: its
+    /// reservation is held, and the reconciler settles it if this executor cannot.
+    fn mark_in_doubt(&self, plan: &Plan, permit: &Permit, why: &str) -> Result<(), StoreError> {
+        let now = (self.clock)();
+        orders::mark_in_doubt(
+            &self.store,
+            &plan.plan_id,
+            OrderInDoubt {
+                symbol: permit.symbol.clone(),
+                action: permit.action.clone(),
+                since: now,
+                send_deadline: permit.expires_at,
+                why: why.to_owned(),
+            },
+            now,
+        )
+    }
+
     /// Asks the exchange for an order whose answer was unknown, until its outcome is known or
     /// the permit's life and the exchange's request window are over (`Err`: still unknown, left
     /// in doubt for the reconciler).
@@ -227,18 +233,7 @@ impl<E: Exchange> Executor<E> {
             ("why", why.to_owned()),
         ];
         logfmt::line("ORDER_IN_DOUBT", &fields);
-        orders::mark_in_doubt(
-            &self.store,
-            &plan.plan_id,
-            OrderInDoubt {
-                symbol: permit.symbol.clone(),
-                action: permit.action.clone(),
-                since: now,
-                send_deadline: permit.expires_at,
-                why: why.to_owned(),
-            },
-            now,
-        )?;
+        self.mark_in_doubt(plan, permit, why)?;
         let window = self.exchange.request_window();
         let permit_left = Duration::from_millis(
             permit

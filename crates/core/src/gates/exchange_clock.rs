@@ -45,7 +45,7 @@ pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{ExchangeState, Snapshot};
+    use crate::snapshot::ExchangeState;
     use crate::time::Timestamp;
     use crate::Config;
 
@@ -58,20 +58,14 @@ mod tests {
             ("qty", "0.001"),
         ])
         .unwrap();
-        let snap = Snapshot {
-            trading_state: crate::types::TradingState::Active,
-            policy: crate::snapshot::Policy::from_field(None),
-            prior: None,
-            book: Default::default(),
-            exchange: clock.map(|clock| ExchangeState {
+        let snap = crate::gates::test_snapshot(
+            Default::default(),
+            clock.map(|clock| ExchangeState {
                 equity_usdt: 1_000.0,
                 positions: Default::default(),
                 clock,
             }),
-            market: Default::default(),
-            correlations: None,
-            capital: Default::default(),
-        };
+        );
         let cfg = Config::default();
         let ctx = Ctx {
             plan: &plan,

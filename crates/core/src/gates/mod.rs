@@ -93,3 +93,21 @@ pub(crate) fn refuse(trace: &mut Trace, line: TraceLine, refusal: Refusal) -> Re
     trace.push(line);
     refusal
 }
+
+/// A snapshot for a gate's own tests: nothing but `book` and `exchange`.
+#[cfg(test)]
+pub(crate) fn test_snapshot(
+    book: crate::book::Book,
+    exchange: Option<crate::snapshot::ExchangeState>,
+) -> Snapshot {
+    Snapshot {
+        trading_state: crate::types::TradingState::Active,
+        policy: crate::snapshot::Policy::from_field(None),
+        prior: None,
+        book,
+        exchange,
+        market: Default::default(),
+        correlations: None,
+        capital: Default::default(),
+    }
+}

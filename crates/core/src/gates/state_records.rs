@@ -42,9 +42,8 @@ pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
 mod tests {
     use super::*;
     use crate::book::{Book, CorruptRecord};
-    use crate::snapshot::{Policy, Snapshot};
     use crate::time::Timestamp;
-    use crate::types::{Symbol, TradingState};
+    use crate::types::Symbol;
     use crate::{Config, Plan};
 
     fn verdict(corrupt: Vec<CorruptRecord>, symbol: &str) -> Result<(), BlockReason> {
@@ -56,19 +55,13 @@ mod tests {
             ("qty", "0.001"),
         ])
         .unwrap();
-        let snap = Snapshot {
-            trading_state: TradingState::Active,
-            policy: Policy::from_field(None),
-            prior: None,
-            book: Book {
+        let snap = crate::gates::test_snapshot(
+            Book {
                 corrupt,
                 ..Book::default()
             },
-            exchange: None,
-            market: Default::default(),
-            correlations: None,
-            capital: Default::default(),
-        };
+            None,
+        );
         let cfg = Config::default();
         let ctx = Ctx {
             plan: &plan,
