@@ -1,9 +1,11 @@
-//! Strict reading of stream fields (and the escaping of bytes that are not UTF-8), shared by the plan parser and the harvest-proposal parser:
-//! duplicates, oversize entries and empty values are errors, every problem is collected with
-//! its field and value, nothing is defaulted.
+//! Strict reading of stream fields, shared by the plan, result and harvest-proposal parsers:
+//! duplicates, near misses of contract fields, oversize entries and empty values are errors,
+//! every problem is collected with its field and value, nothing is defaulted. Also the one
+//! number grammar of every edge, and the escaping of bytes that are not UTF-8.
 
-use crate::plan::{parse_decimal, FieldError};
+use serde::Serialize;
 use std::collections::BTreeMap;
+use std::fmt;
 
 /// The fields of one stream entry by name, and the problems found while reading them.
 pub(crate) struct Fields<'a> {
@@ -11,6 +13,98 @@ pub(crate) struct Fields<'a> {
     pub(crate) map: BTreeMap<&'a str, &'a str>,
     /// Every problem so far, in the order found.
     pub(crate) errors: Vec<FieldError>,
+}
+
+/// One problem with one field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The field's name as the producer wrote it (`<plan>` for whole-plan problems).
+    pub field: String,
+    /// The value as received (shortened when very long), `None` when the field was absent.
+    pub value: Option<String>,
+    /// What is wrong and what is allowed.
+    pub problem: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(v) => write!(f, "field `{}` = {:?}: {}", self.field, v, self.problem),
+            None => write!(f, "field `{}` is missing: {}", self.field, self.problem),
+        }
+    }
+}
+
+/// Whether `raw` is written in the contract's number grammar (`docs/wire-contract.md`):
+/// `[-]digits[.digits][(e|E)[+|-]digits]` for a decimal, `[-]digits` when `integer`. No leading
+/// `+`, no bare `.5` or `5.`, no spaces, no hex, no `NaN`/`inf` — one spelling of each number,
+/// the same on the stream, over HTTP, in results, files and Binance's answers.
+fn number_shape(raw: &str, integer: bool) -> bool {
+    let b = raw.as_bytes();
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i > start
+    };
+    if !digits(&mut i) {
+        return false;
+    }
+    if integer {
+        return i == b.len();
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+/// Parses a decimal in the contract's grammar ([`number_shape`]), finite only: rejects what
+/// Rust or Lua would otherwise accept as a number (`NaN`, `inf`, `0x10`, `" 5 "`, `+5`, `.5`,
+/// `1e400`).
+pub fn parse_decimal(raw: &str) -> Result<f64, String> {
+    if !number_shape(raw, false) {
+        return Err("must be a plain decimal number ([-]digits[.digits][e[±]digits])".to_owned());
+    }
+    let value: f64 = raw
+        .parse()
+        .map_err(|_| "must be a plain decimal number".to_owned())?;
+    if !value.is_finite() {
+        return Err("must be finite".to_owned());
+    }
+    Ok(value)
+}
+
+/// Parses a whole number in the contract's grammar (`[-]digits`: no `+`, no point, no
+/// exponent), within `i64`.
+pub fn parse_integer(raw: &str) -> Result<i64, String> {
+    if !number_shape(raw, true) {
+        return Err("must be a whole number ([-]digits)".to_owned());
+    }
+    raw.parse().map_err(|_| "is out of range".to_owned())
+}
+
+/// Parses `true`/`false` exactly.
+pub fn parse_bool(raw: &str) -> Result<bool, String> {
+    match raw {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("must be `true` or `false`".to_owned()),
+    }
 }
 
 /// `bytes` as text, each byte that is not part of valid UTF-8 written `\xNN`: how a field

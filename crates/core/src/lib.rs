@@ -17,6 +17,7 @@ pub mod effects;
 pub mod expiry;
 pub mod fields;
 pub mod gates;
+pub mod harvest_action;
 pub mod heat;
 pub mod market;
 pub mod plan;

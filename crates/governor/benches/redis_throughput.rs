@@ -9,9 +9,10 @@
 mod support;
 
 use governor_core::Config;
-use quantum_governor::service::paper_market::PaperMarket;
+use quantum_governor::clock::wall_clock;
+use quantum_governor::exchange::paper_market::PaperMarket;
+use quantum_governor::inputs::InputsSource;
 use quantum_governor::service::workers::PlanWorker;
-use quantum_governor::service::{wall_clock, InputsSource};
 use quantum_governor::store::redis::RedisStore;
 use std::process::Command;
 use std::sync::Arc;

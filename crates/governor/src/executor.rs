@@ -18,10 +18,10 @@
 use crate::exchange::{Exchange, Fill, OrderError, OrderRequest};
 use crate::logfmt;
 use crate::orders::{self, Known, ResolvePolicy, ResolvedBy};
-use crate::service::consumer::{Entry, GroupConsumer};
-use crate::service::workers::{group_member, next_batch, run_forever};
 use crate::store::redis::RedisStore;
 use crate::store::{StateStore, StoreError};
+use crate::streams::consumer::{Entry, GroupConsumer};
+use crate::streams::{group_member, next_batch, run_forever};
 use governor_core::book::OrderInDoubt;
 use governor_core::effects::Permit;
 use governor_core::plan::{Action, CloseKind};
@@ -54,7 +54,7 @@ impl Default for ExecutorOptions {
     fn default() -> Self {
         ExecutorOptions {
             permit_wait: Duration::from_secs(5),
-            reclaim_idle_ms: crate::service::RECLAIM_IDLE_MS,
+            reclaim_idle_ms: crate::streams::RECLAIM_IDLE_MS,
             group: EXECUTOR_GROUP.to_owned(),
             resolve_first_wait: Duration::from_millis(200),
         }

@@ -5,7 +5,7 @@
 
 use crate::exchange::binance::wire;
 use crate::json_fields::{object_fields, Scalars};
-use crate::service::consumer::Entry;
+use crate::streams::consumer::Entry;
 use governor_core::book::Book;
 use governor_core::heat::HarvestProposal;
 use governor_core::results::{settle, ExecutionResult, SettlePolicy};
@@ -32,7 +32,7 @@ pub fn plan_entry(data: &[u8]) {
     if let Ok(plan) = entry.checked().and_then(Plan::parse) {
         let snapshot = crate::store::memory::MemoryStore::new(3600).snapshot(
             &plan.plan_id,
-            &crate::governor::MarketInputs::default(),
+            &crate::inputs::MarketInputs::default(),
             Timestamp(1_700_000_000_000),
         );
         let _ = governor_core::decide::decide(

@@ -2,30 +2,14 @@
 //! atomically; a failed guard means another governor won a race, so re-read and decide again,
 //! a bounded number of times. It runs the same over the embedded store and over Redis.
 
+use crate::inputs::MarketInputs;
 use crate::store::{StateStore, StoreError};
 use governor_core::decide::{decide, Decision};
-use governor_core::market::correlation::CorrelationCache;
-use governor_core::market::SymbolMarket;
 use governor_core::plan::PlanRejection;
 use governor_core::results::{ExecutionResult, SettlePolicy, Settlement};
-use governor_core::snapshot::ExchangeState;
 use governor_core::time::Timestamp;
-use governor_core::types::Symbol;
 use governor_core::{Config, Plan};
-use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// What the world outside the store says at decision time: the exchange's account view and
-/// the per-symbol market summaries (computed once per bar by the caller).
-#[derive(Clone, Debug, Default)]
-pub struct MarketInputs {
-    /// The exchange's view; `None` when it could not be read (opens then fail closed).
-    pub exchange: Option<ExchangeState>,
-    /// Market summaries by symbol.
-    pub market: BTreeMap<Symbol, Arc<SymbolMarket>>,
-    /// Pairwise correlations of those symbols, computed once per bar (`None`: per decision).
-    pub correlations: Option<Arc<CorrelationCache>>,
-}
 
 /// The outcome of submitting one plan.
 #[derive(Clone, Debug, PartialEq)]

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod civil;
+pub mod clock;
 pub mod evaluate;
 pub mod exchange;
 pub mod executor;
@@ -14,6 +15,7 @@ pub mod explain;
 pub mod fuzz_targets;
 pub mod governor;
 pub mod heat;
+pub mod inputs;
 pub mod journal;
 pub mod json_fields;
 pub mod logfmt;
@@ -25,7 +27,9 @@ pub mod server;
 pub mod service;
 pub mod state_file;
 pub mod store;
+pub mod streams;
 pub mod supervisor;
 
-pub use governor::{Governor, MarketInputs, Submission};
+pub use governor::{Governor, Submission};
+pub use inputs::MarketInputs;
 pub use store::memory::MemoryStore;

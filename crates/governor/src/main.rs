@@ -91,7 +91,7 @@ enum Command {
         name: Option<String>,
         /// Reclaim entries another consumer left pending for this long (ms). Keep it well above
         /// the slowest decision: a smaller value steals work still in flight.
-        #[arg(long, default_value_t = quantum_governor::service::RECLAIM_IDLE_MS)]
+        #[arg(long, default_value_t = quantum_governor::streams::RECLAIM_IDLE_MS)]
         reclaim_idle_ms: u64,
     },
     /// The portfolio heat gate (P2.6). With --redis: a consumer in the `p26_heat_gate` group
@@ -119,7 +119,7 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
         /// Reclaim entries another consumer left pending for this long (ms).
-        #[arg(long, default_value_t = quantum_governor::service::RECLAIM_IDLE_MS)]
+        #[arg(long, default_value_t = quantum_governor::streams::RECLAIM_IDLE_MS)]
         reclaim_idle_ms: u64,
         /// Embedded: the proposals, one JSON object of stream fields per line (`-`: stdin).
         #[arg(long, required_unless_present = "redis")]
@@ -156,7 +156,7 @@ enum Command {
         #[arg(long, default_value_t = 5_000)]
         permit_wait_ms: u64,
         /// Reclaim entries another executor left pending for this long (ms).
-        #[arg(long, default_value_t = quantum_governor::service::RECLAIM_IDLE_MS)]
+        #[arg(long, default_value_t = quantum_governor::streams::RECLAIM_IDLE_MS)]
         reclaim_idle_ms: u64,
     },
     /// A past decision's trace as a table, gate by gate: from Redis, or from a replay journal.
@@ -237,8 +237,8 @@ fn run_executor(
     permit_wait_ms: u64,
     reclaim_idle_ms: u64,
 ) -> anyhow::Result<ExitCode> {
+    use quantum_governor::clock::wall_clock;
     use quantum_governor::executor::{Executor, ExecutorOptions};
-    use quantum_governor::service::wall_clock;
     let name = name.unwrap_or_else(|| format!("executor-{}", std::process::id()));
     let opts = ExecutorOptions {
         permit_wait: std::time::Duration::from_millis(permit_wait_ms),
@@ -263,7 +263,7 @@ fn run_executor(
                 &name,
             )?);
             let market =
-                std::sync::Arc::new(quantum_governor::service::paper_market::PaperMarket::load(
+                std::sync::Arc::new(quantum_governor::exchange::paper_market::PaperMarket::load(
                     data,
                     wall_clock(),
                     capital,

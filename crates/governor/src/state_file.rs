@@ -1,7 +1,7 @@
 //! The STATE.json format of `quantum-governor evaluate`: the account and market a single
 //! decision is evaluated against. Documented in the README; unknown fields are refused.
 
-use crate::governor::MarketInputs;
+use crate::inputs::MarketInputs;
 use crate::market_data::{load_klines_dir, market_at};
 use crate::store::memory::StoreState;
 use anyhow::{bail, Context};

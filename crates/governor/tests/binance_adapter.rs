@@ -267,8 +267,9 @@ fn bundled() -> std::path::PathBuf {
 
 #[test]
 fn klines_are_fetched_once_per_bar_and_stale_data_fails_closed_with_its_age() {
+    use quantum_governor::clock::wall_clock;
     use quantum_governor::exchange::binance::market::BinanceMarket;
-    use quantum_governor::service::{wall_clock, InputsSource};
+    use quantum_governor::inputs::InputsSource;
     let fake = FakeBinance::start(Some(&bundled()));
     let venue = BinanceVenue {
         client: Arc::new(client(&fake)),

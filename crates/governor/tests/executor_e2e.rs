@@ -6,8 +6,8 @@
 mod support;
 
 use governor_core::types::Symbol;
+use quantum_governor::clock::wall_clock;
 use quantum_governor::executor::Outcome;
-use quantum_governor::service::wall_clock;
 use quantum_governor::store::redis::RedisStore;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@ use governor_core::time::Timestamp;
 use governor_core::types::{Side, Symbol};
 use governor_core::Config;
 use quantum_governor::heat::redis::{stats, HeatWorker};
-use quantum_governor::service::InputsSource;
+use quantum_governor::inputs::InputsSource;
 use quantum_governor::store::redis::RedisStore;
 use quantum_governor::MarketInputs;
 use std::collections::BTreeMap;

@@ -5,8 +5,8 @@
 
 mod support;
 
+use quantum_governor::clock::wall_clock;
 use quantum_governor::service::reconcile::reconcile_once;
-use quantum_governor::service::wall_clock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -3,11 +3,13 @@
 mod support;
 
 use governor_core::Config;
-use quantum_governor::service::consumer::GroupConsumer;
-use quantum_governor::service::paper_market::PaperMarket;
+use quantum_governor::clock::wall_clock;
+use quantum_governor::exchange::paper_market::PaperMarket;
+use quantum_governor::inputs::InputsSource;
 use quantum_governor::service::workers::PlanWorker;
-use quantum_governor::service::{wall_clock, InputsSource, Streams, PLAN_GROUP};
 use quantum_governor::store::redis::RedisStore;
+use quantum_governor::streams::consumer::GroupConsumer;
+use quantum_governor::streams::{Streams, PLAN_GROUP};
 use quantum_governor::Governor;
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -13,7 +13,7 @@ pub use protections::{
     ThrottleConfig,
 };
 
-use crate::heat::HarvestAction;
+use crate::harvest_action::HarvestAction;
 use crate::plan::CloseKind;
 use crate::types::Symbol;
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,8 @@
 //! Correlation of two symbols' 1 h log returns, aligned on timestamps (never on row numbers).
 
 use super::indicators::pearson_pairs;
-use super::kline::{SymbolMarket, BAR_MS};
+use super::kline::BAR_MS;
+use super::summary::SymbolMarket;
 use crate::time::Timestamp;
 use crate::types::Symbol;
 use std::collections::BTreeMap;

@@ -1,7 +1,5 @@
-//! Klines and the per-symbol market summary the decision reads.
+//! Klines: one 1 h candle, and the bar length.
 
-use super::indicators::log_returns;
-use super::regime::RegimeFeatures;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -29,45 +27,5 @@ impl Kline {
     /// When the bar closes (its open time plus one hour).
     pub fn close_time(&self) -> Timestamp {
         Timestamp(self.open_time.0 + BAR_MS)
-    }
-}
-
-/// Everything the decision needs to know about one symbol's market, computed once per closed
-/// bar (never per plan): the newest close, the regime features and the recent log returns.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SymbolMarket {
-    /// Close time of the newest closed bar: the data's age is measured from it.
-    pub last_bar_close: Timestamp,
-    /// The newest close: the mark price when a plan states none.
-    pub last_close: f64,
-    /// How many closed bars the features were computed from.
-    pub bars: usize,
-    /// Regime features, when there were enough bars to compute them.
-    pub features: Option<RegimeFeatures>,
-    /// Recent 1 h log returns tagged with the bar they end in (only between adjacent hours).
-    pub returns: Vec<(Timestamp, f64)>,
-}
-
-impl SymbolMarket {
-    /// Summarises closed klines (oldest first). `keep_returns` bounds the returns kept for
-    /// correlation. `None` when there are no bars at all.
-    pub fn from_klines(klines: &[Kline], keep_returns: usize) -> Option<SymbolMarket> {
-        let last = klines.last()?;
-        let mut returns = log_returns(klines);
-        if returns.len() > keep_returns {
-            returns.drain(..returns.len() - keep_returns);
-        }
-        Some(SymbolMarket {
-            last_bar_close: last.close_time(),
-            last_close: last.close,
-            bars: klines.len(),
-            features: RegimeFeatures::compute(klines),
-            returns,
-        })
-    }
-
-    /// Seconds since the newest bar closed, as of `now`.
-    pub fn age_secs(&self, now: Timestamp) -> f64 {
-        now.secs_since(self.last_bar_close)
     }
 }

@@ -6,6 +6,8 @@ pub mod csv;
 pub mod indicators;
 pub mod kline;
 pub mod regime;
+pub mod summary;
 
-pub use kline::{Kline, SymbolMarket, BAR_MS};
+pub use kline::{Kline, BAR_MS};
 pub use regime::{Regime, RegimeFeatures, RegimeReading};
+pub use summary::SymbolMarket;

@@ -6,6 +6,7 @@
 pub mod binance;
 pub mod paper;
 pub mod paper_live;
+pub mod paper_market;
 
 pub use binance::SymbolFilters;
 use governor_core::market::Kline;

@@ -8,8 +8,8 @@ use super::{
     permissive_filters, Exchange, ExchangeError, Fill, OrderError, OrderRequest, OrderState,
     SymbolFilters,
 };
-use crate::service::paper_market::PaperMarket;
-use crate::service::InputsSource;
+use crate::exchange::paper_market::PaperMarket;
+use crate::inputs::InputsSource;
 use governor_core::market::Kline;
 use governor_core::snapshot::ExchangeState;
 use governor_core::time::Timestamp;

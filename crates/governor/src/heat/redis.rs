@@ -1,12 +1,12 @@
 //! The heat gate on Redis: a consumer in the `p26_heat_gate` group of `harvest.proposal`.
 
 use super::{calibrated_fields, compare_line, heat_input, proposal_name, Enforcement, HEAT_GROUP};
+use crate::inputs::InputsSource;
 use crate::logfmt;
-use crate::service::consumer::{Entry, GroupConsumer};
-use crate::service::workers::{group_member, next_batch, run_forever};
-use crate::service::InputsSource;
 use crate::store::redis::RedisStore;
 use crate::store::StoreError;
+use crate::streams::consumer::{Entry, GroupConsumer};
+use crate::streams::{group_member, next_batch, run_forever};
 use governor_core::config::HeatMode;
 use governor_core::heat::{calibrate, HarvestProposal};
 use governor_core::time::Timestamp;
@@ -244,7 +244,7 @@ pub fn stats(store: &RedisStore) -> Result<BTreeMap<String, u64>, StoreError> {
 /// Runs the heat gate as its own process on Redis (`quantum-governor heat --redis URL`), with
 /// the paper account and recorded market of `opts` as its view of positions and ATR.
 pub fn serve(cfg: &Config, opts: &crate::service::ServeOptions) -> anyhow::Result<()> {
-    use crate::service::{wall_clock, workers::Health};
+    use crate::{clock::wall_clock, streams::Health};
     let cfg = Arc::new(cfg.clone());
     let admin = Arc::new(RedisStore::open(
         &opts.redis_url,

@@ -6,10 +6,12 @@
 pub mod drawdown;
 pub mod engine;
 pub mod heat;
+pub mod heat_comparison;
 pub mod outcome;
 pub mod report;
 pub mod signals;
 pub mod summary;
 
 pub use engine::{run, ReplayOptions, ReplayResult};
-pub use heat::{run_with_comparison, HeatComparison, HeatReplay};
+pub use heat::HeatReplay;
+pub use heat_comparison::{run_with_comparison, HeatComparison};

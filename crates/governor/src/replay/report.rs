@@ -4,7 +4,8 @@
 
 use super::drawdown::DrawdownComparison;
 use super::engine::ReplayResult;
-use super::heat::{HeatComparison, HeatReplay};
+use super::heat::HeatReplay;
+use super::heat_comparison::HeatComparison;
 use super::summary::Summary;
 use crate::civil::date;
 use serde_json::json;

@@ -156,7 +156,7 @@ fn consumer_lag(
             g.get("name")
                 .and_then(|v| redis::from_redis_value::<String>(v).ok())
                 .as_deref()
-                == Some(crate::service::PLAN_GROUP)
+                == Some(crate::streams::PLAN_GROUP)
         })
         .ok_or_else(|| StoreError("no governor group on the plan stream yet".to_owned()))?;
     let num = |k: &str| {

@@ -8,7 +8,7 @@ mod auth;
 mod feed;
 pub mod stats;
 
-use crate::service::InputsSource;
+use crate::inputs::InputsSource;
 use crate::store::redis::RedisStore;
 use crate::Governor;
 use axum::routing::get;

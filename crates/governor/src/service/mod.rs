@@ -8,15 +8,15 @@
 //! While Redis is unreachable nothing is acknowledged and nothing is permitted: every worker
 //! logs `STORE_UNAVAILABLE` once, retries, and says `STORE_RECOVERED` when Redis answers again.
 
-pub mod consumer;
-pub mod paper_market;
 pub mod quarantine;
 pub mod reconcile;
 pub mod workers;
 
-use crate::governor::MarketInputs;
+use crate::clock::wall_clock;
+use crate::exchange::paper_market;
+use crate::inputs::InputsSource;
 use crate::store::StoreError;
-use governor_core::time::Timestamp;
+use crate::streams::{consumer, Streams, RESULT_GROUP};
 
 /// What `serve` needs to start.
 #[derive(Clone, Debug)]
@@ -208,7 +208,7 @@ pub fn serve_embedded(
     let (sweeper, sweeper_inputs) = (gov.clone(), inputs.clone());
     let supervisor = crate::supervisor::Supervisor::for_process();
     supervisor.spawn("sweeper", move || {
-        workers::run_forever("sweeper", std::time::Duration::from_secs(1), || {
+        crate::streams::run_forever("sweeper", std::time::Duration::from_secs(1), || {
             let now = wall_clock();
             sweeper.tick(now)?;
             sweeper.observe(&sweeper_inputs.inputs(now), now)
@@ -238,7 +238,7 @@ pub fn serve_embedded(
 /// Keeps trying `connect` (Redis not up yet, a group not created yet) until it succeeds,
 /// logging the store's state once per change.
 fn connect_retrying<T>(who: &str, mut connect: impl FnMut() -> Result<T, StoreError>) -> T {
-    let mut health = workers::Health::default();
+    let mut health = crate::streams::Health::default();
     loop {
         match connect() {
             Ok(t) => {
@@ -270,7 +270,7 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
     };
     let admin = open("admin")?;
     let (inputs, paper) = account_and_market(&cfg, opts, admin.clone())?;
-    let mut health = workers::Health::default();
+    let mut health = crate::streams::Health::default();
     loop {
         let toml = cfg.to_toml();
         match admin.with_conn(|c| {
@@ -343,7 +343,7 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
     let monitor_inputs = inputs.clone();
     let mut reporter = quarantine::QuarantineReporter::default();
     handles.push(supervisor.spawn("sweeper", move || {
-        workers::run_forever("sweeper", std::time::Duration::from_secs(1), || {
+        crate::streams::run_forever("sweeper", std::time::Duration::from_secs(1), || {
             let now = wall_clock();
             crate::store::StateStore::expire(sweeper.as_ref(), now)?;
             monitor.observe(&monitor_inputs.inputs(now), now)?;
@@ -407,7 +407,7 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
     let reconciler_venue = venue();
     let reconciler_cfg = cfg.clone();
     handles.push(supervisor.spawn("reconciler", move || {
-        workers::run_forever("reconciler", std::time::Duration::from_secs(5), || {
+        crate::streams::run_forever("reconciler", std::time::Duration::from_secs(5), || {
             reconcile::reconcile_once(
                 &reconciler,
                 &reconciler_venue,
@@ -421,45 +421,3 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
     }
     Ok(())
 }
-
-/// Where market data and the exchange's view come from.
-pub trait InputsSource: Send + Sync {
-    /// What the world looks like at `now`.
-    fn inputs(&self, now: Timestamp) -> MarketInputs;
-}
-
-/// The wall clock, in ms since the epoch: the service's `now`.
-pub fn wall_clock() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    Timestamp(ms)
-}
-
-/// Stream and group names of the contract under a key prefix.
-#[derive(Clone, Debug)]
-pub struct Streams {
-    /// Plans in (and rotation closes out).
-    pub plans: String,
-    /// Execution results in.
-    pub results: String,
-}
-
-impl Streams {
-    /// The contract's streams under `prefix`.
-    pub fn new(prefix: &str) -> Self {
-        Streams {
-            plans: format!("{prefix}stream:apply.plan"),
-            results: format!("{prefix}stream:apply.result"),
-        }
-    }
-}
-
-/// The plan stream's consumer group.
-pub const PLAN_GROUP: &str = "governor";
-/// The result stream's consumer group.
-pub const RESULT_GROUP: &str = "governor-results";
-/// Entries idle this long are taken over from their consumer (well above the slowest decision).
-pub const RECLAIM_IDLE_MS: u64 = 30_000;
-/// An entry delivered this many times is dead-lettered instead of tried again.
-pub const MAX_DELIVERIES: usize = 5;

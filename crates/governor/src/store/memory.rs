@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{StateStore, StoreError};
-use crate::governor::MarketInputs;
+use crate::inputs::MarketInputs;
 use governor_core::Plan;
 
 /// A block record as written to `quantum:governor:block:{plan_id}`.

@@ -7,7 +7,7 @@
 pub mod memory;
 pub mod redis;
 
-use crate::governor::MarketInputs;
+use crate::inputs::MarketInputs;
 use governor_core::decide::Decision;
 use governor_core::effects::{Effect, Guard, GuardFailed, Permit};
 use governor_core::results::{ExecutionResult, SettlePolicy, Settlement};

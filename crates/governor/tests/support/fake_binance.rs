@@ -140,7 +140,7 @@ pub struct FakeBinance {
 }
 
 fn now_ms() -> i64 {
-    quantum_governor::service::wall_clock().millis()
+    quantum_governor::clock::wall_clock().millis()
 }
 
 impl FakeBinance {
@@ -149,9 +149,9 @@ impl FakeBinance {
         let mut st = FakeState::default();
         if let Some(dir) = klines_dir {
             let mut k = quantum_governor::market_data::load_klines_dir(dir).unwrap();
-            let shift = quantum_governor::service::paper_market::wall_clock_shift(
+            let shift = quantum_governor::exchange::paper_market::wall_clock_shift(
                 &k,
-                quantum_governor::service::wall_clock(),
+                quantum_governor::clock::wall_clock(),
             );
             for series in k.values_mut() {
                 for b in series.iter_mut() {

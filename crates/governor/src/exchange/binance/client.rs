@@ -136,7 +136,7 @@ impl fmt::Debug for BinanceClient {
 }
 
 fn local_now_ms() -> i64 {
-    crate::service::wall_clock().millis()
+    crate::clock::wall_clock().millis()
 }
 
 /// An HTTP answer: status, body, and the headers that matter.

@@ -5,9 +5,9 @@
 
 use super::venue::BinanceVenue;
 use crate::exchange::Exchange;
-use crate::governor::MarketInputs;
+use crate::inputs::InputsSource;
+use crate::inputs::MarketInputs;
 use crate::market_data::{closed_by, market_at, FEATURE_LOOKBACK};
-use crate::service::InputsSource;
 use governor_core::market::{Kline, BAR_MS};
 use governor_core::snapshot::ExchangeState;
 use governor_core::time::Timestamp;

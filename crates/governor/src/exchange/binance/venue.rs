@@ -57,7 +57,7 @@ impl Exchange for BinanceVenue {
         Ok(ExchangeState {
             equity_usdt: account.equity,
             positions,
-            clock: self.client.clock(crate::service::wall_clock().millis()),
+            clock: self.client.clock(crate::clock::wall_clock().millis()),
         })
     }
 

@@ -11,7 +11,7 @@ pub mod ops;
 
 use super::memory::{BlockRecord, DeadLetter, StoreState};
 use super::{StateStore, StoreError};
-use crate::governor::MarketInputs;
+use crate::inputs::MarketInputs;
 use governor_core::book::{Book, CorruptRecord, ExitLock, LedgerPosition, RotationLock};
 use governor_core::decide::Decision;
 use governor_core::effects::{Effect, Guard, GuardFailed, Permit};

@@ -4,8 +4,8 @@
 //! the recorded market then plays forward in real time, so paper mode is neither frozen nor
 //! stale until the recording runs out (then opens fail closed on stale data, as they should).
 
-use super::InputsSource;
-use crate::governor::MarketInputs;
+use crate::inputs::InputsSource;
+use crate::inputs::MarketInputs;
 use crate::market_data::{closed_by, load_klines_dir, market_at, FEATURE_LOOKBACK};
 use crate::store::redis::RedisStore;
 use crate::store::StoreError;
