@@ -102,7 +102,7 @@ fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let resolve = |path: &[String]| {
         (1..=path.len())
             .rev()
-            .find_map(|n| modules.get(&path[..n].to_vec()).cloned())
+            .find_map(|n| modules.get(&path[..n]).cloned())
     };
     let mut edges = BTreeMap::new();
     for (module, rel) in &modules {
