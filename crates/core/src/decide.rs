@@ -1,4 +1,4 @@
-//! `decide(plan, snapshot, config, now) -> Decision`: every gate of DESIGN.md §1 in priority
+//! `decide(plan, snapshot, config, now) -> Decision`: every gate in priority
 //! order, composed purely. The decision carries its verdict, the effects the store must apply,
 //! the guards those effects rely on, and the trace.
 

@@ -7,7 +7,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 // `!(value <= cap)` is deliberate throughout: it is true for NaN, so a number that slipped
-// through as NaN blocks instead of passing (DESIGN.md §5). Clippy's preferred rewrite loses that.
+// through as NaN blocks instead of passing. Clippy's preferred rewrite loses that.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod book;

@@ -1,4 +1,4 @@
-//! The strict plan schema of CONTRACT.md and its parser.
+//! The strict plan schema of docs/wire-contract.md and its parser.
 //!
 //! The incident this file exists for: a producer wrote `harvest_action`, a consumer read
 //! `action`, got an empty string, defaulted it, and every close became a stop-loss tweak. Here a
@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// The largest plan accepted, in bytes of field names plus values (DESIGN.md §5).
+/// The largest plan accepted, in bytes of field names plus values.
 pub const MAX_PLAN_BYTES: usize = 4096;
-/// The most fields a plan may have (DESIGN.md §5).
+/// The most fields a plan may have.
 pub const MAX_PLAN_FIELDS: usize = 32;
 
 /// How much of a position a close takes.

@@ -1,15 +1,15 @@
-//! Block reasons with their stable codes (CONTRACT.md). The code is what the deployment greps,
+//! Block reasons with their stable codes (docs/wire-contract.md). The code is what the deployment greps,
 //! what the decision stream carries and what metrics are labelled with: never rename one.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Why a plan was not allowed. One variant per stable code of CONTRACT.md, then the codes of
+/// Why a plan was not allowed. One variant per stable code of docs/wire-contract.md, then the codes of
 /// the protections added since (drawdown halt, loss streaks, price collar, per-side slots,
 /// submit throttle).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[allow(missing_docs)] // each variant is documented by its code in CONTRACT.md
+#[allow(missing_docs)] // each variant is documented by its code in docs/wire-contract.md
 pub enum BlockReason {
     KillSwitch,
     TradingStateReducing,
@@ -47,7 +47,7 @@ pub enum BlockReason {
 }
 
 impl BlockReason {
-    /// Every reason, in the order of CONTRACT.md (for metrics and reports that list them all).
+    /// Every reason, in the order of docs/wire-contract.md (for metrics and reports that list them all).
     pub const ALL: [BlockReason; 32] = [
         BlockReason::KillSwitch,
         BlockReason::TradingStateReducing,

@@ -27,7 +27,7 @@ const RESULT_FIELDS: &[&str] = &[
     "resolved_by",
 ];
 
-/// A parsed execution result (CONTRACT.md, `apply.result`).
+/// A parsed execution result (`apply.result`, docs/wire-contract.md).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ExecutionResult {
     /// The plan the order executed.

@@ -1,5 +1,5 @@
 //! One-line logfmt records on stdout, with the grep tokens the deployment already uses
-//! (CONTRACT.md): `BLOCKED plan= symbol= reason=`, `ACTIVE_SLOTS_ALLOW symbol= score= slots=N/M`,
+//! (docs/wire-contract.md): `BLOCKED plan= symbol= reason=`, `ACTIVE_SLOTS_ALLOW symbol= score= slots=N/M`,
 //! `BLOCKED_SLOTS_FULL …`. Values are quoted when they hold spaces; secrets are never passed in.
 
 use governor_core::reason::BlockReason;
@@ -61,7 +61,7 @@ fn pct(trace: &Trace, gate: &str, name: &str) -> String {
         .map_or("-".to_owned(), |x| format!("{:.2}", x * 100.0))
 }
 
-/// The one log line of a decision, with the grep token of CONTRACT.md that fits it and the
+/// The one log line of a decision, with the grep token of docs/wire-contract.md that fits it and the
 /// numbers from its trace.
 pub fn decision_line(r: &DecisionRecord, trace: &Trace, score: Option<f64>) -> String {
     let slots = format!(

@@ -1,4 +1,4 @@
-//! One logfmt line per decision, with the grep token of CONTRACT.md and its fields, and never
+//! One logfmt line per decision, with the grep token of docs/wire-contract.md and its fields, and never
 //! a secret — read from a real `serve` process's output.
 
 mod support;

@@ -24,7 +24,7 @@ fn config() -> Config {
     Config::load(Some("[heat]\nwarm_at = 0.03\nhot_at = 0.06"), &[]).unwrap()
 }
 
-/// DESIGN.md's ladder, written out here independently of the program's tables.
+/// the default ladder, written out here independently of the program's tables.
 fn designs_ladder(bucket: &str, proposal: &str) -> String {
     match (bucket, proposal) {
         ("WARM", "FULL_CLOSE_PROPOSED") => "PARTIAL_75",

@@ -1,5 +1,5 @@
 //! One regression test per incident of the Python governor this project replaces
-//! (DESIGN.md, top). Each is named for what happened.
+//! (the incidents this project was started for). Each is named for what happened.
 
 mod support;
 

@@ -578,7 +578,7 @@ fn sigkill_20_times_while_plans_flow_loses_nothing_and_doubles_nothing() {
     let mut env = racing_env();
     env.push(("GOV_PERMIT_TTL", "2"));
     // Well above the slowest batch of a debug build on a loaded 2-core machine: a shorter idle
-    // time steals entries still being decided (DESIGN.md §5), which is what it must not do.
+    // time steals entries still being decided, which is what it must not do.
     let reclaim = ["--reclaim-idle-ms", "5000"];
     let mut procs: Vec<Serve> = (0..3)
         .map(|i| serve_with(&server.url(), data.path(), &format!("k{i}"), &env, &reclaim))

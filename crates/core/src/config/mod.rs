@@ -1,5 +1,5 @@
 //! The governor's typed configuration: a TOML file where every key is optional, overridden by
-//! the environment names the deployment already uses (CONTRACT.md), validated all at once.
+//! the environment names the deployment already uses (docs/wire-contract.md), validated all at once.
 //!
 //! Loading is pure: the caller hands in the file's text and the environment's pairs, so that a
 //! test can check every override without touching the process environment. Every unknown key,
@@ -72,7 +72,7 @@ pub enum HeatMode {
     Enforce,
 }
 
-/// Regime-driven slot accounting (DESIGN.md §1.13-15).
+/// Regime-driven slot accounting.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SlotsConfig {
@@ -115,7 +115,7 @@ impl Default for SlotsConfig {
     }
 }
 
-/// The regime classifier's thresholds (DESIGN.md §1.13).
+/// The regime classifier's thresholds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegimeConfig {
@@ -152,7 +152,7 @@ impl Default for RegimeConfig {
     }
 }
 
-/// The correlation cap (DESIGN.md §1.16).
+/// The correlation cap.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CorrelationConfig {
@@ -174,7 +174,7 @@ impl Default for CorrelationConfig {
     }
 }
 
-/// Count and notional caps (DESIGN.md §1.17-18).
+/// Count and notional caps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FundsConfig {
@@ -202,7 +202,7 @@ impl Default for FundsConfig {
     }
 }
 
-/// Cooldown and execution-rate limits (DESIGN.md §1.11-12).
+/// Cooldown and execution-rate limits.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CadenceConfig {
@@ -224,7 +224,7 @@ impl Default for CadenceConfig {
     }
 }
 
-/// The kill score gate (DESIGN.md §1.10).
+/// The kill score gate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KillScoreConfig {
@@ -252,7 +252,7 @@ impl Default for KillScoreConfig {
     }
 }
 
-/// Intent-time drift (DESIGN.md §1.9).
+/// Intent-time drift.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DriftConfig {
@@ -274,7 +274,7 @@ impl Default for DriftConfig {
     }
 }
 
-/// Capital allocation (DESIGN.md §1.19).
+/// Capital allocation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct CapitalConfig {
@@ -351,7 +351,7 @@ impl HeatRung {
     }
 }
 
-/// The portfolio heat gate's settings (DESIGN.md §1 "Portfolio heat gate").
+/// The portfolio heat gate's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeatConfig {
@@ -502,7 +502,7 @@ enum EnvKind {
     Text,
 }
 
-/// The environment names of CONTRACT.md and the key each one sets.
+/// The environment names of docs/wire-contract.md and the key each one sets.
 const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("GOV_ACTIVE_SLOTS_ENABLED", "slots.enabled", EnvKind::Bool),
     ("GOV_ACTIVE_SLOTS_BASE", "slots.base", EnvKind::Int),

@@ -1,4 +1,4 @@
-//! Cooldown and execution rate (DESIGN.md §1.11-12): sliding windows over permitted opens.
+//! Cooldown and execution rate: sliding windows over permitted opens.
 
 use super::{refuse, Ctx, Refusal};
 use crate::reason::BlockReason;

@@ -1,4 +1,4 @@
-//! Capital allocation (DESIGN.md §1.19): the symbol's share of portfolio capital bounds what
+//! Capital allocation: the symbol's share of portfolio capital bounds what
 //! is reserved on it plus the new open. Mandatory in production, optional in testnet.
 
 use super::portfolio::{HoldingKind, Portfolio};

@@ -1,4 +1,4 @@
-//! The close path (DESIGN.md §1.5-7): the position must exist, an optional kill-score block,
+//! The close path: the position must exist, an optional kill-score block,
 //! and one exit lock per symbol so that two producers can never close the same position twice.
 
 use super::{refuse, Ctx, Refusal};

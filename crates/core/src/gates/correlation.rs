@@ -1,4 +1,4 @@
-//! The correlation cap (DESIGN.md §1.16): no new position that moves with one already held.
+//! The correlation cap: no new position that moves with one already held.
 
 use super::portfolio::Portfolio;
 use super::{refuse, Candidate, Ctx, Refusal};

@@ -1,4 +1,4 @@
-//! Intent-time drift (DESIGN.md §1.9): an intent formed on a different account than the one
+//! Intent-time drift: an intent formed on a different account than the one
 //! that exists now is refused; an old intent is flagged.
 
 use super::portfolio::Portfolio;

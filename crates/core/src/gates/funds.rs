@@ -1,4 +1,4 @@
-//! Margin and fund caps (DESIGN.md §1.17-18): the $118k-on-$13k incident, refused before the
+//! Margin and fund caps: the $118k-on-$13k incident, refused before the
 //! order instead of discovered after it.
 
 use super::portfolio::Portfolio;

@@ -1,4 +1,4 @@
-//! The kill score (DESIGN.md §1.10): critical blocks the open (and may disarm the account);
+//! The kill score: critical blocks the open (and may disarm the account);
 //! between the open threshold and critical the quantity shrinks linearly.
 
 use super::{refuse, Ctx, Refusal};

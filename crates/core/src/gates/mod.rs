@@ -1,4 +1,4 @@
-//! The gates of DESIGN.md §1, one file per family. Each gate is a small function that reads
+//! The gates, one file per family. Each gate is a small function that reads
 //! the plan, the snapshot and the config, writes its one trace line, and either lets the plan
 //! through or returns a typed [`Refusal`]. `decide` composes them in priority order.
 

@@ -1,4 +1,4 @@
-//! The policy universe (DESIGN.md §1.8): one source of truth, read every decision,
+//! The policy universe: one source of truth, read every decision,
 //! fail-closed when missing.
 
 use super::{refuse, Ctx, Refusal};

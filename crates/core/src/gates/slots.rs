@@ -1,4 +1,4 @@
-//! Regime → desired slots, slot occupancy and the choice of a rotation (DESIGN.md §1.13-15).
+//! Regime → desired slots, slot occupancy and the choice of a rotation.
 
 use super::portfolio::{HoldingKind, Portfolio};
 use super::{refuse, Candidate, Ctx, Refusal};

@@ -1,4 +1,4 @@
-//! The kill switch (DESIGN.md §1.4): HALTED stops everything, REDUCING lets only closes pass.
+//! The kill switch: HALTED stops everything, REDUCING lets only closes pass.
 
 use super::{refuse, Ctx, Refusal};
 use crate::reason::BlockReason;

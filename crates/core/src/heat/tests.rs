@@ -1,4 +1,4 @@
-//! The heat gate with hand-computed portfolios (DESIGN.md: k = 8, COLD < 0.25 ≤ WARM < 0.65 ≤ HOT).
+//! The heat gate with hand-computed portfolios (k = 8, COLD < 0.25 ≤ WARM < 0.65 ≤ HOT).
 
 use super::*;
 use crate::config::{Config, HeatRung};

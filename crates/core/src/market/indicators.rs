@@ -1,4 +1,4 @@
-//! Indicators exactly as DESIGN.md §1.13 defines them (TA-Lib's seeding conventions).
+//! Indicators as the regime classifier defines them (TA-Lib's seeding conventions).
 
 use super::kline::{Kline, BAR_MS};
 use crate::time::Timestamp;

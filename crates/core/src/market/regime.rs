@@ -1,4 +1,4 @@
-//! The regime classifier of DESIGN.md §1.13 and the desired slot count it implies.
+//! The regime classifier and the desired slot count it implies.
 
 use super::indicators::{atr_wilder_last, ema_last};
 use super::kline::Kline;

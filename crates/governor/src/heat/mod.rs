@@ -148,7 +148,7 @@ pub fn calibrated_fields(
     out
 }
 
-/// The `SHADOW-COMPARE` line of CONTRACT.md for one proposal, with its newline (in both modes;
+/// The `SHADOW-COMPARE` line of docs/wire-contract.md for one proposal, with its newline (in both modes;
 /// `enforced=` says what happened to the hash).
 pub fn compare_line(name: &str, c: &Calibration, enforced: Enforcement) -> String {
     let (heat, bucket) = match &c.heat {

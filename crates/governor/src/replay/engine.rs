@@ -7,6 +7,7 @@ use crate::exchange::{Exchange, OrderRequest};
 use crate::governor::{Governor, Submission};
 use crate::inputs::MarketInputs;
 use crate::market_data::{closed_by, load_klines_dir, market_at};
+use crate::orders::{result_fields, Known, ResolvedBy};
 use crate::store::memory::MemoryStore;
 use anyhow::{bail, Context};
 use governor_core::config::RegimeReference;
@@ -360,28 +361,23 @@ impl Pipeline<'_> {
             reduce_only,
             leverage,
         };
-        let outcome = self.governed.place_order(&order);
-        let mut fields: Vec<(String, String)> = vec![
-            ("plan_id".into(), plan_id.to_string()),
-            ("symbol".into(), permit.symbol.to_string()),
-            ("reduceOnly".into(), reduce_only.to_string()),
-            ("action".into(), permit.action.clone()),
-            ("ts".into(), (t.millis() / 1000).to_string()),
-        ];
-        match &outcome {
-            Ok(fill) => {
-                fields.push(("executed".into(), "true".into()));
-                fields.push(("filled_qty".into(), fill.qty.to_string()));
-                fields.push(("avg_price".into(), fill.avg_price.to_string()));
-            }
+        let known = match self.governed.place_order(&order) {
+            Ok(fill) => Known::Filled(fill),
             Err(e) => {
                 self.order_errors += 1;
-                fields.push(("executed".into(), "false".into()));
-                fields.push(("filled_qty".into(), "0".into()));
-                fields.push(("avg_price".into(), "0".into()));
-                fields.push(("error".into(), e.to_string()));
+                Known::NotFilled(e.to_string())
             }
-        }
+        };
+        // The same result entry the executor publishes, the paper fee and PnL included.
+        let fields = result_fields(
+            plan_id,
+            &permit.symbol,
+            &permit.action,
+            reduce_only,
+            &known,
+            ResolvedBy::Answer,
+            t,
+        );
         let inputs = self.inputs();
         if let Ok(outcome) = self.gov.on_result(&fields, &inputs, t) {
             if let Some(phase2) = outcome.phase2 {

@@ -1,4 +1,4 @@
-//! The HTTP surface (DESIGN.md §3) on axum, the same in embedded and Redis modes: health,
+//! The HTTP surface on axum, the same in embedded and Redis modes: health,
 //! readiness, Prometheus metrics, stats, decisions with their traces, plans (embedded mode),
 //! the trading state (PUT with the admin bearer token), a server-sent feed of decisions and the
 //! dashboard. Store calls are blocking; handlers run them on tokio's blocking pool.

@@ -1,4 +1,4 @@
-//! The Redis state store: the deployment's keys (CONTRACT.md) under a configurable prefix, a
+//! The Redis state store: the deployment's keys (docs/wire-contract.md) under a configurable prefix, a
 //! read script that gathers a snapshot in one round trip, and one commit script that checks
 //! every guard before its first write and then applies every effect, atomically. Scripts are
 //! loaded once and called with EVALSHA (redis-rs reloads them after NOSCRIPT).

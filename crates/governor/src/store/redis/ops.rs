@@ -68,7 +68,7 @@ pub fn guard(g: &Guard) -> Value {
     }
 }
 
-/// The decisions stream entry of a record (CONTRACT.md).
+/// The decisions stream entry of a record (docs/wire-contract.md).
 pub fn decision_fields(r: &DecisionRecord, governor_id: &str) -> Vec<String> {
     let opt = |v: Option<String>| v.unwrap_or_default();
     [
