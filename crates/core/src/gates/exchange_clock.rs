@@ -46,18 +46,8 @@ pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
 mod tests {
     use super::*;
     use crate::snapshot::ExchangeState;
-    use crate::time::Timestamp;
-    use crate::Config;
 
     fn decide_clock(clock: Option<ExchangeClock>) -> Result<(), BlockReason> {
-        let plan = crate::Plan::parse(&[
-            ("plan_id", "p1"),
-            ("symbol", "BTCUSDT"),
-            ("action", "OPEN_LONG"),
-            ("decision", "EXECUTE"),
-            ("qty", "0.001"),
-        ])
-        .unwrap();
         let snap = crate::gates::test_snapshot(
             Default::default(),
             clock.map(|clock| ExchangeState {
@@ -66,15 +56,7 @@ mod tests {
                 clock,
             }),
         );
-        let cfg = Config::default();
-        let ctx = Ctx {
-            plan: &plan,
-            snap: &snap,
-            cfg: &cfg,
-            now: Timestamp(0),
-        };
-        let mut trace = Trace::default();
-        check(&ctx, &mut trace).map_err(|r| r.reason)
+        crate::gates::check_open("BTCUSDT", &snap, check)
     }
 
     #[test]

@@ -111,3 +111,29 @@ pub(crate) fn test_snapshot(
         capital: Default::default(),
     }
 }
+
+/// Runs a gate's check on an open of 0.001 `symbol` against `snap` with the default config:
+/// the reason code it refuses with, if any (a gate's own tests).
+#[cfg(test)]
+pub(crate) fn check_open(
+    symbol: &str,
+    snap: &Snapshot,
+    check: fn(&Ctx<'_>, &mut Trace) -> Result<(), Refusal>,
+) -> Result<(), BlockReason> {
+    let plan = Plan::parse(&[
+        ("plan_id", "p1"),
+        ("symbol", symbol),
+        ("action", "OPEN_LONG"),
+        ("decision", "EXECUTE"),
+        ("qty", "0.001"),
+    ])
+    .expect("a valid open");
+    let cfg = Config::default();
+    let ctx = Ctx {
+        plan: &plan,
+        snap,
+        cfg: &cfg,
+        now: Timestamp(0),
+    };
+    check(&ctx, &mut Trace::default()).map_err(|r| r.reason)
+}

@@ -42,34 +42,14 @@ pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
 mod tests {
     use super::*;
     use crate::book::{Book, CorruptRecord};
-    use crate::time::Timestamp;
     use crate::types::Symbol;
-    use crate::{Config, Plan};
 
     fn verdict(corrupt: Vec<CorruptRecord>, symbol: &str) -> Result<(), BlockReason> {
-        let plan = Plan::parse(&[
-            ("plan_id", "p1"),
-            ("symbol", symbol),
-            ("action", "OPEN_LONG"),
-            ("decision", "EXECUTE"),
-            ("qty", "0.001"),
-        ])
-        .unwrap();
-        let snap = crate::gates::test_snapshot(
-            Book {
-                corrupt,
-                ..Book::default()
-            },
-            None,
-        );
-        let cfg = Config::default();
-        let ctx = Ctx {
-            plan: &plan,
-            snap: &snap,
-            cfg: &cfg,
-            now: Timestamp(0),
+        let book = Book {
+            corrupt,
+            ..Book::default()
         };
-        check(&ctx, &mut Trace::default()).map_err(|r| r.reason)
+        crate::gates::check_open(symbol, &crate::gates::test_snapshot(book, None), check)
     }
 
     fn bad(symbol: Option<&str>) -> CorruptRecord {
