@@ -30,6 +30,21 @@ fn serve(redis: &RedisServer, env: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
+/// `serve` in production mode against the stand-in (futures and spot API), with the
+/// production pair.
+fn serve_production(redis: &RedisServer, fake: &FakeBinance) -> Output {
+    serve(
+        redis,
+        &[
+            ("GOV_MODE", "production"),
+            ("GOV_BINANCE_BASE_URL", &fake.url),
+            ("GOV_BINANCE_SPOT_BASE_URL", &fake.url),
+            ("BINANCE_API_KEY", KEY),
+            ("BINANCE_API_SECRET", SECRET),
+        ],
+    )
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -39,16 +54,7 @@ fn production_refuses_a_key_that_can_withdraw() {
     let redis = RedisServer::start();
     let fake = FakeBinance::start(None);
     fake.state.lock().unwrap().key_can_withdraw = true;
-    let out = serve(
-        &redis,
-        &[
-            ("GOV_MODE", "production"),
-            ("GOV_BINANCE_BASE_URL", &fake.url),
-            ("GOV_BINANCE_SPOT_BASE_URL", &fake.url),
-            ("BINANCE_API_KEY", KEY),
-            ("BINANCE_API_SECRET", SECRET),
-        ],
-    );
+    let out = serve_production(&redis, &fake);
     assert!(!out.status.success(), "it started");
     let err = stderr(&out);
     assert!(err.contains("can withdraw"), "{err}");
@@ -69,16 +75,7 @@ fn production_refuses_when_the_keys_restrictions_cannot_be_read() {
             body: "{}".to_owned(),
         },
     );
-    let out = serve(
-        &redis,
-        &[
-            ("GOV_MODE", "production"),
-            ("GOV_BINANCE_BASE_URL", &fake.url),
-            ("GOV_BINANCE_SPOT_BASE_URL", &fake.url),
-            ("BINANCE_API_KEY", KEY),
-            ("BINANCE_API_SECRET", SECRET),
-        ],
-    );
+    let out = serve_production(&redis, &fake);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("cannot prove it cannot withdraw"),

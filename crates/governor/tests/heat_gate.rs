@@ -315,6 +315,19 @@ fn a_portfolio_without_sigma_or_atr_is_passed_on_uncalibrated_and_never_enforced
     assert_eq!(rig.hash("quantum:harvest:proposal:ETHUSDT").len(), 1);
 }
 
+/// Waits for the heat process's first calibrated entry, stops it, and returns its stdout.
+fn log_after_first_calibration(rig: &Rig, child: std::process::Child) -> String {
+    let mut child = child;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while rig.stream("stream:harvest.calibrated").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no calibrated entry");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn bin() -> Command {
     support::governor_command()
 }
@@ -336,7 +349,7 @@ fn the_heat_process_runs_on_redis_and_an_unknown_mode_stops_it() {
         "harvest_action",
         "PARTIAL_75",
     ]);
-    let mut child = bin()
+    let child = bin()
         .args(["heat", "--redis", &rig.url, "--name", "heat-t"])
         .env("P26_MODE", "enforce")
         .stdout(Stdio::piped())
@@ -347,14 +360,7 @@ fn the_heat_process_runs_on_redis_and_an_unknown_mode_stops_it() {
         ("symbol", "BTCUSDT"),
         ("harvest_action", "PARTIAL_75"),
     ]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while rig.stream("stream:harvest.calibrated").is_empty() {
-        assert!(std::time::Instant::now() < deadline, "no calibrated entry");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    child.kill().unwrap();
-    let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stdout);
+    let log = log_after_first_calibration(&rig, child);
     // The paper account starts empty: COLD, unchanged, and written as calibrated.
     assert!(
         log.contains("SHADOW-COMPARE plan=p1 proposal=PARTIAL_75 calibrated=PARTIAL_75 heat=0.0000 bucket=COLD downgraded=false reason=unchanged enforced=written"),
@@ -427,7 +433,7 @@ fn the_heat_process_on_binance_sees_the_real_accounts_8_7x_book_as_hot() {
     for s in ["BTCUSDT", "ETHUSDT", "SOLUSDT"] {
         rig.cmd(&["HSET", &format!("quantum:marketstate:{s}"), "sigma", "0.04"]);
     }
-    let mut child = bin()
+    let child = bin()
         .args(["heat", "--redis", &rig.url, "--exchange", "binance"])
         .env("GOV_BINANCE_BASE_URL", &fake.url)
         .env("BINANCE_TESTNET_API_KEY", KEY)
@@ -440,14 +446,7 @@ fn the_heat_process_on_binance_sees_the_real_accounts_8_7x_book_as_hot() {
         ("symbol", "BTCUSDT"),
         ("harvest_action", "FULL_CLOSE_PROPOSED"),
     ]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while rig.stream("stream:harvest.calibrated").is_empty() {
-        assert!(std::time::Instant::now() < deadline, "no calibrated entry");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    child.kill().unwrap();
-    let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stdout);
+    let log = log_after_first_calibration(&rig, child);
     // heat = 1 − exp(−8 × 118,844 × 0.04 / 13,661) = 1 − exp(−2.78400) = 0.93820, by hand.
     assert!(
         log.contains("SHADOW-COMPARE plan=hot-1 proposal=FULL_CLOSE_PROPOSED calibrated=PARTIAL_50 heat=0.9382 bucket=HOT"),
