@@ -2,17 +2,17 @@
 //! order, composed purely. The decision carries its verdict, the effects the store must apply,
 //! the guards those effects rely on, and the trace.
 
+use std::borrow::Cow;
+
 use crate::book::{Reservation, RotationLock, RotationPhase};
 use crate::config::Config;
 use crate::config::GateMode;
 use crate::effects::{Effect, Event, Guard, Permit};
 use crate::gates::mode::Gatekeeper;
-use crate::gates::portfolio::{HoldingKind, Portfolio};
-use crate::gates::slots::{RotationChoice, SlotBudget, SlotUse};
+use crate::gates::portfolio::Portfolio;
+use crate::gates::slots::{self, RotationChoice, SlotBudget, SlotUse};
 use crate::gates::{
-    cadence, capital, close, correlation, drawdown, drift, exchange_clock, funds, kill_score,
-    loss_streak, policy, portfolio, price_collar, slots, state_records, throttle, trading_state,
-    Candidate, Ctx, Refusal,
+    drawdown, throttle, Candidate, Ctx, Pipeline, Refusal, CLOSE_PATH, COMMON_PATH, OPEN_PATH,
 };
 use crate::plan::{Action, ActionSource, CloseKind, Plan};
 use crate::reason::BlockReason;
@@ -98,6 +98,13 @@ impl Decision {
         }
         record
     }
+
+    /// Everything a commit applies, in order: the decision's record first, then its effects.
+    /// Every store commits exactly this, so none adds effects of its own.
+    pub fn commit_effects(&self) -> impl Iterator<Item = Cow<'_, Effect>> {
+        std::iter::once(Cow::Owned(Effect::Record(self.committed_record())))
+            .chain(self.effects.iter().map(Cow::Borrowed))
+    }
 }
 
 /// What the decision learned along the way, for the record.
@@ -168,7 +175,8 @@ pub fn decide(plan: &Plan, snap: &Snapshot, cfg: &Config, now: Timestamp) -> Dec
     trace.push(TraceLine::new("execute_only", Outcome::Pass));
 
     let mut summary = Summary::default();
-    let outcome = trading_state::check(&ctx, &mut trace).and_then(|()| match plan.action {
+    let common = Pipeline::new(&ctx, Side::Long, phase2).run(&ctx, COMMON_PATH, &mut trace);
+    let outcome = common.and_then(|()| match plan.action {
         Action::Close(kind) => close_path(&ctx, kind, &mut trace),
         Action::Open(side) => open_path(&ctx, side, phase2, &mut trace, &mut summary),
         Action::UpdateSl | Action::Hold => unreachable!("skipped above"),
@@ -245,9 +253,11 @@ fn replay(prior: &DecisionRecord, now: Timestamp) -> Decision {
 }
 
 fn close_path(ctx: &Ctx<'_>, kind: CloseKind, trace: &mut Trace) -> Result<Answer, Refusal> {
-    let position = close::position_exists(ctx, trace)?;
-    close::kill_score(ctx, trace)?;
-    close::exit_lock(ctx, trace)?;
+    let mut pipeline = Pipeline::new(ctx, Side::Long, false);
+    pipeline.run(ctx, CLOSE_PATH, trace)?;
+    let position = pipeline
+        .closing
+        .expect("position_exists is on the close path");
     let plan = ctx.plan;
     let qty = match kind {
         CloseKind::Full => position.qty,
@@ -301,53 +311,6 @@ fn permit(ctx: &Ctx<'_>, qty: f64, notional: f64, regime: Option<&str>) -> Effec
     })
 }
 
-/// Sizes the open: scaled quantity, the price it is valued at, leverage.
-fn size(
-    ctx: &Ctx<'_>,
-    side: Side,
-    qty_scale: f64,
-    trace: &mut Trace,
-) -> Result<Candidate, Refusal> {
-    let plan = ctx.plan;
-    let stated = plan.stated_price();
-    let market = ctx.snap.market.get(&plan.symbol).map(|m| m.last_close);
-    let line = TraceLine::new("sizing", Outcome::Pass)
-        .opt_num("plan_qty", plan.qty)
-        .num("qty_scale", qty_scale)
-        .opt_num("stated_price", stated)
-        .opt_num("market_price", market);
-    let Some(price) = stated.or(market) else {
-        return Err(crate::gates::refuse(
-            trace,
-            line,
-            Refusal::new(
-                BlockReason::MarketDataUnavailable,
-                format!(
-                    "no price for {}: the plan states none and no klines",
-                    plan.symbol
-                ),
-            ),
-        ));
-    };
-    let qty = plan.qty.unwrap_or(0.0) * qty_scale;
-    let leverage = plan.leverage.unwrap_or(ctx.cfg.funds.default_leverage);
-    let notional = qty * price;
-    trace.push(
-        line.num("qty", qty)
-            .num("price", price)
-            .num("notional", notional)
-            .int("leverage", i64::from(leverage)),
-    );
-    Ok(Candidate {
-        symbol: plan.symbol.clone(),
-        side,
-        qty,
-        price,
-        notional,
-        leverage,
-    })
-}
-
 fn open_path(
     ctx: &Ctx<'_>,
     side: Side,
@@ -355,191 +318,35 @@ fn open_path(
     trace: &mut Trace,
     summary: &mut Summary,
 ) -> Result<Answer, Refusal> {
-    let plan = ctx.plan;
-    let modes = &ctx.cfg.gates;
-    state_records::check(ctx, trace)?;
-    let gk = &mut summary.gates;
-    gk.run(
-        modes.policy,
-        "policy",
-        trace,
-        |t| policy::check(ctx, t),
-        || (),
-    )?;
-    let mut book_view = portfolio::require_exchange(ctx, trace)?;
-    exchange_clock::check(ctx, trace)?;
-    if phase2 {
-        book_view =
-            book_view.without(|h| matches!(&h.kind, HoldingKind::Held(id) if **id == plan.plan_id));
+    let mut pipeline = Pipeline::new(ctx, side, phase2);
+    let passed = pipeline.run(ctx, OPEN_PATH, trace);
+    summary.occupied = pipeline.occupied;
+    if let Some(b) = pipeline.budget {
+        summary.regime = Some(b.reading.regime.as_str().to_owned());
+        summary.desired = Some(b.desired);
     }
-    summary.occupied = Some(book_view.occupied_slots() as u32);
-    let gk = &mut summary.gates;
-    gk.run(
-        modes.drift,
-        "drift",
-        trace,
-        |t| drift::check(ctx, &book_view, t),
-        || (),
-    )?;
-    let scale = gk.run(
-        modes.kill_score,
-        "kill_score",
-        trace,
-        |t| kill_score::check(ctx, t).map(|k| k.qty_scale),
-        || ctx.cfg.kill_score.min_qty_scale,
-    )?;
-    let equity = book_view.equity;
-    gk.run(
-        modes.drawdown_halt,
-        "drawdown_halt",
-        trace,
-        |t| drawdown::check(ctx, equity, t),
-        || (),
-    )?;
-    gk.run(
-        modes.loss_streak,
-        "loss_streak",
-        trace,
-        |t| loss_streak::check(ctx, t),
-        || (),
-    )?;
-    gk.run(
-        modes.cooldown,
-        "cooldown",
-        trace,
-        |t| cadence::cooldown(ctx, t),
-        || (),
-    )?;
-    gk.run(
-        modes.rate_limit,
-        "execution_rate",
-        trace,
-        |t| cadence::execution_rate(ctx, t),
-        || (),
-    )?;
-    gk.run(
-        modes.submit_throttle,
-        "submit_throttle",
-        trace,
-        |t| throttle::check(ctx, t),
-        || (),
-    )?;
-    let budget = if ctx.cfg.slots.enabled && modes.slots != GateMode::Off {
-        let b = gk.run(
-            modes.slots,
-            "regime",
-            trace,
-            |t| slots::regime(ctx, t).map(Some),
-            || None,
-        )?;
-        if let Some(b) = b {
-            summary.regime = Some(b.reading.regime.as_str().to_owned());
-            summary.desired = Some(b.desired);
-        }
-        b
-    } else {
-        let why = if ctx.cfg.slots.enabled {
-            "gate off by configuration"
-        } else {
-            "slot accounting disabled"
-        };
-        trace.push(TraceLine::new("regime", Outcome::NotApplicable).note(why));
-        None
-    };
-    let cand = size(ctx, side, scale, trace)?;
-    let gk = &mut summary.gates;
-    gk.run(
-        modes.price_collar,
-        "price_collar",
-        trace,
-        |t| price_collar::check(ctx, t),
-        || (),
-    )?;
-    let enforced_budget = budget.filter(|_| modes.slots == GateMode::Enforce);
-    let slot_use = slots::occupancy(&cand, &book_view, enforced_budget, phase2, trace)?;
-    if let (GateMode::Shadow, Some(b), SlotUse::NewSlot) = (modes.slots, budget, slot_use) {
-        let occupied = book_view.occupied_slots() as u32;
-        if occupied >= b.desired {
-            let refusal = Refusal::new(
-                BlockReason::SlotsFull,
-                format!("{occupied} of {} desired slots occupied", b.desired),
-            );
-            let line = TraceLine::new("slots_shadow", Outcome::Pass)
-                .int("occupied", i64::from(occupied))
-                .int("desired", i64::from(b.desired));
-            let refusal = crate::gates::refuse(trace, line, refusal);
-            gk.record(trace, &refusal);
-        }
+    summary.gates = std::mem::take(&mut pipeline.gates);
+    passed?;
+    let cand = pipeline
+        .candidate
+        .as_ref()
+        .expect("sizing is on the open path");
+    if let Some(choice) = &pipeline.rotation {
+        return Ok(start_rotation(ctx, choice, trace));
     }
-    if slot_use == SlotUse::Full {
-        let choice = slots::rotation(ctx, &book_view, trace)?;
-        // Never close a position for a candidate that would be refused anyway.
-        let after = book_view.without(|h| *h.symbol == choice.weakest);
-        side_slots_gate(ctx, &cand, &after, trace, gk)?;
-        money_gates(ctx, &cand, &after, trace, gk)?;
-        return Ok(start_rotation(ctx, &choice, trace));
-    }
-    if slot_use != SlotUse::Expand {
-        side_slots_gate(ctx, &cand, &book_view, trace, gk)?;
-    }
-    money_gates(ctx, &cand, &book_view, trace, gk)?;
-    Ok(allow_open(ctx, &cand, slot_use, budget, &book_view, phase2))
-}
-
-fn side_slots_gate(
-    ctx: &Ctx<'_>,
-    cand: &Candidate,
-    view: &Portfolio,
-    trace: &mut Trace,
-    gk: &mut Gatekeeper,
-) -> Result<(), Refusal> {
-    let mode = ctx.cfg.gates.side_slots;
-    gk.run(
-        mode,
-        "side_slots",
-        trace,
-        |t| slots::side_slots(ctx, cand, view, t),
-        || (),
-    )
-}
-
-/// Correlation, margin, fund caps and capital allocation, in that order.
-fn money_gates(
-    ctx: &Ctx<'_>,
-    cand: &Candidate,
-    view: &Portfolio,
-    trace: &mut Trace,
-    gk: &mut Gatekeeper,
-) -> Result<(), Refusal> {
-    let modes = &ctx.cfg.gates;
-    gk.run(
-        modes.correlation,
-        "correlation",
-        trace,
-        |t| correlation::check(ctx, cand, view, t),
-        || (),
-    )?;
-    gk.run(
-        modes.margin,
-        "margin",
-        trace,
-        |t| funds::margin(ctx, cand, view, t),
-        || (),
-    )?;
-    gk.run(
-        modes.fund_caps,
-        "fund_caps",
-        trace,
-        |t| funds::caps(ctx, cand, view, t),
-        || (),
-    )?;
-    gk.run(
-        modes.capital,
-        "capital",
-        trace,
-        |t| capital::check(ctx, cand, view, t),
-        || (),
-    )
+    let slot_use = pipeline.slot_use.expect("slots is on the open path");
+    let view = pipeline
+        .view
+        .as_ref()
+        .expect("exchange_state is on the open path");
+    Ok(allow_open(
+        ctx,
+        cand,
+        slot_use,
+        pipeline.budget,
+        view,
+        phase2,
+    ))
 }
 
 fn allow_open(

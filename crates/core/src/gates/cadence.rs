@@ -1,6 +1,6 @@
 //! Cooldown and execution rate: sliding windows over permitted opens.
 
-use super::{refuse, Ctx, Refusal};
+use super::common::{refuse, Ctx, Refusal};
 use crate::reason::BlockReason;
 use crate::trace::{Outcome, Trace, TraceLine};
 

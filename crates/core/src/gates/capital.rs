@@ -1,8 +1,8 @@
 //! Capital allocation: the symbol's share of portfolio capital bounds what
 //! is reserved on it plus the new open. Mandatory in production, optional in testnet.
 
+use super::common::{fits, refuse, Candidate, Ctx, Refusal};
 use super::portfolio::{HoldingKind, Portfolio};
-use super::{fits, refuse, Candidate, Ctx, Refusal};
 use crate::reason::BlockReason;
 use crate::trace::{Outcome, Trace, TraceLine};
 

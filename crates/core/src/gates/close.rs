@@ -1,7 +1,7 @@
 //! The close path: the position must exist, an optional kill-score block,
 //! and one exit lock per symbol so that two producers can never close the same position twice.
 
-use super::{refuse, Ctx, Refusal};
+use super::common::{refuse, Ctx, Refusal};
 use crate::reason::BlockReason;
 use crate::trace::{Outcome, Trace, TraceLine};
 

@@ -1,7 +1,7 @@
 //! The correlation cap: no new position that moves with one already held.
 
+use super::common::{refuse, Candidate, Ctx, Refusal};
 use super::portfolio::Portfolio;
-use super::{refuse, Candidate, Ctx, Refusal};
 use crate::market::correlation::aligned_correlation;
 use crate::market::SymbolMarket;
 use crate::reason::BlockReason;

@@ -7,7 +7,7 @@
 //! the sweeper every second and by the replay every bar), which records the equity peaks and
 //! switches the state even when no plan arrives.
 
-use super::{refuse, Ctx, Refusal};
+use super::common::{refuse, Ctx, Refusal};
 use crate::book::{Book, Halt};
 use crate::config::{Config, GateMode};
 use crate::effects::{Effect, Event, Guard};

@@ -1,8 +1,8 @@
 //! Intent-time drift: an intent formed on a different account than the one
 //! that exists now is refused; an old intent is flagged.
 
+use super::common::{refuse, Ctx, Refusal};
 use super::portfolio::Portfolio;
-use super::{refuse, Ctx, Refusal};
 use crate::reason::BlockReason;
 use crate::trace::{Outcome, Trace, TraceLine};
 

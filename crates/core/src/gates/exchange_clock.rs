@@ -4,7 +4,7 @@
 //! is only as fresh as the clocks agree. Closes are never refused here. An integrity gate:
 //! always enforced.
 
-use super::{refuse, Ctx, Refusal};
+use super::common::{refuse, Ctx, Refusal};
 use crate::reason::BlockReason;
 use crate::snapshot::ExchangeClock;
 use crate::trace::{Outcome, Trace, TraceLine};
@@ -48,7 +48,7 @@ mod tests {
     use crate::snapshot::ExchangeState;
 
     fn decide_clock(clock: Option<ExchangeClock>) -> Result<(), BlockReason> {
-        let snap = crate::gates::test_snapshot(
+        let snap = crate::gates::common::test_snapshot(
             Default::default(),
             clock.map(|clock| ExchangeState {
                 equity_usdt: 1_000.0,
@@ -56,7 +56,7 @@ mod tests {
                 clock,
             }),
         );
-        crate::gates::check_open("BTCUSDT", &snap, check)
+        crate::gates::common::check_open("BTCUSDT", &snap, check)
     }
 
     #[test]

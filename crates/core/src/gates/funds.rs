@@ -1,8 +1,8 @@
 //! Margin and fund caps: the $118k-on-$13k incident, refused before the
 //! order instead of discovered after it.
 
+use super::common::{fits, refuse, Candidate, Ctx, Refusal};
 use super::portfolio::Portfolio;
-use super::{fits, refuse, Candidate, Ctx, Refusal};
 use crate::reason::BlockReason;
 use crate::trace::{Outcome, Trace, TraceLine};
 

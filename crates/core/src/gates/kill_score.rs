@@ -1,7 +1,7 @@
 //! The kill score: critical blocks the open (and may disarm the account);
 //! between the open threshold and critical the quantity shrinks linearly.
 
-use super::{refuse, Ctx, Refusal};
+use super::common::{refuse, Ctx, Refusal};
 use crate::reason::BlockReason;
 use crate::trace::{Outcome, Trace, TraceLine};
 

@@ -3,7 +3,7 @@
 //! (`symbol_loss_streak`); `global_losses` in a row across the account lock every open
 //! (`loss_streak_global`). A winning close ends a streak.
 
-use super::{refuse, Ctx, Refusal};
+use super::common::{refuse, Ctx, Refusal};
 use crate::book::CloseRecord;
 use crate::reason::BlockReason;
 use crate::time::Timestamp;

@@ -1,10 +1,34 @@
-//! The gates, one file per family. Each gate is a small function that reads
-//! the plan, the snapshot and the config, writes its one trace line, and either lets the plan
-//! through or returns a typed [`Refusal`]. `decide` composes them in priority order.
+//! The gates and the one table that orders them.
+//!
+//! Each gate is a small function in a file of its own: it reads the plan, the snapshot and the
+//! config, writes its one trace line, and either lets the plan through or returns a typed
+//! [`Refusal`]. [`Gate`] names every gate; [`Gate::spec`] gives its trace name, the `[gates]`
+//! key of its mode, its config section and the reason codes it may refuse with;
+//! [`COMMON_PATH`], [`OPEN_PATH`] and [`CLOSE_PATH`] are the order `decide` runs them in.
+//! The tests at the bottom fail when a gate is in no path, when a mode key is not in
+//! `[gates]`, when a reason code belongs to no gate, and (in every debug build) when a gate
+//! refuses with a reason its row does not name.
+//!
+//! # Adding a gate (five files)
+//!
+//! 1. `gates/<name>.rs`: the check, `fn(&Ctx, …, &mut Trace) -> Result<_, Refusal>`, with
+//!    its own table of hand-computed boundary cases (`#[cfg(test)]`).
+//! 2. Here: `pub mod <name>;`, a variant in `gates!`, its row in [`Gate::spec`], its place in
+//!    [`OPEN_PATH`] or [`CLOSE_PATH`], and its arm in [`Pipeline::check`].
+//! 3. `reason.rs`: its reason code(s), in `BlockReason` and `BlockReason::ALL`.
+//! 4. `config/sections.rs`: its settings (a field of an existing section, or a new section in
+//!    `Config`), their defaults and validation, and its mode in `GatesConfig`.
+//! 5. `docs/wire-contract.md`: the reason code(s) and, if any, the environment names (the docs
+//!    test fails until they are documented). An environment name also needs its row in
+//!    `config/env.rs`.
+//!
+//! A gate whose condition the store must re-check at commit (a count, a slot) also adds its
+//! `Guard` in `decide.rs`; a gate that only reads the plan and the snapshot does not.
 
 pub mod cadence;
 pub mod capital;
 pub mod close;
+pub mod common;
 pub mod correlation;
 pub mod drawdown;
 pub mod drift;
@@ -16,124 +40,644 @@ pub mod mode;
 pub mod policy;
 pub mod portfolio;
 pub mod price_collar;
+pub mod sizing;
 pub mod slots;
 pub mod state_records;
 pub mod throttle;
 pub mod trading_state;
 
-use crate::config::Config;
-use crate::plan::Plan;
-use crate::reason::BlockReason;
-use crate::snapshot::Snapshot;
-use crate::time::Timestamp;
-use crate::trace::{Outcome, Trace, TraceLine};
-use crate::types::{Side, Symbol};
+pub use common::{fits, Candidate, Ctx, Refusal};
 
-/// A gate's "no", with a sentence that says why in numbers.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Refusal {
-    /// The stable reason code.
-    pub reason: BlockReason,
-    /// The numbers behind it, for the block record and the logs.
-    pub detail: String,
+use crate::config::{GateMode, GatesConfig};
+use crate::reason::BlockReason;
+use crate::trace::{Outcome, Trace, TraceLine};
+use crate::types::Side;
+use close::ClosingPosition;
+use mode::Gatekeeper;
+use portfolio::{HoldingKind, Portfolio};
+use slots::{RotationChoice, SlotBudget, SlotUse};
+
+/// Declares [`Gate`] and [`Gate::ALL`] from one list, so that no gate can be missing from ALL.
+macro_rules! gates {
+    ($($(#[$doc:meta])* $gate:ident,)*) => {
+        /// Every gate a plan can meet, named for what it guards.
+        #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+        pub enum Gate {
+            $($(#[$doc])* $gate,)*
+        }
+
+        impl Gate {
+            /// Every gate, in declaration order.
+            pub const ALL: &'static [Gate] = &[$(Gate::$gate,)*];
+        }
+    };
 }
 
-impl Refusal {
-    /// A refusal with its detail.
-    pub fn new(reason: BlockReason, detail: impl Into<String>) -> Self {
-        Refusal {
-            reason,
-            detail: detail.into(),
+gates! {
+    /// The operator's kill switch and REDUCING state (every plan).
+    TradingState,
+    /// Unreadable state records: fail closed for opens.
+    StateRecords,
+    /// The policy universe.
+    Policy,
+    /// The exchange's positions and equity must be known.
+    ExchangeState,
+    /// The local clock must agree with the exchange's.
+    ExchangeClock,
+    /// Intent-time drift of position count and exposure.
+    Drift,
+    /// The producer's kill score: scales or blocks the open.
+    KillScore,
+    /// Drawdown from the window's equity peak.
+    DrawdownHalt,
+    /// Losing closes in a row.
+    LossStreak,
+    /// Per-symbol cooldown.
+    Cooldown,
+    /// Opens per hour and per five minutes.
+    ExecutionRate,
+    /// Open permits per second.
+    SubmitThrottle,
+    /// Regime → desired slots.
+    Regime,
+    /// The open's size and price (`market_data`).
+    Sizing,
+    /// Limit price against the mark.
+    PriceCollar,
+    /// Slot occupancy and the opposite-side rule.
+    Slots,
+    /// With every slot full: rotate out the weakest position, or refuse.
+    Rotation,
+    /// Optional long/short slot maxima.
+    SideSlots,
+    /// Correlation with the held positions.
+    Correlation,
+    /// Initial margin against equity.
+    Margin,
+    /// Position count and notional caps.
+    FundCaps,
+    /// The account's capital allocation.
+    Capital,
+    /// A close needs a position.
+    PositionExists,
+    /// A close's own kill-score rule.
+    CloseKillScore,
+    /// One exit lock per symbol.
+    ExitLock,
+}
+
+/// How a gate's mode is set.
+#[derive(Copy, Clone, Debug)]
+pub enum ModeRule {
+    /// Always enforced: the gate keeps the governor fail-closed. `Some(key)` is its `[gates]`
+    /// key, which accepts `enforce` only.
+    Enforced(Option<&'static str>),
+    /// `enforce`, `shadow` or `off` from its `[gates]` key; the stage runner applies it.
+    Configurable(&'static str, fn(&GatesConfig) -> GateMode),
+    /// Read from its `[gates]` key by the gate itself (its shadow and off behaviour has more
+    /// than one line: the regime and the slot table share `gates.slots`).
+    OwnRule(&'static str, fn(&GatesConfig) -> GateMode),
+}
+
+impl ModeRule {
+    /// The `[gates]` key, if the gate has one.
+    pub fn key(self) -> Option<&'static str> {
+        match self {
+            ModeRule::Enforced(key) => key,
+            ModeRule::Configurable(key, _) | ModeRule::OwnRule(key, _) => Some(key),
         }
     }
 }
 
-/// What every gate may read.
-pub struct Ctx<'a> {
-    /// The plan being decided.
-    pub plan: &'a Plan,
-    /// Everything known at decision time.
-    pub snap: &'a Snapshot,
-    /// The effective configuration.
-    pub cfg: &'a Config,
-    /// Decision time.
-    pub now: Timestamp,
+/// A gate's row in the table.
+#[derive(Copy, Clone, Debug)]
+pub struct GateSpec {
+    /// The name of its trace line.
+    pub trace: &'static str,
+    /// How its mode is set.
+    pub mode: ModeRule,
+    /// The config section holding its settings, if any.
+    pub section: Option<&'static str>,
+    /// Every reason code it may refuse with.
+    pub reasons: &'static [BlockReason],
 }
 
-/// The open being considered, once its size and price are known.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Candidate {
-    /// The instrument.
-    pub symbol: Symbol,
-    /// Direction.
+impl Gate {
+    /// The gate's row.
+    pub fn spec(self) -> GateSpec {
+        use BlockReason as R;
+        use ModeRule::{Configurable, Enforced, OwnRule};
+        let row = |trace, mode, section, reasons| GateSpec {
+            trace,
+            mode,
+            section,
+            reasons,
+        };
+        match self {
+            Gate::TradingState => row(
+                "trading_state",
+                Enforced(Some("trading_state")),
+                None,
+                &[R::KillSwitch, R::TradingStateReducing, R::DrawdownHalt],
+            ),
+            Gate::StateRecords => row(
+                "state_records",
+                Enforced(None),
+                None,
+                &[R::StateRecordCorrupt],
+            ),
+            Gate::Policy => row(
+                "policy",
+                Configurable("policy", |g| g.policy),
+                None,
+                &[R::ActiveSlotsNoPolicy, R::ActiveSlotsNotInUniverse],
+            ),
+            Gate::ExchangeState => row(
+                "exchange_state",
+                Enforced(Some("exchange_state")),
+                None,
+                &[R::ExchangeStateUnavailable],
+            ),
+            Gate::ExchangeClock => row(
+                "exchange_clock",
+                Enforced(None),
+                Some("binance"),
+                &[R::ExchangeClockOffset],
+            ),
+            Gate::Drift => row(
+                "drift",
+                Configurable("drift", |g| g.drift),
+                Some("drift"),
+                &[R::StateDriftPositionCount, R::StateDriftExposure],
+            ),
+            Gate::KillScore => row(
+                "kill_score",
+                Configurable("kill_score", |g| g.kill_score),
+                Some("kill_score"),
+                &[R::KillScoreCritical],
+            ),
+            Gate::DrawdownHalt => row(
+                "drawdown_halt",
+                Configurable("drawdown_halt", |g| g.drawdown_halt),
+                Some("drawdown"),
+                &[R::DrawdownHalt],
+            ),
+            Gate::LossStreak => row(
+                "loss_streak",
+                Configurable("loss_streak", |g| g.loss_streak),
+                Some("loss_streak"),
+                &[R::SymbolLossStreak, R::LossStreakGlobal],
+            ),
+            Gate::Cooldown => row(
+                "cooldown",
+                Configurable("cooldown", |g| g.cooldown),
+                Some("cadence"),
+                &[R::SymbolCooldown],
+            ),
+            Gate::ExecutionRate => row(
+                "execution_rate",
+                Configurable("rate_limit", |g| g.rate_limit),
+                Some("cadence"),
+                &[R::RateLimitHour, R::RateLimit5min],
+            ),
+            Gate::SubmitThrottle => row(
+                "submit_throttle",
+                Configurable("submit_throttle", |g| g.submit_throttle),
+                Some("throttle"),
+                &[R::SubmitThrottle],
+            ),
+            Gate::Regime => row(
+                "regime",
+                OwnRule("slots", |g| g.slots),
+                Some("regime"),
+                &[R::MarketDataUnavailable],
+            ),
+            Gate::Sizing => row(
+                "sizing",
+                Enforced(Some("market_data")),
+                Some("funds"),
+                &[R::MarketDataUnavailable],
+            ),
+            Gate::PriceCollar => row(
+                "price_collar",
+                Configurable("price_collar", |g| g.price_collar),
+                Some("price_collar"),
+                &[R::PriceOutOfBand, R::MarketDataUnavailable],
+            ),
+            Gate::Slots => row(
+                "slots",
+                OwnRule("slots", |g| g.slots),
+                Some("slots"),
+                &[R::OppositePositionOpen, R::SlotsFull],
+            ),
+            Gate::Rotation => row(
+                "rotation",
+                OwnRule("slots", |g| g.slots),
+                Some("slots"),
+                &[R::SlotsFull, R::ActiveSlotsWaitingRotationClose],
+            ),
+            Gate::SideSlots => row(
+                "side_slots",
+                Configurable("side_slots", |g| g.side_slots),
+                Some("side_slots"),
+                &[R::SideSlotsFull],
+            ),
+            Gate::Correlation => row(
+                "correlation",
+                Configurable("correlation", |g| g.correlation),
+                Some("correlation"),
+                &[R::CorrelationCap, R::MarketDataUnavailable],
+            ),
+            Gate::Margin => row(
+                "margin",
+                Configurable("margin", |g| g.margin),
+                Some("funds"),
+                &[R::MarginCap],
+            ),
+            Gate::FundCaps => row(
+                "fund_caps",
+                Configurable("fund_caps", |g| g.fund_caps),
+                Some("funds"),
+                &[
+                    R::MaxPositions,
+                    R::NotionalPerTradeExceeded,
+                    R::TotalNotionalExceeded,
+                ],
+            ),
+            Gate::Capital => row(
+                "capital",
+                Configurable("capital", |g| g.capital),
+                Some("capital"),
+                &[R::CapitalAllocationExceeded],
+            ),
+            Gate::PositionExists => row(
+                "position_exists",
+                Enforced(Some("close")),
+                None,
+                &[R::NoPosition, R::ExchangeStateUnavailable],
+            ),
+            Gate::CloseKillScore => row(
+                "close_kill_score",
+                Enforced(Some("close")),
+                Some("kill_score"),
+                &[R::KillScoreCritical],
+            ),
+            Gate::ExitLock => row(
+                "exit_lock",
+                Enforced(Some("close")),
+                None,
+                &[R::ExitLockBusyDoubleClosePrevention],
+            ),
+        }
+    }
+}
+
+/// Gates every executed plan meets first, opens and closes alike.
+pub const COMMON_PATH: &[Gate] = &[Gate::TradingState];
+
+/// The open path, in priority order: integrity first, then the policy gates that need
+/// nothing but the plan and the book, then sizing, then the slot table, then money.
+pub const OPEN_PATH: &[Gate] = &[
+    Gate::StateRecords,
+    Gate::Policy,
+    Gate::ExchangeState,
+    Gate::ExchangeClock,
+    Gate::Drift,
+    Gate::KillScore,
+    Gate::DrawdownHalt,
+    Gate::LossStreak,
+    Gate::Cooldown,
+    Gate::ExecutionRate,
+    Gate::SubmitThrottle,
+    Gate::Regime,
+    Gate::Sizing,
+    Gate::PriceCollar,
+    Gate::Slots,
+    Gate::Rotation,
+    Gate::SideSlots,
+    Gate::Correlation,
+    Gate::Margin,
+    Gate::FundCaps,
+    Gate::Capital,
+];
+
+/// The close path: closes skip fund caps, slots, correlation, margin, cooldown and rate
+/// limits — reducing risk is never harder than taking it.
+pub const CLOSE_PATH: &[Gate] = &[Gate::PositionExists, Gate::CloseKillScore, Gate::ExitLock];
+
+/// What the stages of one decision learn and hand on to the stages after them.
+pub struct Pipeline<'a> {
+    /// The open's direction (opens only).
     pub side: Side,
-    /// Quantity after kill-score scaling.
-    pub qty: f64,
-    /// The price it is valued at.
-    pub price: f64,
-    /// qty × price.
-    pub notional: f64,
-    /// Leverage.
-    pub leverage: u32,
+    /// Rotation phase 2: the plan's own held slot is not counted against it.
+    pub phase2: bool,
+    /// The exchange's view of the book (after `exchange_state`).
+    pub view: Option<Portfolio<'a>>,
+    /// The kill score's quantity scale (its floor until `kill_score` passes).
+    pub qty_scale: f64,
+    /// The regime's slot budget (after `regime`, when slot accounting runs).
+    pub budget: Option<SlotBudget>,
+    /// The sized open (after `sizing`).
+    pub candidate: Option<Candidate>,
+    /// How the open uses the slot table (after `slots`).
+    pub slot_use: Option<SlotUse>,
+    /// The rotation chosen when every slot is full.
+    pub rotation: Option<RotationChoice>,
+    /// The position a close acts on (after `position_exists`).
+    pub closing: Option<ClosingPosition>,
+    /// Occupied slots when the view was read, for the decision record.
+    pub occupied: Option<u32>,
+    /// Runs the configurable gates under their modes; keeps their shadow refusals.
+    pub gates: Gatekeeper,
 }
 
-/// `value <= cap`, forgiving the last bits of floating-point rounding: `qty × price` computed
-/// from a quantity sized to exactly the cap must not come out a hair above it. NaN never fits.
-pub fn fits(value: f64, cap: f64) -> bool {
-    value <= cap + cap.abs() * 1e-9
-}
-
-/// Writes a block line for `refusal` at `gate` and returns the refusal (for `?` chains).
-pub(crate) fn refuse(trace: &mut Trace, line: TraceLine, refusal: Refusal) -> Refusal {
-    let mut line = line;
-    line.outcome = Outcome::Block(refusal.reason);
-    if line.note.is_none() {
-        line.note = Some(refusal.detail.clone().into());
+impl<'a> Pipeline<'a> {
+    /// A pipeline for a plan on `side` (closes: the position's side does not matter here).
+    pub fn new(ctx: &Ctx<'a>, side: Side, phase2: bool) -> Self {
+        Pipeline {
+            side,
+            phase2,
+            view: None,
+            qty_scale: ctx.cfg.kill_score.min_qty_scale,
+            budget: None,
+            candidate: None,
+            slot_use: None,
+            rotation: None,
+            closing: None,
+            occupied: None,
+            gates: Gatekeeper::default(),
+        }
     }
-    trace.push(line);
-    refusal
-}
 
-/// A snapshot for a gate's own tests: nothing but `book` and `exchange`.
-#[cfg(test)]
-pub(crate) fn test_snapshot(
-    book: crate::book::Book,
-    exchange: Option<crate::snapshot::ExchangeState>,
-) -> Snapshot {
-    Snapshot {
-        trading_state: crate::types::TradingState::Active,
-        policy: crate::snapshot::Policy::from_field(None),
-        prior: None,
-        book,
-        exchange,
-        market: Default::default(),
-        correlations: None,
-        capital: Default::default(),
+    /// Runs `path` in order; the first refusal of an enforced gate ends it.
+    pub fn run(&mut self, ctx: &Ctx<'a>, path: &[Gate], trace: &mut Trace) -> Result<(), Refusal> {
+        path.iter()
+            .try_for_each(|gate| self.stage(*gate, ctx, trace))
+    }
+
+    /// One gate under its mode.
+    fn stage(&mut self, gate: Gate, ctx: &Ctx<'a>, trace: &mut Trace) -> Result<(), Refusal> {
+        if self.skips(gate) {
+            return Ok(());
+        }
+        let spec = gate.spec();
+        let result = match spec.mode {
+            ModeRule::Enforced(_) | ModeRule::OwnRule(..) => self.check(gate, ctx, trace),
+            ModeRule::Configurable(_, mode) => {
+                let mut keeper = std::mem::take(&mut self.gates);
+                let result = keeper.run(
+                    mode(&ctx.cfg.gates),
+                    spec.trace,
+                    trace,
+                    |t| self.check(gate, ctx, t),
+                    || (),
+                );
+                self.gates = keeper;
+                result
+            }
+        };
+        if let Err(refusal) = &result {
+            debug_assert!(
+                spec.reasons.contains(&refusal.reason),
+                "gate {gate:?} refused with {:?}, which its row does not name",
+                refusal.reason
+            );
+        }
+        result
+    }
+
+    /// Stages that do not apply to this open write no line: a rotation is only looked for
+    /// when every slot is full, and expanding a held symbol takes no new side slot.
+    fn skips(&self, gate: Gate) -> bool {
+        match gate {
+            Gate::Rotation => self.slot_use != Some(SlotUse::Full),
+            Gate::SideSlots => self.slot_use == Some(SlotUse::Expand),
+            _ => false,
+        }
+    }
+
+    fn view(&self) -> &Portfolio<'a> {
+        self.view
+            .as_ref()
+            .expect("exchange_state runs before the gates that read the view")
+    }
+
+    fn candidate(&self) -> &Candidate {
+        self.candidate
+            .as_ref()
+            .expect("sizing runs before the gates that read the open")
+    }
+
+    /// The gate's check itself, with what the earlier stages learned.
+    fn check(&mut self, gate: Gate, ctx: &Ctx<'a>, trace: &mut Trace) -> Result<(), Refusal> {
+        match gate {
+            Gate::TradingState => trading_state::check(ctx, trace),
+            Gate::StateRecords => state_records::check(ctx, trace),
+            Gate::Policy => policy::check(ctx, trace),
+            Gate::ExchangeState => {
+                let mut view = portfolio::require_exchange(ctx, trace)?;
+                if self.phase2 {
+                    let me = &ctx.plan.plan_id;
+                    view = view.without(|h| matches!(&h.kind, HoldingKind::Held(id) if *id == me));
+                }
+                self.occupied = Some(view.occupied_slots() as u32);
+                self.view = Some(view);
+                Ok(())
+            }
+            Gate::ExchangeClock => exchange_clock::check(ctx, trace),
+            Gate::Drift => drift::check(ctx, self.view(), trace),
+            Gate::KillScore => {
+                self.qty_scale = kill_score::check(ctx, trace)?.qty_scale;
+                Ok(())
+            }
+            Gate::DrawdownHalt => drawdown::check(ctx, self.view().equity, trace),
+            Gate::LossStreak => loss_streak::check(ctx, trace),
+            Gate::Cooldown => cadence::cooldown(ctx, trace),
+            Gate::ExecutionRate => cadence::execution_rate(ctx, trace),
+            Gate::SubmitThrottle => throttle::check(ctx, trace),
+            Gate::Regime => self.regime(ctx, trace),
+            Gate::Sizing => {
+                self.candidate = Some(sizing::size(ctx, self.side, self.qty_scale, trace)?);
+                Ok(())
+            }
+            Gate::PriceCollar => price_collar::check(ctx, trace),
+            Gate::Slots => self.slots(ctx, trace),
+            Gate::Rotation => {
+                let choice = slots::rotation(ctx, self.view(), trace)?;
+                // Never close a position for a candidate that would be refused anyway: the
+                // gates after this one see the book without the position it would close.
+                let after = self.view().without(|h| *h.symbol == choice.weakest);
+                self.view = Some(after);
+                self.rotation = Some(choice);
+                Ok(())
+            }
+            Gate::SideSlots => slots::side_slots(ctx, self.candidate(), self.view(), trace),
+            Gate::Correlation => correlation::check(ctx, self.candidate(), self.view(), trace),
+            Gate::Margin => funds::margin(ctx, self.candidate(), self.view(), trace),
+            Gate::FundCaps => funds::caps(ctx, self.candidate(), self.view(), trace),
+            Gate::Capital => capital::check(ctx, self.candidate(), self.view(), trace),
+            Gate::PositionExists => {
+                self.closing = Some(close::position_exists(ctx, trace)?);
+                Ok(())
+            }
+            Gate::CloseKillScore => close::kill_score(ctx, trace),
+            Gate::ExitLock => close::exit_lock(ctx, trace),
+        }
+    }
+
+    /// The regime gate under `gates.slots`: not evaluated when slot accounting is disabled or
+    /// the gate is off; a shadow refusal leaves the open without a slot budget.
+    fn regime(&mut self, ctx: &Ctx<'a>, trace: &mut Trace) -> Result<(), Refusal> {
+        let mode = ctx.cfg.gates.slots;
+        if !ctx.cfg.slots.enabled || mode == GateMode::Off {
+            let why = if ctx.cfg.slots.enabled {
+                "gate off by configuration"
+            } else {
+                "slot accounting disabled"
+            };
+            trace.push(TraceLine::new("regime", Outcome::NotApplicable).note(why));
+            return Ok(());
+        }
+        self.budget = self.gates.run(
+            mode,
+            "regime",
+            trace,
+            |t| slots::regime(ctx, t).map(Some),
+            || None,
+        )?;
+        Ok(())
+    }
+
+    /// The slot table under `gates.slots`: only an enforced budget refuses; in shadow, a full
+    /// table is recorded as the `slots_full` it would have been.
+    fn slots(&mut self, ctx: &Ctx<'a>, trace: &mut Trace) -> Result<(), Refusal> {
+        let mode = ctx.cfg.gates.slots;
+        let enforced = self.budget.filter(|_| mode == GateMode::Enforce);
+        let slot_use =
+            slots::occupancy(self.candidate(), self.view(), enforced, self.phase2, trace)?;
+        if let (GateMode::Shadow, Some(b), SlotUse::NewSlot) = (mode, self.budget, slot_use) {
+            let occupied = self.view().occupied_slots() as u32;
+            if occupied >= b.desired {
+                let refusal = Refusal::new(
+                    BlockReason::SlotsFull,
+                    format!("{occupied} of {} desired slots occupied", b.desired),
+                );
+                let line = TraceLine::new("slots_shadow", Outcome::Pass)
+                    .int("occupied", i64::from(occupied))
+                    .int("desired", i64::from(b.desired));
+                let refusal = common::refuse(trace, line, refusal);
+                self.gates.record(trace, &refusal);
+            }
+        }
+        self.slot_use = Some(slot_use);
+        Ok(())
     }
 }
 
-/// Runs a gate's check on an open of 0.001 `symbol` against `snap` with the default config:
-/// the reason code it refuses with, if any (a gate's own tests).
 #[cfg(test)]
-pub(crate) fn check_open(
-    symbol: &str,
-    snap: &Snapshot,
-    check: fn(&Ctx<'_>, &mut Trace) -> Result<(), Refusal>,
-) -> Result<(), BlockReason> {
-    let plan = Plan::parse(&[
-        ("plan_id", "p1"),
-        ("symbol", symbol),
-        ("action", "OPEN_LONG"),
-        ("decision", "EXECUTE"),
-        ("qty", "0.001"),
-    ])
-    .expect("a valid open");
-    let cfg = Config::default();
-    let ctx = Ctx {
-        plan: &plan,
-        snap,
-        cfg: &cfg,
-        now: Timestamp(0),
-    };
-    check(&ctx, &mut Trace::default()).map_err(|r| r.reason)
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn every_gate_is_in_exactly_one_path() {
+        for gate in Gate::ALL {
+            let places = [COMMON_PATH, OPEN_PATH, CLOSE_PATH]
+                .iter()
+                .map(|path| path.iter().filter(|g| *g == gate).count())
+                .sum::<usize>();
+            assert_eq!(
+                places, 1,
+                "{gate:?} is in {places} paths; a gate runs exactly once"
+            );
+        }
+    }
+
+    #[test]
+    fn every_reason_code_belongs_to_a_gate_or_is_decided_outside_them() {
+        // Refused outside the gates: a rotation lock that outlived its TTL (the sweeper).
+        let outside = [BlockReason::ActiveSlotsRotationTimeout];
+        for reason in BlockReason::ALL {
+            let gates: Vec<Gate> = Gate::ALL
+                .iter()
+                .copied()
+                .filter(|g| g.spec().reasons.contains(&reason))
+                .collect();
+            assert!(
+                !gates.is_empty() || outside.contains(&reason),
+                "{} is refused by no gate",
+                reason.code()
+            );
+            assert!(
+                gates.is_empty() || !outside.contains(&reason),
+                "{} is listed as decided outside the gates, yet {gates:?} name it",
+                reason.code()
+            );
+        }
+    }
+
+    #[test]
+    fn every_gates_key_is_a_gate_mode_and_reads_its_own_field() {
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        let keys: Vec<&String> = defaults["gates"].as_table().unwrap().keys().collect();
+        for key in &keys {
+            let owners: Vec<Gate> = Gate::ALL
+                .iter()
+                .copied()
+                .filter(|g| g.spec().mode.key() == Some(key.as_str()))
+                .collect();
+            assert!(!owners.is_empty(), "gates.{key} is the mode of no gate");
+        }
+        for gate in Gate::ALL {
+            let spec = gate.spec();
+            let Some(key) = spec.mode.key() else { continue };
+            assert!(
+                keys.iter().any(|k| *k == key),
+                "{gate:?}'s mode key gates.{key} is not in [gates]"
+            );
+            let (ModeRule::Configurable(_, read) | ModeRule::OwnRule(_, read)) = spec.mode else {
+                continue;
+            };
+            let text = format!("[gates]\n{key} = \"shadow\"\n");
+            let cfg = Config::load(Some(&text), &[]).unwrap();
+            assert_eq!(
+                read(&cfg.gates),
+                GateMode::Shadow,
+                "{gate:?} reads another key"
+            );
+        }
+    }
+
+    #[test]
+    fn enforced_gates_are_exactly_the_integrity_keys_of_the_config() {
+        let mut enforced: Vec<String> = Gate::ALL
+            .iter()
+            .filter_map(|g| match g.spec().mode {
+                ModeRule::Enforced(Some(key)) => Some(format!("gates.{key}")),
+                _ => None,
+            })
+            .collect();
+        enforced.sort();
+        enforced.dedup();
+        let mut integrity: Vec<String> = GatesConfig::default()
+            .integrity()
+            .iter()
+            .map(|(k, _)| (*k).to_owned())
+            .collect();
+        integrity.sort();
+        assert_eq!(enforced, integrity);
+    }
+
+    #[test]
+    fn every_section_named_by_a_gate_exists() {
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        for gate in Gate::ALL {
+            if let Some(section) = gate.spec().section {
+                assert!(
+                    defaults.get(section).is_some_and(toml::Value::is_table),
+                    "{gate:?} names the config section [{section}], which does not exist"
+                );
+            }
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! blocked (its trace line says `shadow` with the reason, the decision record lists it) and
 //! lets the plan on, `off` skips the gate with a trace line that says so.
 
-use super::Refusal;
+use super::common::Refusal;
 use crate::config::GateMode;
 use crate::reason::BlockReason;
 use crate::trace::{Outcome, Trace, TraceLine};
@@ -64,7 +64,7 @@ mod tests {
 
     fn refusing(trace: &mut Trace) -> Result<u32, Refusal> {
         let refusal = Refusal::new(BlockReason::CorrelationCap, "0.91 > 0.80");
-        Err(super::super::refuse(
+        Err(super::super::common::refuse(
             trace,
             TraceLine::new("correlation", Outcome::Pass),
             refusal,

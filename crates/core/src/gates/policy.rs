@@ -1,7 +1,7 @@
 //! The policy universe: one source of truth, read every decision,
 //! fail-closed when missing.
 
-use super::{refuse, Ctx, Refusal};
+use super::common::{refuse, Ctx, Refusal};
 use crate::reason::BlockReason;
 use crate::snapshot::Policy;
 use crate::trace::{Outcome, Trace, TraceLine};

@@ -1,7 +1,7 @@
 //! The account as the money gates see it: ledger positions merged with the exchange's view,
 //! reservations, and slots held by rotations — each with its notional at the current mark.
 
-use super::{refuse, Ctx, Refusal};
+use super::common::{refuse, Ctx, Refusal};
 use crate::reason::BlockReason;
 use crate::snapshot::Snapshot;
 use crate::time::Timestamp;

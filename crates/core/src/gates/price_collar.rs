@@ -3,7 +3,7 @@
 //! mark and never refused here. The mark is the market data's last close, else the exchange's
 //! mark of a held position (the producer's own `mark_price` is not the market's).
 
-use super::{fits, refuse, Ctx, Refusal};
+use super::common::{fits, refuse, Ctx, Refusal};
 use crate::reason::BlockReason;
 use crate::trace::{Outcome, Trace, TraceLine};
 

@@ -1,7 +1,7 @@
 //! Regime → desired slots, slot occupancy and the choice of a rotation.
 
+use super::common::{refuse, Candidate, Ctx, Refusal};
 use super::portfolio::{HoldingKind, Portfolio};
-use super::{refuse, Candidate, Ctx, Refusal};
 use crate::config::RegimeReference;
 use crate::market::regime::{classify, desired_slots};
 use crate::market::RegimeReading;

@@ -4,7 +4,7 @@
 //! every close, is decided as usual: one bad record is never contagious. An integrity gate:
 //! always enforced.
 
-use super::{refuse, Ctx, Refusal};
+use super::common::{refuse, Ctx, Refusal};
 use crate::reason::BlockReason;
 use crate::trace::{Outcome, Trace, TraceLine};
 
@@ -49,7 +49,11 @@ mod tests {
             corrupt,
             ..Book::default()
         };
-        crate::gates::check_open(symbol, &crate::gates::test_snapshot(book, None), check)
+        crate::gates::common::check_open(
+            symbol,
+            &crate::gates::common::test_snapshot(book, None),
+            check,
+        )
     }
 
     fn bad(symbol: Option<&str>) -> CorruptRecord {

@@ -2,7 +2,7 @@
 //! the account (`submit_throttle`) — a burst guard, distinct from the hourly and 5-minute
 //! execution limits. Closes are never throttled: reducing risk is never harder than opening it.
 
-use super::{refuse, Ctx, Refusal};
+use super::common::{refuse, Ctx, Refusal};
 use crate::reason::BlockReason;
 use crate::time::Timestamp;
 use crate::trace::{Outcome, Trace, TraceLine};

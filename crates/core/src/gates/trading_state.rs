@@ -1,6 +1,6 @@
 //! The kill switch: HALTED stops everything, REDUCING lets only closes pass.
 
-use super::{refuse, Ctx, Refusal};
+use super::common::{refuse, Ctx, Refusal};
 use crate::reason::BlockReason;
 use crate::trace::{Outcome, Trace, TraceLine};
 use crate::types::TradingState;
