@@ -187,7 +187,7 @@ pub fn publish_result(
     fields: &[(String, String)],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let result = ExecutionResult::parse(fields).map_err(|e| StoreError(e.to_string()))?;
+    let result = ExecutionResult::parse(fields).map_err(StoreError::corrupt)?;
     store.settle(&result, &SettlePolicy::of(cfg), now)?;
     let key = store.key("stream:apply.result");
     store.with_conn(|c| {

@@ -51,10 +51,6 @@ pub struct HeatWorker {
     reclaim_idle_ms: u64,
 }
 
-fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
-}
-
 impl HeatWorker {
     /// Connects (lazily) and makes sure the consumer group exists.
     pub fn connect(
@@ -200,7 +196,11 @@ impl HeatWorker {
             "written" => Enforcement::Written,
             "stale_proposal" => Enforcement::StaleProposal,
             "missing_proposal" => Enforcement::MissingProposal,
-            other => return Err(err(format!("calibrated.lua answered {other:?}"))),
+            other => {
+                return Err(StoreError::corrupt(format!(
+                    "calibrated.lua answered {other:?}"
+                )))
+            }
         };
         crate::logfmt::write_stdout(&compare_line(
             &proposal_name(proposal, &entry.id),

@@ -68,10 +68,6 @@ pub struct GroupConsumer {
     pub consumer: String,
 }
 
-fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
-}
-
 fn text(v: &Value) -> Option<String> {
     redis::from_redis_value::<String>(v).ok()
 }
@@ -136,7 +132,7 @@ impl GroupConsumer {
     /// A consumer (connecting lazily).
     pub fn new(url: &str, stream: &str, group: &str, consumer: &str) -> Result<Self, StoreError> {
         Ok(GroupConsumer {
-            client: redis::Client::open(url).map_err(err)?,
+            client: redis::Client::open(url)?,
             conn: None,
             stream: stream.to_owned(),
             group: group.to_owned(),
@@ -148,8 +144,7 @@ impl GroupConsumer {
         if self.conn.is_none() {
             let c = self
                 .client
-                .get_connection_with_timeout(std::time::Duration::from_secs(2))
-                .map_err(err)?;
+                .get_connection_with_timeout(std::time::Duration::from_secs(2))?;
             self.conn = Some(c);
         }
         let result = cmd.query(self.conn.as_mut().expect("connected above"));
@@ -162,7 +157,7 @@ impl GroupConsumer {
                 self.conn = None;
             }
         }
-        result.map_err(err)
+        result.map_err(StoreError::from)
     }
 
     /// Creates the group (and the stream) if missing, reading from the stream's start so that
@@ -176,7 +171,7 @@ impl GroupConsumer {
             .arg("MKSTREAM");
         match self.call::<()>(&cmd) {
             Ok(()) => Ok(()),
-            Err(e) if e.0.contains("BUSYGROUP") => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
             Err(e) => Err(e),
         }
     }

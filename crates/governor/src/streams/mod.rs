@@ -56,7 +56,11 @@ impl Health {
         if !self.down {
             logfmt::line(
                 "STORE_UNAVAILABLE",
-                &[("worker", who.to_owned()), ("reason", e.0.clone())],
+                &[
+                    ("worker", who.to_owned()),
+                    ("kind", e.kind().to_owned()),
+                    ("reason", e.to_string()),
+                ],
             );
         }
         self.down = true;
