@@ -172,6 +172,20 @@ impl VerdictKind {
     }
 }
 
+/// What a state store holds and hands back to be decided on: the store reads it, and the
+/// snapshot adds to it what the world outside says ([`Snapshot::assemble`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredState {
+    /// The kill switch.
+    pub trading_state: TradingState,
+    /// The policy universe.
+    pub policy: Policy,
+    /// Ledger, reservations, locks, recent opens.
+    pub book: Book,
+    /// Capital allocation inputs.
+    pub capital: CapitalState,
+}
+
 /// Everything `decide` reads.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
@@ -191,4 +205,27 @@ pub struct Snapshot {
     pub correlations: Option<Arc<CorrelationCache>>,
     /// Capital allocation inputs.
     pub capital: CapitalState,
+}
+
+impl Snapshot {
+    /// The one place a snapshot is built: the store's state, the plan's earlier decision, and
+    /// the exchange's view and market summaries at decision time.
+    pub fn assemble(
+        state: StoredState,
+        prior: Option<DecisionRecord>,
+        exchange: Option<ExchangeState>,
+        market: BTreeMap<Symbol, Arc<SymbolMarket>>,
+        correlations: Option<Arc<CorrelationCache>>,
+    ) -> Snapshot {
+        Snapshot {
+            trading_state: state.trading_state,
+            policy: state.policy,
+            prior,
+            book: state.book,
+            exchange,
+            market,
+            correlations,
+            capital: state.capital,
+        }
+    }
 }

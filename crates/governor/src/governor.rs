@@ -119,8 +119,8 @@ impl Governor {
     /// Decides a parsed plan: snapshot, decide, commit; again on a lost race.
     pub fn decide_plan(&self, plan: &Plan, inputs: &MarketInputs, now: Timestamp) -> Submission {
         for _ in 0..self.max_attempts {
-            let snapshot = match self.store.snapshot(plan, inputs, now) {
-                Ok(s) => s,
+            let snapshot = match self.store.state(&[plan], now) {
+                Ok((state, mut priors)) => inputs.snapshot(state, priors.pop().flatten()),
                 Err(e) => return Submission::StoreUnavailable(e),
             };
             let decision = decide(plan, &snapshot, &self.cfg, now);
@@ -170,8 +170,8 @@ impl Governor {
         let mut start = 0;
         while start < plans.len() {
             let rest: Vec<&Plan> = plans[start..].iter().collect();
-            let (base, priors) = match self.store.snapshot_batch(&rest, inputs, now) {
-                Ok(s) => s,
+            let (base, priors) = match self.store.state(&rest, now) {
+                Ok((state, priors)) => (inputs.snapshot(state, None), priors),
                 Err(e) => {
                     for slot in out.iter_mut().skip(start) {
                         *slot = Some(Submission::StoreUnavailable(e.clone()));
@@ -281,7 +281,7 @@ impl Governor {
         let Some(equity) = inputs.exchange.as_ref().map(|x| x.equity_usdt) else {
             return Ok(0);
         };
-        let (snap, _) = self.store.snapshot_batch(&[], inputs, now)?;
+        let snap = inputs.snapshot(self.store.state(&[], now)?.0, None);
         let mut applied = 0;
         for o in governor_core::gates::drawdown::observe(
             &snap.book,

@@ -4,7 +4,7 @@
 
 use governor_core::market::correlation::CorrelationCache;
 use governor_core::market::SymbolMarket;
-use governor_core::snapshot::ExchangeState;
+use governor_core::snapshot::{DecisionRecord, ExchangeState, Snapshot, StoredState};
 use governor_core::time::Timestamp;
 use governor_core::types::Symbol;
 use std::collections::BTreeMap;
@@ -20,6 +20,20 @@ pub struct MarketInputs {
     pub market: BTreeMap<Symbol, Arc<SymbolMarket>>,
     /// Pairwise correlations of those symbols, computed once per bar (`None`: per decision).
     pub correlations: Option<Arc<CorrelationCache>>,
+}
+
+impl MarketInputs {
+    /// What `decide` reads: the store's `state` and the plan's earlier decision, with this
+    /// view of the world.
+    pub fn snapshot(&self, state: StoredState, prior: Option<DecisionRecord>) -> Snapshot {
+        Snapshot::assemble(
+            state,
+            prior,
+            self.exchange.clone(),
+            self.market.clone(),
+            self.correlations.clone(),
+        )
+    }
 }
 
 /// Where market data and the exchange's view come from.

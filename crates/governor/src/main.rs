@@ -252,7 +252,7 @@ fn run_executor(
     match exchange {
         "binance" => {
             let env: Vec<(String, String)> = std::env::vars().collect();
-            let venue = quantum_governor::service::binance_venue(cfg, &env)?;
+            let venue = quantum_governor::exchange::binance::setup::venue(cfg, &env)?;
             Executor::connect(redis, cfg.clone(), venue, &name, opts, wall_clock)?.run();
         }
         "paper" => {
@@ -325,7 +325,7 @@ fn exchange_choice(
         ("binance", true) => {
             let env: Vec<(String, String)> = std::env::vars().collect();
             Ok(quantum_governor::service::ExchangeChoice::Binance(
-                quantum_governor::service::binance_venue(cfg, &env)?,
+                quantum_governor::exchange::binance::setup::venue(cfg, &env)?,
             ))
         }
         ("binance", false) => {

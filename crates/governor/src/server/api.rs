@@ -158,7 +158,9 @@ fn consumer_lag(
                 .as_deref()
                 == Some(crate::streams::PLAN_GROUP)
         })
-        .ok_or_else(|| StoreError("no governor group on the plan stream yet".to_owned()))?;
+        .ok_or_else(|| {
+            StoreError::Unavailable("no governor group on the plan stream yet".to_owned())
+        })?;
     let num = |k: &str| {
         group
             .get(k)
@@ -340,10 +342,8 @@ pub async fn post_plan(
 pub async fn get_trading_state(State(s): State<AppState>) -> ApiResult {
     let snap = blocking(move || {
         let now = (s.clock)();
-        s.gov
-            .store()
-            .snapshot_batch(&[], &s.inputs.inputs(now), now)
-            .map(|(snap, _)| snap)
+        // The stored state only: the trading state needs no market data from the exchange.
+        s.gov.store().state(&[], now).map(|(state, _)| state)
     })
     .await?;
     Ok(Json(json!({
@@ -415,10 +415,7 @@ pub async fn put_trading_state(
     let result = blocking(
         move || -> Result<(TradingState, TradingState), StoreError> {
             let now = (s.clock)();
-            let (snap, _) = s
-                .gov
-                .store()
-                .snapshot_batch(&[], &s.inputs.inputs(now), now)?;
+            let (snap, _) = s.gov.store().state(&[], now)?;
             let from = snap.trading_state;
             let who = PlanId::parse("operator").expect("a valid id");
             let account = Symbol::parse("ACCOUNT").expect("a valid symbol");

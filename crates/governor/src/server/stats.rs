@@ -95,7 +95,7 @@ pub fn read(
     inputs: &MarketInputs,
     now: Timestamp,
 ) -> Result<Stats, StoreError> {
-    let (snap, _) = store.snapshot_batch(&[], inputs, now)?;
+    let snap = inputs.snapshot(store.state(&[], now)?.0, None);
     let (decisions, blocks) = crate::metrics::global().totals();
     let reference = match &cfg.regime.reference {
         RegimeReference::Symbol(s) => Some(s.clone()),

@@ -13,6 +13,7 @@ pub mod reconcile;
 pub mod workers;
 
 use crate::clock::wall_clock;
+use crate::exchange::binance::setup;
 use crate::exchange::paper_market;
 use crate::inputs::InputsSource;
 use crate::store::StoreError;
@@ -52,103 +53,6 @@ pub enum ExchangeChoice {
     Binance(crate::exchange::binance::BinanceVenue),
 }
 
-/// The Binance adapter of a configuration: the base URL of `binance.base_url`, else testnet or
-/// production by `mode`; the key and secret from the environment only (in testnet mode the
-/// testnet pair and only it). Refuses to start — the error says why — on a plain-`http` base
-/// URL that is not loopback, and in production mode on a key that can withdraw or whose
-/// restrictions cannot be read. The clock offset is measured once here (a failure is logged;
-/// opens are refused until it is measured, and requests re-sync on -1021).
-pub fn binance_venue(
-    cfg: &governor_core::Config,
-    env: &[(String, String)],
-) -> anyhow::Result<crate::exchange::binance::BinanceVenue> {
-    use crate::exchange::binance::{
-        check_base_url, BinanceClient, Credentials, PRODUCTION_URL, SPOT_URL, TESTNET_URL,
-    };
-    let testnet = cfg.mode == governor_core::config::Mode::Testnet;
-    let base = cfg
-        .binance
-        .base_url
-        .clone()
-        .unwrap_or_else(|| if testnet { TESTNET_URL } else { PRODUCTION_URL }.to_owned());
-    let spot = cfg
-        .binance
-        .spot_base_url
-        .clone()
-        .unwrap_or_else(|| SPOT_URL.to_owned());
-    check_base_url(&base).map_err(|e| anyhow::anyhow!("binance.base_url: {e}"))?;
-    check_base_url(&spot).map_err(|e| anyhow::anyhow!("binance.spot_base_url: {e}"))?;
-    let credentials = Credentials::from_env(testnet, env).map_err(|e| anyhow::anyhow!(e))?;
-    let client = BinanceClient::new(&base, Some(credentials)).with_spot_base(&spot);
-    if !testnet {
-        match client.key_can_withdraw() {
-            Ok(false) => crate::logfmt::line(
-                "BINANCE_KEY_CHECKED",
-                &[("withdrawals", "disabled".to_owned())],
-            ),
-            Ok(true) => anyhow::bail!(
-                "the Binance API key can withdraw (enableWithdrawals=true at {spot}/sapi/v1/account/apiRestrictions): \
-                 production mode trades only with a key whose withdrawal permission is off"
-            ),
-            Err(e) => anyhow::bail!(
-                "cannot read the Binance API key's restrictions, so cannot prove it cannot withdraw: {e}"
-            ),
-        }
-    }
-    match client.sync_time() {
-        Ok(offset) => crate::logfmt::line(
-            "BINANCE_CLOCK",
-            &[("base", base.clone()), ("offset_ms", offset.to_string())],
-        ),
-        Err(e) => crate::logfmt::line("BINANCE_CLOCK_FAILED", &[("error", e.to_string())]),
-    }
-    Ok(crate::exchange::binance::BinanceVenue {
-        client: std::sync::Arc::new(client),
-    })
-}
-
-/// Market and account from Binance for the symbols of the policy universe (and the regime
-/// reference), klines fetched once per bar.
-fn binance_inputs(
-    cfg: &governor_core::Config,
-    venue: &crate::exchange::binance::BinanceVenue,
-    store: std::sync::Arc<crate::store::redis::RedisStore>,
-) -> std::sync::Arc<dyn InputsSource> {
-    use governor_core::config::RegimeReference;
-    use governor_core::types::Symbol;
-    let reference = match &cfg.regime.reference {
-        RegimeReference::Symbol(s) => Some(s.clone()),
-        RegimeReference::Candidate => None,
-    };
-    let symbols = std::sync::Arc::new(move || {
-        let key = store.key("policy:current");
-        let raw: Option<String> = store
-            .with_conn(|c| {
-                redis::cmd("HGET")
-                    .arg(&key)
-                    .arg("universe_symbols")
-                    .query(c)
-            })
-            .ok()
-            .flatten();
-        let mut list: Vec<Symbol> = raw
-            .and_then(|r| serde_json::from_str::<Vec<String>>(&r).ok())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|s| Symbol::parse(s).ok())
-            .collect();
-        list.extend(reference.clone());
-        list.sort();
-        list.dedup();
-        list
-    });
-    std::sync::Arc::new(crate::exchange::binance::market::BinanceMarket::new(
-        venue.clone(),
-        symbols,
-        cfg.correlation.window as usize,
-    ))
-}
-
 /// The inputs every decision reads, and the paper market behind them in paper mode.
 pub type AccountAndMarket = (
     std::sync::Arc<dyn InputsSource>,
@@ -175,7 +79,13 @@ pub fn account_and_market(
             )?);
             (market.clone(), Some(market))
         }
-        ExchangeChoice::Binance(venue) => (binance_inputs(cfg, venue, store), None),
+        ExchangeChoice::Binance(venue) => {
+            let universe = move || store.policy();
+            (
+                setup::inputs(cfg, venue, std::sync::Arc::new(universe)),
+                None,
+            )
+        }
     })
 }
 

@@ -8,7 +8,9 @@ use governor_core::effects::{Effect, Event, Guard, GuardFailed, Permit};
 use governor_core::expiry::expire;
 use governor_core::reason::BlockReason;
 use governor_core::results::{settle, ExecutionResult, SettlePolicy, Settlement};
-use governor_core::snapshot::{CapitalState, DecisionRecord, Policy, Snapshot, VerdictKind};
+use governor_core::snapshot::{
+    CapitalState, DecisionRecord, Policy, Snapshot, StoredState, VerdictKind,
+};
 use governor_core::time::Timestamp;
 use governor_core::types::{PlanId, TradingState};
 use serde::Serialize;
@@ -122,22 +124,25 @@ impl MemoryStore {
     /// Everything `decide` needs for `plan_id` at `now`, after letting time expire what it
     /// must.
     pub fn snapshot(&self, plan_id: &PlanId, inputs: &MarketInputs, now: Timestamp) -> Snapshot {
-        self.snapshot_of(plan_id, inputs, now)
+        let (state, prior) = self.state_of(Some(plan_id), now);
+        inputs.snapshot(state, prior)
     }
 
-    fn snapshot_of(&self, plan_id: &PlanId, inputs: &MarketInputs, now: Timestamp) -> Snapshot {
+    /// The state after expiry, and the earlier decision of `plan_id`.
+    fn state_of(
+        &self,
+        plan_id: Option<&PlanId>,
+        now: Timestamp,
+    ) -> (StoredState, Option<DecisionRecord>) {
         let mut st = self.lock();
         self.expire_locked(&mut st, now);
-        Snapshot {
+        let state = StoredState {
             trading_state: st.trading_state,
             policy: Policy::from_field(st.policy_universe.as_deref()),
-            prior: st.decisions.get(plan_id).cloned(),
             book: st.book.clone(),
-            exchange: inputs.exchange.clone(),
-            market: inputs.market.clone(),
-            correlations: inputs.correlations.clone(),
             capital: st.capital.clone(),
-        }
+        };
+        (state, plan_id.and_then(|id| st.decisions.get(id).cloned()))
     }
 
     /// Applies a decision's effects if every guard still holds, atomically. Returns the fence
@@ -152,14 +157,8 @@ impl MemoryStore {
         }
         st.fence += 1;
         let fence = st.fence;
-        self.apply(
-            &mut st,
-            &Effect::Record(decision.committed_record()),
-            fence,
-            now,
-        );
-        for effect in &decision.effects {
-            self.apply(&mut st, effect, fence, now);
+        for effect in decision.commit_effects() {
+            self.apply(&mut st, &effect, fence, now);
         }
         Ok(fence)
     }
@@ -426,30 +425,19 @@ fn guard_holds(st: &StoreState, guard: &Guard, now: Timestamp) -> bool {
 }
 
 impl StateStore for MemoryStore {
-    fn snapshot_batch(
+    fn state(
         &self,
         plans: &[&Plan],
-        inputs: &MarketInputs,
         now: Timestamp,
-    ) -> Result<(Snapshot, Vec<Option<DecisionRecord>>), StoreError> {
-        let mut base = self.snapshot_of(&PlanId::parse("-").expect("valid"), inputs, now);
-        base.prior = None;
+    ) -> Result<(StoredState, Vec<Option<DecisionRecord>>), StoreError> {
+        let (state, _) = self.state_of(None, now);
         let priors = self.read(|st| {
             plans
                 .iter()
                 .map(|p| st.decisions.get(&p.plan_id).cloned())
                 .collect()
         });
-        Ok((base, priors))
-    }
-
-    fn snapshot(
-        &self,
-        plan: &Plan,
-        inputs: &MarketInputs,
-        now: Timestamp,
-    ) -> Result<Snapshot, StoreError> {
-        Ok(self.snapshot_of(&plan.plan_id, inputs, now))
+        Ok((state, priors))
     }
 
     fn commit(

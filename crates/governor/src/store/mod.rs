@@ -4,41 +4,30 @@
 //! `redis` is the deployment's store: one Lua script applies any commit under its guards. Both apply the same
 //! guards and effects, so the same decision means the same thing in either.
 
+pub mod error;
 pub mod memory;
 pub mod redis;
 
-use crate::inputs::MarketInputs;
+pub use error::StoreError;
+
 use governor_core::decide::Decision;
 use governor_core::effects::{Effect, Guard, GuardFailed, Permit};
 use governor_core::results::{ExecutionResult, SettlePolicy, Settlement};
-use governor_core::snapshot::{DecisionRecord, Snapshot};
+use governor_core::snapshot::{DecisionRecord, StoredState};
 use governor_core::time::Timestamp;
 use governor_core::types::PlanId;
 use governor_core::Plan;
 
-/// The store could not be reached or answered nonsense. Nothing was committed; the plan stays
-/// undecided (and, on a stream, unacknowledged) until the store is back.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[error("state store unavailable: {0}")]
-pub struct StoreError(pub String);
-
 /// What the governor loop needs from a state store.
 pub trait StateStore: Send + Sync {
-    /// Everything `decide` reads for `plan`, after letting time expire what it must.
-    fn snapshot(
-        &self,
-        plan: &Plan,
-        inputs: &MarketInputs,
-        now: Timestamp,
-    ) -> Result<Snapshot, StoreError>;
-    /// One snapshot for a batch of plans: the shared state once, with each plan's earlier
-    /// decision (in order). The snapshot's own `prior` is `None`.
-    fn snapshot_batch(
+    /// What the store holds for deciding `plans`, after letting time expire what it must:
+    /// the shared state once, with each plan's earlier decision (in order). The governor
+    /// adds the market inputs ([`MarketInputs::snapshot`](crate::inputs::MarketInputs::snapshot)).
+    fn state(
         &self,
         plans: &[&Plan],
-        inputs: &MarketInputs,
         now: Timestamp,
-    ) -> Result<(Snapshot, Vec<Option<DecisionRecord>>), StoreError>;
+    ) -> Result<(StoredState, Vec<Option<DecisionRecord>>), StoreError>;
     /// Commits several decisions that do not change the book (blocks, skips) in one round trip;
     /// each commit is still atomic under its own guards. Results in order.
     fn commit_many(

@@ -12,6 +12,7 @@ pub mod client;
 pub mod error;
 pub mod filters;
 pub mod market;
+pub mod setup;
 pub mod sign;
 pub mod venue;
 pub mod wire;

@@ -11,14 +11,13 @@ pub mod ops;
 
 use super::memory::{BlockRecord, DeadLetter, StoreState};
 use super::{StateStore, StoreError};
-use crate::inputs::MarketInputs;
 use governor_core::book::{Book, CorruptRecord, ExitLock, LedgerPosition, RotationLock};
 use governor_core::decide::Decision;
 use governor_core::effects::{Effect, Guard, GuardFailed, Permit};
 use governor_core::expiry::expire;
 use governor_core::plan::{parse_decimal, parse_integer};
 use governor_core::results::{settle, ExecutionResult, SettlePolicy, Settlement};
-use governor_core::snapshot::{CapitalState, DecisionRecord, Policy, Snapshot};
+use governor_core::snapshot::{CapitalState, DecisionRecord, Policy, StoredState};
 use governor_core::time::Timestamp;
 use governor_core::types::{PlanId, Side, Symbol, TradingState};
 use governor_core::Plan;
@@ -40,8 +39,9 @@ pub struct RedisStore {
     commit: redis::Script,
 }
 
+/// An answer or record that does not read as it must.
 fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
+    StoreError::corrupt(e)
 }
 
 /// Reads the kill switch the way the commit script does: unreadable means HALTED.
@@ -216,7 +216,7 @@ impl RedisStore {
         governor_id: &str,
     ) -> Result<Self, StoreError> {
         Ok(RedisStore {
-            client: redis::Client::open(url).map_err(err)?,
+            client: redis::Client::open(url)?,
             conn: Mutex::new(None),
             prefix: prefix.to_owned(),
             block_ttl_secs,
@@ -246,8 +246,7 @@ impl RedisStore {
         if slot.is_none() {
             let conn = self
                 .client
-                .get_connection_with_timeout(std::time::Duration::from_secs(2))
-                .map_err(err)?;
+                .get_connection_with_timeout(std::time::Duration::from_secs(2))?;
             *slot = Some(conn);
         }
         let conn = slot.as_mut().expect("connected above");
@@ -261,7 +260,7 @@ impl RedisStore {
                 {
                     *slot = None;
                 }
-                Err(err(e))
+                Err(e.into())
             }
         }
     }
@@ -605,6 +604,20 @@ impl RedisStore {
         })
     }
 
+    /// The policy universe as the decisions read it: through the core's strict parser, so
+    /// that a universe holding one invalid symbol is `Invalid` (with the symbol), never a
+    /// shorter list.
+    pub fn policy(&self) -> Result<Policy, StoreError> {
+        let key = self.key("policy:current");
+        let raw: Option<String> = self.with_conn(|c| {
+            redis::cmd("HGET")
+                .arg(&key)
+                .arg("universe_symbols")
+                .query(c)
+        })?;
+        Ok(Policy::from_field(raw.as_deref()))
+    }
+
     /// Sets the policy universe (`quantum:policy:current` / `universe_symbols`), raw text; `None`
     /// deletes it.
     pub fn set_policy_universe(&self, raw: Option<&str>) -> Result<(), StoreError> {
@@ -828,23 +841,11 @@ fn event_name(raw: &str) -> &'static str {
 }
 
 impl StateStore for RedisStore {
-    fn snapshot(
-        &self,
-        plan: &Plan,
-        inputs: &MarketInputs,
-        now: Timestamp,
-    ) -> Result<Snapshot, StoreError> {
-        let (mut snapshot, mut priors) = self.snapshot_batch(&[plan], inputs, now)?;
-        snapshot.prior = priors.pop().flatten();
-        Ok(snapshot)
-    }
-
-    fn snapshot_batch(
+    fn state(
         &self,
         plans: &[&Plan],
-        inputs: &MarketInputs,
         now: Timestamp,
-    ) -> Result<(Snapshot, Vec<Option<DecisionRecord>>), StoreError> {
+    ) -> Result<(StoredState, Vec<Option<DecisionRecord>>), StoreError> {
         let ids: Vec<&str> = plans.iter().map(|p| p.plan_id.as_str()).collect();
         let symbols: Vec<&str> = plans.iter().map(|p| p.symbol.as_str()).collect();
         let mut read = self.read_state(&ids, &symbols, now)?;
@@ -854,17 +855,13 @@ impl StateStore for RedisStore {
             self.expire_now(&read.book, now)?;
             read = self.read_state(&ids, &symbols, now)?;
         }
-        let snapshot = Snapshot {
+        let state = StoredState {
             trading_state: read.trading_state,
             policy: read.policy,
-            prior: None,
             book: read.book,
-            exchange: inputs.exchange.clone(),
-            market: inputs.market.clone(),
-            correlations: inputs.correlations.clone(),
             capital: read.capital,
         };
-        Ok((snapshot, read.priors))
+        Ok((state, read.priors))
     }
 
     fn commit_many(
@@ -882,12 +879,10 @@ impl StateStore for RedisStore {
         };
         let mut pipe = redis::pipe();
         for d in decisions {
-            let mut effects = vec![Effect::Record(d.committed_record())];
-            effects.extend(d.effects.iter().cloned());
             let req = serde_json::json!({
                 "now": now.millis(),
                 "guards": d.guards.iter().map(ops::guard).collect::<Vec<_>>(),
-                "ops": effects.iter().map(|e| ops::op(e, &ctx)).collect::<Vec<_>>(),
+                "ops": d.commit_effects().map(|e| ops::op(&e, &ctx)).collect::<Vec<_>>(),
             });
             pipe.cmd("EVALSHA")
                 .arg(self.commit.get_hash())
@@ -923,9 +918,7 @@ impl StateStore for RedisStore {
         decision: &Decision,
         now: Timestamp,
     ) -> Result<Result<u64, GuardFailed>, StoreError> {
-        let mut effects = Vec::with_capacity(decision.effects.len() + 1);
-        effects.push(Effect::Record(decision.committed_record()));
-        effects.extend(decision.effects.iter().cloned());
+        let effects: Vec<Effect> = decision.commit_effects().map(|e| e.into_owned()).collect();
         Ok(self
             .run_commit(&decision.guards, &effects, now)?
             .map_err(|i| GuardFailed(decision.guards[i].clone())))
