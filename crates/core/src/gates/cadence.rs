@@ -69,3 +69,62 @@ pub fn execution_rate(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
     trace.push(line);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::book::Book;
+    use crate::config::Config;
+    use crate::gates::common::test_snapshot;
+    use crate::gates::common::testing::{plan, run, sym, NOW};
+
+    fn with_opens(opens_secs_ago: &[u64], last_open_secs_ago: Option<u64>) -> Book {
+        let mut book = Book::default();
+        book.open_times = opens_secs_ago.iter().map(|s| NOW.minus_secs(*s)).collect();
+        if let Some(s) = last_open_secs_ago {
+            book.last_open_at.insert(sym("BTCUSDT"), NOW.minus_secs(s));
+        }
+        book
+    }
+
+    #[test]
+    fn the_cooldown_ends_at_exactly_60_seconds() {
+        let open = plan("BTCUSDT", "OPEN_LONG", &[]);
+        // (seconds since the last open on BTCUSDT, expected) against the 60 s default.
+        let cases = [
+            (Some(0), Err(BlockReason::SymbolCooldown)),
+            (Some(59), Err(BlockReason::SymbolCooldown)),
+            (Some(60), Ok(())),
+            (Some(61), Ok(())),
+            (None, Ok(())),
+        ];
+        for (ago, expected) in cases {
+            let snap = test_snapshot(with_opens(&[], ago), None);
+            let got = run(&open, &snap, &Config::default(), NOW, cooldown);
+            assert_eq!(got, expected, "last open {ago:?} s ago");
+        }
+        // Another symbol's cooldown is not this one's.
+        let snap = test_snapshot(with_opens(&[], Some(1)), None);
+        let eth = plan("ETHUSDT", "OPEN_LONG", &[]);
+        assert_eq!(run(&eth, &snap, &Config::default(), NOW, cooldown), Ok(()));
+    }
+
+    #[test]
+    fn execution_rate_counts_strictly_inside_each_window() {
+        let open = plan("BTCUSDT", "OPEN_LONG", &[]);
+        // Defaults: 3 per hour, 2 per 5 minutes; an open exactly at the window's start is out.
+        let cases: [(&[u64], Result<(), BlockReason>); 6] = [
+            (&[], Ok(())),
+            (&[10], Ok(())),
+            (&[10, 299], Err(BlockReason::RateLimit5min)),
+            (&[10, 300], Ok(())),
+            (&[10, 400, 3599], Err(BlockReason::RateLimitHour)),
+            (&[10, 400, 3600], Ok(())),
+        ];
+        for (ago, expected) in cases {
+            let snap = test_snapshot(with_opens(ago, None), None);
+            let got = run(&open, &snap, &Config::default(), NOW, execution_rate);
+            assert_eq!(got, expected, "opens {ago:?} s ago");
+        }
+    }
+}

@@ -116,3 +116,106 @@ pub fn exit_lock(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::book::{Book, ExitLock};
+    use crate::config::Config;
+    use crate::gates::common::test_snapshot;
+    use crate::gates::common::testing::{account, plan, position, run, sym, traced, NOW};
+    use crate::snapshot::{ExchangePosition, ExchangeState};
+    use crate::time::Timestamp;
+    use crate::types::{PlanId, Side};
+
+    fn exists(book: Book, exchange: Option<ExchangeState>) -> Result<ClosingPosition, BlockReason> {
+        let snap = test_snapshot(book, exchange);
+        let close = plan("BTCUSDT", "FULL_CLOSE_PROPOSED", &[]);
+        run(&close, &snap, &Config::default(), NOW, position_exists)
+    }
+
+    #[test]
+    fn a_close_needs_a_position_in_the_exchange_or_the_ledger() {
+        let mut ledgered = Book::default();
+        ledgered
+            .positions
+            .insert(sym("BTCUSDT"), position(Side::Long, 0.5, 100.0));
+        // The ledger alone (no market): valued at its entry.
+        assert_eq!(
+            exists(ledgered.clone(), None),
+            Ok(ClosingPosition {
+                qty: 0.5,
+                mark: 100.0
+            })
+        );
+        // The exchange's size and mark win over the ledger's.
+        let mut live = account(1_000.0);
+        live.positions.insert(
+            sym("BTCUSDT"),
+            ExchangePosition {
+                side: Side::Long,
+                qty: 0.4,
+                entry_price: 100.0,
+                mark_price: 105.0,
+                leverage: 5,
+            },
+        );
+        assert_eq!(
+            exists(ledgered, Some(live)),
+            Ok(ClosingPosition {
+                qty: 0.4,
+                mark: 105.0
+            })
+        );
+        assert_eq!(
+            exists(Book::default(), Some(account(1_000.0))),
+            Err(BlockReason::NoPosition)
+        );
+        assert_eq!(
+            exists(Book::default(), None),
+            Err(BlockReason::ExchangeStateUnavailable)
+        );
+    }
+
+    #[test]
+    fn the_kill_score_blocks_a_close_only_when_configured() {
+        let snap = test_snapshot(Book::default(), None);
+        let close = |k: &str| plan("BTCUSDT", "FULL_CLOSE_PROPOSED", &[("kill_score", k)]);
+        let (got, line) = traced(&close("0.99"), &snap, &Config::default(), NOW, kill_score);
+        assert_eq!((got, line.outcome), (Ok(()), Outcome::NotApplicable));
+        let mut cfg = Config::default();
+        cfg.kill_score.close_kill_score_block = true;
+        // Critical is 0.80: at it blocks, just under passes.
+        assert_eq!(
+            run(&close("0.8"), &snap, &cfg, NOW, kill_score),
+            Err(BlockReason::KillScoreCritical)
+        );
+        assert_eq!(run(&close("0.7999"), &snap, &cfg, NOW, kill_score), Ok(()));
+    }
+
+    #[test]
+    fn a_live_exit_lock_of_another_plan_blocks_the_close() {
+        let lock = |holder: &str, expires_in_ms: i64| {
+            let mut book = Book::default();
+            book.exit_locks.insert(
+                sym("BTCUSDT"),
+                ExitLock {
+                    holder: PlanId::parse(holder).expect("id"),
+                    expires_at: Timestamp(NOW.millis() + expires_in_ms),
+                    fence: 7,
+                },
+            );
+            test_snapshot(book, None)
+        };
+        let close = plan("BTCUSDT", "FULL_CLOSE_PROPOSED", &[]);
+        let cfg = Config::default();
+        let busy = Err(BlockReason::ExitLockBusyDoubleClosePrevention);
+        assert_eq!(run(&close, &lock("other", 1), &cfg, NOW, exit_lock), busy);
+        // A lock that expires at this very millisecond is no longer live.
+        assert_eq!(run(&close, &lock("other", 0), &cfg, NOW, exit_lock), Ok(()));
+        // This plan's own lock (a rotation close) is its to use.
+        assert_eq!(run(&close, &lock("p1", 1), &cfg, NOW, exit_lock), Ok(()));
+        let free = test_snapshot(Book::default(), None);
+        assert_eq!(run(&close, &free, &cfg, NOW, exit_lock), Ok(()));
+    }
+}

@@ -118,3 +118,86 @@ pub fn check(
     trace.push(line);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::book::Book;
+    use crate::config::Config;
+    use crate::gates::common::test_snapshot;
+    use crate::gates::common::testing::{
+        account, candidate, market, plan, position, run, sym, NOW,
+    };
+    use crate::snapshot::Snapshot;
+    use crate::time::Timestamp;
+    use crate::types::Side;
+
+    /// `n` hourly returns ending at NOW: `x` repeats 1, 1, −1, −1; `z` repeats 1, −1, −1, 1.
+    /// Both have mean 0 and the same variance and are orthogonal, so `c·x + d·z` correlates
+    /// with `x` at exactly c / √(c² + d²): 0.8 for (4, 3).
+    fn series(n: usize, c: f64, d: f64) -> Vec<(Timestamp, f64)> {
+        const X: [f64; 4] = [1.0, 1.0, -1.0, -1.0];
+        const Z: [f64; 4] = [1.0, -1.0, -1.0, 1.0];
+        (0..n)
+            .map(|i| {
+                let at = Timestamp(NOW.millis() - (n - 1 - i) as i64 * 3_600_000);
+                (at, 0.01 * (c * X[i % 4] + d * Z[i % 4]))
+            })
+            .collect()
+    }
+
+    /// AUSDT held long with returns `x`; the candidate BUSDT's returns are `4x + 3z`.
+    fn held_a(n_b: usize) -> Snapshot {
+        let mut book = Book::default();
+        book.positions
+            .insert(sym("AUSDT"), position(Side::Long, 1.0, 100.0));
+        let mut snap = test_snapshot(book, Some(account(1_000.0)));
+        snap.market
+            .insert(sym("AUSDT"), market(100.0, series(100, 1.0, 0.0)));
+        snap.market
+            .insert(sym("BUSDT"), market(100.0, series(n_b, 4.0, 3.0)));
+        snap
+    }
+
+    fn corr_of(snap: &Snapshot, side: Side, max: f64) -> Result<(), BlockReason> {
+        let mut cfg = Config::default();
+        cfg.correlation.max = max;
+        let open = plan("BUSDT", "OPEN_LONG", &[]);
+        let cand = candidate("BUSDT", side, 10.0, 5);
+        run(&open, snap, &cfg, NOW, |ctx, t| {
+            let portfolio = Portfolio::build(ctx.snap).expect("an account");
+            check(ctx, &cand, &portfolio, t)
+        })
+    }
+
+    #[test]
+    fn a_correlation_of_0_8_passes_a_cap_above_it_and_not_one_below() {
+        let snap = held_a(100);
+        assert_eq!(corr_of(&snap, Side::Long, 0.81), Ok(()));
+        assert_eq!(
+            corr_of(&snap, Side::Long, 0.79),
+            Err(BlockReason::CorrelationCap)
+        );
+        // Short against a long holding: −0.8, a hedge, whatever the cap.
+        assert_eq!(corr_of(&snap, Side::Short, 0.0), Ok(()));
+    }
+
+    #[test]
+    fn too_few_aligned_returns_or_no_klines_fail_closed() {
+        let short = held_a(99);
+        assert_eq!(
+            corr_of(&short, Side::Long, 0.81),
+            Err(BlockReason::MarketDataUnavailable)
+        );
+        let mut missing = held_a(100);
+        missing.market.remove(&sym("AUSDT"));
+        assert_eq!(
+            corr_of(&missing, Side::Long, 0.81),
+            Err(BlockReason::MarketDataUnavailable)
+        );
+        // Nothing else held: nothing to correlate with.
+        let mut alone = held_a(0);
+        alone.book.positions.clear();
+        assert_eq!(corr_of(&alone, Side::Long, 0.0), Ok(()));
+    }
+}

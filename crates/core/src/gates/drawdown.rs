@@ -206,3 +206,39 @@ pub fn observe(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gates::common::test_snapshot;
+    use crate::gates::common::testing::{plan, run, NOW};
+
+    /// Peaks of 1,000 USDT recorded `hours_ago` before NOW.
+    fn gate_with_peak(hours_ago: i64, equity: f64) -> Result<(), BlockReason> {
+        let mut book = Book::default();
+        let hour = NOW.millis().div_euclid(HOUR_MS) - hours_ago;
+        book.equity_peaks.insert(hour, 1_000.0);
+        let snap = test_snapshot(book, None);
+        let open = plan("BTCUSDT", "OPEN_LONG", &[]);
+        run(&open, &snap, &Config::default(), NOW, |ctx, t| {
+            check(ctx, equity, t)
+        })
+    }
+
+    #[test]
+    fn ten_percent_below_the_peak_is_the_limit() {
+        // (1,000 − 900) / 1,000 = 10 % exactly: at the limit passes.
+        assert_eq!(gate_with_peak(1, 900.0), Ok(()));
+        assert_eq!(gate_with_peak(1, 899.9), Err(BlockReason::DrawdownHalt));
+        assert_eq!(gate_with_peak(0, 1_200.0), Ok(()));
+        // An equity nobody can read is not a drawdown of zero.
+        assert_eq!(gate_with_peak(1, f64::NAN), Err(BlockReason::DrawdownHalt));
+    }
+
+    #[test]
+    fn a_peak_older_than_the_24_hour_window_is_forgotten() {
+        // NOW is on the hour: the window starts 24 h back, in the hour 24 h ago.
+        assert_eq!(gate_with_peak(24, 800.0), Err(BlockReason::DrawdownHalt));
+        assert_eq!(gate_with_peak(25, 800.0), Ok(()));
+    }
+}

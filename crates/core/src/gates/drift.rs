@@ -79,3 +79,73 @@ pub fn check(ctx: &Ctx<'_>, portfolio: &Portfolio, trace: &mut Trace) -> Result<
     trace.push(line);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::book::Book;
+    use crate::config::Config;
+    use crate::gates::common::test_snapshot;
+    use crate::gates::common::testing::{account, plan, position, sym, traced, NOW};
+    use crate::types::Side;
+
+    /// Three ledger positions of 1 at 100 (no market: valued at entry) on 1,000 USDT equity:
+    /// 3 positions, exposure 0.30.
+    fn drift_of(extra: &[(&str, &str)]) -> (Result<(), BlockReason>, Outcome) {
+        let mut book = Book::default();
+        for s in ["AUSDT", "BUSDT", "CUSDT"] {
+            book.positions
+                .insert(sym(s), position(Side::Long, 1.0, 100.0));
+        }
+        let snap = test_snapshot(book, Some(account(1_000.0)));
+        let open = plan("ZUSDT", "OPEN_LONG", extra);
+        let (got, line) = traced(&open, &snap, &Config::default(), NOW, |ctx, t| {
+            let portfolio = Portfolio::build(ctx.snap).expect("an account");
+            check(ctx, &portfolio, t)
+        });
+        (got, line.outcome)
+    }
+
+    #[test]
+    fn position_count_may_drift_by_two() {
+        let cases = [
+            ("1", Ok(())),
+            ("5", Ok(())),
+            ("0", Err(BlockReason::StateDriftPositionCount)),
+            ("6", Err(BlockReason::StateDriftPositionCount)),
+        ];
+        for (then, expected) in cases {
+            let (got, _) = drift_of(&[("snapshot_position_count", then)]);
+            assert_eq!(got, expected, "{then} positions at intent, 3 now");
+        }
+    }
+
+    #[test]
+    fn exposure_may_drift_by_fifteen_points() {
+        let cases = [
+            ("0.15", Ok(())),
+            ("0.44", Ok(())),
+            ("0.14", Err(BlockReason::StateDriftExposure)),
+            ("0.46", Err(BlockReason::StateDriftExposure)),
+        ];
+        for (then, expected) in cases {
+            let (got, _) = drift_of(&[("snapshot_exposure_pct", then)]);
+            assert_eq!(got, expected, "exposure {then} at intent, 0.30 now");
+        }
+    }
+
+    #[test]
+    fn an_old_intent_is_flagged_not_refused_and_no_intent_is_not_applicable() {
+        let now_secs = NOW.millis() / 1000;
+        let at = |age: i64| (now_secs - age).to_string();
+        assert_eq!(
+            drift_of(&[("intent_created_at", &at(30))]),
+            (Ok(()), Outcome::Pass)
+        );
+        assert_eq!(
+            drift_of(&[("intent_created_at", &at(31))]),
+            (Ok(()), Outcome::Warn)
+        );
+        assert_eq!(drift_of(&[]), (Ok(()), Outcome::NotApplicable));
+    }
+}

@@ -68,3 +68,31 @@ mod tests {
         assert!((qty_scale(0.80, 0.65, 0.80, 0.25) - 0.25).abs() < 1e-12);
     }
 }
+
+#[cfg(test)]
+mod gate_tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::gates::common::test_snapshot;
+    use crate::gates::common::testing::{plan, traced, NOW};
+
+    #[test]
+    fn critical_blocks_and_above_the_threshold_shrinks() {
+        let snap = test_snapshot(Default::default(), None);
+        let open = |extra: &[(&str, &str)]| plan("BTCUSDT", "OPEN_LONG", extra);
+        let gate = |p| traced(&p, &snap, &Config::default(), NOW, check);
+        let (got, _) = gate(open(&[("kill_score", "0.8")]));
+        assert_eq!(got, Err(BlockReason::KillScoreCritical));
+        let (got, line) = gate(open(&[("kill_score", "0.65")]));
+        assert_eq!(
+            (got, line.outcome),
+            (Ok(KillScoreOutcome { qty_scale: 1.0 }), Outcome::Pass)
+        );
+        let (got, line) = gate(open(&[("kill_score", "0.7")]));
+        assert_eq!(line.outcome, Outcome::Adjust);
+        // (0.7 − 0.65) / 0.15 = 1/3 of the way: 1 − 0.75 / 3 = 0.75.
+        assert!((got.expect("passes").qty_scale - 0.75).abs() < 1e-12);
+        let (got, _) = gate(open(&[]));
+        assert_eq!(got, Ok(KillScoreOutcome { qty_scale: 1.0 }));
+    }
+}

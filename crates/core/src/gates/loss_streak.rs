@@ -88,3 +88,102 @@ pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
     trace.push(line);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::book::Book;
+    use crate::config::Config;
+    use crate::gates::common::test_snapshot;
+    use crate::gates::common::testing::{plan, run, sym, NOW};
+    use crate::types::PlanId;
+
+    /// Closes (symbol, seconds before NOW, pnl), oldest first.
+    fn closes(list: &[(&str, u64, f64)]) -> Book {
+        let mut book = Book::default();
+        for (i, (s, ago, pnl)) in list.iter().enumerate() {
+            book.closes.push(CloseRecord {
+                plan_id: PlanId::parse(&format!("c{i}")).expect("id"),
+                symbol: sym(s),
+                at: NOW.minus_secs(*ago),
+                pnl: *pnl,
+            });
+        }
+        book
+    }
+
+    fn open_on(symbol: &str, book: Book) -> Result<(), BlockReason> {
+        let snap = test_snapshot(book, None);
+        let open = plan(symbol, "OPEN_LONG", &[]);
+        run(&open, &snap, &Config::default(), NOW, check)
+    }
+
+    const H: u64 = 3_600;
+
+    #[test]
+    fn three_losses_on_a_symbol_lock_it_for_six_hours_from_the_last() {
+        let three = [
+            ("BTCUSDT", 3 * H, -1.0),
+            ("BTCUSDT", 2 * H, -1.0),
+            ("BTCUSDT", 60, -1.0),
+        ];
+        assert_eq!(
+            open_on("BTCUSDT", closes(&three)),
+            Err(BlockReason::SymbolLossStreak)
+        );
+        // Other symbols are free; two losses do not lock.
+        assert_eq!(open_on("ETHUSDT", closes(&three)), Ok(()));
+        assert_eq!(open_on("BTCUSDT", closes(&three[1..])), Ok(()));
+        // A win in between ends the streak.
+        let broken = [three[0], ("BTCUSDT", 150 * 60, 5.0), three[1], three[2]];
+        assert_eq!(open_on("BTCUSDT", closes(&broken)), Ok(()));
+        // The lock lasts 6 h after the last loss: 6 h − 1 s locks, 6 h is free.
+        let at = |last: u64| {
+            [
+                ("BTCUSDT", last + 2, -1.0),
+                ("BTCUSDT", last + 1, -1.0),
+                ("BTCUSDT", last, -1.0),
+            ]
+        };
+        assert_eq!(
+            open_on("BTCUSDT", closes(&at(6 * H - 1))),
+            Err(BlockReason::SymbolLossStreak)
+        );
+        assert_eq!(open_on("BTCUSDT", closes(&at(6 * H))), Ok(()));
+    }
+
+    #[test]
+    fn losses_further_apart_than_the_window_are_no_streak() {
+        // The first loss is 6 h + 1 s before the newest: outside the window.
+        let spread = [
+            ("BTCUSDT", 6 * H + 61, -1.0),
+            ("BTCUSDT", 120, -1.0),
+            ("BTCUSDT", 60, -1.0),
+        ];
+        assert_eq!(open_on("BTCUSDT", closes(&spread)), Ok(()));
+        let within = [
+            ("BTCUSDT", 6 * H + 60, -1.0),
+            ("BTCUSDT", 120, -1.0),
+            ("BTCUSDT", 60, -1.0),
+        ];
+        assert_eq!(
+            open_on("BTCUSDT", closes(&within)),
+            Err(BlockReason::SymbolLossStreak)
+        );
+    }
+
+    #[test]
+    fn five_losses_across_the_account_lock_every_symbol() {
+        let syms = ["AUSDT", "BUSDT", "CUSDT", "DUSDT", "EUSDT"];
+        let five: Vec<_> = syms
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (*s, 600 - i as u64 * 60, -1.0))
+            .collect();
+        assert_eq!(
+            open_on("ZUSDT", closes(&five)),
+            Err(BlockReason::LossStreakGlobal)
+        );
+        assert_eq!(open_on("ZUSDT", closes(&five[1..])), Ok(()));
+    }
+}

@@ -44,3 +44,31 @@ pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::gates::common::test_snapshot;
+    use crate::gates::common::testing::{plan, run, NOW};
+
+    #[test]
+    fn only_a_universe_that_holds_the_symbol_passes() {
+        let open = plan("BTCUSDT", "OPEN_LONG", &[]);
+        let cases = [
+            (None, Err(BlockReason::ActiveSlotsNoPolicy)),
+            (Some("[\"BTC\""), Err(BlockReason::ActiveSlotsNoPolicy)),
+            (
+                Some("[\"ETHUSDT\"]"),
+                Err(BlockReason::ActiveSlotsNotInUniverse),
+            ),
+            (Some("[\"ETHUSDT\",\"BTCUSDT\"]"), Ok(())),
+        ];
+        for (field, expected) in cases {
+            let mut snap = test_snapshot(Default::default(), None);
+            snap.policy = Policy::from_field(field);
+            let got = run(&open, &snap, &Config::default(), NOW, check);
+            assert_eq!(got, expected, "universe_symbols {field:?}");
+        }
+    }
+}

@@ -53,3 +53,46 @@ pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
     trace.push(line);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::gates::common::test_snapshot;
+    use crate::gates::common::testing::{market, plan, run, sym, NOW};
+
+    #[test]
+    fn a_limit_price_may_stray_2_percent_from_the_mark() {
+        let mut snap = test_snapshot(Default::default(), None);
+        snap.market.insert(sym("BTCUSDT"), market(100.0, vec![]));
+        // (limit price, expected) against a mark of 100 and the 2 % default.
+        let cases = [
+            ("100", Ok(())),
+            ("102", Ok(())),
+            ("98", Ok(())),
+            ("102.01", Err(BlockReason::PriceOutOfBand)),
+            ("97.99", Err(BlockReason::PriceOutOfBand)),
+            ("150", Err(BlockReason::PriceOutOfBand)),
+        ];
+        for (price, expected) in cases {
+            let open = plan("BTCUSDT", "OPEN_LONG", &[("price", price)]);
+            let got = run(&open, &snap, &Config::default(), NOW, check);
+            assert_eq!(got, expected, "limit {price}");
+        }
+    }
+
+    #[test]
+    fn no_limit_passes_and_no_mark_refuses() {
+        let snap = test_snapshot(Default::default(), None);
+        let market_order = plan("BTCUSDT", "OPEN_LONG", &[]);
+        assert_eq!(
+            run(&market_order, &snap, &Config::default(), NOW, check),
+            Ok(())
+        );
+        let limit = plan("BTCUSDT", "OPEN_LONG", &[("price", "100")]);
+        assert_eq!(
+            run(&limit, &snap, &Config::default(), NOW, check),
+            Err(BlockReason::MarketDataUnavailable)
+        );
+    }
+}

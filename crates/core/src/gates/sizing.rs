@@ -53,3 +53,47 @@ pub fn size(
         leverage,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::gates::common::test_snapshot;
+    use crate::gates::common::testing::{market, plan, run, sym, NOW};
+
+    #[test]
+    fn the_stated_price_wins_over_the_market_and_the_scale_shrinks_the_qty() {
+        let mut snap = test_snapshot(Default::default(), None);
+        snap.market.insert(sym("BTCUSDT"), market(100.0, vec![]));
+        let cfg = Config::default();
+        let priced = plan("BTCUSDT", "OPEN_LONG", &[("qty", "2"), ("price", "110")]);
+        let c = run(&priced, &snap, &cfg, NOW, |ctx, t| {
+            size(ctx, Side::Long, 0.5, t)
+        })
+        .expect("sized");
+        // 2 × 0.5 = 1 at the plan's 110; the default leverage 5.
+        assert_eq!(
+            (c.qty, c.price, c.notional, c.leverage),
+            (1.0, 110.0, 110.0, 5)
+        );
+        let market_order = plan("BTCUSDT", "OPEN_LONG", &[("qty", "2"), ("leverage", "3")]);
+        let c = run(&market_order, &snap, &cfg, NOW, |ctx, t| {
+            size(ctx, Side::Long, 1.0, t)
+        })
+        .expect("sized");
+        assert_eq!(
+            (c.qty, c.price, c.notional, c.leverage),
+            (2.0, 100.0, 200.0, 3)
+        );
+    }
+
+    #[test]
+    fn an_open_with_no_price_anywhere_is_refused() {
+        let snap = test_snapshot(Default::default(), None);
+        let open = plan("BTCUSDT", "OPEN_LONG", &[]);
+        let got = run(&open, &snap, &Config::default(), NOW, |ctx, t| {
+            size(ctx, Side::Long, 1.0, t)
+        });
+        assert_eq!(got, Err(BlockReason::MarketDataUnavailable));
+    }
+}

@@ -349,3 +349,219 @@ pub fn side_slots(
     trace.push(line);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::book::{Book, ExitLock};
+    use crate::config::Config;
+    use crate::gates::common::test_snapshot;
+    use crate::gates::common::testing::{
+        account, candidate, market, plan, position, reserve, run, sym, traced, NOW,
+    };
+    use crate::market::regime::{Regime, RegimeFeatures};
+    use crate::market::SymbolMarket;
+    use crate::snapshot::Snapshot;
+    use crate::time::Timestamp;
+    use crate::types::Side;
+    use std::sync::Arc;
+
+    fn regime_with(m: Option<SymbolMarket>) -> Result<SlotBudget, BlockReason> {
+        let mut snap = test_snapshot(Book::default(), None);
+        if let Some(m) = m {
+            snap.market.insert(sym("BTCUSDT"), Arc::new(m));
+        }
+        let open = plan("ETHUSDT", "OPEN_LONG", &[]);
+        run(&open, &snap, &Config::default(), NOW, regime)
+    }
+
+    fn aged(age_secs: i64) -> SymbolMarket {
+        SymbolMarket {
+            last_bar_close: Timestamp(NOW.millis() - age_secs * 1000),
+            ..(*market(100.0, vec![])).clone()
+        }
+    }
+
+    #[test]
+    fn the_regime_needs_reference_klines_no_older_than_two_hours() {
+        let unavailable = Err(BlockReason::MarketDataUnavailable);
+        assert_eq!(regime_with(None), unavailable);
+        assert_eq!(regime_with(Some(aged(7_201))), unavailable);
+        // A bar that has not closed yet is not data.
+        assert_eq!(regime_with(Some(aged(-1))), unavailable);
+        // Too few bars for features: UNKNOWN, with the base 4 slots.
+        let unknown = regime_with(Some(aged(7_200))).expect("fresh enough");
+        assert_eq!(
+            (unknown.reading.regime, unknown.desired),
+            (Regime::Unknown, 4)
+        );
+    }
+
+    #[test]
+    fn a_volatility_spike_grants_three_slots() {
+        let features = RegimeFeatures {
+            bars: 100,
+            close: 100.0,
+            ema20: 100.0,
+            ema50: 100.0,
+            atr14: 50.0,
+            trend: 0.0,
+            atr_pct: 0.5,
+            momentum_consistency: 0.5,
+        };
+        let m = SymbolMarket {
+            features: Some(features),
+            ..aged(0)
+        };
+        let budget = regime_with(Some(m)).expect("fresh");
+        assert_eq!(
+            (budget.reading.regime, budget.desired),
+            (Regime::VolatilitySpike, 3)
+        );
+    }
+
+    /// Long reservations on A, B and C on 1,000 USDT equity.
+    fn three_held() -> Snapshot {
+        let mut book = Book::default();
+        for (i, s) in ["AUSDT", "BUSDT", "CUSDT"].iter().enumerate() {
+            reserve(&mut book, &format!("r{i}"), s, Side::Long, 100.0);
+        }
+        test_snapshot(book, Some(account(1_000.0)))
+    }
+
+    fn budget(desired: u32) -> Option<SlotBudget> {
+        Some(SlotBudget {
+            reading: RegimeReading {
+                regime: Regime::Range,
+                confidence: 1.0,
+            },
+            desired,
+        })
+    }
+
+    fn occupancy_of(
+        symbol: &str,
+        side: Side,
+        budget: Option<SlotBudget>,
+        phase2: bool,
+    ) -> Result<SlotUse, BlockReason> {
+        let snap = three_held();
+        let open = plan(symbol, "OPEN_LONG", &[]);
+        let cand = candidate(symbol, side, 10.0, 5);
+        run(&open, &snap, &Config::default(), NOW, |ctx, t| {
+            let portfolio = Portfolio::build(ctx.snap).expect("an account");
+            occupancy(&cand, &portfolio, budget, phase2, t)
+        })
+    }
+
+    #[test]
+    fn occupancy_against_three_held_slots() {
+        use Side::{Long, Short};
+        let cases = [
+            ("ZUSDT", Long, budget(4), false, Ok(SlotUse::NewSlot)),
+            ("ZUSDT", Long, budget(3), false, Ok(SlotUse::Full)),
+            ("AUSDT", Long, budget(3), false, Ok(SlotUse::Expand)),
+            (
+                "AUSDT",
+                Short,
+                budget(10),
+                false,
+                Err(BlockReason::OppositePositionOpen),
+            ),
+            ("ZUSDT", Long, None, false, Ok(SlotUse::NewSlot)),
+            ("ZUSDT", Long, budget(4), true, Ok(SlotUse::RotationHeld)),
+            ("ZUSDT", Long, budget(3), true, Err(BlockReason::SlotsFull)),
+        ];
+        for (symbol, side, budget, phase2, expected) in cases {
+            let got = occupancy_of(symbol, side, budget, phase2);
+            assert_eq!(
+                got, expected,
+                "{symbol} {side:?} {budget:?} phase2={phase2}"
+            );
+        }
+    }
+
+    /// Two positions held an hour (age penalty 0.001): AUSDT flat with entry score 1.0, BUSDT
+    /// 10 % under water with entry score 2.0 — BUSDT is the weakest (weakness 0.101).
+    fn two_positions(lock_b: bool) -> Snapshot {
+        let mut book = Book::default();
+        let mut a = position(Side::Long, 1.0, 100.0);
+        a.entry_score = Some(1.0);
+        let mut b = position(Side::Long, 2.0, 100.0);
+        b.entry_score = Some(2.0);
+        book.positions.insert(sym("AUSDT"), a);
+        book.positions.insert(sym("BUSDT"), b);
+        if lock_b {
+            book.exit_locks.insert(
+                sym("BUSDT"),
+                ExitLock {
+                    holder: PlanId::parse("other").expect("id"),
+                    expires_at: NOW.plus_secs(10),
+                    fence: 1,
+                },
+            );
+        }
+        let mut snap = test_snapshot(book, Some(account(1_000.0)));
+        snap.market.insert(sym("AUSDT"), market(100.0, vec![]));
+        snap.market.insert(sym("BUSDT"), market(90.0, vec![]));
+        snap
+    }
+
+    fn rotation_for(score: Option<&str>, lock_b: bool) -> Result<RotationChoice, BlockReason> {
+        let snap = two_positions(lock_b);
+        let extra: Vec<(&str, &str)> = score.map(|s| ("score", s)).into_iter().collect();
+        let open = plan("ZUSDT", "OPEN_LONG", &extra);
+        run(&open, &snap, &Config::default(), NOW, |ctx, t| {
+            let portfolio = Portfolio::build(ctx.snap).expect("an account");
+            rotation(ctx, &portfolio, t)
+        })
+    }
+
+    #[test]
+    fn a_rotation_needs_more_than_15_percent_over_the_weakest() {
+        // (2.31 − 2) / 2 = 15.5 % rotates BUSDT out; 2.3 gives 15 %, not more.
+        let choice = rotation_for(Some("2.31"), false).expect("rotates");
+        assert_eq!(choice.weakest, sym("BUSDT"));
+        assert_eq!(choice.weakest_qty, 2.0);
+        assert_eq!(choice.close_plan_id.as_str(), "rot_p1_BUSDT");
+        assert_eq!(
+            rotation_for(Some("2.3"), false),
+            Err(BlockReason::SlotsFull)
+        );
+        assert_eq!(rotation_for(None, false), Err(BlockReason::SlotsFull));
+        // BUSDT being closed already: AUSDT (score 1.0) is the weakest left.
+        let choice = rotation_for(Some("2.31"), true).expect("rotates");
+        assert_eq!(choice.weakest, sym("AUSDT"));
+    }
+
+    #[test]
+    fn side_slots_cap_new_symbols_on_a_side_only() {
+        let mut cfg = Config::default();
+        cfg.side_slots.max_long = Some(3);
+        let snap = three_held();
+        let side_of = |symbol: &str, side: Side| {
+            let open = plan(symbol, "OPEN_LONG", &[]);
+            let cand = candidate(symbol, side, 10.0, 5);
+            traced(&open, &snap, &cfg, NOW, |ctx, t| {
+                let portfolio = Portfolio::build(ctx.snap).expect("an account");
+                side_slots(ctx, &cand, &portfolio, t)
+            })
+        };
+        assert_eq!(
+            side_of("ZUSDT", Side::Long).0,
+            Err(BlockReason::SideSlotsFull)
+        );
+        assert_eq!(side_of("AUSDT", Side::Long).0, Ok(()));
+        let (short, line) = side_of("ZUSDT", Side::Short);
+        assert_eq!((short, line.outcome), (Ok(()), Outcome::NotApplicable));
+        cfg.side_slots.max_long = Some(4);
+        let snap = three_held();
+        let open = plan("ZUSDT", "OPEN_LONG", &[]);
+        let cand = candidate("ZUSDT", Side::Long, 10.0, 5);
+        let got = run(&open, &snap, &cfg, NOW, |ctx, t| {
+            let portfolio = Portfolio::build(ctx.snap).expect("an account");
+            side_slots(ctx, &cand, &portfolio, t)
+        });
+        assert_eq!(got, Ok(()));
+    }
+}

@@ -30,3 +30,31 @@ pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
     trace.push(line);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::book::Book;
+    use crate::config::Config;
+    use crate::gates::common::test_snapshot;
+    use crate::gates::common::testing::{plan, run, NOW};
+
+    #[test]
+    fn the_tenth_permit_of_a_second_is_the_last() {
+        let open = plan("BTCUSDT", "OPEN_LONG", &[]);
+        // (permits in the window, how many milliseconds ago each was, expected) against 10/s.
+        let cases = [
+            (9, 999, Ok(())),
+            (10, 999, Err(BlockReason::SubmitThrottle)),
+            (10, 1000, Ok(())),
+            (11, 0, Err(BlockReason::SubmitThrottle)),
+        ];
+        for (n, ms_ago, expected) in cases {
+            let mut book = Book::default();
+            book.open_times = vec![Timestamp(NOW.millis() - ms_ago); n];
+            let snap = test_snapshot(book, None);
+            let got = run(&open, &snap, &Config::default(), NOW, check);
+            assert_eq!(got, expected, "{n} permits {ms_ago} ms ago");
+        }
+    }
+}

@@ -47,3 +47,54 @@ pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::book::{Book, Halt};
+    use crate::config::Config;
+    use crate::gates::common::test_snapshot;
+    use crate::gates::common::testing::{plan, run, NOW};
+    use crate::time::Timestamp;
+
+    #[test]
+    fn each_state_lets_through_what_it_promises() {
+        let open = plan("BTCUSDT", "OPEN_LONG", &[]);
+        let close = plan("BTCUSDT", "FULL_CLOSE_PROPOSED", &[]);
+        let cases = [
+            (TradingState::Active, &open, Ok(())),
+            (TradingState::Active, &close, Ok(())),
+            (
+                TradingState::Reducing,
+                &open,
+                Err(BlockReason::TradingStateReducing),
+            ),
+            (TradingState::Reducing, &close, Ok(())),
+            (TradingState::Halted, &open, Err(BlockReason::KillSwitch)),
+            (TradingState::Halted, &close, Err(BlockReason::KillSwitch)),
+        ];
+        for (state, p, expected) in cases {
+            let mut snap = test_snapshot(Book::default(), None);
+            snap.trading_state = state;
+            let got = run(p, &snap, &Config::default(), NOW, check);
+            assert_eq!(got, expected, "{state:?} {}", p.action.as_str());
+        }
+    }
+
+    #[test]
+    fn a_governor_halt_refuses_with_its_own_reason() {
+        let mut book = Book::default();
+        book.halt = Some(Halt {
+            reason: BlockReason::DrawdownHalt,
+            since: Timestamp(1),
+            detail: "equity 900 is 10% below its peak".into(),
+        });
+        let mut snap = test_snapshot(book, None);
+        snap.trading_state = TradingState::Reducing;
+        let open = plan("BTCUSDT", "OPEN_LONG", &[]);
+        assert_eq!(
+            run(&open, &snap, &Config::default(), NOW, check),
+            Err(BlockReason::DrawdownHalt)
+        );
+    }
+}
