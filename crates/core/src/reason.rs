@@ -44,11 +44,12 @@ pub enum BlockReason {
     SubmitThrottle,
     ExchangeClockOffset,
     StateRecordCorrupt,
+    LeverageAboveCap,
 }
 
 impl BlockReason {
     /// Every reason, in the order of docs/wire-contract.md (for metrics and reports that list them all).
-    pub const ALL: [BlockReason; 32] = [
+    pub const ALL: [BlockReason; 33] = [
         BlockReason::KillSwitch,
         BlockReason::TradingStateReducing,
         BlockReason::ActiveSlotsNoPolicy,
@@ -81,6 +82,7 @@ impl BlockReason {
         BlockReason::SubmitThrottle,
         BlockReason::ExchangeClockOffset,
         BlockReason::StateRecordCorrupt,
+        BlockReason::LeverageAboveCap,
     ];
 
     /// The stable wire code.
@@ -120,6 +122,7 @@ impl BlockReason {
             BlockReason::SubmitThrottle => "submit_throttle",
             BlockReason::ExchangeClockOffset => "exchange_clock_offset",
             BlockReason::StateRecordCorrupt => "state_record_corrupt",
+            BlockReason::LeverageAboveCap => "leverage_above_cap",
         }
     }
 }

@@ -620,6 +620,8 @@ pub struct Config {
     pub loss_streak: LossStreakConfig,
     /// Price collar on limit prices.
     pub price_collar: PriceCollarConfig,
+    /// The account's leverage cap.
+    pub leverage: LeverageConfig,
     /// Optional long/short slot maxima.
     pub side_slots: SideSlotsConfig,
     /// Submit throttle.
@@ -648,6 +650,7 @@ impl Default for Config {
             drawdown: DrawdownConfig::default(),
             loss_streak: LossStreakConfig::default(),
             price_collar: PriceCollarConfig::default(),
+            leverage: LeverageConfig::default(),
             side_slots: SideSlotsConfig::default(),
             throttle: ThrottleConfig::default(),
         }
@@ -678,6 +681,7 @@ impl Config {
         self.drawdown.validate(&mut v);
         self.loss_streak.validate(&mut v);
         self.price_collar.validate(&mut v);
+        self.leverage.validate(&mut v);
         self.side_slots.validate(&mut v);
         self.throttle.validate(&mut v);
         self.heat.validate(&mut v);
@@ -739,6 +743,7 @@ pub struct GatesConfig {
     pub drawdown_halt: GateMode,
     pub loss_streak: GateMode,
     pub price_collar: GateMode,
+    pub leverage_cap: GateMode,
     pub side_slots: GateMode,
     pub submit_throttle: GateMode,
 }
@@ -764,6 +769,7 @@ impl Default for GatesConfig {
             drawdown_halt: e,
             loss_streak: e,
             price_collar: e,
+            leverage_cap: e,
             side_slots: e,
             submit_throttle: e,
         }
@@ -917,6 +923,27 @@ impl PriceCollarConfig {
     /// Checks the ranges of `[price_collar]`.
     pub(super) fn validate(&self, v: &mut Validator) {
         v.num("price_collar.max_deviation", self.max_deviation, 0.0, 1.0);
+    }
+}
+
+/// Leverage cap (`[leverage]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeverageConfig {
+    /// No open above this leverage.
+    pub max: u32,
+}
+
+impl Default for LeverageConfig {
+    fn default() -> Self {
+        LeverageConfig { max: 20 }
+    }
+}
+
+impl LeverageConfig {
+    /// Checks the ranges of `[leverage]`.
+    pub(super) fn validate(&self, v: &mut Validator) {
+        v.int("leverage.max", self.max.into(), 1, 125);
     }
 }
 

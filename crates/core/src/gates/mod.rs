@@ -35,6 +35,7 @@ pub mod drift;
 pub mod exchange_clock;
 pub mod funds;
 pub mod kill_score;
+pub mod leverage;
 pub mod loss_streak;
 pub mod mode;
 pub mod policy;
@@ -102,6 +103,8 @@ gates! {
     Regime,
     /// The open's size and price (`market_data`).
     Sizing,
+    /// Leverage against the account's cap.
+    LeverageCap,
     /// Limit price against the mark.
     PriceCollar,
     /// Slot occupancy and the opposite-side rule.
@@ -258,6 +261,12 @@ impl Gate {
                 Some("funds"),
                 &[R::MarketDataUnavailable],
             ),
+            Gate::LeverageCap => row(
+                "leverage_cap",
+                Configurable("leverage_cap", |g| g.leverage_cap),
+                Some("leverage"),
+                &[R::LeverageAboveCap],
+            ),
             Gate::PriceCollar => row(
                 "price_collar",
                 Configurable("price_collar", |g| g.price_collar),
@@ -351,6 +360,7 @@ pub const OPEN_PATH: &[Gate] = &[
     Gate::SubmitThrottle,
     Gate::Regime,
     Gate::Sizing,
+    Gate::LeverageCap,
     Gate::PriceCollar,
     Gate::Slots,
     Gate::Rotation,
@@ -500,6 +510,7 @@ impl<'a> Pipeline<'a> {
                 self.candidate = Some(sizing::size(ctx, self.side, self.qty_scale, trace)?);
                 Ok(())
             }
+            Gate::LeverageCap => leverage::check(ctx, self.candidate(), trace),
             Gate::PriceCollar => price_collar::check(ctx, trace),
             Gate::Slots => self.slots(ctx, trace),
             Gate::Rotation => {
