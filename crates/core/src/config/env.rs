@@ -139,6 +139,7 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         "throttle.max_permits_per_sec",
         EnvKind::Int,
     ),
+    ("GOV_MAX_LEVERAGE", "leverage.max", EnvKind::Int),
     ("GOV_GATE_POLICY_MODE", "gates.policy", EnvKind::Text),
     ("GOV_GATE_DRIFT_MODE", "gates.drift", EnvKind::Text),
     (
@@ -174,6 +175,11 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     (
         "GOV_GATE_PRICE_COLLAR_MODE",
         "gates.price_collar",
+        EnvKind::Text,
+    ),
+    (
+        "GOV_GATE_LEVERAGE_CAP_MODE",
+        "gates.leverage_cap",
         EnvKind::Text,
     ),
     (
