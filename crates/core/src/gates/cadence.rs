@@ -79,8 +79,10 @@ mod tests {
     use crate::gates::common::testing::{plan, run, sym, NOW};
 
     fn with_opens(opens_secs_ago: &[u64], last_open_secs_ago: Option<u64>) -> Book {
-        let mut book = Book::default();
-        book.open_times = opens_secs_ago.iter().map(|s| NOW.minus_secs(*s)).collect();
+        let mut book = Book {
+            open_times: opens_secs_ago.iter().map(|s| NOW.minus_secs(*s)).collect(),
+            ..Book::default()
+        };
         if let Some(s) = last_open_secs_ago {
             book.last_open_at.insert(sym("BTCUSDT"), NOW.minus_secs(s));
         }

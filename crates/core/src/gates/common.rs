@@ -75,6 +75,36 @@ pub(crate) fn refuse(trace: &mut Trace, line: TraceLine, refusal: Refusal) -> Re
     refusal
 }
 
+/// A snapshot for a gate's own tests: nothing but `book` and `exchange`.
+#[cfg(test)]
+pub(crate) fn test_snapshot(
+    book: crate::book::Book,
+    exchange: Option<crate::snapshot::ExchangeState>,
+) -> Snapshot {
+    Snapshot {
+        trading_state: crate::types::TradingState::Active,
+        policy: crate::snapshot::Policy::from_field(None),
+        prior: None,
+        book,
+        exchange,
+        market: Default::default(),
+        correlations: None,
+        capital: Default::default(),
+    }
+}
+
+/// Runs a gate's check on an open of 0.001 `symbol` against `snap` with the default config:
+/// the reason code it refuses with, if any (a gate's own tests).
+#[cfg(test)]
+pub(crate) fn check_open(
+    symbol: &str,
+    snap: &Snapshot,
+    check: fn(&Ctx<'_>, &mut Trace) -> Result<(), Refusal>,
+) -> Result<(), BlockReason> {
+    let plan = testing::plan(symbol, "OPEN_LONG", &[]);
+    testing::run(&plan, snap, &Config::default(), Timestamp(0), check)
+}
+
 /// What a gate's own tests build their cases from: plans, accounts and market summaries with
 /// only the fields a case names, and a runner that checks the gate wrote its trace line.
 #[cfg(test)]
@@ -217,34 +247,4 @@ pub(crate) mod testing {
         }
         (out.map_err(|r| r.reason), line)
     }
-}
-
-/// A snapshot for a gate's own tests: nothing but `book` and `exchange`.
-#[cfg(test)]
-pub(crate) fn test_snapshot(
-    book: crate::book::Book,
-    exchange: Option<crate::snapshot::ExchangeState>,
-) -> Snapshot {
-    Snapshot {
-        trading_state: crate::types::TradingState::Active,
-        policy: crate::snapshot::Policy::from_field(None),
-        prior: None,
-        book,
-        exchange,
-        market: Default::default(),
-        correlations: None,
-        capital: Default::default(),
-    }
-}
-
-/// Runs a gate's check on an open of 0.001 `symbol` against `snap` with the default config:
-/// the reason code it refuses with, if any (a gate's own tests).
-#[cfg(test)]
-pub(crate) fn check_open(
-    symbol: &str,
-    snap: &Snapshot,
-    check: fn(&Ctx<'_>, &mut Trace) -> Result<(), Refusal>,
-) -> Result<(), BlockReason> {
-    let plan = testing::plan(symbol, "OPEN_LONG", &[]);
-    testing::run(&plan, snap, &Config::default(), Timestamp(0), check)
 }

@@ -50,8 +50,10 @@ mod tests {
             (11, 0, Err(BlockReason::SubmitThrottle)),
         ];
         for (n, ms_ago, expected) in cases {
-            let mut book = Book::default();
-            book.open_times = vec![Timestamp(NOW.millis() - ms_ago); n];
+            let book = Book {
+                open_times: vec![Timestamp(NOW.millis() - ms_ago); n],
+                ..Book::default()
+            };
             let snap = test_snapshot(book, None);
             let got = run(&open, &snap, &Config::default(), NOW, check);
             assert_eq!(got, expected, "{n} permits {ms_ago} ms ago");

@@ -83,12 +83,14 @@ mod tests {
 
     #[test]
     fn a_governor_halt_refuses_with_its_own_reason() {
-        let mut book = Book::default();
-        book.halt = Some(Halt {
-            reason: BlockReason::DrawdownHalt,
-            since: Timestamp(1),
-            detail: "equity 900 is 10% below its peak".into(),
-        });
+        let book = Book {
+            halt: Some(Halt {
+                reason: BlockReason::DrawdownHalt,
+                since: Timestamp(1),
+                detail: "equity 900 is 10% below its peak".into(),
+            }),
+            ..Book::default()
+        };
         let mut snap = test_snapshot(book, None);
         snap.trading_state = TradingState::Reducing;
         let open = plan("BTCUSDT", "OPEN_LONG", &[]);
