@@ -11,6 +11,7 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod book;
+pub mod commit;
 pub mod config;
 pub mod decide;
 pub mod effects;

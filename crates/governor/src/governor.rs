@@ -33,18 +33,6 @@ pub enum Submission {
     StoreUnavailable(StoreError),
 }
 
-/// Whether committing `decision` changes what later decisions read (anything beyond its own
-/// record, block record and events).
-fn changes_book(decision: &Decision) -> bool {
-    use governor_core::effects::Effect;
-    decision.effects.iter().any(|e| {
-        !matches!(
-            e,
-            Effect::Record(_) | Effect::WriteBlock { .. } | Effect::Emit(_)
-        )
-    })
-}
-
 /// What applying one execution result did.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResultOutcome {
@@ -150,11 +138,14 @@ impl Governor {
         }
     }
 
-    /// Decides a batch of parsed plans with one snapshot read: decisions that change the book
-    /// (permits, rotations, locks, a trading-state switch) are committed at once and the
-    /// snapshot is read again; the others (blocks, skips) are committed together at the end in
-    /// one round trip. Every commit keeps its own guards; one that loses a race is decided again
-    /// on its own. The answers are in the order of `plans`.
+    /// Decides a batch of parsed plans in one read and one commit: the snapshot is read once,
+    /// the plans are decided in order against it with each decision's effects applied to the
+    /// in-memory copy (the second plan sees the first one's reservation), and the batch is
+    /// committed in one call in which each decision's guards are checked against the state
+    /// the decisions before it left. When a guard fails (another governor changed the state
+    /// in between), that decision and every one after it — each may have counted on it — are
+    /// decided again on a fresh read; the ones before it stand. The answers are in the order
+    /// of `plans`.
     pub fn decide_batch(
         &self,
         plans: &[Plan],
@@ -162,15 +153,11 @@ impl Governor {
         now: Timestamp,
     ) -> Vec<Submission> {
         let mut out: Vec<Option<Submission>> = vec![None; plans.len()];
-        let mut deferred: Vec<(usize, Decision)> = Vec::new();
-        let mut decided_here: std::collections::BTreeMap<
-            &governor_core::types::PlanId,
-            governor_core::snapshot::DecisionRecord,
-        > = std::collections::BTreeMap::new();
         let mut start = 0;
+        let mut lost_in_a_row = 0;
         while start < plans.len() {
             let rest: Vec<&Plan> = plans[start..].iter().collect();
-            let (base, priors) = match self.store.state(&rest, now) {
+            let (mut snapshot, priors) = match self.store.state(&rest, now) {
                 Ok((state, priors)) => (inputs.snapshot(state, None), priors),
                 Err(e) => {
                     for slot in out.iter_mut().skip(start) {
@@ -179,60 +166,70 @@ impl Governor {
                     break;
                 }
             };
-            let mut book_changed_at = None;
+            let mut decided: Vec<(usize, Decision)> = Vec::with_capacity(rest.len());
+            let mut decided_here: std::collections::BTreeMap<
+                &governor_core::types::PlanId,
+                governor_core::snapshot::DecisionRecord,
+            > = std::collections::BTreeMap::new();
             for (offset, plan) in rest.iter().enumerate() {
-                let i = start + offset;
-                let mut snapshot = base.clone();
                 snapshot.prior = decided_here
-                    .get(&plan.plan_id)
-                    .cloned()
+                    .remove(&plan.plan_id)
                     .or_else(|| priors[offset].clone());
                 let decision = decide(plan, &snapshot, &self.cfg, now);
                 if decision.replayed {
-                    out[i] = Some(Submission::Decided {
+                    out[start + offset] = Some(Submission::Decided {
                         decision: Box::new(decision),
                         fence: None,
                     });
                     continue;
                 }
-                if !changes_book(&decision) {
-                    decided_here.insert(&plan.plan_id, decision.committed_record());
-                    deferred.push((i, decision));
-                    continue;
+                governor_core::commit::absorb(&mut snapshot, &decision);
+                decided_here.insert(&plan.plan_id, decision.committed_record());
+                decided.push((start + offset, decision));
+            }
+            let batch: Vec<&Decision> = decided.iter().map(|(_, d)| d).collect();
+            let committed = self.store.commit_many(&batch, now);
+            let batch_len = batch.len();
+            drop(batch);
+            let answers = match committed {
+                Ok(answers) => answers,
+                Err(e) => {
+                    for (i, _) in decided {
+                        out[i] = Some(Submission::StoreUnavailable(e.clone()));
+                    }
+                    break;
                 }
-                out[i] = Some(match self.store.commit(&decision, now) {
-                    Ok(Ok(fence)) => Submission::Decided {
-                        decision: Box::new(decision),
-                        fence: Some(fence),
-                    },
-                    Ok(Err(_lost_race)) => self.decide_plan(plan, inputs, now),
-                    Err(e) => Submission::StoreUnavailable(e),
-                });
-                book_changed_at = Some(i);
-                break;
-            }
-            match book_changed_at {
-                Some(i) => start = i + 1,
-                None => break,
-            }
-        }
-        let batch: Vec<&Decision> = deferred.iter().map(|(_, d)| d).collect();
-        match self.store.commit_many(&batch, now) {
-            Ok(results) => {
-                for ((i, decision), result) in deferred.into_iter().zip(results) {
-                    out[i] = Some(match result {
-                        Ok(fence) => Submission::Decided {
+            };
+            let tried = answers.len();
+            let mut decided = decided.into_iter();
+            let mut lost_at = None;
+            for (answer, (i, decision)) in answers.into_iter().zip(decided.by_ref()) {
+                match answer {
+                    Ok(fence) => {
+                        out[i] = Some(Submission::Decided {
                             decision: Box::new(decision),
                             fence: Some(fence),
-                        },
-                        Err(_lost_race) => self.decide_plan(&plans[i], inputs, now),
-                    });
+                        })
+                    }
+                    Err(_lost_race) => lost_at = Some(i),
                 }
             }
-            Err(e) => {
-                for (i, _) in deferred {
-                    out[i] = Some(Submission::StoreUnavailable(e.clone()));
-                }
+            debug_assert!(tried == batch_len || lost_at.is_some());
+            let Some(i) = lost_at else { break };
+            // Lost a race at plan i: it and the plans after it are decided again. A plan that
+            // keeps losing is left undecided (it stays pending in its stream) so that the rest
+            // of the batch is not held up behind it.
+            lost_in_a_row = if i == start { lost_in_a_row + 1 } else { 1 };
+            start = i;
+            if lost_in_a_row >= self.max_attempts {
+                out[i] = Some(Submission::Contended {
+                    attempts: self.max_attempts,
+                });
+                start = i + 1;
+                lost_in_a_row = 0;
+            } else {
+                // Let the winner's commit land before reading again.
+                std::thread::yield_now();
             }
         }
         out.into_iter()

@@ -2,7 +2,7 @@
 //! one critical section. TTLs are driven by the `now` each call is given, never by a clock, so
 //! the replay and the tests control time exactly.
 
-use governor_core::book::{Book, ExitLock, RotationPhase};
+use governor_core::book::{Book, RotationPhase};
 use governor_core::decide::Decision;
 use governor_core::effects::{Effect, Event, Guard, GuardFailed, Permit};
 use governor_core::expiry::expire;
@@ -150,15 +150,47 @@ impl MemoryStore {
     pub fn commit(&self, decision: &Decision, now: Timestamp) -> Result<u64, GuardFailed> {
         let mut st = self.lock();
         self.expire_locked(&mut st, now);
+        self.commit_locked(&mut st, decision, now)
+    }
+
+    /// Commits `decisions` in order in one critical section, each under its own guards checked
+    /// against the state the ones before it left; stops at the first whose guard fails (the
+    /// decisions after it were decided on a state that assumed it). One answer per decision
+    /// tried: every one but the last is committed.
+    pub fn commit_batch(
+        &self,
+        decisions: &[&Decision],
+        now: Timestamp,
+    ) -> Vec<Result<u64, GuardFailed>> {
+        let mut st = self.lock();
+        self.expire_locked(&mut st, now);
+        let mut out = Vec::with_capacity(decisions.len());
+        for decision in decisions {
+            let result = self.commit_locked(&mut st, decision, now);
+            let failed = result.is_err();
+            out.push(result);
+            if failed {
+                break;
+            }
+        }
+        out
+    }
+
+    fn commit_locked(
+        &self,
+        st: &mut StoreState,
+        decision: &Decision,
+        now: Timestamp,
+    ) -> Result<u64, GuardFailed> {
         for guard in &decision.guards {
-            if !guard_holds(&st, guard, now) {
+            if !guard_holds(st, guard, now) {
                 return Err(GuardFailed(guard.clone()));
             }
         }
         st.fence += 1;
         let fence = st.fence;
         for effect in decision.commit_effects() {
-            self.apply(&mut st, &effect, fence, now);
+            self.apply(st, &effect, fence, now);
         }
         Ok(fence)
     }
@@ -229,20 +261,11 @@ impl MemoryStore {
     }
 
     fn apply(&self, st: &mut StoreState, effect: &Effect, fence: u64, now: Timestamp) {
-        let book = &mut st.book;
+        governor_core::commit::apply(&mut st.book, effect, fence);
         match effect {
             Effect::Record(record) => {
                 st.decisions.insert(record.plan_id.clone(), record.clone());
                 st.decision_log.push(record.clone());
-            }
-            Effect::Reserve {
-                plan_id,
-                reservation,
-            } => {
-                let mut r = reservation.clone();
-                r.fence = fence;
-                book.reservations.insert(plan_id.clone(), r);
-                book.reservation_seq += 1;
             }
             Effect::WritePermit(permit) => {
                 let mut p = permit.clone();
@@ -265,102 +288,14 @@ impl MemoryStore {
                     },
                 );
             }
-            Effect::TakeExitLock {
-                symbol,
-                holder,
-                expires_at,
-            } => {
-                book.exit_locks.insert(
-                    symbol.clone(),
-                    ExitLock {
-                        holder: holder.clone(),
-                        expires_at: *expires_at,
-                        fence,
-                    },
-                );
-            }
-            Effect::ReleaseExitLock { symbol, holder } => {
-                if book
-                    .exit_locks
-                    .get(symbol)
-                    .is_some_and(|l| &l.holder == holder)
-                {
-                    book.exit_locks.remove(symbol);
-                }
-            }
-            Effect::CountOpen { symbol, at, .. } => {
-                book.last_open_at.insert(symbol.clone(), *at);
-                book.open_times.push(*at);
-            }
-            Effect::StartRotation(lock) => {
-                book.rotations
-                    .insert(lock.pending.plan_id.clone(), (**lock).clone());
-            }
-            Effect::HoldRotationSlot { pending_plan_id } => {
-                if let Some(r) = book.rotations.get_mut(pending_plan_id) {
-                    r.phase = RotationPhase::SlotHeld;
-                }
-            }
-            Effect::EndRotation { pending_plan_id } => {
-                book.rotations.remove(pending_plan_id);
-            }
             Effect::PublishPlan(fields) => st.published.push(fields.clone()),
             Effect::SetTradingState { to, .. } => st.trading_state = *to,
-            Effect::FillOpen { symbol, fill, .. } => {
-                *book.ledger_versions.entry(symbol.clone()).or_default() += 1;
-                match book.positions.get_mut(symbol) {
-                    Some(p) if p.side == fill.side => {
-                        let qty = p.qty + fill.qty;
-                        p.entry_price = (p.entry_price * p.qty + fill.entry_price * fill.qty) / qty;
-                        p.qty = qty;
-                    }
-                    _ => {
-                        book.positions.insert(symbol.clone(), fill.clone());
-                    }
-                }
-            }
-            Effect::ReleaseReservation { plan_id } => {
-                book.reservations.remove(plan_id);
-            }
-            Effect::ReducePosition { symbol, qty } => {
-                if let Some(p) = book.positions.get_mut(symbol) {
-                    *book.ledger_versions.entry(symbol.clone()).or_default() += 1;
-                    if p.qty > 0.0 {
-                        p.entry_fees *= ((p.qty - qty) / p.qty).max(0.0);
-                    }
-                    p.qty -= qty;
-                    if p.qty <= p.qty.abs().max(*qty) * 1e-9 {
-                        book.positions.remove(symbol);
-                    }
-                }
-            }
-            Effect::PruneOpens { before } => book.open_times.retain(|t| t > before),
-            Effect::MarkInDoubt { plan_id, order } => {
-                book.in_doubt.insert(plan_id.clone(), order.clone());
-            }
             Effect::MarkResultApplied { plan_id } => {
-                book.in_doubt.remove(plan_id);
                 st.applied_results.insert(plan_id.clone());
             }
             Effect::Emit(event) => st.events.push(event.clone()),
-            Effect::RecordEquity {
-                hour,
-                equity,
-                keep_from,
-            } => {
-                let peak = book.equity_peaks.entry(*hour).or_insert(*equity);
-                *peak = peak.max(*equity);
-                book.equity_peaks.retain(|h, _| h >= keep_from);
-            }
-            Effect::ResetEquity { hour, equity } => {
-                book.equity_peaks = [(*hour, *equity)].into();
-            }
-            Effect::SetHalt(halt) => book.halt = halt.clone(),
-            Effect::RecordClose { close, keep_from } => {
-                book.closes
-                    .retain(|c| c.at >= *keep_from && c.plan_id != close.plan_id);
-                book.closes.push(close.clone());
-            }
+            // The book's part was applied above.
+            _ => {}
         }
     }
 }
@@ -446,6 +381,14 @@ impl StateStore for MemoryStore {
         now: Timestamp,
     ) -> Result<Result<u64, GuardFailed>, StoreError> {
         Ok(MemoryStore::commit(self, decision, now))
+    }
+
+    fn commit_many(
+        &self,
+        decisions: &[&Decision],
+        now: Timestamp,
+    ) -> Result<Vec<Result<u64, GuardFailed>>, StoreError> {
+        Ok(self.commit_batch(decisions, now))
     }
 
     fn settle(

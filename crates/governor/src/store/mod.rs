@@ -28,15 +28,17 @@ pub trait StateStore: Send + Sync {
         plans: &[&Plan],
         now: Timestamp,
     ) -> Result<(StoredState, Vec<Option<DecisionRecord>>), StoreError>;
-    /// Commits several decisions that do not change the book (blocks, skips) in one round trip;
-    /// each commit is still atomic under its own guards. Results in order.
+    /// Commits a batch decided in order against one snapshot, each decision seeing the effects
+    /// of the ones before it, in one round trip: in order, each under its own guards checked
+    /// against the state the decisions before it left, stopping at the first whose guard
+    /// fails (the decisions after it assumed its effects). One answer per decision tried:
+    /// all `Ok` but possibly the last; the decisions after a failure have no answer and are
+    /// decided again by the caller.
     fn commit_many(
         &self,
         decisions: &[&Decision],
         now: Timestamp,
-    ) -> Result<Vec<Result<u64, GuardFailed>>, StoreError> {
-        decisions.iter().map(|d| self.commit(d, now)).collect()
-    }
+    ) -> Result<Vec<Result<u64, GuardFailed>>, StoreError>;
     /// Applies a decision's effects if every guard still holds, atomically; the inner error is
     /// a lost race. Returns the fence given to the commit.
     fn commit(

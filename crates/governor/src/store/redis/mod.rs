@@ -472,30 +472,47 @@ impl RedisStore {
         })
     }
 
-    /// Runs the commit script: `Ok(Ok(fence))`, or `Ok(Err(index))` of the failed guard.
+    /// Runs the commit script on one commit: `Ok(Ok(fence))`, or `Ok(Err(index))` of the
+    /// failed guard.
     fn run_commit(
         &self,
         guards: &[Guard],
         effects: &[Effect],
         now: Timestamp,
     ) -> Result<Result<u64, usize>, StoreError> {
+        let mut answers = self.run_batch(std::iter::once((guards, effects.iter())), now)?;
+        answers
+            .pop()
+            .ok_or_else(|| StoreError::corrupt("the commit script answered no commit"))
+    }
+
+    /// Runs the commit script on a batch of commits, in order, in one call (see
+    /// `lua/commit.lua`): one answer per commit tried — fences, then the failed guard's index
+    /// if one failed (the commits after it are not tried).
+    fn run_batch<'e>(
+        &self,
+        commits: impl Iterator<Item = (&'e [Guard], impl Iterator<Item = &'e Effect>)>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<u64, usize>>, StoreError> {
         let ctx = OpContext {
             now,
             block_ttl_secs: self.block_ttl_secs,
             governor_id: &self.governor_id,
         };
-        let req = serde_json::json!({
-            "now": now.millis(),
-            "guards": guards.iter().map(ops::guard).collect::<Vec<_>>(),
-            "ops": effects.iter().map(|e| ops::op(e, &ctx)).collect::<Vec<_>>(),
-        });
-        let (ok, value): (i64, u64) =
+        let mut tried = 0;
+        let commits: Vec<serde_json::Value> = commits
+            .map(|(guards, effects)| {
+                tried += 1;
+                serde_json::json!({
+                    "guards": guards.iter().map(ops::guard).collect::<Vec<_>>(),
+                    "ops": effects.map(|e| ops::op(e, &ctx)).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let req = serde_json::json!({ "now": now.millis(), "commits": commits });
+        let reply: Vec<i64> =
             self.with_conn(|c| self.commit.arg(&self.prefix).arg(req.to_string()).invoke(c))?;
-        Ok(if ok == 1 {
-            Ok(value)
-        } else {
-            Err(value as usize - 1)
-        })
+        batch_answers(&reply, tried)
     }
 
     fn expire_now(&self, book: &Book, now: Timestamp) -> Result<(), StoreError> {
@@ -872,44 +889,19 @@ impl StateStore for RedisStore {
         if decisions.is_empty() {
             return Ok(Vec::new());
         }
-        let ctx = OpContext {
-            now,
-            block_ttl_secs: self.block_ttl_secs,
-            governor_id: &self.governor_id,
-        };
-        let mut pipe = redis::pipe();
-        for d in decisions {
-            let req = serde_json::json!({
-                "now": now.millis(),
-                "guards": d.guards.iter().map(ops::guard).collect::<Vec<_>>(),
-                "ops": d.commit_effects().map(|e| ops::op(&e, &ctx)).collect::<Vec<_>>(),
-            });
-            pipe.cmd("EVALSHA")
-                .arg(self.commit.get_hash())
-                .arg(0)
-                .arg(&self.prefix)
-                .arg(req.to_string());
-        }
-        let replies: Vec<(i64, u64)> = self.with_conn(|c| match pipe.query(c) {
-            // A server that does not know the script yet (new, restarted, flushed): load it and
-            // send the batch again. A commit that went through the first time fails its
-            // Undecided guard now and is re-decided.
-            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
-                self.commit.prepare_invoke().load(c)?;
-                pipe.query(c)
-            }
-            other => other,
-        })?;
-        Ok(replies
+        let effects: Vec<Vec<std::borrow::Cow<'_, Effect>>> = decisions
+            .iter()
+            .map(|d| d.commit_effects().collect())
+            .collect();
+        let commits = decisions
+            .iter()
+            .zip(&effects)
+            .map(|(d, e)| (d.guards.as_slice(), e.iter().map(|c| c.as_ref())));
+        let answers = self.run_batch(commits, now)?;
+        Ok(answers
             .into_iter()
             .zip(decisions)
-            .map(|((ok, value), d)| {
-                if ok == 1 {
-                    Ok(value)
-                } else {
-                    Err(GuardFailed(d.guards[value as usize - 1].clone()))
-                }
-            })
+            .map(|(answer, d)| answer.map_err(|i| GuardFailed(d.guards[i].clone())))
             .collect())
     }
 
@@ -1043,5 +1035,62 @@ impl StateStore for RedisStore {
                 .map_err(err)
         })
         .transpose()
+    }
+}
+/// Reads the commit script's answer `{n, fence_1, ..., fence_n, failed}` for a batch of
+/// `tried` commits: n fences, then the failed guard (0-based) of commit n + 1 when `failed` is
+/// not 0. Anything else is a corrupt answer: it is never read as a success.
+fn batch_answers(reply: &[i64], tried: usize) -> Result<Vec<Result<u64, usize>>, StoreError> {
+    let bad = || {
+        StoreError::corrupt(format!(
+            "commit script answered {reply:?} for {tried} commits"
+        ))
+    };
+    let (&n, rest) = reply.split_first().ok_or_else(bad)?;
+    let n = usize::try_from(n).map_err(|_| bad())?;
+    if n > tried || rest.len() != n + 1 {
+        return Err(bad());
+    }
+    let mut out: Vec<Result<u64, usize>> = rest[..n]
+        .iter()
+        .map(|&f| u64::try_from(f).map(Ok).map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    match rest[n] {
+        0 if n == tried => {}
+        i if i > 0 && n < tried => out.push(Err(i as usize - 1)),
+        _ => return Err(bad()),
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_answers;
+
+    #[test]
+    fn the_commit_scripts_answer_is_read_strictly() {
+        // Three commits: all applied; two applied and the third's second guard failed.
+        assert_eq!(
+            batch_answers(&[3, 7, 8, 9, 0], 3),
+            Ok(vec![Ok(7), Ok(8), Ok(9)])
+        );
+        assert_eq!(
+            batch_answers(&[2, 7, 8, 2], 3),
+            Ok(vec![Ok(7), Ok(8), Err(1)])
+        );
+        assert_eq!(batch_answers(&[0, 1], 3), Ok(vec![Err(0)]));
+        // Anything else is corrupt, never a success: a short answer, more commits than sent,
+        // a failure marker when all were applied, none when one was not, a negative fence.
+        for bad in [
+            &[][..],
+            &[3, 7, 8, 0][..],
+            &[4, 1, 2, 3, 4, 0][..],
+            &[3, 7, 8, 9, 1][..],
+            &[2, 7, 8, 0][..],
+            &[1, -5, 0][..],
+            &[-1, 0][..],
+        ] {
+            assert!(batch_answers(bad, 3).is_err(), "{bad:?}");
+        }
     }
 }

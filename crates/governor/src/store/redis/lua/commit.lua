@@ -1,8 +1,13 @@
--- Applies one commit: every guard is checked before the first write (Redis does not roll
--- back a script that fails half-way), then every op. All keys start with the prefix ARGV[1]
+-- Applies a batch of commits in order, each atomic with the ones before it: a commit's guards
+-- are checked against the state the commits before it left, before its first write, then its
+-- ops run. The batch stops at the first commit whose guard fails (the commits after it were
+-- decided assuming it). Every guard and op name is checked before anything is written (Redis
+-- does not roll back a script that fails half-way). All keys start with the prefix ARGV[1]
 -- (put a hash tag in it on Redis Cluster). Numbers arrive already checked by Rust; guards are
 -- written as `not (x <= cap)` so that a NaN could never pass.
--- ARGV[2]: JSON {now, guards = [...], ops = [...]}. Returns {1, fence} or {0, failed guard index}.
+-- ARGV[2]: JSON {now, commits = [{guards = [...], ops = [...]}, ...]}.
+-- Returns {n, fence_1, ..., fence_n, failed}: n commits applied with their fences, then the
+-- index (1-based) of the failed guard of commit n + 1, or 0 when every commit was applied.
 local P = ARGV[1]
 local req = cjson.decode(ARGV[2])
 
@@ -87,14 +92,9 @@ guard.side_slots_below = function(g)
   return used + num(g.unledgered) < num(g.limit)
 end
 
-for i, g in ipairs(req.guards) do
-  local check = guard[g.guard]
-  if not check then return redis.error_reply('unknown guard ' .. tostring(g.guard)) end
-  if not check(g) then return {0, i} end
-end
-
-local fence = redis.call('INCR', P .. 'governor:fence')
-local fence_text = '"fence":' .. fence
+-- The commit being applied: its fence, and the text that replaces the placeholder fence in
+-- the JSON the ops store.
+local fence, fence_text
 
 local function slot_acquire(symbol, side)
   redis.call('HSET', P .. 'governor:slots', symbol, side)
@@ -287,9 +287,30 @@ op.record_close = function(o)
   end
 end
 
-for _, o in ipairs(req.ops) do
-  local apply = op[o.op]
-  if not apply then return redis.error_reply('unknown op ' .. tostring(o.op)) end
-  apply(o)
+for _, c in ipairs(req.commits) do
+  for _, g in ipairs(c.guards) do
+    if not guard[g.guard] then return redis.error_reply('unknown guard ' .. tostring(g.guard)) end
+  end
+  for _, o in ipairs(c.ops) do
+    if not op[o.op] then return redis.error_reply('unknown op ' .. tostring(o.op)) end
+  end
 end
-return {1, fence}
+
+local out = {0}
+for _, c in ipairs(req.commits) do
+  for i, g in ipairs(c.guards) do
+    if not guard[g.guard](g) then
+      out[#out + 1] = i
+      return out
+    end
+  end
+  fence = redis.call('INCR', P .. 'governor:fence')
+  fence_text = '"fence":' .. fence
+  for _, o in ipairs(c.ops) do
+    op[o.op](o)
+  end
+  out[1] = out[1] + 1
+  out[#out + 1] = fence
+end
+out[#out + 1] = 0
+return out
