@@ -218,10 +218,11 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
             opts.reclaim_idle_ms,
         );
         handles.push(supervisor.spawn(&name.clone(), move || {
-            connect_retrying(&name, || {
+            let mut worker = connect_retrying(&name, || {
                 workers::PlanWorker::connect(&url, cfg.clone(), inputs.clone(), &name, reclaim)
-            })
-            .run()
+            });
+            worker.consumer.enable_takeover(&cfg.key_prefix);
+            worker.run()
         }));
     }
     let results_store = open("results")?;
@@ -232,10 +233,12 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
             format!("{}-results", opts.name),
         );
         let (cfg, inputs, reclaim) = (cfg.clone(), inputs.clone(), opts.reclaim_idle_ms);
+        let prefix = cfg.key_prefix.clone();
         handles.push(supervisor.spawn("results", move || {
             let consumer = connect_retrying("results", || {
                 let mut c = consumer::GroupConsumer::new(&url, &stream, RESULT_GROUP, &name)?;
                 c.ensure_group()?;
+                c.enable_takeover(&prefix);
                 Ok(c)
             });
             workers::ResultWorker {
@@ -246,6 +249,24 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
                 reclaim_idle_ms: reclaim,
             }
             .run()
+        }));
+    }
+    {
+        // One heartbeat per consumer of this process, kept by a thread of its own: the
+        // other governors take a dead process's pending entries over within seconds.
+        let mut consumers: Vec<String> = (0..opts.workers)
+            .map(|i| format!("{}-w{i}", opts.name))
+            .collect();
+        consumers.push(format!("{}-results", opts.name));
+        let client = redis::Client::open(opts.redis_url.as_str())?;
+        let prefix = cfg.key_prefix.clone();
+        handles.push(supervisor.spawn("heartbeat", move || {
+            crate::streams::heartbeat::run(
+                &client,
+                &prefix,
+                &consumers,
+                crate::streams::heartbeat::HEARTBEAT_TTL_MS,
+            )
         }));
     }
     let sweeper = open("sweeper")?;

@@ -66,6 +66,16 @@ pub struct GroupConsumer {
     pub group: String,
     /// This consumer's name.
     pub consumer: String,
+    /// Set when every consumer of the group keeps a heartbeat: dead ones are taken over fast.
+    takeover: Option<Takeover>,
+}
+
+/// Fast takeover of dead consumers' entries (see [`super::heartbeat`]).
+struct Takeover {
+    /// The key prefix the heartbeats live under.
+    prefix: String,
+    /// When the group was last looked at (it is looked at twice per heartbeat period at most).
+    last_check: Option<std::time::Instant>,
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -137,7 +147,46 @@ impl GroupConsumer {
             stream: stream.to_owned(),
             group: group.to_owned(),
             consumer: consumer.to_owned(),
+            takeover: None,
         })
+    }
+
+    /// Takes over the pending entries of consumers whose heartbeat under `prefix` expired. Only
+    /// for a group whose every consumer keeps a heartbeat (the `serve` processes): a consumer
+    /// without one would look dead.
+    pub fn enable_takeover(&mut self, prefix: &str) {
+        self.takeover = Some(Takeover {
+            prefix: prefix.to_owned(),
+            last_check: None,
+        });
+    }
+
+    /// The heartbeat prefix when a look at the group for dead consumers is due.
+    fn takeover_due(&mut self) -> Option<String> {
+        let t = self.takeover.as_mut()?;
+        let every = std::time::Duration::from_millis(super::heartbeat::HEARTBEAT_EVERY_MS / 2);
+        if t.last_check.is_some_and(|at| at.elapsed() < every) {
+            return None;
+        }
+        t.last_check = Some(std::time::Instant::now());
+        Some(t.prefix.clone())
+    }
+
+    /// Takes over dead consumers' entries if a look is due (see [`Self::enable_takeover`]).
+    pub fn take_over_if_due(
+        &mut self,
+        max_deliveries: usize,
+        count: usize,
+    ) -> Result<Reclaimed, StoreError> {
+        match self.takeover_due() {
+            Some(prefix) => self.take_over_dead(
+                &prefix,
+                super::heartbeat::TAKEOVER_MIN_IDLE_MS,
+                max_deliveries,
+                count,
+            ),
+            None => Ok(Reclaimed::default()),
+        }
     }
 
     fn call<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, StoreError> {
@@ -268,6 +317,98 @@ impl GroupConsumer {
         }
         out.trimmed.sort();
         out.trimmed.dedup();
+        Ok(out)
+    }
+
+    /// Takes over the pending entries of the group's consumers whose heartbeat (under
+    /// `prefix`, see [`super::heartbeat`]) has expired, once idle for `min_idle_ms`; a consumer
+    /// with a live heartbeat keeps its entries however long it takes. At most `count` entries.
+    /// Entries delivered `max_deliveries` times already are returned as poisoned, not claimed:
+    /// a plan that kills every governor that takes it must not go round the fleet forever.
+    pub fn take_over_dead(
+        &mut self,
+        prefix: &str,
+        min_idle_ms: u64,
+        max_deliveries: usize,
+        count: usize,
+    ) -> Result<Reclaimed, StoreError> {
+        let mut summary = redis::cmd("XPENDING");
+        summary.arg(&self.stream).arg(&self.group);
+        let reply: Value = self.call(&summary)?;
+        let holders: Vec<String> = match reply {
+            Value::Array(parts) => match parts.get(3) {
+                Some(Value::Array(consumers)) => consumers
+                    .iter()
+                    .filter_map(|c| match c {
+                        Value::Array(pair) => pair.first().and_then(text),
+                        _ => None,
+                    })
+                    .filter(|c| *c != self.consumer)
+                    .collect(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        let mut out = Reclaimed::default();
+        for holder in holders {
+            let taken = out.claimed.len() + out.poisoned.len();
+            if taken >= count {
+                break;
+            }
+            let mut alive = redis::cmd("EXISTS");
+            alive.arg(super::heartbeat::key(prefix, &holder));
+            if self.call::<i64>(&alive)? == 1 {
+                continue;
+            }
+            let mut pending = redis::cmd("XPENDING");
+            pending
+                .arg(&self.stream)
+                .arg(&self.group)
+                .arg("IDLE")
+                .arg(min_idle_ms)
+                .arg("-")
+                .arg("+")
+                .arg(count - taken)
+                .arg(&holder);
+            let mut ids = Vec::new();
+            if let Value::Array(items) = self.call::<Value>(&pending)? {
+                for item in items {
+                    let Value::Array(p) = item else { continue };
+                    let (Some(id), Some(times)) = (
+                        p.first().and_then(text),
+                        p.get(3)
+                            .and_then(|v| redis::from_redis_value::<usize>(v).ok()),
+                    ) else {
+                        continue;
+                    };
+                    if times < max_deliveries {
+                        ids.push(id);
+                        continue;
+                    }
+                    let mut range = redis::cmd("XRANGE");
+                    range.arg(&self.stream).arg(&id).arg(&id);
+                    let found: Value = self.call(&range)?;
+                    match entries(&found).into_iter().next() {
+                        Some(e) => out.poisoned.push((e, times)),
+                        None => out.trimmed.push(id),
+                    }
+                }
+            }
+            if ids.is_empty() {
+                continue;
+            }
+            // XCLAIM re-checks the idle time: an entry another live consumer claimed a moment
+            // ago is idle no longer and stays with it. An entry trimmed meanwhile comes back
+            // as nothing and is dead-lettered by the idle rule's pass.
+            let mut claim = redis::cmd("XCLAIM");
+            claim
+                .arg(&self.stream)
+                .arg(&self.group)
+                .arg(&self.consumer)
+                .arg(min_idle_ms)
+                .arg(&ids);
+            out.claimed.extend(entries(&self.call::<Value>(&claim)?));
+        }
         Ok(out)
     }
 

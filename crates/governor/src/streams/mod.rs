@@ -4,6 +4,7 @@
 //! store's health once per change.
 
 pub mod consumer;
+pub mod heartbeat;
 
 use crate::logfmt;
 use crate::store::redis::RedisStore;
@@ -75,8 +76,8 @@ impl Health {
     }
 }
 
-/// The next batch: entries reclaimed from idle consumers, then new ones (waiting up to
-/// `block_ms`).
+/// The next batch: entries reclaimed from idle consumers and taken over from dead ones, then
+/// new ones (waiting up to `block_ms`).
 pub fn next_batch(
     store: &dyn StateStore,
     c: &mut GroupConsumer,
@@ -84,7 +85,10 @@ pub fn next_batch(
     now: Timestamp,
     block_ms: usize,
 ) -> Result<Vec<Entry>, StoreError> {
-    let mut batch = dead_letter_poisoned(store, c, idle_ms, now)?;
+    let idle = c.reclaim(idle_ms, MAX_DELIVERIES, BATCH)?;
+    let mut batch = dead_letter_poisoned(store, c, idle, now)?;
+    let dead = c.take_over_if_due(MAX_DELIVERIES, BATCH)?;
+    batch.extend(dead_letter_poisoned(store, c, dead, now)?);
     batch.extend(c.read(BATCH, block_ms)?);
     Ok(batch)
 }
@@ -112,14 +116,14 @@ pub fn run_forever<T>(
     }
 }
 
-/// Reclaims idle entries; dead-letters (and acknowledges) the poisoned and trimmed ones.
+/// Dead-letters (and acknowledges) the poisoned and trimmed entries of `r`; returns the
+/// claimed ones, to handle again.
 fn dead_letter_poisoned(
     store: &dyn StateStore,
     c: &mut GroupConsumer,
-    idle_ms: u64,
+    r: consumer::Reclaimed,
     now: Timestamp,
 ) -> Result<Vec<Entry>, StoreError> {
-    let r = c.reclaim(idle_ms, MAX_DELIVERIES, BATCH)?;
     for (entry, times) in &r.poisoned {
         // A plan some consumer decided before dying unacknowledged is done, not poisoned.
         let plan_id = entry
