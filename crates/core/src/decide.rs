@@ -125,7 +125,7 @@ pub fn decide(plan: &Plan, snap: &Snapshot, cfg: &Config, now: Timestamp) -> Dec
         cfg,
         now,
     };
-    let mut trace = Trace::default();
+    let mut trace = Trace::for_decision();
     trace.push(schema_line(plan));
 
     let phase2 = match &snap.prior {
@@ -361,7 +361,10 @@ fn allow_open(
     let now = ctx.now;
     let cadence = &ctx.cfg.cadence;
     let regime = budget.map(|b| b.reading.regime.as_str());
-    let mut effects = vec![
+    // Sized for everything an open may add (a rotation's, the decision's event) and every
+    // guard (with the one `finish` puts first): no regrowth on the decision path.
+    let mut effects = Vec::with_capacity(8);
+    effects.extend([
         Effect::Reserve {
             plan_id: plan.plan_id.clone(),
             reservation: Reservation {
@@ -382,11 +385,12 @@ fn allow_open(
             symbol: cand.symbol.clone(),
             at: now,
         },
-    ];
+    ]);
     // Only what an enforced gate checked is guarded: a shadow gate's condition may not hold.
     let modes = &ctx.cfg.gates;
     let enforced = |m: GateMode| m == GateMode::Enforce;
-    let mut guards = vec![Guard::TradingStateIs(TradingState::Active)];
+    let mut guards = Vec::with_capacity(12);
+    guards.push(Guard::TradingStateIs(TradingState::Active));
     if enforced(modes.cooldown) {
         guards.push(Guard::CooldownClear {
             symbol: cand.symbol.clone(),

@@ -190,6 +190,14 @@ pub struct Trace {
 }
 
 impl Trace {
+    /// A trace with room for a whole open path (the schema, idempotency and execute lines,
+    /// the common path and every open gate): one allocation, no regrowth.
+    pub fn for_decision() -> Self {
+        Trace {
+            lines: Vec::with_capacity(32),
+        }
+    }
+
     /// Appends a line.
     pub fn push(&mut self, line: TraceLine) {
         self.lines.push(line);

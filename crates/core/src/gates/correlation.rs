@@ -7,7 +7,6 @@ use crate::market::SymbolMarket;
 use crate::reason::BlockReason;
 use crate::trace::{Outcome, Trace, TraceLine};
 use crate::types::Symbol;
-use std::collections::BTreeSet;
 
 fn fresh<'a>(ctx: &'a Ctx<'_>, symbol: &Symbol) -> Result<&'a SymbolMarket, String> {
     let max_age = ctx.cfg.regime.max_kline_age_secs as f64;
@@ -40,12 +39,14 @@ pub fn check(
         .num("threshold", cfg.max)
         .int("window", i64::from(cfg.window))
         .flag("direction_aware", cfg.direction_aware);
-    let others: BTreeSet<(&Symbol, crate::types::Side)> = portfolio
+    let mut others: Vec<(&Symbol, crate::types::Side)> = portfolio
         .holdings
         .iter()
         .filter(|h| *h.symbol != cand.symbol)
         .map(|h| (h.symbol, h.side))
         .collect();
+    others.sort_unstable();
+    others.dedup();
     if others.is_empty() {
         trace.push(line.int("pairs", 0));
         return Ok(());
@@ -55,18 +56,19 @@ pub fn check(
         Ok(m) => m,
         Err(why) => return Err(refuse(trace, line, unavailable(why))),
     };
+    let row = ctx
+        .snap
+        .correlations
+        .as_ref()
+        .filter(|c| c.window == window)
+        .and_then(|c| c.row(&cand.symbol));
     let mut worst: Option<(f64, f64, &Symbol)> = None;
     for (symbol, side) in &others {
         let theirs = match fresh(ctx, symbol) {
             Ok(m) => m,
             Err(why) => return Err(refuse(trace, line, unavailable(why))),
         };
-        let cached = ctx
-            .snap
-            .correlations
-            .as_ref()
-            .filter(|c| c.window == window)
-            .and_then(|c| c.get(&cand.symbol, symbol));
+        let cached = row.and_then(|r| r.get(*symbol)).copied();
         let aligned =
             cached.unwrap_or_else(|| aligned_correlation(&mine.returns, &theirs.returns, window));
         let Some(rho) = aligned.rho else {

@@ -7,7 +7,6 @@ use crate::snapshot::Snapshot;
 use crate::time::Timestamp;
 use crate::trace::{Outcome, Trace, TraceLine};
 use crate::types::{PlanId, Side, Symbol};
-use std::collections::BTreeSet;
 
 /// What a holding is.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,27 +68,48 @@ impl<'a> Portfolio<'a> {
     pub fn build(snap: &'a Snapshot) -> Option<Portfolio<'a>> {
         let exchange = snap.exchange.as_ref()?;
         let book = &snap.book;
-        let mut holdings = Vec::new();
+        let mut holdings = Vec::with_capacity(
+            book.positions.len().max(exchange.positions.len())
+                + book.reservations.len()
+                + book.rotations.len(),
+        );
         let mut unledgered = 0;
-        let symbols: BTreeSet<&Symbol> = book
-            .positions
-            .keys()
-            .chain(exchange.positions.keys())
-            .collect();
-        for symbol in symbols {
-            let ledger = book.positions.get(symbol);
-            let live = exchange.positions.get(symbol);
-            let market_mark = snap.market.get(symbol).map(|m| m.last_close);
+        // Both maps are sorted by symbol: walk them side by side (no set, no lookups).
+        let mut ledger_iter = book.positions.iter().peekable();
+        let mut live_iter = exchange.positions.iter().peekable();
+        loop {
+            let (symbol, ledger, live) = match (ledger_iter.peek(), live_iter.peek()) {
+                (None, None) => break,
+                (Some((ls, _)), Some((xs, _))) if ls == xs => {
+                    let (s, l) = ledger_iter.next().expect("peeked");
+                    let (_, x) = live_iter.next().expect("peeked");
+                    (s, Some(l), Some(x))
+                }
+                (Some((ls, _)), Some((xs, _))) if ls > xs => {
+                    let (s, x) = live_iter.next().expect("peeked");
+                    (s, None, Some(x))
+                }
+                (Some(_), _) => {
+                    let (s, l) = ledger_iter.next().expect("peeked");
+                    (s, Some(l), None)
+                }
+                (None, Some(_)) => {
+                    let (s, x) = live_iter.next().expect("peeked");
+                    (s, None, Some(x))
+                }
+            };
             let (side, qty, entry, mark, leverage) = match (live, ledger) {
                 (Some(x), _) => (x.side, x.qty, x.entry_price, x.mark_price, x.leverage),
                 (None, Some(l)) => (
                     l.side,
                     l.qty,
                     l.entry_price,
-                    market_mark.unwrap_or(l.entry_price),
+                    snap.market
+                        .get(symbol)
+                        .map_or(l.entry_price, |m| m.last_close),
                     l.leverage,
                 ),
-                (None, None) => continue,
+                (None, None) => continue, // never: one of the two maps held it
             };
             if ledger.is_none() {
                 unledgered += 1;
@@ -146,11 +166,15 @@ impl<'a> Portfolio<'a> {
 
     /// Distinct symbols that hold a slot.
     pub fn occupied_slots(&self) -> usize {
-        // A handful of holdings: a quadratic scan beats building a set on every call.
+        // Positions come first, one per symbol (`build` merges the two maps by symbol, and
+        // `without` keeps the order); a reservation or held slot counts when no holding before
+        // it has its symbol. A handful of holdings: a scan beats building a set on every call.
         let h = &self.holdings;
-        (0..h.len())
-            .filter(|&i| !h[..i].iter().any(|e| e.symbol == h[i].symbol))
-            .count()
+        let positions = h.iter().take_while(|x| x.is_position()).count();
+        positions
+            + (positions..h.len())
+                .filter(|&i| !h[..i].iter().any(|e| e.symbol == h[i].symbol))
+                .count()
     }
 
     /// Open positions (not reservations, not held slots).

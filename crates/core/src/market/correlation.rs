@@ -76,7 +76,8 @@ pub fn aligned_correlation(
 pub struct CorrelationCache {
     /// The window the pairs were computed over.
     pub window: usize,
-    /// By the first symbol of the ordered pair, then the second.
+    /// By one symbol of the pair, then the other: each pair is in twice, so that a candidate's
+    /// row is found once and each held symbol looked up in it.
     pairs: BTreeMap<Symbol, BTreeMap<Symbol, Aligned>>,
 }
 
@@ -92,6 +93,10 @@ impl CorrelationCache {
                     .entry((*a).clone())
                     .or_default()
                     .insert((*b).clone(), aligned);
+                pairs
+                    .entry((*b).clone())
+                    .or_default()
+                    .insert((*a).clone(), aligned);
             }
         }
         CorrelationCache { window, pairs }
@@ -99,8 +104,12 @@ impl CorrelationCache {
 
     /// The pair's correlation (in either order), if it was computed.
     pub fn get(&self, a: &Symbol, b: &Symbol) -> Option<Aligned> {
-        let (first, second) = if a <= b { (a, b) } else { (b, a) };
-        self.pairs.get(first)?.get(second).copied()
+        self.row(a)?.get(b).copied()
+    }
+
+    /// Every computed correlation of `a`, by the other symbol.
+    pub fn row(&self, a: &Symbol) -> Option<&BTreeMap<Symbol, Aligned>> {
+        self.pairs.get(a)
     }
 }
 
