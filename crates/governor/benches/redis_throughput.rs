@@ -1,7 +1,11 @@
-//! End-to-end decisions per second through Redis — consumer group read, snapshot script,
-//! pure decision, commit script, acknowledgement — for one and two governor instances, next to
-//! `redis-benchmark` running a Lua script of comparable work on this machine, so the result is
-//! read as a share of the machine's ceiling.
+//! End-to-end decisions per second through Redis — consumer group read, one state read per
+//! batch, pure decisions, one commit script per batch, acknowledgement — for one and two
+//! governor instances, next to `redis-benchmark` running a Lua script of comparable work with
+//! as many clients, so the result is read as a share of the machine's ceiling; and the
+//! latency from a plan's XADD to its decision (both stream ids, so one clock: Redis's), at
+//! saturation (a backlog of 40,000 plans) and at a fixed offered load of 1,000 plans/s.
+//! Logging stays on, as in production: one logfmt line per decision, written by the
+//! background log writer.
 //! Run: `cargo bench -p quantum-governor --bench redis_throughput` (needs redis-server and
 //! redis-benchmark: `scripts/install-test-deps`).
 
@@ -14,13 +18,18 @@ use quantum_governor::exchange::paper_market::PaperMarket;
 use quantum_governor::inputs::InputsSource;
 use quantum_governor::service::workers::PlanWorker;
 use quantum_governor::store::redis::RedisStore;
+use std::collections::HashMap;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use support::redis_server::RedisServer;
 
 const PREFIX: &str = "quantum:";
 const PLANS: usize = 40_000;
+/// The fixed offered load, and for how long.
+const PACED_PER_SEC: usize = 1_000;
+const PACED_SECS: usize = 10;
 
 /// Guards and writes of the size of one decision's commit: 5 reads, 7 writes.
 const COMPARABLE_LUA: &str = "local p='bench:' \
@@ -31,77 +40,171 @@ const COMPARABLE_LUA: &str = "local p='bench:' \
     redis.call('HSET',p..'res',ARGV[1],'x') redis.call('ZADD',p..'opens',f,ARGV[1]) \
     redis.call('HSET',p..'cool','X',f) redis.call('XADD',p..'s','MAXLEN','~',1000,'*','k','v') return f";
 
-fn run(instances: usize) -> f64 {
-    let server = RedisServer::start();
-    let data = tempfile::tempdir().unwrap();
-    let names = support::write_thirty_symbols(data.path());
-    let mut c = redis::Client::open(server.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    redis::cmd("HSET")
-        .arg(format!("{PREFIX}policy:current"))
-        .arg("universe_symbols")
-        .arg(serde_json::to_string(&names).unwrap())
-        .query::<()>(&mut c)
-        .unwrap();
-    let admin = Arc::new(RedisStore::open(&server.url(), PREFIX, 3600, "admin").unwrap());
-    let inputs: Arc<dyn InputsSource> =
-        Arc::new(PaperMarket::load(data.path(), wall_clock(), 10_000.0, admin, 100).unwrap());
-    let marks = inputs.inputs(wall_clock()).market;
-    let mut pipe = redis::pipe();
-    for i in 0..PLANS {
-        let s = &names[1 + i % 30];
-        let qty = (100.0 / marks[&governor_core::types::Symbol::parse(s).unwrap()].last_close)
-            .to_string();
-        pipe.cmd("XADD")
-            .arg(format!("{PREFIX}stream:apply.plan"))
-            .arg("*")
-            .arg(&[
-                "plan_id",
-                &format!("b-{i}"),
-                "symbol",
-                s,
-                "action",
-                "OPEN_LONG",
-                "decision",
-                "EXECUTE",
-                "qty",
-                &qty,
-                "score",
-                "60",
-            ])
-            .ignore();
-    }
-    pipe.query::<()>(&mut c).unwrap();
-    let cfg = Arc::new(Config::default());
-    let started = Instant::now();
-    let handles: Vec<_> = (0..instances)
-        .map(|i| {
-            let mut worker = PlanWorker::connect(
-                &server.url(),
-                cfg.clone(),
-                inputs.clone(),
-                &format!("g{i}"),
-                30_000,
-            )
+/// A redis-server with the bench's policy, and the paper market's inputs over 30 symbols.
+struct Bench {
+    server: RedisServer,
+    _data: tempfile::TempDir,
+    names: Vec<String>,
+    inputs: Arc<dyn InputsSource>,
+    conn: redis::Connection,
+}
+
+impl Bench {
+    fn start() -> Bench {
+        let server = RedisServer::start();
+        let data = tempfile::tempdir().unwrap();
+        let names = support::write_thirty_symbols(data.path());
+        let mut conn = redis::Client::open(server.url())
+            .unwrap()
+            .get_connection()
             .unwrap();
-            std::thread::spawn(move || {
-                let mut done = 0;
-                loop {
-                    let n = worker.step(1).unwrap();
-                    if n.acked == 0 {
-                        return done;
+        redis::cmd("HSET")
+            .arg(format!("{PREFIX}policy:current"))
+            .arg("universe_symbols")
+            .arg(serde_json::to_string(&names).unwrap())
+            .query::<()>(&mut conn)
+            .unwrap();
+        let admin = Arc::new(RedisStore::open(&server.url(), PREFIX, 3600, "admin").unwrap());
+        let inputs: Arc<dyn InputsSource> = Arc::new(
+            PaperMarket::load(data.path(), wall_clock(), 10_000.0, admin, 100).unwrap(),
+        );
+        Bench {
+            server,
+            _data: data,
+            names,
+            inputs,
+            conn,
+        }
+    }
+
+    /// Publishes plans `from..to` in one pipeline.
+    fn publish(&mut self, from: usize, to: usize) {
+        let marks = self.inputs.inputs(wall_clock()).market;
+        let mut pipe = redis::pipe();
+        for i in from..to {
+            let s = &self.names[1 + i % 30];
+            let mark = marks[&governor_core::types::Symbol::parse(s).unwrap()].last_close;
+            let qty = (100.0 / mark).to_string();
+            pipe.cmd("XADD")
+                .arg(format!("{PREFIX}stream:apply.plan"))
+                .arg("*")
+                .arg(&[
+                    "plan_id",
+                    &format!("b-{i}"),
+                    "symbol",
+                    s,
+                    "action",
+                    "OPEN_LONG",
+                    "decision",
+                    "EXECUTE",
+                    "qty",
+                    &qty,
+                    "score",
+                    "60",
+                ])
+                .ignore();
+        }
+        pipe.query::<()>(&mut self.conn).unwrap();
+    }
+
+    /// Governor workers that step until `target` plans are decided in all.
+    fn governors(&self, instances: usize, target: usize) -> Vec<std::thread::JoinHandle<()>> {
+        let cfg = Arc::new(Config::default());
+        let decided = Arc::new(AtomicUsize::new(0));
+        (0..instances)
+            .map(|i| {
+                let mut worker = PlanWorker::connect(
+                    &self.server.url(),
+                    cfg.clone(),
+                    self.inputs.clone(),
+                    &format!("g{i}"),
+                    30_000,
+                )
+                .unwrap();
+                let decided = decided.clone();
+                std::thread::spawn(move || {
+                    while decided.load(Ordering::SeqCst) < target {
+                        let n = worker.step(2).unwrap();
+                        decided.fetch_add(n.acked, Ordering::SeqCst);
                     }
-                    done += n.acked;
-                }
+                })
             })
-        })
-        .collect();
-    let decided: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
-    let secs = started.elapsed().as_secs_f64();
-    assert_eq!(decided, PLANS);
-    PLANS as f64 / secs
+            .collect()
+    }
+
+    /// Milliseconds from each plan's XADD to its decision's entry, sorted.
+    fn latencies(&mut self) -> Vec<u64> {
+        let ms_of = |id: &str| id.split('-').next().unwrap().parse::<u64>().unwrap();
+        let read = |conn: &mut redis::Connection, stream: &str| -> HashMap<String, u64> {
+            let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                .arg(format!("{PREFIX}{stream}"))
+                .arg("-")
+                .arg("+")
+                .query(conn)
+                .unwrap();
+            reply
+                .ids
+                .iter()
+                .map(|e| (e.get::<String>("plan_id").unwrap(), ms_of(&e.id)))
+                .collect()
+        };
+        let published = read(&mut self.conn, "stream:apply.plan");
+        let decided = read(&mut self.conn, "stream:governor.decisions");
+        let mut out: Vec<u64> = published
+            .iter()
+            .map(|(id, at)| decided[id].saturating_sub(*at))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+}
+
+/// p50 / p99 / max of sorted latencies, in ms.
+fn percentiles(sorted: &[u64]) -> String {
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "p50 {} ms, p99 {} ms, max {} ms",
+        at(0.5),
+        at(0.99),
+        sorted[sorted.len() - 1]
+    )
+}
+
+/// Saturation: a backlog of PLANS decided as fast as the governors can. Decisions/s and the
+/// latency percentiles.
+fn saturated(instances: usize) -> (f64, String) {
+    let mut bench = Bench::start();
+    bench.publish(0, PLANS);
+    let started = Instant::now();
+    for h in bench.governors(instances, PLANS) {
+        h.join().unwrap();
+    }
+    let rate = PLANS as f64 / started.elapsed().as_secs_f64();
+    let latencies = bench.latencies();
+    assert_eq!(latencies.len(), PLANS, "every plan decided");
+    (rate, percentiles(&latencies))
+}
+
+/// A fixed offered load: PACED_PER_SEC plans a second for PACED_SECS, in 10 ms slices.
+fn paced(instances: usize) -> String {
+    let mut bench = Bench::start();
+    let total = PACED_PER_SEC * PACED_SECS;
+    let governors = bench.governors(instances, total);
+    let per_slice = PACED_PER_SEC / 100;
+    let started = Instant::now();
+    for slice in 0..total / per_slice {
+        let due = started + Duration::from_millis(slice as u64 * 10);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        bench.publish(slice * per_slice, (slice + 1) * per_slice);
+    }
+    for h in governors {
+        h.join().unwrap();
+    }
+    let latencies = bench.latencies();
+    assert_eq!(latencies.len(), total, "every plan decided");
+    percentiles(&latencies)
 }
 
 fn redis_benchmark(clients: usize) -> Option<f64> {
@@ -129,17 +232,22 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` probing: nothing to list
     }
+    quantum_governor::logfmt::write_in_background();
     // A first run warms up the page cache and the allocator; the figures are from the next.
-    let _ = run(1);
+    let _ = saturated(1);
     for instances in [1, 2] {
-        let rate = run(instances);
+        let (rate, latency) = saturated(instances);
         let ceiling = redis_benchmark(instances);
         match ceiling {
             Some(c) => println!(
-                "{instances} instance(s): {rate:.0} decisions/s; redis-benchmark comparable EVAL with {instances} client(s): {c:.0}/s; ratio {:.2}",
+                "{instances} instance(s): {rate:.0} decisions/s; redis-benchmark comparable EVAL with {instances} client(s): {c:.0}/s; ratio {:.2}; latency at saturation {latency}",
                 rate / c
             ),
-            None => println!("{instances} instance(s): {rate:.0} decisions/s; redis-benchmark not available"),
+            None => println!("{instances} instance(s): {rate:.0} decisions/s; redis-benchmark not available; latency at saturation {latency}"),
         }
+        println!(
+            "{instances} instance(s) at {PACED_PER_SEC} plans/s offered for {PACED_SECS} s: latency {}",
+            paced(instances)
+        );
     }
 }

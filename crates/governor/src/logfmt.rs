@@ -31,10 +31,52 @@ pub fn line(token: &str, fields: &[(&str, String)]) {
     write_stdout(&format(token, fields));
 }
 
-/// Writes a formatted line to stdout in one write; a closed stdout must never take a worker
-/// down (println! would panic).
+/// Lines waiting for the background writer, once [`write_in_background`] started it.
+static BACKGROUND: std::sync::OnceLock<std::sync::mpsc::SyncSender<String>> =
+    std::sync::OnceLock::new();
+
+/// How many lines may wait for a slow stdout before a writer waits for room (then the log
+/// holds the decisions up rather than losing lines).
+const BACKGROUND_QUEUE: usize = 65_536;
+
+/// From now on, lines are handed to a thread of their own that writes them (buffered, flushed
+/// whenever it has caught up), so that a slow reader of stdout does not hold up the decision
+/// loop. For long-running services: a process that ends at once may lose the last lines, so
+/// the one-shot commands keep writing directly.
+pub fn write_in_background() {
+    BACKGROUND.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(BACKGROUND_QUEUE);
+        std::thread::Builder::new()
+            .name("log-writer".to_owned())
+            .spawn(move || {
+                let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+                while let Ok(first) = rx.recv() {
+                    let _ = out.write_all(first.as_bytes());
+                    while let Ok(more) = rx.try_recv() {
+                        let _ = out.write_all(more.as_bytes());
+                    }
+                    let _ = out.flush();
+                }
+            })
+            .expect("the log writer thread starts");
+        tx
+    });
+}
+
+/// Writes a formatted line to stdout in one write (or hands it to the background writer); a
+/// closed stdout must never take a worker down (println! would panic).
 pub fn write_stdout(line: &str) {
-    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    match BACKGROUND.get() {
+        // The writer only ends with the process; a send that fails writes directly.
+        Some(tx) => {
+            if let Err(e) = tx.send(line.to_owned()) {
+                let _ = std::io::stdout().lock().write_all(e.0.as_bytes());
+            }
+        }
+        None => {
+            let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        }
+    }
 }
 
 /// A fact of a gate's trace line, as text (`-` when the gate or the fact is not there).
