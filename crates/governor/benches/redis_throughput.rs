@@ -65,9 +65,8 @@ impl Bench {
             .query::<()>(&mut conn)
             .unwrap();
         let admin = Arc::new(RedisStore::open(&server.url(), PREFIX, 3600, "admin").unwrap());
-        let inputs: Arc<dyn InputsSource> = Arc::new(
-            PaperMarket::load(data.path(), wall_clock(), 10_000.0, admin, 100).unwrap(),
-        );
+        let inputs: Arc<dyn InputsSource> =
+            Arc::new(PaperMarket::load(data.path(), wall_clock(), 10_000.0, admin, 100).unwrap());
         Bench {
             server,
             _data: data,
