@@ -262,37 +262,9 @@ impl GroupConsumer {
         count: usize,
     ) -> Result<Reclaimed, StoreError> {
         let mut out = Reclaimed::default();
-        let mut pending = redis::cmd("XPENDING");
-        pending
-            .arg(&self.stream)
-            .arg(&self.group)
-            .arg("IDLE")
-            .arg(min_idle_ms)
-            .arg("-")
-            .arg("+")
-            .arg(count);
-        let reply: Value = self.call(&pending)?;
-        if let Value::Array(items) = reply {
-            for item in items {
-                let Value::Array(p) = item else { continue };
-                let (Some(id), Some(times)) = (
-                    p.first().and_then(text),
-                    p.get(3)
-                        .and_then(|v| redis::from_redis_value::<usize>(v).ok()),
-                ) else {
-                    continue;
-                };
-                if times >= max_deliveries {
-                    let mut range = redis::cmd("XRANGE");
-                    range.arg(&self.stream).arg(&id).arg(&id);
-                    let found: Value = self.call(&range)?;
-                    match entries(&found).into_iter().next() {
-                        Some(e) => out.poisoned.push((e, times)),
-                        None => out.trimmed.push(id),
-                    }
-                }
-            }
-        }
+        // The poisoned ones are sorted out here; XAUTOCLAIM below claims the rest.
+        let _claimed_below =
+            self.idle_pending(min_idle_ms, None, max_deliveries, count, &mut out)?;
         let mut claim = redis::cmd("XAUTOCLAIM");
         claim
             .arg(&self.stream)
@@ -360,40 +332,13 @@ impl GroupConsumer {
             if self.call::<i64>(&alive)? == 1 {
                 continue;
             }
-            let mut pending = redis::cmd("XPENDING");
-            pending
-                .arg(&self.stream)
-                .arg(&self.group)
-                .arg("IDLE")
-                .arg(min_idle_ms)
-                .arg("-")
-                .arg("+")
-                .arg(count - taken)
-                .arg(&holder);
-            let mut ids = Vec::new();
-            if let Value::Array(items) = self.call::<Value>(&pending)? {
-                for item in items {
-                    let Value::Array(p) = item else { continue };
-                    let (Some(id), Some(times)) = (
-                        p.first().and_then(text),
-                        p.get(3)
-                            .and_then(|v| redis::from_redis_value::<usize>(v).ok()),
-                    ) else {
-                        continue;
-                    };
-                    if times < max_deliveries {
-                        ids.push(id);
-                        continue;
-                    }
-                    let mut range = redis::cmd("XRANGE");
-                    range.arg(&self.stream).arg(&id).arg(&id);
-                    let found: Value = self.call(&range)?;
-                    match entries(&found).into_iter().next() {
-                        Some(e) => out.poisoned.push((e, times)),
-                        None => out.trimmed.push(id),
-                    }
-                }
-            }
+            let ids = self.idle_pending(
+                min_idle_ms,
+                Some(&holder),
+                max_deliveries,
+                count - taken,
+                &mut out,
+            )?;
             if ids.is_empty() {
                 continue;
             }
@@ -410,6 +355,57 @@ impl GroupConsumer {
             out.claimed.extend(entries(&self.call::<Value>(&claim)?));
         }
         Ok(out)
+    }
+
+    /// The ids of pending entries idle for `min_idle_ms` (of `holder` only, when given), at
+    /// most `count`: those delivered `max_deliveries` times already go to `out.poisoned`
+    /// instead (with their fields), or to `out.trimmed` when the stream no longer has them.
+    fn idle_pending(
+        &mut self,
+        min_idle_ms: u64,
+        holder: Option<&str>,
+        max_deliveries: usize,
+        count: usize,
+        out: &mut Reclaimed,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut pending = redis::cmd("XPENDING");
+        pending
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg("IDLE")
+            .arg(min_idle_ms)
+            .arg("-")
+            .arg("+")
+            .arg(count);
+        if let Some(holder) = holder {
+            pending.arg(holder);
+        }
+        let mut ids = Vec::new();
+        let Value::Array(items) = self.call::<Value>(&pending)? else {
+            return Ok(ids);
+        };
+        for item in items {
+            let Value::Array(p) = item else { continue };
+            let (Some(id), Some(times)) = (
+                p.first().and_then(text),
+                p.get(3)
+                    .and_then(|v| redis::from_redis_value::<usize>(v).ok()),
+            ) else {
+                continue;
+            };
+            if times < max_deliveries {
+                ids.push(id);
+                continue;
+            }
+            let mut range = redis::cmd("XRANGE");
+            range.arg(&self.stream).arg(&id).arg(&id);
+            let found: Value = self.call(&range)?;
+            match entries(&found).into_iter().next() {
+                Some(e) => out.poisoned.push((e, times)),
+                None => out.trimmed.push(id),
+            }
+        }
+        Ok(ids)
     }
 
     /// Acknowledges handled entries.
