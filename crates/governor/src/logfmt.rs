@@ -31,36 +31,90 @@ pub fn line(token: &str, fields: &[(&str, String)]) {
     write_stdout(&format(token, fields));
 }
 
+/// What the background writer is handed: a line to write, or a request to report once every
+/// line handed before it is written and flushed.
+enum ToWriter {
+    Line(String),
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
+
 /// Lines waiting for the background writer, once [`write_in_background`] started it.
-static BACKGROUND: std::sync::OnceLock<std::sync::mpsc::SyncSender<String>> =
+static BACKGROUND: std::sync::OnceLock<std::sync::mpsc::SyncSender<ToWriter>> =
     std::sync::OnceLock::new();
 
 /// How many lines may wait for a slow stdout before a writer waits for room (then the log
 /// holds the decisions up rather than losing lines).
 const BACKGROUND_QUEUE: usize = 65_536;
 
+/// How long [`flush`] waits for the writer: a process about to exit must not hang forever on
+/// a stdout nobody reads, nor leave before the lines that say why it exits are written.
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Flushes the background log when dropped, so that a service returning (with or without an
+/// error) never loses the lines it queued last.
+#[must_use = "the log is flushed when this guard is dropped"]
+pub struct FlushOnDrop(());
+
+impl Drop for FlushOnDrop {
+    fn drop(&mut self) {
+        flush();
+    }
+}
+
 /// From now on, lines are handed to a thread of their own that writes them (buffered, flushed
 /// whenever it has caught up), so that a slow reader of stdout does not hold up the decision
-/// loop. For long-running services: a process that ends at once may lose the last lines, so
-/// the one-shot commands keep writing directly.
-pub fn write_in_background() {
+/// loop. For long-running services; whoever exits the process calls [`flush`] first, and the
+/// returned guard flushes when the service returns.
+pub fn write_in_background() -> FlushOnDrop {
     BACKGROUND.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(BACKGROUND_QUEUE);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<ToWriter>(BACKGROUND_QUEUE);
         std::thread::Builder::new()
             .name("log-writer".to_owned())
             .spawn(move || {
                 let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+                let mut waiting: Vec<std::sync::mpsc::SyncSender<()>> = Vec::new();
                 while let Ok(first) = rx.recv() {
-                    let _ = out.write_all(first.as_bytes());
+                    take(first, &mut out, &mut waiting);
                     while let Ok(more) = rx.try_recv() {
-                        let _ = out.write_all(more.as_bytes());
+                        take(more, &mut out, &mut waiting);
                     }
                     let _ = out.flush();
+                    for done in waiting.drain(..) {
+                        let _ = done.send(());
+                    }
                 }
             })
             .expect("the log writer thread starts");
         tx
     });
+    FlushOnDrop(())
+}
+
+/// The background writer's handling of one message: a line is written (buffered), a flush
+/// request waits until the writer has caught up.
+fn take(
+    msg: ToWriter,
+    out: &mut impl std::io::Write,
+    waiting: &mut Vec<std::sync::mpsc::SyncSender<()>>,
+) {
+    match msg {
+        ToWriter::Line(line) => {
+            let _ = out.write_all(line.as_bytes());
+        }
+        ToWriter::Flush(done) => waiting.push(done),
+    }
+}
+
+/// Waits (at most a few seconds) until every line handed to the background writer so far is
+/// written to stdout and flushed. Without a background writer, lines are already written.
+pub fn flush() {
+    if let Some(tx) = BACKGROUND.get() {
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
+        if tx.send(ToWriter::Flush(done_tx)).is_ok() {
+            let _ = done_rx.recv_timeout(FLUSH_WAIT);
+        }
+    }
+    let _ = std::io::stdout().lock().flush();
 }
 
 /// Writes a formatted line to stdout in one write (or hands it to the background writer); a
@@ -69,8 +123,10 @@ pub fn write_stdout(line: &str) {
     match BACKGROUND.get() {
         // The writer only ends with the process; a send that fails writes directly.
         Some(tx) => {
-            if let Err(e) = tx.send(line.to_owned()) {
-                let _ = std::io::stdout().lock().write_all(e.0.as_bytes());
+            if let Err(std::sync::mpsc::SendError(ToWriter::Line(line))) =
+                tx.send(ToWriter::Line(line.to_owned()))
+            {
+                let _ = std::io::stdout().lock().write_all(line.as_bytes());
             }
         }
         None => {

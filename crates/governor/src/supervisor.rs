@@ -104,6 +104,8 @@ impl Supervisor {
                     ("exit_code", GAVE_UP_EXIT_CODE.to_string()),
                 ],
             );
+            // The lines that say why the process ends must reach the log before it does.
+            logfmt::flush();
             std::process::exit(GAVE_UP_EXIT_CODE);
         })
     }

@@ -171,7 +171,7 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
     use std::sync::Arc;
     let cfg = Arc::new(cfg.clone());
     // A slow reader of the logs must not hold up the decisions.
-    crate::logfmt::write_in_background();
+    let _flush_log_on_return = crate::logfmt::write_in_background();
     let open = |who: &str| -> anyhow::Result<Arc<RedisStore>> {
         Ok(Arc::new(RedisStore::open(
             &opts.redis_url,
