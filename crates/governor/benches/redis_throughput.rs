@@ -231,7 +231,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` probing: nothing to list
     }
-    quantum_governor::logfmt::write_in_background();
+    let _flush_log_at_the_end = quantum_governor::logfmt::write_in_background();
     // A first run warms up the page cache and the allocator; the figures are from the next.
     let _ = saturated(1);
     for instances in [1, 2] {
