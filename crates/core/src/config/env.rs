@@ -10,7 +10,10 @@ pub(super) enum EnvKind {
     Text,
 }
 
-/// The environment names of docs/wire-contract.md and the key each one sets.
+use super::sections::GatesConfig;
+
+/// The environment names of docs/wire-contract.md that set a setting, and the key each one
+/// sets (the gate modes' names are [`GatesConfig::MODE_ENV`]).
 pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("GOV_ACTIVE_SLOTS_ENABLED", "slots.enabled", EnvKind::Bool),
     ("GOV_ACTIVE_SLOTS_BASE", "slots.base", EnvKind::Int),
@@ -140,74 +143,29 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         EnvKind::Int,
     ),
     ("GOV_MAX_LEVERAGE", "leverage.max", EnvKind::Int),
-    ("GOV_GATE_POLICY_MODE", "gates.policy", EnvKind::Text),
-    ("GOV_GATE_DRIFT_MODE", "gates.drift", EnvKind::Text),
-    (
-        "GOV_GATE_KILL_SCORE_MODE",
-        "gates.kill_score",
-        EnvKind::Text,
-    ),
-    ("GOV_GATE_COOLDOWN_MODE", "gates.cooldown", EnvKind::Text),
-    (
-        "GOV_GATE_RATE_LIMIT_MODE",
-        "gates.rate_limit",
-        EnvKind::Text,
-    ),
-    ("GOV_GATE_SLOTS_MODE", "gates.slots", EnvKind::Text),
-    (
-        "GOV_GATE_CORRELATION_MODE",
-        "gates.correlation",
-        EnvKind::Text,
-    ),
-    ("GOV_GATE_MARGIN_MODE", "gates.margin", EnvKind::Text),
-    ("GOV_GATE_FUND_CAPS_MODE", "gates.fund_caps", EnvKind::Text),
-    ("GOV_GATE_CAPITAL_MODE", "gates.capital", EnvKind::Text),
-    (
-        "GOV_GATE_DRAWDOWN_HALT_MODE",
-        "gates.drawdown_halt",
-        EnvKind::Text,
-    ),
-    (
-        "GOV_GATE_LOSS_STREAK_MODE",
-        "gates.loss_streak",
-        EnvKind::Text,
-    ),
-    (
-        "GOV_GATE_PRICE_COLLAR_MODE",
-        "gates.price_collar",
-        EnvKind::Text,
-    ),
-    (
-        "GOV_GATE_LEVERAGE_CAP_MODE",
-        "gates.leverage_cap",
-        EnvKind::Text,
-    ),
-    (
-        "GOV_GATE_SIDE_SLOTS_MODE",
-        "gates.side_slots",
-        EnvKind::Text,
-    ),
-    (
-        "GOV_GATE_SUBMIT_THROTTLE_MODE",
-        "gates.submit_throttle",
-        EnvKind::Text,
-    ),
 ];
 
 /// `GOV_` names that are read elsewhere (secrets stay out of the config, so it can be printed).
 pub(super) const ENV_SECRETS: &[&str] = &["GOV_ADMIN_TOKEN"];
 
+/// Every environment name with the key it sets and its kind: the settings above, then the
+/// gate modes, whose names are kept beside `[gates]` ([`GatesConfig::MODE_ENV`]).
+pub(super) fn env_table() -> impl Iterator<Item = (&'static str, &'static str, EnvKind)> {
+    let settings = ENV_KEYS.iter().copied();
+    let modes = GatesConfig::MODE_ENV
+        .iter()
+        .map(|(e, k)| (*e, *k, EnvKind::Text));
+    settings.chain(modes)
+}
+
 /// The environment variable that sets `key`, if any.
 pub fn env_name_for(key: &str) -> Option<&'static str> {
-    ENV_KEYS
-        .iter()
-        .find(|(_, k, _)| *k == key)
-        .map(|(e, _, _)| *e)
+    env_table().find(|(_, k, _)| *k == key).map(|(e, _, _)| e)
 }
 
 /// Every environment name that sets a config key, with its key (for docs and tests).
 pub fn env_names() -> impl Iterator<Item = (&'static str, &'static str)> {
-    ENV_KEYS.iter().map(|(e, k, _)| (*e, *k))
+    env_table().map(|(e, k, _)| (e, k))
 }
 
 /// Parses an environment value of `kind`; the error says what is allowed.

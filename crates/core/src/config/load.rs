@@ -2,7 +2,7 @@
 //! full list of what is wrong. Pure: the caller hands in both, so a test can check every
 //! override without touching the process environment.
 
-use super::env::{env_value, ENV_KEYS, ENV_SECRETS};
+use super::env::{env_table, env_value, ENV_SECRETS};
 use super::sections::Config;
 use super::validate::ConfigError;
 use std::collections::BTreeMap;
@@ -29,21 +29,21 @@ impl Config {
         };
         let mut origin: BTreeMap<String, String> = BTreeMap::new();
         for (name, raw) in env {
-            if let Some((env_name, key, kind)) = ENV_KEYS.iter().find(|(e, _, _)| e == name) {
-                match env_value(*kind, raw) {
+            if let Some((env_name, key, kind)) = env_table().find(|(e, _, _)| e == name) {
+                match env_value(kind, raw) {
                     Ok(v) => match insert_path(&mut table, key, v) {
                         Ok(()) => {
-                            origin.insert((*key).to_owned(), (*env_name).to_owned());
+                            origin.insert(key.to_owned(), env_name.to_owned());
                         }
                         Err(allowed) => errors.push(ConfigError {
-                            key: (*key).to_owned(),
+                            key: key.to_owned(),
                             env: Some(name.clone()),
                             value: raw.clone(),
                             allowed,
                         }),
                     },
                     Err(allowed) => errors.push(ConfigError {
-                        key: (*key).to_owned(),
+                        key: key.to_owned(),
                         env: Some(name.clone()),
                         value: raw.clone(),
                         allowed,
@@ -170,6 +170,47 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn every_shadowable_gate_mode_has_its_environment_name_and_no_other_key_does() {
+        use crate::config::GatesConfig;
+        let defaults = toml::Value::try_from(GatesConfig::default()).unwrap();
+        let integrity: Vec<&str> = GatesConfig::default()
+            .integrity()
+            .iter()
+            .map(|(k, _)| *k)
+            .collect();
+        let shadowable: Vec<String> = defaults
+            .as_table()
+            .unwrap()
+            .keys()
+            .map(|field| format!("gates.{field}"))
+            .filter(|key| !integrity.contains(&key.as_str()))
+            .collect();
+        let named: Vec<String> = GatesConfig::MODE_ENV
+            .iter()
+            .map(|(_, k)| (*k).to_owned())
+            .collect();
+        let mut want = shadowable.clone();
+        want.sort();
+        let mut have = named.clone();
+        have.sort();
+        assert_eq!(
+            have, want,
+            "one GOV_GATE_<GATE>_MODE row per shadowable gate"
+        );
+        for (env_name, key) in GatesConfig::MODE_ENV {
+            let field = key.strip_prefix("gates.").unwrap();
+            assert_eq!(
+                *env_name,
+                format!("GOV_GATE_{}_MODE", field.to_uppercase()),
+                "{key}"
+            );
+            let c = Config::load(None, &env(&[(env_name, "shadow")])).unwrap();
+            let set = toml::Value::try_from(&c.gates).unwrap();
+            assert_eq!(set[field].as_str(), Some("shadow"), "{env_name}");
+        }
     }
 
     #[test]

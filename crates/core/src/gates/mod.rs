@@ -17,10 +17,13 @@
 //!    [`OPEN_PATH`] or [`CLOSE_PATH`], and its arm in [`Pipeline::check`].
 //! 3. `reason.rs`: its reason code(s), in `BlockReason` and `BlockReason::ALL`.
 //! 4. `config/sections.rs`: its settings (a field of an existing section, or a new section in
-//!    `Config`), their defaults and validation, and its mode in `GatesConfig`.
-//! 5. `docs/wire-contract.md`: the reason code(s) and, if any, the environment names (the docs
-//!    test fails until they are documented). An environment name also needs its row in
-//!    `config/env.rs`.
+//!    `Config`), their defaults and validation, its mode in `GatesConfig` and the mode's
+//!    `GOV_GATE_<GATE>_MODE` row in `GatesConfig::MODE_ENV` (a test fails without it).
+//! 5. `docs/wire-contract.md`: the reason code(s) and the environment names (the docs test
+//!    fails until they are documented).
+//!
+//! A setting of the gate's own that the deployment sets by environment (not only in TOML) is
+//! a sixth file: its row in `config/env.rs`.
 //!
 //! A gate whose condition the store must re-check at commit (a count, a slot) also adds its
 //! `Guard` in `decide.rs`; a gate that only reads the plan and the snapshot does not.
