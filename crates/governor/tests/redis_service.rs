@@ -799,6 +799,11 @@ fn wire_compatibility_with_a_python_redis_client() {
         ] {
             assert!(d.get(field).is_some(), "decision lacks {field}: {d}");
         }
+        // The trace is the decision's own, one line per gate from the schema on.
+        let trace: Vec<serde_json::Value> =
+            serde_json::from_str(d["trace"].as_str().unwrap()).unwrap();
+        assert_eq!(trace[0]["gate"], "schema", "{d}");
+        assert!(trace.len() > 3, "{d}");
     }
     let close = decisions
         .iter()

@@ -500,18 +500,26 @@ impl RedisStore {
             governor_id: &self.governor_id,
         };
         let mut tried = 0;
+        let mut texts = ops::LargeTexts::default();
         let commits: Vec<serde_json::Value> = commits
             .map(|(guards, effects)| {
                 tried += 1;
                 serde_json::json!({
                     "guards": guards.iter().map(ops::guard).collect::<Vec<_>>(),
-                    "ops": effects.map(|e| ops::op(e, &ctx)).collect::<Vec<_>>(),
+                    "ops": effects.map(|e| ops::op(e, &ctx, &mut texts)).collect::<Vec<_>>(),
                 })
             })
             .collect();
         let req = serde_json::json!({ "now": now.millis(), "commits": commits });
-        let reply: Vec<i64> =
-            self.with_conn(|c| self.commit.arg(&self.prefix).arg(req.to_string()).invoke(c))?;
+        let texts = texts.into_args();
+        let reply: Vec<i64> = self.with_conn(|c| {
+            let mut call = self.commit.arg(&self.prefix);
+            call.arg(req.to_string());
+            for text in &texts {
+                call.arg(text);
+            }
+            call.invoke(c)
+        })?;
         batch_answers(&reply, tried)
     }
 

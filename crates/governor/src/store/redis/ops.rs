@@ -20,6 +20,29 @@ pub struct OpContext<'a> {
     pub governor_id: &'a str,
 }
 
+/// The script argument the first large text arrives as (`ARGV[1]` is the key prefix,
+/// `ARGV[2]` the commits' JSON).
+const FIRST_TEXT_ARG: usize = 3;
+
+/// The large texts of a batch of commits (decision records with their traces), passed to the
+/// script as arguments of their own and referred to by number from its JSON: the script
+/// stores them as they are, so they are neither escaped a second time here nor parsed there.
+#[derive(Debug, Default)]
+pub struct LargeTexts(Vec<String>);
+
+impl LargeTexts {
+    /// Keeps `text`; returns the script argument number it will arrive as.
+    fn add(&mut self, text: String) -> usize {
+        self.0.push(text);
+        FIRST_TEXT_ARG + self.0.len() - 1
+    }
+
+    /// The texts, in argument order from `ARGV[3]`.
+    pub fn into_args(self) -> Vec<String> {
+        self.0
+    }
+}
+
 fn ttl_ms(expires_at: Timestamp, now: Timestamp) -> i64 {
     (expires_at.millis() - now.millis()).max(1)
 }
@@ -101,16 +124,33 @@ pub fn decision_fields(r: &DecisionRecord, governor_id: &str) -> Vec<String> {
     .collect()
 }
 
-/// An effect for the Lua script.
-pub fn op(e: &Effect, ctx: &OpContext<'_>) -> Value {
+/// A decision record for the Lua script: the record's JSON and its trace go to `texts`; the
+/// stream entry's fields carry an empty trace value at `trace_field` (1-based, as Lua counts)
+/// for the script to fill in.
+fn record_op(r: &DecisionRecord, ctx: &OpContext<'_>, texts: &mut LargeTexts) -> Value {
+    let mut fields = decision_fields(r, ctx.governor_id);
+    let trace_value = fields
+        .iter()
+        .step_by(2)
+        .position(|k| k == "trace")
+        .map(|pair| 2 * pair + 1)
+        .expect("a decision stream entry has a trace field");
+    let trace = std::mem::take(&mut fields[trace_value]);
+    json!({
+        "op": "record", "plan_id": r.plan_id,
+        "json_arg": texts.add(serde_json::to_string(r).expect("a record serializes")),
+        "ttl_secs": RECORD_TTL_SECS,
+        "fields": fields,
+        "trace_field": trace_value + 1,
+        "trace_arg": texts.add(trace),
+    })
+}
+
+/// An effect for the Lua script; large texts go to `texts`.
+pub fn op(e: &Effect, ctx: &OpContext<'_>, texts: &mut LargeTexts) -> Value {
     let now = ctx.now;
     match e {
-        Effect::Record(r) => json!({
-            "op": "record", "plan_id": r.plan_id,
-            "json": serde_json::to_string(r).expect("a record serializes"),
-            "ttl_secs": RECORD_TTL_SECS,
-            "fields": decision_fields(r, ctx.governor_id),
-        }),
+        Effect::Record(r) => record_op(r, ctx, texts),
         Effect::Reserve {
             plan_id,
             reservation,

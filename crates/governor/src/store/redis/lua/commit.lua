@@ -5,7 +5,9 @@
 -- does not roll back a script that fails half-way). All keys start with the prefix ARGV[1]
 -- (put a hash tag in it on Redis Cluster). Numbers arrive already checked by Rust; guards are
 -- written as `not (x <= cap)` so that a NaN could never pass.
--- ARGV[2]: JSON {now, commits = [{guards = [...], ops = [...]}, ...]}.
+-- ARGV[2]: JSON {now, commits = [{guards = [...], ops = [...]}, ...]}. ARGV[3] on: the large
+-- texts (decision records and their traces), which ops name by argument number (`json_arg`,
+-- `trace_arg`) and which are stored as they are, never parsed here.
 -- Returns {n, fence_1, ..., fence_n, failed}: n commits applied with their fences, then the
 -- index (1-based) of the failed guard of commit n + 1, or 0 when every commit was applied.
 local P = ARGV[1]
@@ -118,8 +120,10 @@ end
 
 local op = {}
 op.record = function(o)
-  redis.call('SET', P .. 'governor:decision:' .. o.plan_id, o.json, 'EX', o.ttl_secs)
-  xadd('stream:governor.decisions', o.fields, 100000)
+  redis.call('SET', P .. 'governor:decision:' .. o.plan_id, ARGV[o.json_arg], 'EX', o.ttl_secs)
+  local fields = o.fields
+  fields[o.trace_field] = ARGV[o.trace_arg]
+  xadd('stream:governor.decisions', fields, 100000)
 end
 op.reserve = function(o)
   local json = string.gsub(o.json, '"fence":0', fence_text, 1)
@@ -293,6 +297,9 @@ for _, c in ipairs(req.commits) do
   end
   for _, o in ipairs(c.ops) do
     if not op[o.op] then return redis.error_reply('unknown op ' .. tostring(o.op)) end
+    for _, a in ipairs({'json_arg', 'trace_arg'}) do
+      if o[a] and not ARGV[o[a]] then return redis.error_reply('missing argument ' .. tostring(o[a])) end
+    end
   end
 end
 
