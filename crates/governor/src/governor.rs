@@ -167,14 +167,15 @@ impl Governor {
                 }
             };
             let mut decided: Vec<(usize, Decision)> = Vec::with_capacity(rest.len());
-            let mut decided_here: std::collections::BTreeMap<
-                &governor_core::types::PlanId,
-                governor_core::snapshot::DecisionRecord,
-            > = std::collections::BTreeMap::new();
+            // Where in `decided` each plan id of this batch was decided: a plan id that comes
+            // again sees that decision as its prior (its record is only rendered then).
+            let mut decided_here: std::collections::BTreeMap<&governor_core::types::PlanId, usize> =
+                std::collections::BTreeMap::new();
             for (offset, plan) in rest.iter().enumerate() {
-                snapshot.prior = decided_here
-                    .remove(&plan.plan_id)
-                    .or_else(|| priors[offset].clone());
+                snapshot.prior = match decided_here.get(&plan.plan_id) {
+                    Some(&at) => Some(decided[at].1.committed_record()),
+                    None => priors[offset].clone(),
+                };
                 let decision = decide(plan, &snapshot, &self.cfg, now);
                 if decision.replayed {
                     out[start + offset] = Some(Submission::Decided {
@@ -184,7 +185,7 @@ impl Governor {
                     continue;
                 }
                 governor_core::commit::absorb(&mut snapshot, &decision);
-                decided_here.insert(&plan.plan_id, decision.committed_record());
+                decided_here.insert(&plan.plan_id, decided.len());
                 decided.push((start + offset, decision));
             }
             let batch: Vec<&Decision> = decided.iter().map(|(_, d)| d).collect();
