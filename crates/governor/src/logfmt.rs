@@ -117,9 +117,13 @@ pub fn flush() {
     let _ = std::io::stdout().lock().flush();
 }
 
-/// Writes a formatted line to stdout in one write (or hands it to the background writer); a
-/// closed stdout must never take a worker down (println! would panic).
+/// Writes formatted lines (one, or a batch's) to stdout in one write, or hands them to the
+/// background writer in one piece; a closed stdout must never take a worker down (println!
+/// would panic).
 pub fn write_stdout(line: &str) {
+    if line.is_empty() {
+        return;
+    }
     match BACKGROUND.get() {
         // The writer only ends with the process; a send that fails writes directly.
         Some(tx) => {

@@ -107,6 +107,8 @@ impl PlanWorker {
             }
         }
         let mut unavailable = None;
+        // The batch's decision lines go to the log in one hand-over, not one per decision.
+        let mut log = String::new();
         let started = std::time::Instant::now();
         let submissions = self.gov.decide_batch(&plans, &inputs, now);
         // Decisions of a batch share its time: each is counted with its share.
@@ -120,7 +122,11 @@ impl PlanWorker {
                             .iter()
                             .find(|(k, _)| k == "score")
                             .and_then(|(_, v)| v.parse().ok());
-                        logfmt::decision(&decision.record, &decision.trace, score);
+                        log.push_str(&logfmt::decision_line(
+                            &decision.record,
+                            &decision.trace,
+                            score,
+                        ));
                         crate::metrics::global().observe(&decision.record, each);
                         if let (Some(d), Some(o)) = (
                             decision.record.desired_slots,
@@ -145,6 +151,7 @@ impl PlanWorker {
                 Submission::StoreUnavailable(e) => unavailable = Some(e),
             }
         }
+        logfmt::write_stdout(&log);
         if let Some(e) = unavailable {
             self.consumer.ack(&acks)?;
             return Err(e);

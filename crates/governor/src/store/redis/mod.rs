@@ -501,20 +501,25 @@ impl RedisStore {
         };
         let mut tried = 0;
         let mut texts = ops::LargeTexts::default();
-        let commits: Vec<serde_json::Value> = commits
-            .map(|(guards, effects)| {
-                tried += 1;
-                serde_json::json!({
-                    "guards": guards.iter().map(ops::guard).collect::<Vec<_>>(),
-                    "ops": effects.map(|e| ops::op(e, &ctx, &mut texts)).collect::<Vec<_>>(),
+        let batch = ops::BatchJson {
+            now: now.millis(),
+            commits: commits
+                .map(|(guards, effects)| {
+                    tried += 1;
+                    ops::CommitJson {
+                        guards: guards.iter().map(ops::GuardJson::of).collect(),
+                        ops: effects
+                            .map(|e| ops::OpJson::of(e, &ctx, &mut texts))
+                            .collect(),
+                    }
                 })
-            })
-            .collect();
-        let req = serde_json::json!({ "now": now.millis(), "commits": commits });
+                .collect(),
+        };
+        let req = serde_json::to_string(&batch).expect("a batch serializes");
         let texts = texts.into_args();
         let reply: Vec<i64> = self.with_conn(|c| {
             let mut call = self.commit.arg(&self.prefix);
-            call.arg(req.to_string());
+            call.arg(&req);
             for text in &texts {
                 call.arg(text);
             }

@@ -1,11 +1,15 @@
 //! Guards and effects as the Lua commit script reads them: flat JSON objects whose numbers
 //! are either small integers (times in ms, counts) or decimal text Rust already checked, and
-//! whose records are pre-rendered JSON the script stores as they are.
+//! whose records are pre-rendered JSON the script stores as they are. They are serialized
+//! straight from borrowed fields into one text per batch (no JSON tree per guard or effect), and
+//! the large texts — decision records and their traces — travel as script arguments of their
+//! own ([`LargeTexts`]), so they are escaped once and never parsed by the script.
 
 use governor_core::effects::{Effect, Guard};
 use governor_core::snapshot::DecisionRecord;
 use governor_core::time::Timestamp;
-use serde_json::{json, Value};
+use governor_core::types::{PlanId, Symbol};
+use serde::Serialize;
 
 /// How long decision records and applied-result markers are kept (7 days).
 pub const RECORD_TTL_SECS: u64 = 7 * 86_400;
@@ -47,50 +51,6 @@ fn ttl_ms(expires_at: Timestamp, now: Timestamp) -> i64 {
     (expires_at.millis() - now.millis()).max(1)
 }
 
-/// A guard for the Lua script.
-pub fn guard(g: &Guard) -> Value {
-    match g {
-        Guard::Undecided(id) => json!({"guard": "undecided", "plan_id": id}),
-        Guard::RotationSlotHeld(id) => json!({"guard": "rotation_slot_held", "plan_id": id}),
-        Guard::TradingStateIs(s) => json!({"guard": "trading_state_is", "state": s.as_str()}),
-        Guard::SlotAvailable {
-            symbol,
-            side,
-            desired,
-            unledgered,
-        } => json!({
-            "guard": "slot_available", "symbol": symbol, "side": side.as_str(),
-            "desired": desired, "unledgered": unledgered,
-        }),
-        Guard::ExitLockFree { symbol, holder } => {
-            json!({"guard": "exit_lock_free", "symbol": symbol, "holder": holder})
-        }
-        Guard::CooldownClear { symbol, since } => {
-            json!({"guard": "cooldown_clear", "symbol": symbol, "since": since.millis()})
-        }
-        Guard::OpensBelow { since, limit } => {
-            json!({"guard": "opens_below", "since": since.millis(), "limit": limit})
-        }
-        Guard::NoReservationSince(seq) => json!({"guard": "no_reservation_since", "seq": seq}),
-        Guard::ReservationExists(id) => json!({"guard": "reservation_exists", "plan_id": id}),
-        Guard::RotationExists(id) => json!({"guard": "rotation_exists", "plan_id": id}),
-        Guard::ResultNotApplied(id) => json!({"guard": "result_not_applied", "plan_id": id}),
-        Guard::NotInDoubt(id) => json!({"guard": "not_in_doubt", "plan_id": id}),
-        Guard::LedgerSettled { symbol, version } => {
-            json!({"guard": "ledger_settled", "symbol": symbol, "version": version})
-        }
-        Guard::SideSlotsBelow {
-            symbol,
-            side,
-            limit,
-            unledgered,
-        } => json!({
-            "guard": "side_slots_below", "symbol": symbol, "side": side.as_str(),
-            "limit": limit, "unledgered": unledgered,
-        }),
-    }
-}
-
 /// The decisions stream entry of a record (docs/wire-contract.md).
 pub fn decision_fields(r: &DecisionRecord, governor_id: &str) -> Vec<String> {
     let opt = |v: Option<String>| v.unwrap_or_default();
@@ -124,150 +84,436 @@ pub fn decision_fields(r: &DecisionRecord, governor_id: &str) -> Vec<String> {
     .collect()
 }
 
-/// A decision record for the Lua script: the record's JSON and its trace go to `texts`; the
-/// stream entry's fields carry an empty trace value at `trace_field` (1-based, as Lua counts)
-/// for the script to fill in.
-fn record_op(r: &DecisionRecord, ctx: &OpContext<'_>, texts: &mut LargeTexts) -> Value {
-    let mut fields = decision_fields(r, ctx.governor_id);
-    let trace_value = fields
-        .iter()
-        .step_by(2)
-        .position(|k| k == "trace")
-        .map(|pair| 2 * pair + 1)
-        .expect("a decision stream entry has a trace field");
-    let trace = std::mem::take(&mut fields[trace_value]);
-    json!({
-        "op": "record", "plan_id": r.plan_id,
-        "json_arg": texts.add(serde_json::to_string(r).expect("a record serializes")),
-        "ttl_secs": RECORD_TTL_SECS,
-        "fields": fields,
-        "trace_field": trace_value + 1,
-        "trace_arg": texts.add(trace),
-    })
+/// A guard as `lua/commit.lua` reads it: `guard` names the check, the other keys are its
+/// arguments. Serialized straight from borrowed fields (no JSON tree is built per guard).
+#[derive(Serialize)]
+#[serde(tag = "guard", rename_all = "snake_case")]
+pub(super) enum GuardJson<'a> {
+    Undecided {
+        plan_id: &'a PlanId,
+    },
+    RotationSlotHeld {
+        plan_id: &'a PlanId,
+    },
+    TradingStateIs {
+        state: &'static str,
+    },
+    SlotAvailable {
+        symbol: &'a Symbol,
+        side: &'static str,
+        desired: u32,
+        unledgered: u32,
+    },
+    ExitLockFree {
+        symbol: &'a Symbol,
+        holder: &'a PlanId,
+    },
+    CooldownClear {
+        symbol: &'a Symbol,
+        since: i64,
+    },
+    OpensBelow {
+        since: i64,
+        limit: u32,
+    },
+    NoReservationSince {
+        seq: u64,
+    },
+    ReservationExists {
+        plan_id: &'a PlanId,
+    },
+    RotationExists {
+        plan_id: &'a PlanId,
+    },
+    ResultNotApplied {
+        plan_id: &'a PlanId,
+    },
+    NotInDoubt {
+        plan_id: &'a PlanId,
+    },
+    LedgerSettled {
+        symbol: &'a Symbol,
+        version: u64,
+    },
+    SideSlotsBelow {
+        symbol: &'a Symbol,
+        side: &'static str,
+        limit: u32,
+        unledgered: u32,
+    },
 }
 
-/// An effect for the Lua script; large texts go to `texts`.
-pub fn op(e: &Effect, ctx: &OpContext<'_>, texts: &mut LargeTexts) -> Value {
-    let now = ctx.now;
-    match e {
-        Effect::Record(r) => record_op(r, ctx, texts),
-        Effect::Reserve {
-            plan_id,
-            reservation,
-        } => json!({
-            "op": "reserve", "plan_id": plan_id, "symbol": reservation.symbol,
-            "side": reservation.side.as_str(),
-            "json": serde_json::to_string(reservation).expect("a reservation serializes"),
-            "notional_micro": (reservation.notional * 1e6).round() as i64,
-        }),
-        Effect::WritePermit(p) => json!({
-            "op": "write_permit", "plan_id": p.plan_id,
-            "json": serde_json::to_string(p).expect("a permit serializes"),
-            "ttl_ms": ttl_ms(p.expires_at, now),
-        }),
-        Effect::WriteBlock {
-            plan_id,
-            reason,
-            detail,
-        } => json!({
-            "op": "write_block", "plan_id": plan_id,
-            "json": json!({"reason": reason.code(), "detail": detail, "ts": now.millis()}).to_string(),
-            "ttl_secs": ctx.block_ttl_secs,
-        }),
-        Effect::TakeExitLock {
-            symbol,
-            holder,
-            expires_at,
-        } => json!({
-            "op": "take_exit_lock", "symbol": symbol, "holder": holder, "ttl_ms": ttl_ms(*expires_at, now),
-        }),
-        Effect::ReleaseExitLock { symbol, holder } => {
-            json!({"op": "release_exit_lock", "symbol": symbol, "holder": holder})
+impl<'a> GuardJson<'a> {
+    /// The guard `g` as the script reads it.
+    pub(super) fn of(g: &'a Guard) -> Self {
+        match g {
+            Guard::Undecided(plan_id) => GuardJson::Undecided { plan_id },
+            Guard::RotationSlotHeld(plan_id) => GuardJson::RotationSlotHeld { plan_id },
+            Guard::TradingStateIs(s) => GuardJson::TradingStateIs { state: s.as_str() },
+            Guard::SlotAvailable {
+                symbol,
+                side,
+                desired,
+                unledgered,
+            } => GuardJson::SlotAvailable {
+                symbol,
+                side: side.as_str(),
+                desired: *desired,
+                unledgered: *unledgered,
+            },
+            Guard::ExitLockFree { symbol, holder } => GuardJson::ExitLockFree { symbol, holder },
+            Guard::CooldownClear { symbol, since } => GuardJson::CooldownClear {
+                symbol,
+                since: since.millis(),
+            },
+            Guard::OpensBelow { since, limit } => GuardJson::OpensBelow {
+                since: since.millis(),
+                limit: *limit,
+            },
+            Guard::NoReservationSince(seq) => GuardJson::NoReservationSince { seq: *seq },
+            Guard::ReservationExists(plan_id) => GuardJson::ReservationExists { plan_id },
+            Guard::RotationExists(plan_id) => GuardJson::RotationExists { plan_id },
+            Guard::ResultNotApplied(plan_id) => GuardJson::ResultNotApplied { plan_id },
+            Guard::NotInDoubt(plan_id) => GuardJson::NotInDoubt { plan_id },
+            Guard::LedgerSettled { symbol, version } => GuardJson::LedgerSettled {
+                symbol,
+                version: *version,
+            },
+            Guard::SideSlotsBelow {
+                symbol,
+                side,
+                limit,
+                unledgered,
+            } => GuardJson::SideSlotsBelow {
+                symbol,
+                side: side.as_str(),
+                limit: *limit,
+                unledgered: *unledgered,
+            },
         }
-        Effect::CountOpen {
-            plan_id,
-            symbol,
-            at,
-        } => {
-            json!({"op": "count_open", "symbol": symbol, "at": at.millis(), "member": plan_id})
-        }
-        Effect::StartRotation(lock) => json!({
-            "op": "start_rotation", "plan_id": lock.pending.plan_id,
-            "json": serde_json::to_string(lock).expect("a rotation serializes"),
-            "lock_json": json!({
-                "new_symbol": lock.pending.symbol, "new_plan_id": lock.pending.plan_id,
-                "close_symbol": lock.close_symbol, "close_plan_id": lock.close_plan_id,
-                "created_at": lock.created_at.millis(),
-            }).to_string(),
-            "ttl_ms": ttl_ms(lock.expires_at, now),
-        }),
-        Effect::HoldRotationSlot { pending_plan_id } => {
-            json!({"op": "hold_rotation_slot", "plan_id": pending_plan_id})
-        }
-        Effect::EndRotation { pending_plan_id } => {
-            json!({"op": "end_rotation", "plan_id": pending_plan_id})
-        }
-        Effect::PublishPlan(fields) => json!({
-            "op": "publish_plan",
-            "fields": fields.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect::<Vec<_>>(),
-        }),
-        Effect::SetTradingState { to, .. } => json!({"op": "set_trading_state", "to": to.as_str()}),
-        Effect::FillOpen { symbol, fill, .. } => json!({
-            "op": "fill_open", "symbol": symbol, "side": fill.side.as_str(),
-            "qty": fill.qty.to_string(), "price": fill.entry_price.to_string(),
-            "leverage": fill.leverage.to_string(), "opened_at": fill.opened_at.millis().to_string(),
-            "entry_score": fill.entry_score.map(|s| s.to_string()),
-            "entry_fees": fill.entry_fees.to_string(),
-        }),
-        Effect::ReleaseReservation { plan_id } => {
-            json!({"op": "release_reservation", "plan_id": plan_id})
-        }
-        Effect::ReducePosition { symbol, qty } => {
-            json!({"op": "reduce_position", "symbol": symbol, "qty": qty.to_string()})
-        }
-        Effect::PruneOpens { before } => json!({"op": "prune_opens", "before": before.millis()}),
-        Effect::MarkInDoubt { plan_id, order } => json!({
-            "op": "mark_in_doubt", "plan_id": plan_id,
-            "json": serde_json::to_string(order).expect("an order in doubt serializes"),
-        }),
-        Effect::MarkResultApplied { plan_id } => {
-            json!({"op": "mark_result_applied", "plan_id": plan_id})
-        }
-        Effect::Emit(ev) => {
-            let mut fields = vec![
-                "event".to_owned(),
-                ev.event.to_owned(),
-                "plan_id".to_owned(),
-                ev.plan_id.clone(),
-                "symbol".to_owned(),
-                ev.symbol.clone(),
-                "ts".to_owned(),
-                ev.ts.millis().to_string(),
-            ];
-            for (k, v) in &ev.fields {
-                fields.push((*k).to_owned());
-                fields.push(v.clone());
-            }
-            json!({"op": "emit", "fields": fields})
-        }
-        Effect::RecordEquity {
-            hour,
-            equity,
-            keep_from,
-        } => json!({
-            "op": "record_equity", "hour": hour.to_string(), "equity": equity.to_string(),
-            "keep_from": keep_from.to_string(),
-        }),
-        Effect::ResetEquity { hour, equity } => json!({
-            "op": "reset_equity", "hour": hour.to_string(), "equity": equity.to_string(),
-        }),
-        Effect::SetHalt(halt) => json!({
-            "op": "set_halt",
-            "json": halt.as_ref().map(|h| serde_json::to_string(h).expect("a halt serializes")),
-        }),
-        Effect::RecordClose { close, keep_from } => json!({
-            "op": "record_close", "at": close.at.millis(), "keep_from": keep_from.millis(),
-            "json": serde_json::to_string(close).expect("a close serializes"),
-        }),
     }
+}
+
+/// A block record as stored (`governor:block:{plan_id}`); keys in the order they are stored.
+#[derive(Serialize)]
+struct BlockJson<'a> {
+    detail: &'a str,
+    reason: &'static str,
+    ts: i64,
+}
+
+/// A rotation lock as stored (`rotation:lock:{plan_id}`); keys in the order they are stored.
+#[derive(Serialize)]
+struct RotationLockJson<'a> {
+    close_plan_id: &'a PlanId,
+    close_symbol: &'a Symbol,
+    created_at: i64,
+    new_plan_id: &'a PlanId,
+    new_symbol: &'a Symbol,
+}
+
+/// An effect as `lua/commit.lua` reads it: `op` names the change, the other keys are its
+/// arguments (pre-rendered JSON where the script stores a record as it is; decimal text where it
+/// does arithmetic, so that no number is re-encoded by Lua). Serialized straight from borrowed
+/// fields.
+#[derive(Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(super) enum OpJson<'a> {
+    Record {
+        plan_id: &'a PlanId,
+        json_arg: usize,
+        ttl_secs: u64,
+        fields: Vec<String>,
+        trace_field: usize,
+        trace_arg: usize,
+    },
+    Reserve {
+        plan_id: &'a PlanId,
+        symbol: &'a Symbol,
+        side: &'static str,
+        json: String,
+        notional_micro: i64,
+    },
+    WritePermit {
+        plan_id: &'a PlanId,
+        json: String,
+        ttl_ms: i64,
+    },
+    WriteBlock {
+        plan_id: &'a PlanId,
+        json: String,
+        ttl_secs: u64,
+    },
+    TakeExitLock {
+        symbol: &'a Symbol,
+        holder: &'a PlanId,
+        ttl_ms: i64,
+    },
+    ReleaseExitLock {
+        symbol: &'a Symbol,
+        holder: &'a PlanId,
+    },
+    CountOpen {
+        symbol: &'a Symbol,
+        at: i64,
+        member: &'a PlanId,
+    },
+    StartRotation {
+        plan_id: &'a PlanId,
+        json: String,
+        lock_json: String,
+        ttl_ms: i64,
+    },
+    HoldRotationSlot {
+        plan_id: &'a PlanId,
+    },
+    EndRotation {
+        plan_id: &'a PlanId,
+    },
+    PublishPlan {
+        fields: Vec<&'a str>,
+    },
+    SetTradingState {
+        to: &'static str,
+    },
+    FillOpen {
+        symbol: &'a Symbol,
+        side: &'static str,
+        qty: String,
+        price: String,
+        leverage: String,
+        opened_at: String,
+        entry_score: Option<String>,
+        entry_fees: String,
+    },
+    ReleaseReservation {
+        plan_id: &'a PlanId,
+    },
+    ReducePosition {
+        symbol: &'a Symbol,
+        qty: String,
+    },
+    PruneOpens {
+        before: i64,
+    },
+    MarkInDoubt {
+        plan_id: &'a PlanId,
+        json: String,
+    },
+    MarkResultApplied {
+        plan_id: &'a PlanId,
+    },
+    Emit {
+        fields: Vec<std::borrow::Cow<'a, str>>,
+    },
+    RecordEquity {
+        hour: String,
+        equity: String,
+        keep_from: String,
+    },
+    ResetEquity {
+        hour: String,
+        equity: String,
+    },
+    SetHalt {
+        json: Option<String>,
+    },
+    RecordClose {
+        at: i64,
+        keep_from: i64,
+        json: String,
+    },
+}
+
+/// Renders a value the script stores as it is.
+fn stored<T: Serialize + ?Sized>(value: &T, what: &str) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| panic!("{what} serializes: {e}"))
+}
+
+impl<'a> OpJson<'a> {
+    /// The effect `e` as the script reads it; large texts go to `texts`.
+    pub(super) fn of(e: &'a Effect, ctx: &OpContext<'_>, texts: &mut LargeTexts) -> Self {
+        use std::borrow::Cow;
+        let now = ctx.now;
+        match e {
+            Effect::Record(r) => {
+                let mut fields = decision_fields(r, ctx.governor_id);
+                let trace_value = fields
+                    .iter()
+                    .step_by(2)
+                    .position(|k| k == "trace")
+                    .map(|pair| 2 * pair + 1)
+                    .expect("a decision stream entry has a trace field");
+                let trace = std::mem::take(&mut fields[trace_value]);
+                OpJson::Record {
+                    plan_id: &r.plan_id,
+                    json_arg: texts.add(stored(r, "a record")),
+                    ttl_secs: RECORD_TTL_SECS,
+                    fields,
+                    trace_field: trace_value + 1,
+                    trace_arg: texts.add(trace),
+                }
+            }
+            Effect::Reserve {
+                plan_id,
+                reservation,
+            } => OpJson::Reserve {
+                plan_id,
+                symbol: &reservation.symbol,
+                side: reservation.side.as_str(),
+                json: stored(reservation, "a reservation"),
+                notional_micro: (reservation.notional * 1e6).round() as i64,
+            },
+            Effect::WritePermit(p) => OpJson::WritePermit {
+                plan_id: &p.plan_id,
+                json: stored(p, "a permit"),
+                ttl_ms: ttl_ms(p.expires_at, now),
+            },
+            Effect::WriteBlock {
+                plan_id,
+                reason,
+                detail,
+            } => OpJson::WriteBlock {
+                plan_id,
+                json: stored(
+                    &BlockJson {
+                        detail,
+                        reason: reason.code(),
+                        ts: now.millis(),
+                    },
+                    "a block",
+                ),
+                ttl_secs: ctx.block_ttl_secs,
+            },
+            Effect::TakeExitLock {
+                symbol,
+                holder,
+                expires_at,
+            } => OpJson::TakeExitLock {
+                symbol,
+                holder,
+                ttl_ms: ttl_ms(*expires_at, now),
+            },
+            Effect::ReleaseExitLock { symbol, holder } => {
+                OpJson::ReleaseExitLock { symbol, holder }
+            }
+            Effect::CountOpen {
+                plan_id,
+                symbol,
+                at,
+            } => OpJson::CountOpen {
+                symbol,
+                at: at.millis(),
+                member: plan_id,
+            },
+            Effect::StartRotation(lock) => OpJson::StartRotation {
+                plan_id: &lock.pending.plan_id,
+                json: stored(lock, "a rotation"),
+                lock_json: stored(
+                    &RotationLockJson {
+                        close_plan_id: &lock.close_plan_id,
+                        close_symbol: &lock.close_symbol,
+                        created_at: lock.created_at.millis(),
+                        new_plan_id: &lock.pending.plan_id,
+                        new_symbol: &lock.pending.symbol,
+                    },
+                    "a rotation lock",
+                ),
+                ttl_ms: ttl_ms(lock.expires_at, now),
+            },
+            Effect::HoldRotationSlot { pending_plan_id } => OpJson::HoldRotationSlot {
+                plan_id: pending_plan_id,
+            },
+            Effect::EndRotation { pending_plan_id } => OpJson::EndRotation {
+                plan_id: pending_plan_id,
+            },
+            Effect::PublishPlan(fields) => OpJson::PublishPlan {
+                fields: fields
+                    .iter()
+                    .flat_map(|(k, v)| [k.as_str(), v.as_str()])
+                    .collect(),
+            },
+            Effect::SetTradingState { to, .. } => OpJson::SetTradingState { to: to.as_str() },
+            Effect::FillOpen { symbol, fill, .. } => OpJson::FillOpen {
+                symbol,
+                side: fill.side.as_str(),
+                qty: fill.qty.to_string(),
+                price: fill.entry_price.to_string(),
+                leverage: fill.leverage.to_string(),
+                opened_at: fill.opened_at.millis().to_string(),
+                entry_score: fill.entry_score.map(|s| s.to_string()),
+                entry_fees: fill.entry_fees.to_string(),
+            },
+            Effect::ReleaseReservation { plan_id } => OpJson::ReleaseReservation { plan_id },
+            Effect::ReducePosition { symbol, qty } => OpJson::ReducePosition {
+                symbol,
+                qty: qty.to_string(),
+            },
+            Effect::PruneOpens { before } => OpJson::PruneOpens {
+                before: before.millis(),
+            },
+            Effect::MarkInDoubt { plan_id, order } => OpJson::MarkInDoubt {
+                plan_id,
+                json: stored(order, "an order in doubt"),
+            },
+            Effect::MarkResultApplied { plan_id } => OpJson::MarkResultApplied { plan_id },
+            Effect::Emit(ev) => {
+                let mut fields: Vec<Cow<'a, str>> = Vec::with_capacity(8 + 2 * ev.fields.len());
+                fields.extend([
+                    Cow::Borrowed("event"),
+                    Cow::Borrowed(ev.event),
+                    Cow::Borrowed("plan_id"),
+                    Cow::Borrowed(ev.plan_id.as_str()),
+                    Cow::Borrowed("symbol"),
+                    Cow::Borrowed(ev.symbol.as_str()),
+                    Cow::Borrowed("ts"),
+                    Cow::Owned(ev.ts.millis().to_string()),
+                ]);
+                for (k, v) in &ev.fields {
+                    fields.push(Cow::Borrowed(k));
+                    fields.push(Cow::Borrowed(v.as_str()));
+                }
+                OpJson::Emit { fields }
+            }
+            Effect::RecordEquity {
+                hour,
+                equity,
+                keep_from,
+            } => OpJson::RecordEquity {
+                hour: hour.to_string(),
+                equity: equity.to_string(),
+                keep_from: keep_from.to_string(),
+            },
+            Effect::ResetEquity { hour, equity } => OpJson::ResetEquity {
+                hour: hour.to_string(),
+                equity: equity.to_string(),
+            },
+            Effect::SetHalt(halt) => OpJson::SetHalt {
+                json: halt.as_ref().map(|h| stored(h, "a halt")),
+            },
+            Effect::RecordClose { close, keep_from } => OpJson::RecordClose {
+                at: close.at.millis(),
+                keep_from: keep_from.millis(),
+                json: stored(close, "a close"),
+            },
+        }
+    }
+}
+
+/// One commit of a batch as the script reads it.
+#[derive(Serialize)]
+pub(super) struct CommitJson<'a> {
+    /// Checked in order before the first write.
+    pub(super) guards: Vec<GuardJson<'a>>,
+    /// Applied in order.
+    pub(super) ops: Vec<OpJson<'a>>,
+}
+
+/// A batch of commits as the script reads it (`ARGV[2]`).
+#[derive(Serialize)]
+pub(super) struct BatchJson<'a> {
+    /// The commit time, in ms.
+    pub(super) now: i64,
+    /// The commits, in order.
+    pub(super) commits: Vec<CommitJson<'a>>,
 }
