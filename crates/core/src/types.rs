@@ -2,14 +2,54 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// A validated exchange symbol such as `BTCUSDT` (`[A-Z0-9]{2,30}`).
 ///
 /// Constructing one is the only way a symbol enters the core, so every symbol downstream has
 /// already been checked.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Symbol(String);
+///
+/// Shared, not copied: a clone (every effect, guard and record names one) is a reference count,
+/// and two clones of one value compare equal without reading their text.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Symbol(Arc<str>);
+
+impl PartialEq for Symbol {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Eq for Symbol {}
+
+impl PartialOrd for Symbol {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Symbol {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            std::cmp::Ordering::Equal
+        } else {
+            self.0.cmp(&other.0)
+        }
+    }
+}
+
+impl std::hash::Hash for Symbol {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl Serialize for Symbol {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 impl Symbol {
     /// Validates `raw` as a symbol; the error says what is wrong with it.
@@ -19,7 +59,7 @@ impl Symbol {
             .bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
         if ok_len && ok_chars {
-            Ok(Symbol(raw.to_owned()))
+            Ok(Symbol(Arc::from(raw)))
         } else {
             Err("must be 2-30 characters of A-Z and 0-9".to_owned())
         }
@@ -40,7 +80,7 @@ impl TryFrom<String> for Symbol {
 
 impl From<Symbol> for String {
     fn from(value: Symbol) -> Self {
-        value.0
+        value.0.to_string()
     }
 }
 
@@ -51,9 +91,48 @@ impl fmt::Display for Symbol {
 }
 
 /// A validated plan id (`[A-Za-z0-9_.:-]{1,128}`); it is also the order's client id.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct PlanId(String);
+///
+/// Shared, not copied: a clone (every effect, guard and record names one) is a reference count,
+/// and two clones of one value compare equal without reading their text.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PlanId(Arc<str>);
+
+impl PartialEq for PlanId {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Eq for PlanId {}
+
+impl PartialOrd for PlanId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PlanId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            std::cmp::Ordering::Equal
+        } else {
+            self.0.cmp(&other.0)
+        }
+    }
+}
+
+impl std::hash::Hash for PlanId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl Serialize for PlanId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 impl PlanId {
     /// Validates `raw` as a plan id; the error says what is wrong with it.
@@ -63,7 +142,7 @@ impl PlanId {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
         if ok_len && ok_chars {
-            Ok(PlanId(raw.to_owned()))
+            Ok(PlanId(Arc::from(raw)))
         } else {
             Err("must be 1-128 characters of A-Z a-z 0-9 _ . : -".to_owned())
         }
@@ -84,7 +163,7 @@ impl TryFrom<String> for PlanId {
 
 impl From<PlanId> for String {
     fn from(value: PlanId) -> Self {
-        value.0
+        value.0.to_string()
     }
 }
 
