@@ -151,7 +151,7 @@ fn fact(trace: &Trace, gate: &str, name: &str) -> String {
             Fact::Int(x) => x.to_string(),
             Fact::Flag(x) => x.to_string(),
             Fact::Name(x) => (*x).to_owned(),
-            Fact::Text(x) => x.clone(),
+            Fact::Text(x) => x.to_string(),
             Fact::Missing => "-".to_owned(),
         })
 }
