@@ -196,6 +196,15 @@ pub struct LedgerIndex {
 /// Keys with their string values.
 type KeyValues = Vec<(String, String)>;
 
+/// How much of the state one call of the read script reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReadScope {
+    /// Everything a decision needs.
+    Everything,
+    /// The ledger positions only (the paper exchange's view, the reconciler's ledger).
+    LedgerOnly,
+}
+
 /// What the read script returns, parsed.
 struct Read {
     trading_state: TradingState,
@@ -271,13 +280,27 @@ impl RedisStore {
         symbols: &[&str],
         now: Timestamp,
     ) -> Result<Read, StoreError> {
+        self.read_scoped(plan_ids, symbols, now, ReadScope::Everything)
+    }
+
+    /// Reads `scope` of the state in one script call and parses it, quarantining what cannot
+    /// be read; what the scope leaves out is read as empty.
+    fn read_scoped(
+        &self,
+        plan_ids: &[&str],
+        symbols: &[&str],
+        now: Timestamp,
+        scope: ReadScope,
+    ) -> Result<Read, StoreError> {
         let raw: String = self.with_conn(|c| {
-            self.read
-                .arg(&self.prefix)
-                .arg(plan_ids.join("\n"))
+            let mut call = self.read.arg(&self.prefix);
+            call.arg(plan_ids.join("\n"))
                 .arg(symbols.join("\n"))
-                .arg(now.millis())
-                .invoke(c)
+                .arg(now.millis());
+            if scope == ReadScope::LedgerOnly {
+                call.arg("ledger");
+            }
+            call.invoke(c)
         })?;
         let v: Value = serde_json::from_str(&raw).map_err(err)?;
         // Every record is read on its own: one that cannot be read is quarantined (named, and
@@ -541,12 +564,16 @@ impl RedisStore {
         Ok(self.read_state(&[], &[], now)?.book)
     }
 
-    /// The ledger as the executor wrote it (for the exchange mirror and the reconciler).
+    /// The ledger as the executor wrote it (for the exchange mirror and the reconciler): the
+    /// ledger alone is read, not the whole state.
     pub fn ledger(
         &self,
         now: Timestamp,
     ) -> Result<std::collections::BTreeMap<Symbol, LedgerPosition>, StoreError> {
-        Ok(self.read_state(&[], &[], now)?.book.positions)
+        Ok(self
+            .read_scoped(&[], &[], now, ReadScope::LedgerOnly)?
+            .book
+            .positions)
     }
 
     /// Finds ledger hashes other services wrote (`position:ledger:*`) and adds them to the
