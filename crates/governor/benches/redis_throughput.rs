@@ -1,7 +1,9 @@
 //! End-to-end decisions per second through Redis — consumer group read, one state read per
 //! batch, pure decisions, one commit script per batch, acknowledgement — for one and two
 //! governor instances, next to `redis-benchmark` running a Lua script of comparable work with
-//! as many clients, so the result is read as a share of the machine's ceiling; and the
+//! as many clients, measured right before and right after the governors' run (the machine's
+//! speed drifts), so the result is read as a share of the machine's ceiling; the CPU time per
+//! decision of the governor process and of redis-server (where the time goes); and the
 //! latency from a plan's XADD to its decision (both stream ids, so one clock: Redis's), at
 //! saturation (a backlog of 40,000 plans) and at a fixed offered load of 1,000 plans/s.
 //! Logging stays on, as in production: one logfmt line per decision, written by the
@@ -169,19 +171,62 @@ fn percentiles(sorted: &[u64]) -> String {
     )
 }
 
-/// Saturation: a backlog of PLANS decided as fast as the governors can. Decisions/s and the
-/// latency percentiles.
-fn saturated(instances: usize) -> (f64, String) {
+/// What one saturated run measured.
+struct Saturated {
+    /// Decisions per second.
+    rate: f64,
+    /// XADD-to-decision latency percentiles.
+    latency: String,
+    /// CPU time per decision of this process (the governors and their log writer), in µs.
+    governor_cpu_us: f64,
+    /// CPU time per decision of the redis-server, in µs.
+    redis_cpu_us: f64,
+}
+
+/// This process's CPU time (user + system) in seconds, from `/proc/self/stat` (Linux).
+fn own_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after_name: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| after_name[i].parse::<f64>().unwrap();
+    (ticks(11) + ticks(12)) / 100.0 // utime and stime, in clock ticks of 10 ms
+}
+
+/// The redis-server's CPU time (user + system) in seconds, from `INFO cpu`.
+fn redis_cpu_secs(conn: &mut redis::Connection) -> f64 {
+    let info: String = redis::cmd("INFO").arg("cpu").query(conn).unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
+        .map(|l| l.split(':').nth(1).unwrap().trim().parse::<f64>().unwrap())
+        .sum()
+}
+
+/// Saturation: a backlog of PLANS decided as fast as the governors can. Decisions/s, the
+/// latency percentiles, and where the time went: CPU per decision on each side.
+fn saturated(instances: usize) -> Saturated {
     let mut bench = Bench::start();
     bench.publish(0, PLANS);
+    let (own_before, redis_before) = (own_cpu_secs(), redis_cpu_secs(&mut bench.conn));
     let started = Instant::now();
     for h in bench.governors(instances, PLANS) {
         h.join().unwrap();
     }
     let rate = PLANS as f64 / started.elapsed().as_secs_f64();
+    let per_decision_us = |secs: f64| secs * 1e6 / PLANS as f64;
+    let governor_cpu_us = per_decision_us(own_cpu_secs() - own_before);
+    let redis_cpu_us = per_decision_us(redis_cpu_secs(&mut bench.conn) - redis_before);
     let latencies = bench.latencies();
     assert_eq!(latencies.len(), PLANS, "every plan decided");
-    (rate, percentiles(&latencies))
+    Saturated {
+        rate,
+        latency: percentiles(&latencies),
+        governor_cpu_us,
+        redis_cpu_us,
+    }
 }
 
 /// A fixed offered load: PACED_PER_SEC plans a second for PACED_SECS, in 10 ms slices.
@@ -233,16 +278,31 @@ fn main() {
     }
     let _flush_log_at_the_end = quantum_governor::logfmt::write_in_background();
     // A first run warms up the page cache and the allocator; the figures are from the next.
-    let _ = saturated(1);
+    let _warm_up = saturated(1);
     for instances in [1, 2] {
-        let (rate, latency) = saturated(instances);
-        let ceiling = redis_benchmark(instances);
-        match ceiling {
-            Some(c) => println!(
-                "{instances} instance(s): {rate:.0} decisions/s; redis-benchmark comparable EVAL with {instances} client(s): {c:.0}/s; ratio {:.2}; latency at saturation {latency}",
-                rate / c
-            ),
-            None => println!("{instances} instance(s): {rate:.0} decisions/s; redis-benchmark not available; latency at saturation {latency}"),
+        // The machine's speed drifts: the reference is measured right before and right after
+        // the governors' run, and their mean is the ceiling.
+        let before = redis_benchmark(instances);
+        let run = saturated(instances);
+        let after = redis_benchmark(instances);
+        let Saturated {
+            rate,
+            latency,
+            governor_cpu_us,
+            redis_cpu_us,
+        } = run;
+        let cpu = format!(
+            "CPU per decision: governor process {governor_cpu_us:.1} µs, redis-server {redis_cpu_us:.1} µs"
+        );
+        match (before, after) {
+            (Some(b), Some(a)) => {
+                let c = (b + a) / 2.0;
+                println!(
+                    "{instances} instance(s): {rate:.0} decisions/s; redis-benchmark comparable EVAL with {instances} client(s): {c:.0}/s (before {b:.0}, after {a:.0}); ratio {:.2}; latency at saturation {latency}; {cpu}",
+                    rate / c
+                )
+            }
+            _ => println!("{instances} instance(s): {rate:.0} decisions/s; redis-benchmark not available; latency at saturation {latency}; {cpu}"),
         }
         println!(
             "{instances} instance(s) at {PACED_PER_SEC} plans/s offered for {PACED_SECS} s: latency {}",
