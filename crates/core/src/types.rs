@@ -4,174 +4,122 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
 
-/// A validated exchange symbol such as `BTCUSDT` (`[A-Z0-9]{2,30}`).
-///
-/// Constructing one is the only way a symbol enters the core, so every symbol downstream has
-/// already been checked.
-///
-/// Shared, not copied: a clone (every effect, guard and record names one) is a reference count,
-/// and two clones of one value compare equal without reading their text.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(try_from = "String")]
-pub struct Symbol(Arc<str>);
+/// Declares a validated identifier that shares its text (`Arc<str>`): a clone (every effect,
+/// guard and record names one) is a reference count, and two clones of one value compare equal
+/// without reading their text. `$what` names it in errors; `$parse` validates the text.
+macro_rules! shared_text_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $parse:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, Deserialize)]
+        #[serde(try_from = "String")]
+        pub struct $name(Arc<str>);
 
-impl PartialEq for Symbol {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
-    }
-}
+        impl $name {
+            /// Validates `raw`; the error says what is wrong with it.
+            pub fn parse(raw: &str) -> Result<Self, String> {
+                let check: fn(&str) -> Result<(), String> = $parse;
+                check(raw).map(|()| $name(Arc::from(raw)))
+            }
 
-impl Eq for Symbol {}
-
-impl PartialOrd for Symbol {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Symbol {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        if Arc::ptr_eq(&self.0, &other.0) {
-            std::cmp::Ordering::Equal
-        } else {
-            self.0.cmp(&other.0)
+            /// The identifier as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
         }
-    }
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+            }
+        }
+
+        impl Eq for $name {}
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                if Arc::ptr_eq(&self.0, &other.0) {
+                    std::cmp::Ordering::Equal
+                } else {
+                    self.0.cmp(&other.0)
+                }
+            }
+        }
+
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.0.hash(state);
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                $name::parse(&value).map_err(|e| format!("{} {value:?}: {e}", $what))
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> Self {
+                value.0.to_string()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-impl std::hash::Hash for Symbol {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
-    }
-}
-
-impl Serialize for Symbol {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
-
-impl Symbol {
-    /// Validates `raw` as a symbol; the error says what is wrong with it.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+shared_text_id!(
+    /// A validated exchange symbol such as `BTCUSDT` (`[A-Z0-9]{2,30}`).
+    ///
+    /// Constructing one is the only way a symbol enters the core, so every symbol downstream
+    /// has already been checked.
+    Symbol,
+    "symbol",
+    |raw| {
         let ok_len = (2..=30).contains(&raw.len());
         let ok_chars = raw
             .bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
         if ok_len && ok_chars {
-            Ok(Symbol(Arc::from(raw)))
+            Ok(())
         } else {
             Err("must be 2-30 characters of A-Z and 0-9".to_owned())
         }
     }
+);
 
-    /// The symbol as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for Symbol {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Symbol::parse(&value).map_err(|e| format!("symbol {value:?}: {e}"))
-    }
-}
-
-impl From<Symbol> for String {
-    fn from(value: Symbol) -> Self {
-        value.0.to_string()
-    }
-}
-
-impl fmt::Display for Symbol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A validated plan id (`[A-Za-z0-9_.:-]{1,128}`); it is also the order's client id.
-///
-/// Shared, not copied: a clone (every effect, guard and record names one) is a reference count,
-/// and two clones of one value compare equal without reading their text.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(try_from = "String")]
-pub struct PlanId(Arc<str>);
-
-impl PartialEq for PlanId {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
-    }
-}
-
-impl Eq for PlanId {}
-
-impl PartialOrd for PlanId {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for PlanId {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        if Arc::ptr_eq(&self.0, &other.0) {
-            std::cmp::Ordering::Equal
-        } else {
-            self.0.cmp(&other.0)
-        }
-    }
-}
-
-impl std::hash::Hash for PlanId {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
-    }
-}
-
-impl Serialize for PlanId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
-
-impl PlanId {
-    /// Validates `raw` as a plan id; the error says what is wrong with it.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+shared_text_id!(
+    /// A validated plan id (`[A-Za-z0-9_.:-]{1,128}`); it is also the order's client id.
+    PlanId,
+    "plan id",
+    |raw| {
         let ok_len = (1..=128).contains(&raw.len());
         let ok_chars = raw
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
         if ok_len && ok_chars {
-            Ok(PlanId(Arc::from(raw)))
+            Ok(())
         } else {
             Err("must be 1-128 characters of A-Z a-z 0-9 _ . : -".to_owned())
         }
     }
-
-    /// The plan id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for PlanId {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        PlanId::parse(&value).map_err(|e| format!("plan id {value:?}: {e}"))
-    }
-}
-
-impl From<PlanId> for String {
-    fn from(value: PlanId) -> Self {
-        value.0.to_string()
-    }
-}
-
-impl fmt::Display for PlanId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+);
 
 /// The direction of a position or of an open.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
