@@ -89,18 +89,19 @@ fn a_commit_naming_a_missing_text_writes_nothing() {
                      "trace_arg": trace_arg}]})
     };
     let req = serde_json::json!({"now": 1, "commits": [record("p1", 3, 4), record("p2", 5, 6)]});
-    // Texts 3 to 5 are there; text 6, the second commit's trace, is not.
-    let refused = s
-        .with_conn(|c| {
-            script
-                .arg("quantum:")
-                .arg(req.to_string())
-                .arg("{\"plan_id\":\"p1\"}")
-                .arg("[]")
-                .arg("{\"plan_id\":\"p2\"}")
-                .invoke::<Vec<i64>>(c)
+    let commit = |texts: &[&str]| {
+        s.with_conn(|c| {
+            let mut call = script.arg("quantum:");
+            call.arg(req.to_string());
+            for text in texts {
+                call.arg(*text);
+            }
+            call.invoke::<Vec<i64>>(c)
         })
-        .unwrap_err();
+    };
+    let (p1, p2) = ("{\"plan_id\":\"p1\"}", "{\"plan_id\":\"p2\"}");
+    // Texts 3 to 5 are there; text 6, the second commit's trace, is not.
+    let refused = commit(&[p1, "[]", p2]).unwrap_err();
     assert!(
         refused.to_string().contains("missing argument 6"),
         "{refused}"
@@ -111,18 +112,7 @@ fn a_commit_naming_a_missing_text_writes_nothing() {
     assert!(written.is_empty(), "{written:?}");
 
     // With every text there, the same batch commits both decisions.
-    let fences = s
-        .with_conn(|c| {
-            script
-                .arg("quantum:")
-                .arg(req.to_string())
-                .arg("{\"plan_id\":\"p1\"}")
-                .arg("[]")
-                .arg("{\"plan_id\":\"p2\"}")
-                .arg("[]")
-                .invoke::<Vec<i64>>(c)
-        })
-        .unwrap();
+    let fences = commit(&[p1, "[]", p2, "[]"]).unwrap();
     assert_eq!(fences, vec![2, 1, 2, 0]);
     let stored: Option<String> = s
         .with_conn(|c| {
