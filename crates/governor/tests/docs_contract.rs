@@ -84,7 +84,8 @@ fn every_reason_code_is_in_the_contract() {
 #[test]
 fn every_environment_name_is_in_the_contract() {
     let doc = contract();
-    let missing: Vec<&str> = governor_core::config::env_names()
+    let missing: Vec<String> = governor_core::config::env_names()
+        .into_iter()
         .map(|(env, _)| env)
         .filter(|e| !doc.contains(&format!("`{e}`")))
         .collect();

@@ -13,7 +13,7 @@ pub(super) enum EnvKind {
 use super::sections::GatesConfig;
 
 /// The environment names of docs/wire-contract.md that set a setting, and the key each one
-/// sets (the gate modes' names are [`GatesConfig::MODE_ENV`]).
+/// sets (the gate modes' names follow from `[gates]`: [`gate_mode_names`]).
 pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("GOV_ACTIVE_SLOTS_ENABLED", "slots.enabled", EnvKind::Bool),
     ("GOV_ACTIVE_SLOTS_BASE", "slots.base", EnvKind::Int),
@@ -148,24 +148,32 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
 /// `GOV_` names that are read elsewhere (secrets stay out of the config, so it can be printed).
 pub(super) const ENV_SECRETS: &[&str] = &["GOV_ADMIN_TOKEN"];
 
-/// Every environment name with the key it sets and its kind: the settings above, then the
-/// gate modes, whose names are kept beside `[gates]` ([`GatesConfig::MODE_ENV`]).
-pub(super) fn env_table() -> impl Iterator<Item = (&'static str, &'static str, EnvKind)> {
-    let settings = ENV_KEYS.iter().copied();
-    let modes = GatesConfig::MODE_ENV
-        .iter()
-        .map(|(e, k)| (*e, *k, EnvKind::Text));
-    settings.chain(modes)
+/// The environment name of every gate mode an operator may change, `GOV_GATE_<GATE>_MODE`,
+/// with its key: every field of `[gates]` but the integrity gates, which are `enforce` only.
+/// Derived from [`GatesConfig`], so a new gate's mode has its name without a row anywhere.
+fn gate_mode_names() -> impl Iterator<Item = (String, String)> {
+    let gates = toml::Table::try_from(GatesConfig::default()).expect("[gates] serializes");
+    let integrity = GatesConfig::default().integrity();
+    gates
+        .into_iter()
+        .map(|(field, _)| (format!("GOV_GATE_{}_MODE", field.to_uppercase()), field))
+        .map(|(name, field)| (name, format!("gates.{field}")))
+        .filter(move |(_, key)| integrity.iter().all(|(k, _)| k != key))
 }
 
-/// The environment variable that sets `key`, if any.
-pub fn env_name_for(key: &str) -> Option<&'static str> {
-    env_table().find(|(_, k, _)| *k == key).map(|(e, _, _)| e)
+/// Every environment name with the key it sets and its kind: the settings above, then the
+/// gate modes.
+pub(super) fn env_table() -> Vec<(String, String, EnvKind)> {
+    let settings = ENV_KEYS
+        .iter()
+        .map(|(e, k, kind)| ((*e).to_owned(), (*k).to_owned(), *kind));
+    let modes = gate_mode_names().map(|(e, k)| (e, k, EnvKind::Text));
+    settings.chain(modes).collect()
 }
 
 /// Every environment name that sets a config key, with its key (for docs and tests).
-pub fn env_names() -> impl Iterator<Item = (&'static str, &'static str)> {
-    env_table().map(|(e, k, _)| (e, k))
+pub fn env_names() -> Vec<(String, String)> {
+    env_table().into_iter().map(|(e, k, _)| (e, k)).collect()
 }
 
 /// Parses an environment value of `kind`; the error says what is allowed.

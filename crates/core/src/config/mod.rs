@@ -13,6 +13,6 @@ mod load;
 mod sections;
 mod validate;
 
-pub use env::{env_name_for, env_names};
+pub use env::env_names;
 pub use sections::*;
 pub use validate::ConfigError;

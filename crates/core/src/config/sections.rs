@@ -794,29 +794,6 @@ impl GatesConfig {
 }
 
 impl GatesConfig {
-    /// The environment name of every gate mode that may be changed, `GOV_GATE_<GATE>_MODE`,
-    /// with its key: written beside the fields so that a new gate's mode and its name are
-    /// added in one place (a test fails when a shadowable gate has none). The integrity gates
-    /// have none: they are `enforce` only.
-    pub const MODE_ENV: &'static [(&'static str, &'static str)] = &[
-        ("GOV_GATE_POLICY_MODE", "gates.policy"),
-        ("GOV_GATE_DRIFT_MODE", "gates.drift"),
-        ("GOV_GATE_KILL_SCORE_MODE", "gates.kill_score"),
-        ("GOV_GATE_COOLDOWN_MODE", "gates.cooldown"),
-        ("GOV_GATE_RATE_LIMIT_MODE", "gates.rate_limit"),
-        ("GOV_GATE_SLOTS_MODE", "gates.slots"),
-        ("GOV_GATE_CORRELATION_MODE", "gates.correlation"),
-        ("GOV_GATE_MARGIN_MODE", "gates.margin"),
-        ("GOV_GATE_FUND_CAPS_MODE", "gates.fund_caps"),
-        ("GOV_GATE_CAPITAL_MODE", "gates.capital"),
-        ("GOV_GATE_DRAWDOWN_HALT_MODE", "gates.drawdown_halt"),
-        ("GOV_GATE_LOSS_STREAK_MODE", "gates.loss_streak"),
-        ("GOV_GATE_PRICE_COLLAR_MODE", "gates.price_collar"),
-        ("GOV_GATE_LEVERAGE_CAP_MODE", "gates.leverage_cap"),
-        ("GOV_GATE_SIDE_SLOTS_MODE", "gates.side_slots"),
-        ("GOV_GATE_SUBMIT_THROTTLE_MODE", "gates.submit_throttle"),
-    ];
-
     /// The integrity gates, which accept `enforce` only, with their modes.
     pub fn integrity(&self) -> [(&'static str, GateMode); 4] {
         [

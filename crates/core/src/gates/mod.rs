@@ -17,8 +17,8 @@
 //!    [`OPEN_PATH`] or [`CLOSE_PATH`], and its arm in [`Pipeline::check`].
 //! 3. `reason.rs`: its reason code(s), in `BlockReason` and `BlockReason::ALL`.
 //! 4. `config/sections.rs`: its settings (a field of an existing section, or a new section in
-//!    `Config`), their defaults and validation, its mode in `GatesConfig` and the mode's
-//!    `GOV_GATE_<GATE>_MODE` row in `GatesConfig::MODE_ENV` (a test fails without it).
+//!    `Config`), their defaults and validation, and its mode in `GatesConfig` (the mode's
+//!    environment name, `GOV_GATE_<GATE>_MODE`, follows from the field).
 //! 5. `docs/wire-contract.md`: the reason code(s) and the environment names (the docs test
 //!    fails until they are documented).
 //!
