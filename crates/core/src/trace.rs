@@ -78,7 +78,7 @@ impl Serialize for Fact {
 /// per decision, 8 → 26.8k, a `Vec` per line → 31.8k).
 const INLINE_FACTS: usize = 4;
 
-/// A trace line's facts: inline up to [`INLINE_FACTS`], so that most of a decision's twenty-odd
+/// A trace line's facts: inline up to `INLINE_FACTS`, so that most of a decision's twenty-odd
 /// lines do not allocate.
 pub type Facts = smallvec::SmallVec<[(&'static str, Fact); INLINE_FACTS]>;
 
