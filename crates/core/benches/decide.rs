@@ -1,9 +1,11 @@
 //! `decide` for an open on an account with 10 positions: correlation against each (100 aligned
-//! returns), regime from cached indicators, every gate passing so every gate runs.
+//! returns), regime from cached indicators, every symbol with BTCUSDT's real leverage brackets
+//! (the liquidation gates project the account), every gate passing so every gate runs.
 //! Run: `cargo bench -p governor-core --bench decide`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use governor_core::book::{Book, LedgerPosition};
+use governor_core::market::brackets::parse_binance;
 use governor_core::market::correlation::CorrelationCache;
 use governor_core::market::{Kline, SymbolMarket, BAR_MS};
 use governor_core::snapshot::{CapitalState, ExchangePosition, ExchangeState, Policy, Snapshot};
@@ -42,16 +44,18 @@ fn series(seed: u64) -> Vec<Kline> {
 fn setup() -> (Plan, Snapshot, Config, Timestamp) {
     let names: Vec<String> = (0..11).map(|i| format!("SYM{i}USDT")).collect();
     let symbols: Vec<Symbol> = names.iter().map(|n| Symbol::parse(n).unwrap()).collect();
+    let btc = Symbol::parse("BTCUSDT").unwrap();
+    let tiers = parse_binance(include_str!("../../../data/klines/leverage-brackets.json")).unwrap()
+        [&btc]
+        .clone();
+    let summary = |seed| {
+        let m = SymbolMarket::from_klines(&series(seed), 200).unwrap();
+        Arc::new(m.with_brackets(Some(tiers.clone())))
+    };
     let mut market = BTreeMap::new();
-    market.insert(
-        Symbol::parse("BTCUSDT").unwrap(),
-        Arc::new(SymbolMarket::from_klines(&series(999), 200).unwrap()),
-    );
+    market.insert(btc, summary(999));
     for (i, s) in symbols.iter().enumerate() {
-        market.insert(
-            s.clone(),
-            Arc::new(SymbolMarket::from_klines(&series(i as u64 + 1), 200).unwrap()),
-        );
+        market.insert(s.clone(), summary(i as u64 + 1));
     }
     let mut book = Book::default();
     let mut positions = BTreeMap::new();

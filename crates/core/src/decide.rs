@@ -645,7 +645,7 @@ fn finish(
         Verdict::Allow { qty, .. } => Some(
             Event::new("PLAN_ALLOWED", &plan.plan_id, &plan.symbol, ctx.now)
                 .with("action", plan.action.as_str())
-                .with("qty", qty),
+                .with("qty", *qty),
         ),
         Verdict::Block { reason, .. } => Some(
             Event::new("PLAN_BLOCKED", &plan.plan_id, &plan.symbol, ctx.now)

@@ -39,13 +39,19 @@ pub struct Event {
     /// `PLAN_ALLOWED`, `ROTATION_COMPLETE`, …
     pub event: &'static str,
     /// The plan it is about.
-    pub plan_id: String,
-    /// The symbol it is about.
-    pub symbol: String,
+    pub plan_id: PlanId,
+    /// The symbol it is about (`None`: the account as a whole, written as an empty symbol).
+    #[serde(serialize_with = "symbol_or_empty")]
+    pub symbol: Option<Symbol>,
     /// When.
     pub ts: Timestamp,
     /// The event's own fields.
-    pub fields: Vec<(&'static str, String)>,
+    pub fields: Vec<(&'static str, EventValue)>,
+}
+
+/// An event's symbol as the stream writes it: empty for the account as a whole.
+fn symbol_or_empty<S: serde::Serializer>(symbol: &Option<Symbol>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(symbol.as_ref().map_or("", Symbol::as_str))
 }
 
 impl Event {
@@ -53,17 +59,127 @@ impl Event {
     pub fn new(event: &'static str, plan_id: &PlanId, symbol: &Symbol, ts: Timestamp) -> Self {
         Event {
             event,
-            plan_id: plan_id.to_string(),
-            symbol: symbol.to_string(),
+            plan_id: plan_id.clone(),
+            symbol: Some(symbol.clone()),
             ts,
             fields: Vec::new(),
         }
     }
 
     /// Adds a field.
-    pub fn with(mut self, name: &'static str, value: impl ToString) -> Self {
-        self.fields.push((name, value.to_string()));
+    pub fn with(mut self, name: &'static str, value: impl Into<EventValue>) -> Self {
+        self.fields.push((name, value.into()));
         self
+    }
+
+    /// The symbol as written on the events stream (empty for the account as a whole).
+    pub fn symbol_text(&self) -> &str {
+        self.symbol.as_ref().map_or("", Symbol::as_str)
+    }
+
+    /// The value of the field `name`, as text.
+    pub fn field(&self, name: &str) -> Option<String> {
+        self.fields
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+/// An event field's value, kept as it is until the event is written: a decision does not spend
+/// its time formatting numbers into strings (the store and the log write them, as text).
+#[derive(Clone, Debug, PartialEq)]
+pub enum EventValue {
+    /// A fixed word (a code, a state).
+    Word(&'static str),
+    /// Text.
+    Text(String),
+    /// A symbol.
+    Symbol(Symbol),
+    /// A plan id.
+    PlanId(PlanId),
+    /// A number, written as Rust's shortest round-trip form.
+    Num(f64),
+    /// A count or a fence.
+    Count(u64),
+    /// A signed integer (a time in ms).
+    Int(i64),
+}
+
+impl std::fmt::Display for EventValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EventValue::Word(w) => f.write_str(w),
+            EventValue::Text(t) => f.write_str(t),
+            EventValue::Symbol(s) => f.write_str(s.as_str()),
+            EventValue::PlanId(p) => f.write_str(p.as_str()),
+            EventValue::Num(n) => write!(f, "{n}"),
+            EventValue::Count(n) => write!(f, "{n}"),
+            EventValue::Int(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl EventValue {
+    /// The value as text, borrowed when it already is text.
+    pub fn as_text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            EventValue::Word(w) => std::borrow::Cow::Borrowed(w),
+            EventValue::Text(t) => std::borrow::Cow::Borrowed(t),
+            EventValue::Symbol(s) => std::borrow::Cow::Borrowed(s.as_str()),
+            EventValue::PlanId(p) => std::borrow::Cow::Borrowed(p.as_str()),
+            EventValue::Num(n) => std::borrow::Cow::Owned(n.to_string()),
+            EventValue::Count(n) => std::borrow::Cow::Owned(n.to_string()),
+            EventValue::Int(n) => std::borrow::Cow::Owned(n.to_string()),
+        }
+    }
+}
+
+impl Serialize for EventValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_text())
+    }
+}
+
+impl From<&'static str> for EventValue {
+    fn from(w: &'static str) -> Self {
+        EventValue::Word(w)
+    }
+}
+
+impl From<String> for EventValue {
+    fn from(t: String) -> Self {
+        EventValue::Text(t)
+    }
+}
+
+impl From<&Symbol> for EventValue {
+    fn from(s: &Symbol) -> Self {
+        EventValue::Symbol(s.clone())
+    }
+}
+
+impl From<&PlanId> for EventValue {
+    fn from(p: &PlanId) -> Self {
+        EventValue::PlanId(p.clone())
+    }
+}
+
+impl From<f64> for EventValue {
+    fn from(n: f64) -> Self {
+        EventValue::Num(n)
+    }
+}
+
+impl From<i64> for EventValue {
+    fn from(n: i64) -> Self {
+        EventValue::Int(n)
+    }
+}
+
+impl From<u64> for EventValue {
+    fn from(n: u64) -> Self {
+        EventValue::Count(n)
     }
 }
 

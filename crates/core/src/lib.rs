@@ -20,6 +20,7 @@ pub mod fields;
 pub mod gates;
 pub mod harvest_action;
 pub mod heat;
+pub mod liquidation;
 pub mod market;
 pub mod plan;
 pub mod reason;

@@ -45,11 +45,14 @@ pub enum BlockReason {
     ExchangeClockOffset,
     StateRecordCorrupt,
     LeverageAboveCap,
+    LeverageAboveBracket,
+    LiquidationTooClose,
+    AccountMarginRatio,
 }
 
 impl BlockReason {
     /// Every reason, in the order of docs/wire-contract.md (for metrics and reports that list them all).
-    pub const ALL: [BlockReason; 33] = [
+    pub const ALL: [BlockReason; 36] = [
         BlockReason::KillSwitch,
         BlockReason::TradingStateReducing,
         BlockReason::ActiveSlotsNoPolicy,
@@ -83,6 +86,9 @@ impl BlockReason {
         BlockReason::ExchangeClockOffset,
         BlockReason::StateRecordCorrupt,
         BlockReason::LeverageAboveCap,
+        BlockReason::LeverageAboveBracket,
+        BlockReason::LiquidationTooClose,
+        BlockReason::AccountMarginRatio,
     ];
 
     /// The stable wire code.
@@ -123,6 +129,9 @@ impl BlockReason {
             BlockReason::ExchangeClockOffset => "exchange_clock_offset",
             BlockReason::StateRecordCorrupt => "state_record_corrupt",
             BlockReason::LeverageAboveCap => "leverage_above_cap",
+            BlockReason::LeverageAboveBracket => "leverage_above_bracket",
+            BlockReason::LiquidationTooClose => "liquidation_too_close",
+            BlockReason::AccountMarginRatio => "account_margin_ratio",
         }
     }
 }

@@ -58,6 +58,13 @@ pub enum Fact {
     Missing,
 }
 
+impl Fact {
+    /// A number, or `Missing` when there is none.
+    pub fn opt_num(value: Option<f64>) -> Fact {
+        value.map_or(Fact::Missing, Fact::Num)
+    }
+}
+
 impl Serialize for Fact {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -107,6 +114,18 @@ impl TraceLine {
         }
     }
 
+    /// A line for `gate` with its `facts` gathered beforehand: a gate that writes more facts
+    /// than fit inline allocates once, and the line is not moved once per fact.
+    #[inline(always)]
+    pub fn with_facts(gate: &'static str, outcome: Outcome, facts: Facts) -> Self {
+        TraceLine {
+            gate,
+            outcome,
+            facts,
+            note: None,
+        }
+    }
+
     /// Adds a numeric fact.
     #[inline(always)]
     pub fn num(mut self, name: &'static str, value: f64) -> Self {
@@ -146,8 +165,7 @@ impl TraceLine {
     /// Adds an optional number: `Missing` when absent, so absence is visible, never a zero.
     #[inline(always)]
     pub fn opt_num(mut self, name: &'static str, value: Option<f64>) -> Self {
-        self.facts
-            .push((name, value.map(Fact::Num).unwrap_or(Fact::Missing)));
+        self.facts.push((name, Fact::opt_num(value)));
         self
     }
 

@@ -49,6 +49,10 @@ enum Command {
         /// change) or enforce. Unless off, the report compares enforce against off.
         #[arg(long, value_enum, default_value_t = replay::HeatReplay::Shadow)]
         heat: replay::HeatReplay,
+        /// The leverage the sample signals ask for (1–125): both accounts trade it, so a high
+        /// one shows what over-leverage does to the ungoverned account.
+        #[arg(long, default_value_t = 5)]
+        signal_leverage: u32,
     },
     /// Configuration commands.
     Config {
@@ -396,6 +400,7 @@ fn main() -> anyhow::Result<ExitCode> {
             capital,
             quiet,
             heat,
+            signal_leverage,
         } => {
             let cfg = match config_or_exit(config.as_deref())? {
                 Ok(cfg) => cfg,
@@ -404,7 +409,15 @@ fn main() -> anyhow::Result<ExitCode> {
             if !(capital.is_finite() && capital > 0.0) {
                 anyhow::bail!("--capital {capital}: must be a finite number of USDT above 0");
             }
+            if !(1..=125).contains(&signal_leverage) {
+                anyhow::bail!("--signal-leverage {signal_leverage}: must be from 1 to 125");
+            }
+            let defaults = ReplayOptions::default();
             let opts = ReplayOptions {
+                signals: replay::SignalConfig {
+                    leverage: signal_leverage,
+                    ..defaults.signals
+                },
                 data_dir: data,
                 out_dir: out.clone(),
                 from,
@@ -412,7 +425,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 initial_equity: capital,
                 progress: !quiet,
                 heat,
-                ..ReplayOptions::default()
+                ..defaults
             };
             let started = std::time::Instant::now();
             let (result, heat_compare) = replay::run_with_comparison(&cfg, &opts)?;

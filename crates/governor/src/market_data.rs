@@ -1,7 +1,9 @@
-//! Recorded klines on disk: a directory of `<SYMBOL>-1h.csv` files, loaded and checked, and
-//! turned into the per-symbol summaries a decision reads at a given time.
+//! Recorded market data on disk: a directory of `<SYMBOL>-1h.csv` files and, beside them, the
+//! symbols' leverage brackets (`leverage-brackets.json`), loaded and checked, and turned into
+//! the per-symbol summaries a decision reads at a given time.
 
 use anyhow::{bail, Context};
+use governor_core::market::brackets::{parse_binance, BracketTable};
 use governor_core::market::correlation::CorrelationCache;
 use governor_core::market::csv::parse_klines;
 use governor_core::market::{Kline, SymbolMarket};
@@ -49,6 +51,49 @@ pub fn load_klines_dir(dir: &Path) -> anyhow::Result<BTreeMap<Symbol, Vec<Kline>
     Ok(out)
 }
 
+/// The file of leverage brackets beside the klines, in the shape of Binance's
+/// `GET /fapi/v1/leverageBracket` answer.
+pub const BRACKETS_FILE: &str = "leverage-brackets.json";
+
+/// Loads `dir/leverage-brackets.json`. A missing file is an empty table (every open then fails
+/// closed for want of tiers, and the caller says so); a file that does not read whole is an
+/// error naming the file and what is wrong in it.
+pub fn load_brackets(dir: &Path) -> anyhow::Result<BracketTable> {
+    let path = dir.join(BRACKETS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BracketTable::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    parse_binance(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// A recorded market: the klines of `dir` and their leverage brackets. Symbols with klines but
+/// no brackets are named in a `MARKET_BRACKETS_MISSING` line (their opens fail closed).
+pub type Recorded = (BTreeMap<Symbol, Vec<Kline>>, BracketTable);
+
+/// Loads [`Recorded`] from `dir`.
+pub fn load_recorded(dir: &Path) -> anyhow::Result<Recorded> {
+    let klines = load_klines_dir(dir)?;
+    let brackets = load_brackets(dir)?;
+    let missing: Vec<&str> = klines
+        .keys()
+        .filter(|s| !brackets.contains_key(*s))
+        .map(Symbol::as_str)
+        .collect();
+    if !missing.is_empty() {
+        crate::logfmt::line(
+            "MARKET_BRACKETS_MISSING",
+            &[
+                ("dir", dir.display().to_string()),
+                ("symbols", missing.join(",")),
+                ("effect", "opens_refused_market_data_unavailable".to_owned()),
+            ],
+        );
+    }
+    Ok((klines, brackets))
+}
+
 /// The bars of `klines` that have closed by `now` (oldest first).
 pub fn closed_by(klines: &[Kline], now: Timestamp) -> &[Kline] {
     let end = klines.partition_point(|k| k.close_time() <= now);
@@ -56,10 +101,12 @@ pub fn closed_by(klines: &[Kline], now: Timestamp) -> &[Kline] {
 }
 
 /// Per-symbol summaries as of `now`: only closed bars, indicators over the last
-/// [`FEATURE_LOOKBACK`] of them, `keep_returns` returns for correlation. Symbols with no
-/// closed bar yet are absent (a decision needing them fails closed).
+/// [`FEATURE_LOOKBACK`] of them, `keep_returns` returns for correlation, and the symbol's
+/// leverage brackets. Symbols with no closed bar yet are absent (a decision needing them fails
+/// closed).
 pub fn summaries_at(
     klines: &BTreeMap<Symbol, Vec<Kline>>,
+    brackets: &BracketTable,
     now: Timestamp,
     keep_returns: usize,
 ) -> BTreeMap<Symbol, Arc<SymbolMarket>> {
@@ -68,7 +115,9 @@ pub fn summaries_at(
         .filter_map(|(symbol, series)| {
             let closed = closed_by(series, now);
             let window = &closed[closed.len().saturating_sub(FEATURE_LOOKBACK)..];
-            SymbolMarket::from_klines(window, keep_returns).map(|m| (symbol.clone(), Arc::new(m)))
+            let summary = SymbolMarket::from_klines(window, keep_returns)?
+                .with_brackets(brackets.get(symbol).cloned());
+            Some((symbol.clone(), Arc::new(summary)))
         })
         .collect()
 }
@@ -77,10 +126,11 @@ pub fn summaries_at(
 /// `window` returns, both computed once for the bar.
 pub fn market_at(
     klines: &BTreeMap<Symbol, Vec<Kline>>,
+    brackets: &BracketTable,
     now: Timestamp,
     window: usize,
 ) -> (BTreeMap<Symbol, Arc<SymbolMarket>>, Arc<CorrelationCache>) {
-    let market = summaries_at(klines, now, 2 * window);
+    let market = summaries_at(klines, brackets, now, 2 * window);
     let correlations = Arc::new(CorrelationCache::build(&market, window));
     (market, correlations)
 }

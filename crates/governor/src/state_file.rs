@@ -2,7 +2,7 @@
 //! decision is evaluated against. Documented in the README; unknown fields are refused.
 
 use crate::inputs::MarketInputs;
-use crate::market_data::{load_klines_dir, market_at};
+use crate::market_data::{load_recorded, market_at};
 use crate::store::memory::StoreState;
 use anyhow::{bail, Context};
 use governor_core::book::Book;
@@ -87,11 +87,11 @@ pub fn load(path: Option<&Path>, window: usize) -> anyhow::Result<LoadedState> {
         PolicyField::List(list) => serde_json::to_string(list).expect("a list serializes"),
         PolicyField::Raw(raw) => raw.clone(),
     });
-    let klines = match &file.klines_dir {
+    let (klines, brackets) = match &file.klines_dir {
         None => Default::default(),
         Some(dir) => {
             let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
-            load_klines_dir(&base.join(dir))?
+            load_recorded(&base.join(dir))?
         }
     };
     let newest = klines
@@ -103,7 +103,7 @@ pub fn load(path: Option<&Path>, window: usize) -> anyhow::Result<LoadedState> {
         (None, Some(t)) => t,
         (None, None) => bail!("state file: give now_ms (no klines to take the time from)"),
     };
-    let (market, correlations) = market_at(&klines, now, window);
+    let (market, correlations) = market_at(&klines, &brackets, now, window);
     let inputs = MarketInputs {
         exchange: file.exchange,
         market,

@@ -61,6 +61,21 @@ fn every_endpoint_reads_binances_documented_answer() {
         ),
         (0.1, 0.001, 0.001, 100.0)
     );
+    let brackets = c.leverage_brackets().unwrap();
+    let eth = brackets[&sym("ETHUSDT")].tier_for(9_999.0).unwrap().1;
+    assert_eq!(
+        (
+            eth.initial_leverage,
+            eth.notional_cap,
+            eth.maint_margin_ratio,
+            eth.cum
+        ),
+        (75, 10_000.0, 0.0065, 0.0)
+    );
+    assert!(
+        brackets[&sym("ETHUSDT")].tier_for(10_000.0).is_none(),
+        "the documented answer lists one tier"
+    );
     assert_eq!(c.used_weight(), 17, "the weight header is tracked");
     assert!(matches!(
         c.filters(&sym("ETHUSDT")),
@@ -327,4 +342,47 @@ fn klines_are_fetched_once_per_bar_and_stale_data_fails_closed_with_its_age() {
     );
     let trace = decision.trace.to_json();
     assert!(trace.contains("kline_age_secs"), "{trace}");
+}
+
+#[test]
+fn leverage_brackets_are_fetched_at_start_then_hourly_and_a_failure_keeps_the_last_good_table() {
+    use quantum_governor::clock::wall_clock;
+    use quantum_governor::exchange::binance::market::BinanceMarket;
+    use quantum_governor::inputs::InputsSource;
+    let fake = FakeBinance::start(Some(&bundled()));
+    let gateway = Canned {
+        status: 503,
+        headers: vec![],
+        body: "<html>502 Bad Gateway</html>".to_owned(),
+    };
+    fake.inject("/fapi/v1/leverageBracket", gateway.clone());
+    let venue = BinanceVenue {
+        client: Arc::new(client(&fake)),
+    };
+    let symbols = vec![sym("BTCUSDT"), sym("ETHUSDT")];
+    let market = BinanceMarket::new(venue, Arc::new(move || symbols.clone()), 100);
+    let eth_tiers = |at: i64| {
+        market.inputs(Timestamp(at)).market[&sym("ETHUSDT")]
+            .brackets
+            .clone()
+    };
+    let now = wall_clock().millis();
+    // Never fetched: no tiers, so opens fail closed (the sizing gate's own test shows how).
+    assert_eq!(eth_tiers(now), None);
+    assert_eq!(fake.hits("GET /fapi/v1/leverageBracket"), 1);
+    // Not retried within the minute; retried after it, and read whole.
+    assert_eq!(eth_tiers(now + 59_000), None);
+    assert_eq!(fake.hits("GET /fapi/v1/leverageBracket"), 1);
+    let tiers = eth_tiers(now + 61_000).expect("fetched");
+    assert_eq!(tiers.tier_for(299_999.0).unwrap().1.initial_leverage, 150);
+    assert_eq!(fake.hits("GET /fapi/v1/leverageBracket"), 2);
+    // Kept for the hour; an hour later fetched again. That answer is bad (a negative `cum`):
+    // refused whole, and the last good table stays.
+    assert!(eth_tiers(now + 61_000 + 3_599_000).is_some());
+    assert_eq!(fake.hits("GET /fapi/v1/leverageBracket"), 2);
+    let bad = r#"[{"symbol":"ETHUSDT","brackets":[{"bracket":1,"initialLeverage":75,
+        "notionalCap":10000,"notionalFloor":0,"maintMarginRatio":0.0065,"cum":-1}]}]"#;
+    fake.inject("/fapi/v1/leverageBracket", Canned::ok(bad.to_owned()));
+    assert_eq!(eth_tiers(now + 61_000 + 3_600_000), Some(tiers));
+    assert_eq!(fake.hits("GET /fapi/v1/leverageBracket"), 3);
 }

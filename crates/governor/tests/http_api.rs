@@ -325,13 +325,7 @@ async fn trading_state_changes_need_the_admin_token_and_are_recorded() {
         .into_iter()
         .find(|e| e.event == "TRADING_STATE_CHANGED")
         .unwrap();
-    let field = |k: &str| {
-        event
-            .fields
-            .iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.clone())
-    };
+    let field = |k: &str| event.field(k);
     assert_eq!(field("by").as_deref(), Some("operator:alice"));
     assert_eq!(field("to").as_deref(), Some("HALTED"));
     assert_eq!(field("reason").as_deref(), Some("exchange incident"));

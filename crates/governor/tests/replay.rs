@@ -223,3 +223,56 @@ fn the_regime_reference_must_be_in_the_data() {
         "{err}"
     );
 }
+
+/// The whole bundled data with the sample signals at 20x, isolated margin; the liquidation
+/// gates enforced or off.
+fn at_20x_isolated(out: &std::path::Path, gates_on: bool) -> replay::ReplayResult {
+    use governor_core::config::{GateMode, MarginMode};
+    let mut cfg = Config::default();
+    cfg.liquidation.margin_mode = MarginMode::Isolated;
+    if !gates_on {
+        cfg.gates.liquidation_distance = GateMode::Off;
+        cfg.gates.account_margin_ratio = GateMode::Off;
+    }
+    let mut opts = ReplayOptions {
+        data_dir: data(),
+        out_dir: out.to_path_buf(),
+        write_journal: false,
+        heat: replay::HeatReplay::Off,
+        ..ReplayOptions::default()
+    };
+    opts.signals.leverage = 20;
+    replay::run(&cfg, &opts).unwrap()
+}
+
+#[test]
+fn at_20x_isolated_the_ungoverned_account_is_liquidated_and_the_governed_one_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = at_20x_isolated(dir.path(), true);
+    assert!(
+        !r.liquidations_ungoverned.is_empty(),
+        "the same signals without a governor are liquidated"
+    );
+    assert!(
+        r.liquidations_governed.is_empty(),
+        "{:?}",
+        r.liquidations_governed
+    );
+    assert!(r.blocks.get("liquidation_too_close").copied().unwrap_or(0) > 0);
+    // Each liquidation lost the position's margin (its notional at entry / 20) and no more:
+    // the loss never exceeds 5 % of the notional at the liquidation price by much.
+    for l in &r.liquidations_ungoverned {
+        let at_liquidation = l.qty * l.price;
+        assert!(l.loss < 0.0 && -l.loss < at_liquidation * 0.06, "{l:?}");
+    }
+}
+
+#[test]
+fn a_governed_position_the_exchange_liquidates_leaves_the_ledger() {
+    // With the liquidation gates off, 20x isolated positions are permitted and some are
+    // liquidated: the ledger follows the exchange (no phantom position holds a slot).
+    let dir = tempfile::tempdir().unwrap();
+    let r = at_20x_isolated(dir.path(), false);
+    assert!(!r.liquidations_governed.is_empty());
+    assert!(r.ledger_matches_exchange);
+}

@@ -143,6 +143,22 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         EnvKind::Int,
     ),
     ("GOV_MAX_LEVERAGE", "leverage.max", EnvKind::Int),
+    ("GOV_MARGIN_MODE", "liquidation.margin_mode", EnvKind::Text),
+    (
+        "GOV_LIQUIDATION_MIN_DISTANCE_PCT",
+        "liquidation.min_distance_pct",
+        EnvKind::Float,
+    ),
+    (
+        "GOV_LIQUIDATION_MIN_DISTANCE_SIGMAS",
+        "liquidation.min_distance_sigmas",
+        EnvKind::Float,
+    ),
+    (
+        "GOV_MAX_ACCOUNT_MARGIN_RATIO",
+        "liquidation.max_account_margin_ratio",
+        EnvKind::Float,
+    ),
 ];
 
 /// `GOV_` names that are read elsewhere (secrets stay out of the config, so it can be printed).

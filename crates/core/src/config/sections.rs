@@ -622,6 +622,8 @@ pub struct Config {
     pub price_collar: PriceCollarConfig,
     /// The account's leverage cap.
     pub leverage: LeverageConfig,
+    /// Liquidation distance and the account margin ratio.
+    pub liquidation: LiquidationConfig,
     /// Optional long/short slot maxima.
     pub side_slots: SideSlotsConfig,
     /// Submit throttle.
@@ -651,6 +653,7 @@ impl Default for Config {
             loss_streak: LossStreakConfig::default(),
             price_collar: PriceCollarConfig::default(),
             leverage: LeverageConfig::default(),
+            liquidation: LiquidationConfig::default(),
             side_slots: SideSlotsConfig::default(),
             throttle: ThrottleConfig::default(),
         }
@@ -682,6 +685,7 @@ impl Config {
         self.loss_streak.validate(&mut v);
         self.price_collar.validate(&mut v);
         self.leverage.validate(&mut v);
+        self.liquidation.validate(&mut v);
         self.side_slots.validate(&mut v);
         self.throttle.validate(&mut v);
         self.heat.validate(&mut v);
@@ -744,6 +748,9 @@ pub struct GatesConfig {
     pub loss_streak: GateMode,
     pub price_collar: GateMode,
     pub leverage_cap: GateMode,
+    pub leverage_bracket: GateMode,
+    pub liquidation_distance: GateMode,
+    pub account_margin_ratio: GateMode,
     pub side_slots: GateMode,
     pub submit_throttle: GateMode,
 }
@@ -770,6 +777,9 @@ impl Default for GatesConfig {
             loss_streak: e,
             price_collar: e,
             leverage_cap: e,
+            leverage_bracket: e,
+            liquidation_distance: e,
+            account_margin_ratio: e,
             side_slots: e,
             submit_throttle: e,
         }
@@ -944,6 +954,80 @@ impl LeverageConfig {
     /// Checks the ranges of `[leverage]`.
     pub(super) fn validate(&self, v: &mut Validator) {
         v.int("leverage.max", self.max.into(), 1, 125);
+    }
+}
+
+/// How the account margins its positions (Binance's `marginType`; one-way position mode).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MarginMode {
+    /// One wallet backs every position (Binance's default).
+    Cross,
+    /// Each position is backed by its own margin only.
+    Isolated,
+}
+
+impl MarginMode {
+    /// The name in the config and the trace.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MarginMode::Cross => "cross",
+            MarginMode::Isolated => "isolated",
+        }
+    }
+}
+
+/// Liquidation distance and account margin ratio (`[liquidation]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiquidationConfig {
+    /// The account's margin mode, which decides what backs a position against liquidation.
+    pub margin_mode: MarginMode,
+    /// An open's projected liquidation price must be at least this far from the mark (a
+    /// fraction of the mark)…
+    pub min_distance_pct: f64,
+    /// …and at least this many of the symbol's daily volatilities (from its ATR) away; 0 turns
+    /// the volatility part off.
+    pub min_distance_sigmas: f64,
+    /// No open that would take Binance's account margin ratio (maintenance margin over margin
+    /// balance; liquidation at 1) above this.
+    pub max_account_margin_ratio: f64,
+}
+
+impl Default for LiquidationConfig {
+    fn default() -> Self {
+        LiquidationConfig {
+            margin_mode: MarginMode::Cross,
+            min_distance_pct: 0.05,
+            min_distance_sigmas: 3.0,
+            max_account_margin_ratio: 0.05,
+        }
+    }
+}
+
+impl LiquidationConfig {
+    /// Checks the ranges of `[liquidation]`.
+    pub(super) fn validate(&self, v: &mut Validator) {
+        v.num(
+            "liquidation.min_distance_pct",
+            self.min_distance_pct,
+            0.0,
+            1.0,
+        );
+        let sigmas = self.min_distance_sigmas;
+        if !(sigmas.is_finite() && (0.0..=20.0).contains(&sigmas)) {
+            v.push(
+                "liquidation.min_distance_sigmas",
+                sigmas.to_string(),
+                "a number from 0 to 20".to_owned(),
+            );
+        }
+        v.num(
+            "liquidation.max_account_margin_ratio",
+            self.max_account_margin_ratio,
+            0.0,
+            1.0,
+        );
     }
 }
 

@@ -3,6 +3,7 @@
 //! stage table in `gates/mod.rs`, so the arrows between them point one way.
 
 use crate::config::Config;
+use crate::market::brackets::LeverageBrackets;
 use crate::plan::Plan;
 use crate::reason::BlockReason;
 use crate::snapshot::Snapshot;
@@ -56,6 +57,8 @@ pub struct Candidate {
     pub notional: f64,
     /// Leverage.
     pub leverage: u32,
+    /// The symbol's leverage brackets.
+    pub brackets: LeverageBrackets,
 }
 
 /// `value <= cap`, forgiving the last bits of floating-point rounding: `qty × price` computed
@@ -153,7 +156,8 @@ pub(crate) mod testing {
         }
     }
 
-    /// A market summary whose newest bar closed at `NOW` at `last_close`.
+    /// A market summary whose newest bar closed at `NOW` at `last_close`, with BTCUSDT's first
+    /// three leverage brackets.
     pub fn market(last_close: f64, returns: Vec<(Timestamp, f64)>) -> std::sync::Arc<SymbolMarket> {
         std::sync::Arc::new(SymbolMarket {
             last_bar_close: NOW,
@@ -161,6 +165,7 @@ pub(crate) mod testing {
             bars: returns.len() + 1,
             features: None,
             returns,
+            brackets: Some(crate::market::brackets::testing::btc()),
         })
     }
 
@@ -204,6 +209,7 @@ pub(crate) mod testing {
             price: 100.0,
             notional,
             leverage,
+            brackets: crate::market::brackets::testing::btc(),
         }
     }
 

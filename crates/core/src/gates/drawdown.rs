@@ -104,7 +104,7 @@ pub fn halt_effects(
                 .with("from", TradingState::Active.as_str())
                 .with("to", TradingState::Reducing.as_str())
                 .with("reason", BlockReason::DrawdownHalt.code())
-                .with("detail", detail)
+                .with("detail", detail.to_owned())
                 .with("by", "governor"),
         ),
     ]

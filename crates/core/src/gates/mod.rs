@@ -28,6 +28,7 @@
 //! A gate whose condition the store must re-check at commit (a count, a slot) also adds its
 //! `Guard` in `decide.rs`; a gate that only reads the plan and the snapshot does not.
 
+pub mod account_margin;
 pub mod cadence;
 pub mod capital;
 pub mod close;
@@ -39,11 +40,14 @@ pub mod exchange_clock;
 pub mod funds;
 pub mod kill_score;
 pub mod leverage;
+pub mod leverage_bracket;
+pub mod liquidation_distance;
 pub mod loss_streak;
 pub mod mode;
 pub mod policy;
 pub mod portfolio;
 pub mod price_collar;
+pub mod projection;
 pub mod sizing;
 pub mod slots;
 pub mod state_records;
@@ -59,6 +63,7 @@ use crate::types::Side;
 use close::ClosingPosition;
 use mode::Gatekeeper;
 use portfolio::{HoldingKind, Portfolio};
+use projection::Projection;
 use slots::{RotationChoice, SlotBudget, SlotUse};
 
 /// Declares [`Gate`] and [`Gate::ALL`] from one list, so that no gate can be missing from ALL.
@@ -108,6 +113,8 @@ gates! {
     Sizing,
     /// Leverage against the account's cap.
     LeverageCap,
+    /// Leverage against the exchange's tier for the post-fill notional.
+    LeverageBracket,
     /// Limit price against the mark.
     PriceCollar,
     /// Slot occupancy and the opposite-side rule.
@@ -120,6 +127,10 @@ gates! {
     Correlation,
     /// Initial margin against equity.
     Margin,
+    /// The projected liquidation price against the mark.
+    LiquidationDistance,
+    /// The account's maintenance margin against its margin balance.
+    AccountMarginRatio,
     /// Position count and notional caps.
     FundCaps,
     /// The account's capital allocation.
@@ -270,6 +281,12 @@ impl Gate {
                 Some("leverage"),
                 &[R::LeverageAboveCap],
             ),
+            Gate::LeverageBracket => row(
+                "leverage_bracket",
+                Configurable("leverage_bracket", |g| g.leverage_bracket),
+                None,
+                &[R::LeverageAboveBracket],
+            ),
             Gate::PriceCollar => row(
                 "price_collar",
                 Configurable("price_collar", |g| g.price_collar),
@@ -305,6 +322,18 @@ impl Gate {
                 Configurable("margin", |g| g.margin),
                 Some("funds"),
                 &[R::MarginCap],
+            ),
+            Gate::LiquidationDistance => row(
+                "liquidation_distance",
+                Configurable("liquidation_distance", |g| g.liquidation_distance),
+                Some("liquidation"),
+                &[R::LiquidationTooClose, R::MarketDataUnavailable],
+            ),
+            Gate::AccountMarginRatio => row(
+                "account_margin_ratio",
+                Configurable("account_margin_ratio", |g| g.account_margin_ratio),
+                Some("liquidation"),
+                &[R::AccountMarginRatio, R::MarketDataUnavailable],
             ),
             Gate::FundCaps => row(
                 "fund_caps",
@@ -364,12 +393,15 @@ pub const OPEN_PATH: &[Gate] = &[
     Gate::Regime,
     Gate::Sizing,
     Gate::LeverageCap,
+    Gate::LeverageBracket,
     Gate::PriceCollar,
     Gate::Slots,
     Gate::Rotation,
     Gate::SideSlots,
     Gate::Correlation,
     Gate::Margin,
+    Gate::LiquidationDistance,
+    Gate::AccountMarginRatio,
     Gate::FundCaps,
     Gate::Capital,
 ];
@@ -400,6 +432,8 @@ pub struct Pipeline<'a> {
     pub closing: Option<ClosingPosition>,
     /// Occupied slots when the view was read, for the decision record.
     pub occupied: Option<u32>,
+    /// The account after the open fills (computed by the first gate that reads it).
+    pub projection: Option<Projection>,
     /// Runs the configurable gates under their modes; keeps their shadow refusals.
     pub gates: Gatekeeper,
 }
@@ -418,6 +452,7 @@ impl<'a> Pipeline<'a> {
             rotation: None,
             closing: None,
             occupied: None,
+            projection: None,
             gates: Gatekeeper::default(),
         }
     }
@@ -481,6 +516,22 @@ impl<'a> Pipeline<'a> {
             .expect("sizing runs before the gates that read the open")
     }
 
+    /// The open and the account after it, projected once per decision.
+    fn projected(&mut self, ctx: &Ctx<'a>) -> (&Candidate, &Projection) {
+        let cand = self
+            .candidate
+            .as_ref()
+            .expect("sizing runs before the gates that read the open");
+        let view = self
+            .view
+            .as_ref()
+            .expect("exchange_state runs before the gates that read the view");
+        let projected = self
+            .projection
+            .get_or_insert_with(|| projection::project(ctx, cand, view));
+        (cand, projected)
+    }
+
     /// The gate's check itself, with what the earlier stages learned.
     fn check(&mut self, gate: Gate, ctx: &Ctx<'a>, trace: &mut Trace) -> Result<(), Refusal> {
         match gate {
@@ -514,6 +565,10 @@ impl<'a> Pipeline<'a> {
                 Ok(())
             }
             Gate::LeverageCap => leverage::check(ctx, self.candidate(), trace),
+            Gate::LeverageBracket => {
+                let (cand, projected) = self.projected(ctx);
+                leverage_bracket::check(ctx, cand, projected, trace)
+            }
             Gate::PriceCollar => price_collar::check(ctx, trace),
             Gate::Slots => self.slots(ctx, trace),
             Gate::Rotation => {
@@ -528,6 +583,13 @@ impl<'a> Pipeline<'a> {
             Gate::SideSlots => slots::side_slots(ctx, self.candidate(), self.view(), trace),
             Gate::Correlation => correlation::check(ctx, self.candidate(), self.view(), trace),
             Gate::Margin => funds::margin(ctx, self.candidate(), self.view(), trace),
+            Gate::LiquidationDistance => {
+                let (cand, projected) = self.projected(ctx);
+                liquidation_distance::check(ctx, cand, projected.complete(), trace)
+            }
+            Gate::AccountMarginRatio => {
+                account_margin::check(ctx, self.projected(ctx).1.complete(), trace)
+            }
             Gate::FundCaps => funds::caps(ctx, self.candidate(), self.view(), trace),
             Gate::Capital => capital::check(ctx, self.candidate(), self.view(), trace),
             Gate::PositionExists => {

@@ -19,6 +19,8 @@ pub enum HoldingKind<'a> {
         entry_score: Option<f64>,
         /// Unrealized PnL as a fraction of the entry value (direction-aware).
         pnl_pct: f64,
+        /// Average entry price.
+        entry_price: f64,
         /// Whether the ledger knows it (the exchange alone otherwise).
         ledgered: bool,
     },
@@ -49,6 +51,16 @@ impl Holding<'_> {
     /// Whether this holding is an open position.
     pub fn is_position(&self) -> bool {
         matches!(self.kind, HoldingKind::Position { .. })
+    }
+
+    /// Unrealized PnL in USDT at the mark (0 for reservations and held slots).
+    pub fn unrealized_pnl(&self) -> f64 {
+        match self.kind {
+            HoldingKind::Position { entry_price, .. } => {
+                (self.notional - self.qty * entry_price) * self.side.sign()
+            }
+            _ => 0.0,
+        }
     }
 }
 
@@ -128,6 +140,7 @@ impl<'a> Portfolio<'a> {
                     } else {
                         0.0
                     },
+                    entry_price: entry,
                     ledgered: ledger.is_some(),
                 },
             });

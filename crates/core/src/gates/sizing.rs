@@ -1,6 +1,8 @@
 //! Sizing (the `market_data` gate): the open's quantity after the kill-score scale, the price
-//! it is valued at (its own limit price, else the market's last close) and its leverage. An
-//! open with no price at all is refused `market_data_unavailable`: nothing is valued at zero.
+//! it is valued at (its own limit price, else the market's last close), its leverage and the
+//! symbol's leverage brackets. An open with no price at all, or on a symbol whose brackets are
+//! not known, is refused `market_data_unavailable`: nothing is valued at zero, and no margin is
+//! computed from a guessed tier.
 
 use super::common::{refuse, Candidate, Ctx, Refusal};
 use crate::reason::BlockReason;
@@ -16,7 +18,8 @@ pub fn size(
 ) -> Result<Candidate, Refusal> {
     let plan = ctx.plan;
     let stated = plan.stated_price();
-    let market = ctx.snap.market.get(&plan.symbol).map(|m| m.last_close);
+    let summary = ctx.snap.market.get(&plan.symbol);
+    let market = summary.map(|m| m.last_close);
     let line = TraceLine::new("sizing", Outcome::Pass)
         .opt_num("plan_qty", plan.qty)
         .num("qty_scale", qty_scale)
@@ -30,6 +33,19 @@ pub fn size(
                 BlockReason::MarketDataUnavailable,
                 format!(
                     "no price for {}: the plan states none and no klines",
+                    plan.symbol
+                ),
+            ),
+        ));
+    };
+    let Some(brackets) = summary.and_then(|m| m.brackets.clone()) else {
+        return Err(refuse(
+            trace,
+            line.num("price", price).flag("brackets", false),
+            Refusal::new(
+                BlockReason::MarketDataUnavailable,
+                format!(
+                    "no leverage brackets for {}: its margin tiers are unknown",
                     plan.symbol
                 ),
             ),
@@ -51,6 +67,7 @@ pub fn size(
         price,
         notional,
         leverage,
+        brackets,
     })
 }
 
@@ -95,5 +112,24 @@ mod tests {
             size(ctx, Side::Long, 1.0, t)
         });
         assert_eq!(got, Err(BlockReason::MarketDataUnavailable));
+    }
+
+    #[test]
+    fn an_open_on_a_symbol_without_leverage_brackets_is_refused_naming_them() {
+        let mut snap = test_snapshot(Default::default(), None);
+        let mut m = (*market(100.0, vec![])).clone();
+        m.brackets = None;
+        snap.market.insert(sym("BTCUSDT"), std::sync::Arc::new(m));
+        let open = plan("BTCUSDT", "OPEN_LONG", &[("price", "100")]);
+        let (got, line) = crate::gates::common::testing::traced(
+            &open,
+            &snap,
+            &Config::default(),
+            NOW,
+            |ctx, t| size(ctx, Side::Long, 1.0, t),
+        );
+        assert_eq!(got.err(), Some(BlockReason::MarketDataUnavailable));
+        let note = line.note.as_deref().unwrap_or_default();
+        assert!(note.contains("no leverage brackets for BTCUSDT"), "{note}");
     }
 }

@@ -1,6 +1,7 @@
 //! Market data as the decision sees it: closed 1 h klines, indicators computed once per bar,
 //! the regime classifier, and timestamp-aligned correlation.
 
+pub mod brackets;
 pub mod correlation;
 pub mod csv;
 pub mod indicators;

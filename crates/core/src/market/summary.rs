@@ -1,5 +1,6 @@
 //! The per-symbol market summary the decision reads, computed once per closed bar.
 
+use super::brackets::LeverageBrackets;
 use super::indicators::log_returns;
 use super::kline::Kline;
 use super::regime::RegimeFeatures;
@@ -20,6 +21,10 @@ pub struct SymbolMarket {
     pub features: Option<RegimeFeatures>,
     /// Recent 1 h log returns tagged with the bar they end in (only between adjacent hours).
     pub returns: Vec<(Timestamp, f64)>,
+    /// The exchange's leverage brackets for the symbol; `None` when they are not known (an
+    /// open then fails closed: nothing is sized against a guessed tier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brackets: Option<LeverageBrackets>,
 }
 
 impl SymbolMarket {
@@ -37,7 +42,14 @@ impl SymbolMarket {
             bars: klines.len(),
             features: RegimeFeatures::compute(klines),
             returns,
+            brackets: None,
         })
+    }
+
+    /// The same summary with the symbol's leverage brackets.
+    pub fn with_brackets(mut self, brackets: Option<LeverageBrackets>) -> SymbolMarket {
+        self.brackets = brackets;
+        self
     }
 
     /// Seconds since the newest bar closed, as of `now`.

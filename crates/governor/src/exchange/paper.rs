@@ -1,10 +1,14 @@
 //! The paper exchange: USDT-M futures accounting on recorded prices. Orders fill at the next
 //! bar's open with configurable slippage and taker fee; positions carry side, quantity, entry
 //! and leverage; equity is wallet balance plus unrealized PnL at the mark; an order the account
-//! cannot margin is refused with -2019, as Binance does. It is the default runtime of the replay,
-//! not a test double.
+//! cannot margin is refused with -2019, as Binance does; a position whose bar reaches its
+//! liquidation price (Binance's formula and leverage brackets, cross or isolated) is closed
+//! there. It is the default runtime of the replay, not a test double.
 
 use super::{Exchange, ExchangeError, Fill, OrderError, OrderRequest, OrderState, SymbolFilters};
+use governor_core::config::MarginMode;
+use governor_core::liquidation::liquidation_price;
+use governor_core::market::brackets::BracketTable;
 use governor_core::market::Kline;
 use governor_core::snapshot::{ExchangePosition, ExchangeState};
 use governor_core::types::{Side, Symbol};
@@ -39,6 +43,24 @@ pub struct PaperPosition {
     pub entry_price: f64,
     /// Leverage.
     pub leverage: u32,
+}
+
+/// A position the paper exchange liquidated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Liquidated {
+    /// The instrument.
+    pub symbol: Symbol,
+    /// The position's direction.
+    pub side: Side,
+    /// Its whole size.
+    pub qty: f64,
+    /// Where it was closed: its liquidation price.
+    pub price: f64,
+    /// Its realized PnL at that price, before the fee.
+    pub realized_pnl: f64,
+    /// The liquidation fee: the position's maintenance margin at that price, which Binance's
+    /// insurance fund keeps (the paper's assumption: everything above bankruptcy is lost).
+    pub fee: f64,
 }
 
 /// The paper account.
@@ -137,6 +159,91 @@ impl PaperExchange {
 }
 
 impl PaperExchange {
+    /// Liquidates every position that the bar just closed reached: a long whose low, a short
+    /// whose high, crossed its liquidation price, computed with its symbol's `brackets` under
+    /// `mode` (cross: the wallet less the other positions' maintenance margin plus their
+    /// unrealized PnL at the marks; isolated: its entry notional over its leverage). One at a
+    /// time, the nearest first, since in cross margin each liquidation moves the others'.
+    /// A position whose symbol has no tiers is never liquidated here, and is returned in the
+    /// second list so that the caller can say so.
+    pub fn liquidate(
+        &mut self,
+        extremes: &BTreeMap<Symbol, (f64, f64)>,
+        brackets: &BracketTable,
+        mode: MarginMode,
+    ) -> (Vec<Liquidated>, Vec<Symbol>) {
+        let mut done = Vec::new();
+        let untiered: Vec<Symbol> = self
+            .positions
+            .keys()
+            .filter(|s| !brackets.contains_key(*s))
+            .cloned()
+            .collect();
+        while let Some((symbol, price)) = self.first_reached(extremes, brackets, mode) {
+            let p = self.positions.remove(&symbol).expect("a held position");
+            let realized = (price - p.entry_price) * p.qty * p.side.sign();
+            let fee = brackets[&symbol]
+                .maintenance_margin(p.qty * price)
+                .unwrap_or(0.0)
+                .max(0.0);
+            self.wallet += realized - fee;
+            self.fees_paid += fee;
+            done.push(Liquidated {
+                symbol,
+                side: p.side,
+                qty: p.qty,
+                price,
+                realized_pnl: realized,
+                fee,
+            });
+        }
+        (done, untiered)
+    }
+
+    /// The reached liquidation nearest to its mark, if any.
+    fn first_reached(
+        &self,
+        extremes: &BTreeMap<Symbol, (f64, f64)>,
+        brackets: &BracketTable,
+        mode: MarginMode,
+    ) -> Option<(Symbol, f64)> {
+        let margin_of = |s: &Symbol, p: &PaperPosition| {
+            brackets
+                .get(s)
+                .and_then(|b| b.maintenance_margin(p.qty * self.mark(s, p)))
+                .unwrap_or(0.0)
+        };
+        let total_mm: f64 = self.positions.iter().map(|(s, p)| margin_of(s, p)).sum();
+        let total_upnl = self.unrealized_pnl();
+        let mut nearest: Option<(f64, Symbol, f64)> = None;
+        for (s, p) in &self.positions {
+            let (Some(tiers), Some(&(low, high))) = (brackets.get(s), extremes.get(s)) else {
+                continue;
+            };
+            let upnl = (self.mark(s, p) - p.entry_price) * p.qty * p.side.sign();
+            let collateral = match mode {
+                MarginMode::Cross => {
+                    self.wallet - (total_mm - margin_of(s, p)) + (total_upnl - upnl)
+                }
+                MarginMode::Isolated => p.qty * p.entry_price / f64::from(p.leverage.max(1)),
+            };
+            let Some(lp) = liquidation_price(tiers, p.side, p.qty, p.entry_price, collateral)
+                .and_then(|l| l.price)
+            else {
+                continue;
+            };
+            let reached = match p.side {
+                Side::Long => low <= lp,
+                Side::Short => high >= lp,
+            };
+            let distance = (self.mark(s, p) - lp).abs() / self.mark(s, p);
+            if reached && nearest.as_ref().is_none_or(|(d, _, _)| distance < *d) {
+                nearest = Some((distance, s.clone(), lp));
+            }
+        }
+        nearest.map(|(_, s, lp)| (s, lp))
+    }
+
     /// The account now: equity and positions at their marks.
     pub fn snapshot(&self) -> ExchangeState {
         ExchangeState {
@@ -333,5 +440,82 @@ mod tests {
         let partial = x.place_order(&order(Side::Short, 0.5, true, 5)).unwrap();
         assert!((partial.realized_pnl.unwrap() - 5.0).abs() < 1e-9);
         assert!((x.positions()[&sym()].qty - 0.5).abs() < 1e-12);
+    }
+
+    /// 0.01 BTCUSDT long at 100,000 (no fee, no slippage) on 1,000 USDT, `leverage`x, under
+    /// BTCUSDT's tier 1 (MMR 0.004, cum 0).
+    fn btc_long(leverage: u32) -> (PaperExchange, Symbol, BracketTable) {
+        let btc = Symbol::parse("BTCUSDT").unwrap();
+        let mut x = PaperExchange::new(
+            1000.0,
+            PaperCosts {
+                taker_fee: 0.0,
+                slippage: 0.0,
+            },
+        );
+        let prices: BTreeMap<_, _> = [(btc.clone(), 100_000.0)].into();
+        x.set_prices(prices.clone(), prices);
+        let qty = if leverage >= 20 { 0.1 } else { 0.01 };
+        x.place_order(&OrderRequest {
+            client_id: PlanId::parse("p").unwrap(),
+            symbol: btc.clone(),
+            side: Side::Long,
+            qty,
+            reduce_only: false,
+            leverage,
+        })
+        .unwrap();
+        let tiers = governor_core::market::brackets::parse_binance(
+            r#"[{"symbol":"BTCUSDT","brackets":[{"bracket":1,"initialLeverage":150,
+            "notionalCap":300000,"notionalFloor":0,"maintMarginRatio":0.004,"cum":0}]}]"#,
+        )
+        .unwrap();
+        (x, btc, tiers)
+    }
+
+    #[test]
+    fn an_isolated_position_is_liquidated_at_its_price_and_loses_exactly_its_margin() {
+        // Margin 1,000 / 5 = 200: LP (200 − 1,000) / (0.00004 − 0.01) = 80,321.29.
+        let (mut x, btc, tiers) = btc_long(5);
+        let bar = |low: f64| [(btc.clone(), (low, 100_000.0))].into();
+        let (none, _) = x.liquidate(&bar(80_321.3), &tiers, MarginMode::Isolated);
+        assert!(none.is_empty(), "the low stayed a cent above");
+        let (done, untiered) = x.liquidate(&bar(80_321.2), &tiers, MarginMode::Isolated);
+        assert!(untiered.is_empty());
+        assert_eq!(done.len(), 1);
+        assert!((done[0].price - 80_321.29).abs() < 0.005, "{done:?}");
+        // Realized (80,321.29 − 100,000) × 0.01 = −196.79, fee 0.01 × 80,321.29 × 0.004 = 3.21:
+        // 200 in all, the margin.
+        assert!((x.equity() - 800.0).abs() < 1e-6, "{}", x.equity());
+        assert!(x.positions().is_empty());
+    }
+
+    #[test]
+    fn a_cross_position_is_backed_by_the_whole_wallet() {
+        // 0.1 BTC at 20x on a wallet of 1,000: LP (1,000 − 10,000) / (0.0004 − 0.1) = 90,361.45;
+        // isolated, its 500 of margin would give (500 − 10,000) / −0.0996 = 95,381.53.
+        let (mut x, btc, tiers) = btc_long(20);
+        let bar: BTreeMap<_, _> = [(btc.clone(), (92_000.0, 100_000.0))].into();
+        let (done, _) = x.liquidate(&bar, &tiers, MarginMode::Cross);
+        assert!(done.is_empty(), "cross: 92,000 is above 90,361.45");
+        let (done, _) = x.clone().liquidate(&bar, &tiers, MarginMode::Isolated);
+        assert_eq!(done.len(), 1, "isolated: 92,000 is below 95,381.53");
+        let bar: BTreeMap<_, _> = [(btc, (90_000.0, 100_000.0))].into();
+        let (done, _) = x.liquidate(&bar, &tiers, MarginMode::Cross);
+        assert!((done[0].price - 90_361.45).abs() < 0.005, "{done:?}");
+        assert!(
+            x.equity().abs() < 1e-6,
+            "the wallet is gone: {}",
+            x.equity()
+        );
+    }
+
+    #[test]
+    fn a_position_without_tiers_is_named_and_never_liquidated() {
+        let (mut x, btc, _) = btc_long(5);
+        let bar: BTreeMap<_, _> = [(btc.clone(), (1.0, 100_000.0))].into();
+        let (done, untiered) = x.liquidate(&bar, &BracketTable::new(), MarginMode::Isolated);
+        assert!(done.is_empty());
+        assert_eq!(untiered, vec![btc]);
     }
 }

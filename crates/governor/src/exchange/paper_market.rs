@@ -6,10 +6,11 @@
 
 use crate::inputs::InputsSource;
 use crate::inputs::MarketInputs;
-use crate::market_data::{closed_by, load_klines_dir, market_at, FEATURE_LOOKBACK};
+use crate::market_data::{closed_by, load_recorded, market_at, FEATURE_LOOKBACK};
 use crate::store::redis::RedisStore;
 use crate::store::StoreError;
 use governor_core::book::LedgerPosition;
+use governor_core::market::brackets::BracketTable;
 use governor_core::market::correlation::CorrelationCache;
 use governor_core::market::{Kline, SymbolMarket, BAR_MS};
 use governor_core::snapshot::{ExchangePosition, ExchangeState};
@@ -55,6 +56,7 @@ impl LedgerSource for crate::store::memory::MemoryStore {
 /// Recorded market on the wall clock, plus the ledger mirror as the exchange.
 pub struct PaperMarket {
     klines: BTreeMap<Symbol, Vec<Kline>>,
+    brackets: BracketTable,
     store: Arc<dyn LedgerSource>,
     capital: f64,
     window: usize,
@@ -80,7 +82,8 @@ pub fn wall_clock_shift(klines: &BTreeMap<Symbol, Vec<Kline>>, wall_now: Timesta
 }
 
 impl PaperMarket {
-    /// Loads `dir` and maps it onto the wall clock at `wall_now`.
+    /// Loads `dir` (klines and leverage brackets) and maps it onto the wall clock at
+    /// `wall_now`. Symbols without brackets are named in a `MARKET_BRACKETS_MISSING` line.
     pub fn load(
         dir: &Path,
         wall_now: Timestamp,
@@ -88,7 +91,7 @@ impl PaperMarket {
         store: Arc<dyn LedgerSource>,
         window: usize,
     ) -> anyhow::Result<Self> {
-        let mut klines = load_klines_dir(dir)?;
+        let (mut klines, brackets) = load_recorded(dir)?;
         let shift = wall_clock_shift(&klines, wall_now);
         for series in klines.values_mut() {
             for k in series.iter_mut() {
@@ -97,6 +100,7 @@ impl PaperMarket {
         }
         Ok(PaperMarket {
             klines,
+            brackets,
             store,
             capital,
             window,
@@ -110,7 +114,7 @@ impl PaperMarket {
         match cache.as_ref() {
             Some((at, m)) if *at == bar => m.clone(),
             _ => {
-                let m = market_at(&self.klines, now, self.window);
+                let m = market_at(&self.klines, &self.brackets, now, self.window);
                 *cache = Some((bar, m.clone()));
                 m
             }

@@ -2,15 +2,18 @@
 
 use super::heat::{calibrate_exit, CalibrationRow, HeatReplay};
 use super::signals::{kill_score, open_plans, ExitPlanner, PlanFields, SignalConfig};
-use crate::exchange::paper::{PaperCosts, PaperExchange};
+use crate::exchange::paper::{Liquidated, PaperCosts, PaperExchange};
 use crate::exchange::{Exchange, OrderRequest};
 use crate::governor::{Governor, Submission};
 use crate::inputs::MarketInputs;
-use crate::market_data::{closed_by, load_klines_dir, market_at};
+use crate::market_data::{closed_by, load_recorded, market_at};
 use crate::orders::{result_fields, Known, ResolvedBy};
 use crate::store::memory::MemoryStore;
+use crate::store::StateStore;
 use anyhow::{bail, Context};
 use governor_core::config::RegimeReference;
+use governor_core::effects::{Effect, Event};
+use governor_core::market::brackets::BracketTable;
 use governor_core::market::correlation::{aligned_correlation, CorrelationCache};
 use governor_core::market::regime::{classify, desired_slots};
 use governor_core::market::{Kline, SymbolMarket, BAR_MS};
@@ -139,6 +142,36 @@ pub struct UngovernedCounts {
     pub margin_rejected: usize,
 }
 
+/// A position the paper exchange liquidated.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LiquidationRow {
+    /// The bar (its close) in which the price reached the liquidation price.
+    pub t: Timestamp,
+    /// The instrument.
+    pub symbol: String,
+    /// LONG or SHORT.
+    pub side: String,
+    /// The position's size.
+    pub qty: f64,
+    /// Where it was closed.
+    pub price: f64,
+    /// Realized PnL less the liquidation fee.
+    pub loss: f64,
+}
+
+impl LiquidationRow {
+    fn of(t: Timestamp, l: &Liquidated) -> Self {
+        LiquidationRow {
+            t,
+            symbol: l.symbol.to_string(),
+            side: l.side.as_str().to_owned(),
+            qty: l.qty,
+            price: l.price,
+            loss: l.realized_pnl - l.fee,
+        }
+    }
+}
+
 /// Everything the replay produced.
 #[derive(Clone, Debug, Serialize)]
 pub struct ReplayResult {
@@ -164,6 +197,10 @@ pub struct ReplayResult {
     pub governed_order_errors: usize,
     /// The ungoverned account's order counts.
     pub ungoverned: UngovernedCounts,
+    /// Positions the paper exchange liquidated in the governed account.
+    pub liquidations_governed: Vec<LiquidationRow>,
+    /// Positions the paper exchange liquidated in the ungoverned account.
+    pub liquidations_ungoverned: Vec<LiquidationRow>,
     /// Symbols of the correlation heatmap and their matrix (last 100 aligned 1 h returns).
     pub heatmap: (Vec<String>, Vec<Vec<Option<f64>>>),
     /// Whether the heatmap shows the final portfolio (else the whole universe: fewer than 2 held).
@@ -178,6 +215,20 @@ pub struct ReplayResult {
     pub journal: PathBuf,
     /// Starting capital.
     pub initial_equity: f64,
+}
+
+/// The low and high of each symbol's bar closing at `t` (where liquidations are looked for).
+fn extremes_at(
+    klines: &BTreeMap<Symbol, Vec<Kline>>,
+    t: Timestamp,
+) -> BTreeMap<Symbol, (f64, f64)> {
+    klines
+        .iter()
+        .filter_map(|(s, series)| {
+            let bar = closed_by(series, t).last()?;
+            (bar.close_time() == t).then(|| (s.clone(), (bar.low, bar.high)))
+        })
+        .collect()
 }
 
 /// Closing prices at `t` and the opens of the bars starting at `t` (where orders fill).
@@ -246,6 +297,8 @@ struct Pipeline<'a> {
     ungov: UngovernedCounts,
     rotations: Vec<RotationRow>,
     halted_opens: usize,
+    liquidations_governed: Vec<LiquidationRow>,
+    liquidations_ungoverned: Vec<LiquidationRow>,
 }
 
 impl Pipeline<'_> {
@@ -255,6 +308,41 @@ impl Pipeline<'_> {
             market: self.market.clone(),
             correlations: self.correlations.clone(),
         }
+    }
+
+    /// Liquidates what the bar closing at `t` reached in both accounts. The governor learns of
+    /// its account's liquidations as it would from the exchange: the position is gone from
+    /// the ledger, with a `POSITION_LIQUIDATED` event.
+    fn liquidate(
+        &mut self,
+        extremes: &BTreeMap<Symbol, (f64, f64)>,
+        brackets: &BracketTable,
+        t: Timestamp,
+    ) {
+        let mode = self.cfg.liquidation.margin_mode;
+        let (done, _) = self.governed.liquidate(extremes, brackets, mode);
+        for l in &done {
+            let id = PlanId::parse("paper-liquidation").expect("a valid plan id");
+            let event = Event::new("POSITION_LIQUIDATED", &id, &l.symbol, t)
+                .with("side", l.side.as_str())
+                .with("qty", l.qty)
+                .with("price", l.price)
+                .with("loss", l.realized_pnl - l.fee);
+            let effects = [
+                Effect::ReducePosition {
+                    symbol: l.symbol.clone(),
+                    qty: f64::MAX,
+                },
+                Effect::Emit(event),
+            ];
+            self.store
+                .apply(&[], &effects, t)
+                .expect("the embedded store is always available");
+            self.liquidations_governed.push(LiquidationRow::of(t, l));
+        }
+        let (done, _) = self.ungoverned.liquidate(extremes, brackets, mode);
+        self.liquidations_ungoverned
+            .extend(done.iter().map(|l| LiquidationRow::of(t, l)));
     }
 
     /// Submits a plan to the governor and carries out what it allows.
@@ -428,7 +516,7 @@ impl Pipeline<'_> {
 /// Runs the replay, writes the journal (`decisions.jsonl`) into `out_dir`, and returns what
 /// the summary and the report need.
 pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
-    let klines = load_klines_dir(&opts.data_dir)?;
+    let (klines, brackets) = load_recorded(&opts.data_dir)?;
     let reference = match &cfg.regime.reference {
         RegimeReference::Symbol(s) => {
             if !klines.contains_key(s) {
@@ -477,6 +565,8 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         ungov: UngovernedCounts::default(),
         rotations: Vec::new(),
         halted_opens: 0,
+        liquidations_governed: Vec::new(),
+        liquidations_ungoverned: Vec::new(),
     };
     let mut exits_gov = ExitPlanner::default();
     let mut exits_ungov = ExitPlanner::default();
@@ -525,7 +615,8 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         let (marks, fills) = prices_at(&klines, t);
         p.governed.set_prices(marks.clone(), fills.clone());
         p.ungoverned.set_prices(marks, fills);
-        let (market, correlations) = market_at(&klines, t, window);
+        p.liquidate(&extremes_at(&klines, t), &brackets, t);
+        let (market, correlations) = market_at(&klines, &brackets, t, window);
         p.market = market;
         p.correlations = Some(correlations);
         p.gov
@@ -620,7 +711,7 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
             .filter(|e| {
                 e.fields
                     .iter()
-                    .any(|(k, v)| *k == "reason" && v == "drawdown_halt")
+                    .any(|(k, v)| *k == "reason" && v.as_text() == "drawdown_halt")
             })
             .count();
         (shadow, halts)
@@ -713,6 +804,8 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         rotations,
         governed_order_errors: p.order_errors,
         ungoverned: p.ungov,
+        liquidations_governed: p.liquidations_governed,
+        liquidations_ungoverned: p.liquidations_ungoverned,
         heatmap: (heat_symbols.iter().map(|s| s.to_string()).collect(), matrix),
         heatmap_is_portfolio,
         ledger_matches_exchange: ledger_matches,

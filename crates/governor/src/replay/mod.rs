@@ -15,3 +15,4 @@ pub mod summary;
 pub use engine::{run, ReplayOptions, ReplayResult};
 pub use heat::HeatReplay;
 pub use heat_comparison::{run_with_comparison, HeatComparison};
+pub use signals::SignalConfig;

@@ -20,6 +20,8 @@ pub struct AccountSummary {
     pub final_equity: f64,
     /// Largest notional / equity.
     pub max_leverage_on_equity: f64,
+    /// Positions the paper exchange liquidated.
+    pub liquidations: usize,
 }
 
 /// The replay in numbers.
@@ -54,9 +56,11 @@ pub struct Summary {
 fn account(
     r: &ReplayResult,
     pick: impl Fn(&super::engine::BarStat) -> &super::engine::AccountStat,
+    liquidations: usize,
 ) -> AccountSummary {
     let mut s = AccountSummary {
         final_equity: r.bars.last().map_or(r.initial_equity, |b| pick(b).equity),
+        liquidations,
         ..AccountSummary::default()
     };
     for b in &r.bars {
@@ -95,13 +99,13 @@ pub fn summarize(r: &ReplayResult) -> Summary {
         max_occupied_slots: r.bars.iter().map(|b| b.occupied).max().unwrap_or(0),
         max_desired_slots: r.bars.iter().map(|b| b.desired).max().unwrap_or(0),
         regime_share,
-        governed: account(r, |b| &b.governed),
-        ungoverned: account(r, |b| &b.ungoverned),
+        governed: account(r, |b| &b.governed, r.liquidations_governed.len()),
+        ungoverned: account(r, |b| &b.ungoverned, r.liquidations_ungoverned.len()),
     }
 }
 
 /// Governed against ungoverned, row by row: (what, governed, ungoverned).
-pub fn comparison(s: &Summary) -> [(&'static str, String, String); 6] {
+pub fn comparison(s: &Summary) -> [(&'static str, String, String); 7] {
     let (g, u) = (&s.governed, &s.ungoverned);
     [
         (
@@ -133,6 +137,11 @@ pub fn comparison(s: &Summary) -> [(&'static str, String, String); 6] {
             "final equity (USDT)",
             format!("{:.2}", g.final_equity),
             format!("{:.2}", u.final_equity),
+        ),
+        (
+            "liquidations",
+            g.liquidations.to_string(),
+            u.liquidations.to_string(),
         ),
     ]
 }

@@ -10,6 +10,7 @@ use crate::store::StoreError;
 use governor_core::book::CorruptRecord;
 use governor_core::effects::Event;
 use governor_core::time::Timestamp;
+use governor_core::types::PlanId;
 use std::collections::BTreeMap;
 
 /// What was reported already, by a description that identifies the record.
@@ -77,9 +78,9 @@ impl QuarantineReporter {
 fn event(name: &'static str, fields: Vec<(&'static str, String)>, now: Timestamp) -> Event {
     Event {
         event: name,
-        plan_id: "sweeper".to_owned(),
-        symbol: String::new(),
+        plan_id: PlanId::parse("sweeper").expect("a valid plan id"),
+        symbol: None,
         ts: now,
-        fields,
+        fields: fields.into_iter().map(|(k, v)| (k, v.into())).collect(),
     }
 }

@@ -427,6 +427,22 @@ fn respond(
                 .collect();
             reply(200, Value::Array(rows).to_string(), &[])
         }
+        ("GET", "/fapi/v1/leverageBracket") if documented => reply(
+            200,
+            fixture("GET_fapi_v1_leverageBracket.json").to_string(),
+            &[],
+        ),
+        // Every symbol the server has klines for, with BTCUSDT's real tiers, in the documented
+        // answer's shape (`notionalCoef` included, which the client ignores).
+        ("GET", "/fapi/v1/leverageBracket") => {
+            let tiers = fixture("leverage_brackets_7symbols.json")["BTCUSDT"].clone();
+            let rows: Vec<Value> = st
+                .klines
+                .keys()
+                .map(|s| json!({"symbol": s.as_str(), "notionalCoef": 1.0, "brackets": tiers}))
+                .collect();
+            reply(200, Value::Array(rows).to_string(), &[])
+        }
         ("GET", "/fapi/v2/account") => {
             let mut a = fixture("GET_fapi_v2_account.json");
             if !documented {

@@ -32,6 +32,7 @@ pub fn set_universe(url: &str, symbols: &[&str]) {
 }
 
 use governor_core::book::LedgerPosition;
+use governor_core::market::brackets::{parse_binance, BracketTable, LeverageBrackets};
 use governor_core::market::correlation::CorrelationCache;
 use governor_core::market::{Kline, BAR_MS};
 use governor_core::snapshot::{ExchangePosition, ExchangeState};
@@ -51,6 +52,26 @@ pub const SYMBOLS: [&str; 13] = [
     "BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "LTCUSDT",
     "DOTUSDT", "LINKUSDT", "AVAXUSDT", "TRXUSDT", "ATOMUSDT",
 ];
+
+/// BTCUSDT's real leverage brackets, from the bundled data file: the tiers every synthetic
+/// test symbol trades under (the tests need tiers for symbols Binance never listed).
+pub fn btc_brackets() -> LeverageBrackets {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../data/klines/leverage-brackets.json"),
+    )
+    .expect("the bundled bracket file");
+    parse_binance(&text).expect("valid tiers")[&sym("BTCUSDT")].clone()
+}
+
+/// `symbols`, each with BTCUSDT's tiers.
+pub fn brackets_for<'a>(symbols: impl IntoIterator<Item = &'a Symbol>) -> BracketTable {
+    let tiers = btc_brackets();
+    symbols
+        .into_iter()
+        .map(|s| (s.clone(), tiers.clone()))
+        .collect()
+}
 
 /// Bars per synthetic series.
 pub const BARS: usize = 240;
@@ -197,6 +218,8 @@ pub struct World {
     pub equity: f64,
     pub exchange_down: bool,
     pub per_decision_correlation: bool,
+    /// Symbols whose leverage brackets the market does not know.
+    pub no_brackets: Vec<Symbol>,
     pub now: Timestamp,
 }
 
@@ -249,6 +272,7 @@ impl World {
             equity: 10_000.0,
             exchange_down: false,
             per_decision_correlation: false,
+            no_brackets: Vec::new(),
             now: Timestamp(BARS as i64 * BAR_MS),
         }
     }
@@ -296,16 +320,25 @@ impl World {
                 positions,
                 clock: governor_core::snapshot::ExchangeClock::Local,
             }),
-            market: summaries_at(&self.klines, self.now, 400),
+            market: summaries_at(&self.klines, &self.brackets(), self.now, 400),
             // The service computes correlations once per bar; `per_decision_correlation` makes
             // the gate compute them itself, the path taken when no cache is given.
             correlations: (!self.per_decision_correlation).then(|| {
                 Arc::new(CorrelationCache::build(
-                    &summaries_at(&self.klines, self.now, 400),
+                    &summaries_at(&self.klines, &self.brackets(), self.now, 400),
                     100,
                 ))
             }),
         }
+    }
+
+    /// Every symbol's tiers (BTCUSDT's), unless a test took a symbol's away.
+    fn brackets(&self) -> BracketTable {
+        brackets_for(
+            self.klines
+                .keys()
+                .filter(|s| !self.no_brackets.contains(*s)),
+        )
     }
 
     /// Puts a position in the ledger directly (an account that already holds it).
@@ -510,7 +543,8 @@ pub fn thirty_symbols() -> Vec<String> {
 }
 
 /// Writes 400 hourly bars of BTCUSDT (drifting gently: RANGE, 4 slots) and the 30 symbols as
-/// `<SYMBOL>-1h.csv` files, the format `serve --data` reads. Returns every symbol written.
+/// `<SYMBOL>-1h.csv` files, the format `serve --data` reads, with `leverage-brackets.json`
+/// giving each BTCUSDT's tiers. Returns every symbol written.
 pub fn write_thirty_symbols(dir: &std::path::Path) -> Vec<String> {
     let mut common = Noise::new(3);
     let common: Vec<f64> = (0..400).map(|_| common.normal()).collect();
@@ -536,6 +570,16 @@ pub fn write_thirty_symbols(dir: &std::path::Path) -> Vec<String> {
         }
         std::fs::write(dir.join(format!("{s}-1h.csv")), csv).unwrap();
     }
+    let tiers = serde_json::to_value(btc_brackets()).unwrap();
+    let file: Vec<serde_json::Value> = names
+        .iter()
+        .map(|s| serde_json::json!({ "symbol": s, "brackets": tiers }))
+        .collect();
+    std::fs::write(
+        dir.join("leverage-brackets.json"),
+        serde_json::to_string(&file).unwrap(),
+    )
+    .unwrap();
     names
 }
 

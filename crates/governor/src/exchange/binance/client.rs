@@ -7,6 +7,7 @@ use super::error::BinanceError;
 use super::filters::SymbolFilters;
 use super::sign::signature;
 use super::wire;
+use governor_core::market::brackets::{parse_binance, BracketTable};
 use governor_core::market::Kline;
 use governor_core::snapshot::ExchangeClock;
 use governor_core::types::Symbol;
@@ -401,6 +402,17 @@ impl BinanceClient {
             ("limit", limit.to_string()),
         ];
         wire::klines(&self.request("GET", "/fapi/v1/klines", &params, false)?)
+    }
+
+    /// Every symbol's leverage brackets (signed `GET /fapi/v1/leverageBracket`), taken whole or
+    /// refused: a tier that does not check out is a bad response naming the symbol and tier.
+    pub fn leverage_brackets(&self) -> Result<BracketTable, BinanceError> {
+        let endpoint = "/fapi/v1/leverageBracket";
+        let v = self.request("GET", endpoint, &[], true)?;
+        parse_binance(&v.to_string()).map_err(|problem| BinanceError::BadResponse {
+            endpoint: endpoint.to_owned(),
+            problem,
+        })
     }
 
     /// Account totals.

@@ -1,6 +1,6 @@
 //! Market data and the account from Binance for the governor's snapshot: closed 1 h klines per
-//! symbol fetched once per bar (not per plan), the account and positions at most every two
-//! seconds. What cannot be fetched is left out or kept as it was — it then shows its age in the
+//! symbol fetched once per bar (not per plan), the leverage brackets at start and every hour,
+//! the account and positions at most every two seconds. What cannot be fetched is left out or kept as it was — it then shows its age in the
 //! trace and the governor fails closed (`market_data_unavailable`, `exchange_state_unavailable`).
 
 use super::venue::BinanceVenue;
@@ -8,6 +8,7 @@ use crate::exchange::Exchange;
 use crate::inputs::InputsSource;
 use crate::inputs::MarketInputs;
 use crate::market_data::{closed_by, market_at, FEATURE_LOOKBACK};
+use governor_core::market::brackets::BracketTable;
 use governor_core::market::{Kline, BAR_MS};
 use governor_core::snapshot::ExchangeState;
 use governor_core::time::Timestamp;
@@ -18,6 +19,12 @@ use std::sync::{Arc, Mutex};
 /// How long an account reading is reused.
 const ACCOUNT_TTL_MS: i64 = 2_000;
 
+/// How long a fetched bracket table is used before it is fetched again.
+pub const BRACKETS_TTL_MS: i64 = 3_600_000;
+
+/// How long after a failed bracket fetch the next one is tried (the last good table stays).
+const BRACKETS_RETRY_MS: i64 = 60_000;
+
 /// The symbols to keep klines for (the policy universe and the regime reference).
 pub type SymbolSource = Arc<dyn Fn() -> Vec<Symbol> + Send + Sync>;
 
@@ -26,6 +33,10 @@ struct Cache {
     /// The bar (its open time) the klines were fetched for.
     bar: Option<i64>,
     klines: BTreeMap<Symbol, Vec<Kline>>,
+    /// The last good bracket table (empty until one is fetched: opens fail closed).
+    brackets: BracketTable,
+    /// When brackets were last fetched (good or not), and whether it worked.
+    brackets_tried: Option<(i64, bool)>,
     market: Option<(i64, MarketInputs)>,
     account: Option<(i64, Option<ExchangeState>)>,
 }
@@ -66,6 +77,37 @@ impl BinanceMarket {
         cache.bar = Some(bar);
         cache.market = None;
     }
+
+    /// Fetches the bracket table when it is an hour old (or was never fetched, or the last try
+    /// failed a minute ago); a failure keeps the last good table and says so.
+    fn refresh_brackets(&self, cache: &mut Cache, now: Timestamp) {
+        let due = match cache.brackets_tried {
+            None => true,
+            Some((at, true)) => now.millis() - at >= BRACKETS_TTL_MS,
+            Some((at, false)) => now.millis() - at >= BRACKETS_RETRY_MS,
+        };
+        if !due {
+            return;
+        }
+        match self.venue.client.leverage_brackets() {
+            Ok(table) => {
+                crate::logfmt::line("BINANCE_BRACKETS", &[("symbols", table.len().to_string())]);
+                cache.brackets = table;
+                cache.brackets_tried = Some((now.millis(), true));
+                cache.market = None;
+            }
+            Err(e) => {
+                crate::logfmt::line(
+                    "BINANCE_BRACKETS_FAILED",
+                    &[
+                        ("error", e.to_string()),
+                        ("kept_symbols", cache.brackets.len().to_string()),
+                    ],
+                );
+                cache.brackets_tried = Some((now.millis(), false));
+            }
+        }
+    }
 }
 
 impl InputsSource for BinanceMarket {
@@ -75,6 +117,7 @@ impl InputsSource for BinanceMarket {
         if cache.bar != Some(bar) {
             self.refresh_klines(&mut cache, bar, now);
         }
+        self.refresh_brackets(&mut cache, now);
         let fresh_account = cache
             .account
             .as_ref()
@@ -102,7 +145,8 @@ impl InputsSource for BinanceMarket {
         let market = match &cache.market {
             Some((at, m)) if *at == bar => m.clone(),
             _ => {
-                let (market, correlations) = market_at(&cache.klines, now, self.window);
+                let (market, correlations) =
+                    market_at(&cache.klines, &cache.brackets, now, self.window);
                 let m = MarketInputs {
                     exchange: None,
                     market,

@@ -796,15 +796,23 @@ impl RedisStore {
                         .map(|(_, v)| v.clone())
                         .unwrap_or_default()
                 };
-                governor_core::effects::Event {
+                let symbol = get("symbol");
+                Ok(governor_core::effects::Event {
                     event: event_name(&get("event")),
-                    plan_id: get("plan_id"),
-                    symbol: get("symbol"),
+                    plan_id: PlanId::parse(&get("plan_id"))
+                        .map_err(|e| err(format!("an event's plan_id: {e}")))?,
+                    symbol: match symbol.as_str() {
+                        "" => None,
+                        s => Some(
+                            Symbol::parse(s)
+                                .map_err(|e| err(format!("an event's symbol {s:?}: {e}")))?,
+                        ),
+                    },
                     ts: Timestamp(get("ts").parse().unwrap_or(0)),
                     fields: Vec::new(),
-                }
+                })
             })
-            .collect();
+            .collect::<Result<_, StoreError>>()?;
         st.published = self
             .read_stream("stream:apply.plan")?
             .into_iter()

@@ -465,13 +465,13 @@ impl<'a> OpJson<'a> {
                     Cow::Borrowed("plan_id"),
                     Cow::Borrowed(ev.plan_id.as_str()),
                     Cow::Borrowed("symbol"),
-                    Cow::Borrowed(ev.symbol.as_str()),
+                    Cow::Borrowed(ev.symbol_text()),
                     Cow::Borrowed("ts"),
                     Cow::Owned(ev.ts.millis().to_string()),
                 ]);
                 for (k, v) in &ev.fields {
                     fields.push(Cow::Borrowed(k));
-                    fields.push(Cow::Borrowed(v.as_str()));
+                    fields.push(v.as_text());
                 }
                 OpJson::Emit { fields }
             }
