@@ -88,12 +88,12 @@ pub struct RotationLock {
     pub phase: RotationPhase,
 }
 
-/// A halt the governor put in place itself (the drawdown halt), so that opens are refused with
-/// its reason and it can resume by itself.
+/// A halt the governor put in place itself (the drawdown halt, the de-risk halt), so that opens
+/// are refused with its reason and it can resume by itself.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Halt {
-    /// Why (`drawdown_halt`).
+    /// Why (`drawdown_halt`, `account_margin_ratio`).
     pub reason: crate::reason::BlockReason,
     /// When it started.
     pub since: Timestamp,

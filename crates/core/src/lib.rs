@@ -14,6 +14,7 @@ pub mod book;
 pub mod commit;
 pub mod config;
 pub mod decide;
+pub mod derisk;
 pub mod effects;
 pub mod expiry;
 pub mod fields;

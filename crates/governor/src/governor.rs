@@ -272,9 +272,11 @@ impl Governor {
         self.store.expire(now)
     }
 
-    /// The drawdown monitor: records the account's equity peak and, in enforce mode, halts
-    /// (REDUCING, `drawdown_halt`) or resumes by itself. Returns how many changes it applied.
-    /// Without an account view it does nothing (no equity is guessed).
+    /// The account monitors: the drawdown monitor records the account's equity peak and, in
+    /// enforce mode, halts (REDUCING, `drawdown_halt`) or resumes by itself; the de-risk
+    /// monitor halts above the account margin ratio's de-risk line and publishes close plans
+    /// until it is back under. Returns how many changes they applied. Without an account view
+    /// they do nothing (no equity is guessed).
     pub fn observe(&self, inputs: &MarketInputs, now: Timestamp) -> Result<usize, StoreError> {
         let Some(equity) = inputs.exchange.as_ref().map(|x| x.equity_usdt) else {
             return Ok(0);
@@ -288,6 +290,11 @@ impl Governor {
             &self.cfg,
             now,
         ) {
+            applied += usize::from(self.store.apply(&o.guards, &o.effects, now)?);
+        }
+        // On the same snapshot: a halt the drawdown monitor just set fails the de-risk
+        // monitor's guard (trading is no longer ACTIVE), so the two never both halt.
+        for o in governor_core::derisk::observe(&snap, &self.cfg, now) {
             applied += usize::from(self.store.apply(&o.guards, &o.effects, now)?);
         }
         Ok(applied)

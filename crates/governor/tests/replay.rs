@@ -174,7 +174,33 @@ fn the_report_carries_every_chart_with_data() {
     for needle in ["src=\"http", "href=\"http", "<link"] {
         assert!(!html.contains(needle), "{needle}");
     }
+    let liq = block("liquidation");
+    for series in [
+        "governed_margin_ratio",
+        "ungoverned_margin_ratio",
+        "governed_closest",
+        "ungoverned_closest",
+    ] {
+        assert_eq!(
+            liq[series].as_array().unwrap().len(),
+            r.bars.len(),
+            "{series}"
+        );
+    }
+    // The ungoverned account holds more: its margin ratio peaks higher than the governed one.
+    let peak = |k: &str| {
+        liq[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(serde_json::Value::as_f64)
+            .fold(0.0, f64::max)
+    };
+    assert!(peak("ungoverned_margin_ratio") > peak("governed_margin_ratio"));
+    assert!(peak("governed_margin_ratio") > 0.0);
     for chart in [
+        "aria-label=\"account margin ratio\"",
+        "aria-label=\"closest liquidation\"",
         "aria-label=\"equity\"",
         "aria-label=\"drawdown\"",
         "aria-label=\"slots\"",

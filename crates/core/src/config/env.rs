@@ -159,6 +159,17 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         "liquidation.max_account_margin_ratio",
         EnvKind::Float,
     ),
+    ("GOV_DERISK_AT", "liquidation.derisk_at", EnvKind::Float),
+    (
+        "GOV_DERISK_RESUME_PCT",
+        "liquidation.derisk_resume_below",
+        EnvKind::Float,
+    ),
+    (
+        "GOV_DERISK_RESUME_AFTER_SECS",
+        "liquidation.derisk_resume_after_secs",
+        EnvKind::Int,
+    ),
 ];
 
 /// `GOV_` names that are read elsewhere (secrets stay out of the config, so it can be printed).

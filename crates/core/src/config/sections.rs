@@ -992,6 +992,12 @@ pub struct LiquidationConfig {
     /// No open that would take Binance's account margin ratio (maintenance margin over margin
     /// balance; liquidation at 1) above this.
     pub max_account_margin_ratio: f64,
+    /// Above this ratio the governor switches to REDUCING and publishes close plans itself.
+    pub derisk_at: f64,
+    /// The ratio must be back under this…
+    pub derisk_resume_below: f64,
+    /// …and this long must have passed since the de-risk began, for trading to resume by itself.
+    pub derisk_resume_after_secs: u64,
 }
 
 impl Default for LiquidationConfig {
@@ -1001,6 +1007,9 @@ impl Default for LiquidationConfig {
             min_distance_pct: 0.05,
             min_distance_sigmas: 3.0,
             max_account_margin_ratio: 0.05,
+            derisk_at: 0.10,
+            derisk_resume_below: 0.05,
+            derisk_resume_after_secs: 3600,
         }
     }
 }
@@ -1027,6 +1036,26 @@ impl LiquidationConfig {
             self.max_account_margin_ratio,
             0.0,
             1.0,
+        );
+        v.num("liquidation.derisk_at", self.derisk_at, 0.0, 1.0);
+        v.num(
+            "liquidation.derisk_resume_below",
+            self.derisk_resume_below,
+            0.0,
+            1.0,
+        );
+        if self.derisk_resume_below >= self.derisk_at {
+            v.push(
+                "liquidation.derisk_resume_below",
+                self.derisk_resume_below.to_string(),
+                format!("below liquidation.derisk_at ({})", self.derisk_at),
+            );
+        }
+        v.int(
+            "liquidation.derisk_resume_after_secs",
+            self.derisk_resume_after_secs,
+            0,
+            30 * 86_400,
         );
     }
 }

@@ -195,7 +195,12 @@ impl Gate {
                 "trading_state",
                 Enforced(Some("trading_state")),
                 None,
-                &[R::KillSwitch, R::TradingStateReducing, R::DrawdownHalt],
+                &[
+                    R::KillSwitch,
+                    R::TradingStateReducing,
+                    R::DrawdownHalt,
+                    R::AccountMarginRatio,
+                ],
             ),
             Gate::StateRecords => row(
                 "state_records",

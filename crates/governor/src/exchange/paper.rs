@@ -207,41 +207,71 @@ impl PaperExchange {
         brackets: &BracketTable,
         mode: MarginMode,
     ) -> Option<(Symbol, f64)> {
-        let margin_of = |s: &Symbol, p: &PaperPosition| {
-            brackets
-                .get(s)
-                .and_then(|b| b.maintenance_margin(p.qty * self.mark(s, p)))
-                .unwrap_or(0.0)
-        };
-        let total_mm: f64 = self.positions.iter().map(|(s, p)| margin_of(s, p)).sum();
+        self.liquidation_prices(brackets, mode)
+            .into_iter()
+            .filter(|(s, side, lp, _)| {
+                extremes.get(s).is_some_and(|&(low, high)| match side {
+                    Side::Long => low <= *lp,
+                    Side::Short => high >= *lp,
+                })
+            })
+            .min_by(|a, b| a.3.total_cmp(&b.3))
+            .map(|(s, _, lp, _)| (s, lp))
+    }
+
+    /// Maintenance margin of a position at its mark (0 for a symbol without tiers).
+    fn maintenance_of(&self, brackets: &BracketTable, s: &Symbol, p: &PaperPosition) -> f64 {
+        brackets
+            .get(s)
+            .and_then(|b| b.maintenance_margin(p.qty * self.mark(s, p)))
+            .unwrap_or(0.0)
+    }
+
+    /// Each position's liquidation price under `mode`, with its side and its distance from the
+    /// mark (a fraction of the mark). Positions without tiers, or that no positive price
+    /// liquidates, are left out.
+    pub fn liquidation_prices(
+        &self,
+        brackets: &BracketTable,
+        mode: MarginMode,
+    ) -> Vec<(Symbol, Side, f64, f64)> {
+        let total_mm: f64 = self
+            .positions
+            .iter()
+            .map(|(s, p)| self.maintenance_of(brackets, s, p))
+            .sum();
         let total_upnl = self.unrealized_pnl();
-        let mut nearest: Option<(f64, Symbol, f64)> = None;
+        let mut out = Vec::with_capacity(self.positions.len());
         for (s, p) in &self.positions {
-            let (Some(tiers), Some(&(low, high))) = (brackets.get(s), extremes.get(s)) else {
+            let Some(tiers) = brackets.get(s) else {
                 continue;
             };
-            let upnl = (self.mark(s, p) - p.entry_price) * p.qty * p.side.sign();
+            let mark = self.mark(s, p);
+            let upnl = (mark - p.entry_price) * p.qty * p.side.sign();
             let collateral = match mode {
                 MarginMode::Cross => {
-                    self.wallet - (total_mm - margin_of(s, p)) + (total_upnl - upnl)
+                    self.wallet - (total_mm - self.maintenance_of(brackets, s, p))
+                        + (total_upnl - upnl)
                 }
                 MarginMode::Isolated => p.qty * p.entry_price / f64::from(p.leverage.max(1)),
             };
-            let Some(lp) = liquidation_price(tiers, p.side, p.qty, p.entry_price, collateral)
+            if let Some(lp) = liquidation_price(tiers, p.side, p.qty, p.entry_price, collateral)
                 .and_then(|l| l.price)
-            else {
-                continue;
-            };
-            let reached = match p.side {
-                Side::Long => low <= lp,
-                Side::Short => high >= lp,
-            };
-            let distance = (self.mark(s, p) - lp).abs() / self.mark(s, p);
-            if reached && nearest.as_ref().is_none_or(|(d, _, _)| distance < *d) {
-                nearest = Some((distance, s.clone(), lp));
+            {
+                out.push((s.clone(), p.side, lp, p.side.sign() * (mark - lp) / mark));
             }
         }
-        nearest.map(|(_, s, lp)| (s, lp))
+        out
+    }
+
+    /// Binance's account margin ratio: Σ maintenance margin at the marks over equity.
+    pub fn margin_ratio(&self, brackets: &BracketTable) -> f64 {
+        let mm: f64 = self
+            .positions
+            .iter()
+            .map(|(s, p)| self.maintenance_of(brackets, s, p))
+            .sum();
+        governor_core::liquidation::account_margin_ratio(mm, self.equity())
     }
 
     /// The account now: equity and positions at their marks.

@@ -11,7 +11,7 @@ use crate::orders::{result_fields, Known, ResolvedBy};
 use crate::store::memory::MemoryStore;
 use crate::store::StateStore;
 use anyhow::{bail, Context};
-use governor_core::config::RegimeReference;
+use governor_core::config::{MarginMode, RegimeReference};
 use governor_core::effects::{Effect, Event};
 use governor_core::market::brackets::BracketTable;
 use governor_core::market::correlation::{aligned_correlation, CorrelationCache};
@@ -89,6 +89,11 @@ pub struct AccountStat {
     pub notional: f64,
     /// Margin in use / equity.
     pub margin_usage: f64,
+    /// Binance's account margin ratio: maintenance margin / equity.
+    pub margin_ratio: f64,
+    /// The nearest any position is to its liquidation price (a fraction of its mark); `None`
+    /// with no position that a positive price liquidates.
+    pub closest_liquidation: Option<f64>,
 }
 
 /// The state of both accounts after one bar.
@@ -189,6 +194,14 @@ pub struct ReplayResult {
     pub shadow_blocks: BTreeMap<String, usize>,
     /// Times the drawdown halt switched trading to REDUCING.
     pub drawdown_halts: usize,
+    /// Times the account margin ratio's de-risk line switched trading to REDUCING.
+    pub derisk_halts: usize,
+    /// Close plans the de-risk monitor published.
+    pub derisk_closes: usize,
+    /// The account margin ratio above which opens are refused (for the report's chart).
+    pub max_account_margin_ratio: f64,
+    /// The de-risk line (for the report's chart).
+    pub derisk_at: f64,
     /// Schema rejections (dead letters).
     pub rejected: usize,
     /// Rotations and how they ended.
@@ -249,7 +262,12 @@ fn prices_at(
     (marks, fills)
 }
 
-fn account_stat(x: &PaperExchange, peak: &mut f64) -> AccountStat {
+fn account_stat(
+    x: &PaperExchange,
+    peak: &mut f64,
+    brackets: &BracketTable,
+    mode: MarginMode,
+) -> AccountStat {
     let equity = x.equity();
     *peak = peak.max(equity);
     AccountStat {
@@ -266,6 +284,12 @@ fn account_stat(x: &PaperExchange, peak: &mut f64) -> AccountStat {
         } else {
             f64::INFINITY
         },
+        margin_ratio: x.margin_ratio(brackets),
+        closest_liquidation: x
+            .liquidation_prices(brackets, mode)
+            .into_iter()
+            .map(|l| l.3)
+            .min_by(f64::total_cmp),
     }
 }
 
@@ -350,7 +374,7 @@ impl Pipeline<'_> {
         self.plans += 1;
         let submission = self.gov.submit(fields, &self.inputs(), t);
         self.follow(submission, t);
-        self.publish_rotation_closes(t);
+        self.submit_published(t);
     }
 
     fn follow(&mut self, submission: Submission, t: Timestamp) {
@@ -399,8 +423,9 @@ impl Pipeline<'_> {
         }
     }
 
-    /// Rotation close plans the governor published go back through the plan stream.
-    fn publish_rotation_closes(&mut self, t: Timestamp) {
+    /// Plans the governor published (rotation and de-risk closes) go back through the plan
+    /// stream.
+    fn submit_published(&mut self, t: Timestamp) {
         loop {
             let next = self
                 .store
@@ -571,6 +596,7 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
     let mut exits_gov = ExitPlanner::default();
     let mut exits_ungov = ExitPlanner::default();
     let window = cfg.correlation.window as usize;
+    let mode = cfg.liquidation.margin_mode;
     let (mut peak_gov, mut peak_ungov) = (opts.initial_equity, opts.initial_equity);
     let mut reducing_since: Option<Timestamp> = None;
     let mut calibrations = Vec::new();
@@ -625,6 +651,7 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         p.gov
             .observe(&p.inputs(), t)
             .expect("the embedded store is always available");
+        p.submit_published(t); // de-risk closes the monitor published
 
         let account = p.governed.snapshot();
         for mut plan in exits_gov.proposals(&opts.signals, &account, t) {
@@ -683,8 +710,8 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
             desired,
             occupied,
             trading_state: state.as_str().to_owned(),
-            governed: account_stat(&p.governed, &mut peak_gov),
-            ungoverned: account_stat(&p.ungoverned, &mut peak_ungov),
+            governed: account_stat(&p.governed, &mut peak_gov, &brackets, mode),
+            ungoverned: account_stat(&p.ungoverned, &mut peak_ungov, &brackets, mode),
         });
         progress.inc(1);
     }
@@ -699,22 +726,29 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         write_journal(&store, &journal)?;
         write_lines(&calibrations, &opts.out_dir.join("calibrations.jsonl"))?;
     }
-    let (shadow_blocks, drawdown_halts) = store.read(|st| {
+    let (shadow_blocks, drawdown_halts, derisk_halts, derisk_closes) = store.read(|st| {
         let mut shadow: BTreeMap<String, usize> = BTreeMap::new();
         for reason in st.decisions.values().flat_map(|r| &r.shadow) {
             *shadow.entry(reason.code().to_owned()).or_default() += 1;
         }
-        let halts = st
+        let halts_for = |reason: &str| {
+            st.events
+                .iter()
+                .filter(|e| e.event == "TRADING_STATE_CHANGED")
+                .filter(|e| e.field("reason").as_deref() == Some(reason))
+                .count()
+        };
+        let closes = st
             .events
             .iter()
-            .filter(|e| e.event == "TRADING_STATE_CHANGED")
-            .filter(|e| {
-                e.fields
-                    .iter()
-                    .any(|(k, v)| *k == "reason" && v.as_text() == "drawdown_halt")
-            })
+            .filter(|e| e.event == "DERISK_CLOSE_PUBLISHED")
             .count();
-        (shadow, halts)
+        (
+            shadow,
+            halts_for("drawdown_halt"),
+            halts_for("account_margin_ratio"),
+            closes,
+        )
     });
     let (verdicts, blocks, rejected, ledger_matches) = store.read(|st| {
         let mut verdicts: BTreeMap<String, usize> = BTreeMap::new();
@@ -800,6 +834,10 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         blocks,
         shadow_blocks,
         drawdown_halts,
+        derisk_halts,
+        derisk_closes,
+        max_account_margin_ratio: cfg.liquidation.max_account_margin_ratio,
+        derisk_at: cfg.liquidation.derisk_at,
         rejected,
         rotations,
         governed_order_errors: p.order_errors,

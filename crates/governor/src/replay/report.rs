@@ -437,6 +437,106 @@ fn drawdown_section(d: Option<&DrawdownComparison>) -> String {
     o
 }
 
+/// A dashed horizontal line at `v` labelled `label` (a limit on a chart).
+fn limit_line(axis: &Axis, v: f64, label: &str, color: &str) -> String {
+    let y = axis.y(v);
+    format!(
+        "<line x1=\"{PAD}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"{color}\" stroke-dasharray=\"6 4\"/>\
+         <text x=\"{}\" y=\"{:.1}\" class=\"lab\" text-anchor=\"end\">{}</text>",
+        W - PAD,
+        W - PAD,
+        y - 4.0,
+        esc(label)
+    )
+}
+
+/// Liquidation: both accounts' margin ratio and nearest liquidation over time, what the new
+/// gates refused, what was liquidated, what the de-risk monitor closed.
+fn liquidation_section(r: &ReplayResult, s: &Summary) -> String {
+    let n = r.bars.len();
+    let idx = sample(n, 1500);
+    let h = 220.0;
+    let pct_of = |f: fn(&super::engine::BarStat) -> f64| -> Vec<f64> {
+        r.bars.iter().map(|b| f(b) * 100.0).collect()
+    };
+    let ratio_gov = pct_of(|b| b.governed.margin_ratio);
+    let ratio_ungov = pct_of(|b| b.ungoverned.margin_ratio);
+    let lines = [r.max_account_margin_ratio * 100.0, r.derisk_at * 100.0];
+    let ratio_axis = Axis::new(
+        ratio_gov.iter().chain(&ratio_ungov).chain(&lines).copied(),
+        h,
+        true,
+    );
+    // No position (or none a positive price liquidates): drawn at 100 %.
+    let dist = |a: fn(&super::engine::BarStat) -> Option<f64>| -> Vec<f64> {
+        r.bars
+            .iter()
+            .map(|b| a(b).map_or(100.0, |d| (d * 100.0).min(100.0)))
+            .collect()
+    };
+    let dist_gov = dist(|b| b.governed.closest_liquidation);
+    let dist_ungov = dist(|b| b.ungoverned.closest_liquidation);
+    let dist_axis = Axis::new(dist_gov.iter().chain(&dist_ungov).copied(), h, true);
+    let block = |code: &str| s.blocks.get(code).copied().unwrap_or(0);
+    let mut o = format!(
+        "<p class=\"note\">Binance's account margin ratio (maintenance margin ÷ equity; liquidation at 100 %) with the line above which opens are refused and the de-risk line; then how near the nearest position was to its liquidation price (capped at 100 %: none).</p>\
+         <div class=\"legend\"><span class=\"gov\">— governed</span><span class=\"ungov\">— ungoverned</span></div>\
+         <svg viewBox=\"0 0 {W} {h}\" role=\"img\" aria-label=\"account margin ratio\">{}{}{}{}{}{}</svg>\
+         <svg viewBox=\"0 0 {W} {h}\" role=\"img\" aria-label=\"closest liquidation\">{}{}{}{}</svg>",
+        y_labels(&ratio_axis, |v| format!("{v:.1}%")),
+        limit_line(&ratio_axis, lines[0], "opens refused above", "#8e44ad"),
+        limit_line(&ratio_axis, lines[1], "de-risk above", "#b03a2e"),
+        polyline(&idx, n, &ratio_ungov, &ratio_axis, "#c0392b", 1.5),
+        polyline(&idx, n, &ratio_gov, &ratio_axis, "#1f5fa8", 2.0),
+        x_labels(r, h),
+        y_labels(&dist_axis, |v| format!("{v:.0}%")),
+        polyline(&idx, n, &dist_ungov, &dist_axis, "#c0392b", 1.5),
+        polyline(&idx, n, &dist_gov, &dist_axis, "#1f5fa8", 2.0),
+        x_labels(r, h),
+    );
+    let _ = write!(
+        o,
+        "<table class=\"cmp\"><tr><th></th><th>governed</th><th>ungoverned</th></tr>\
+         <tr><td>positions liquidated</td><td>{}</td><td>{}</td></tr></table>\
+         <table><tr><th>opens refused</th><th>plans</th></tr>\
+         <tr><td>leverage_above_bracket</td><td>{}</td></tr>\
+         <tr><td>liquidation_too_close</td><td>{}</td></tr>\
+         <tr><td>account_margin_ratio</td><td>{}</td></tr></table>\
+         <p class=\"note\">De-risk: {} halts at the line, {} close plans published.</p>",
+        r.liquidations_governed.len(),
+        r.liquidations_ungoverned.len(),
+        block("leverage_above_bracket"),
+        block("liquidation_too_close"),
+        block("account_margin_ratio"),
+        r.derisk_halts,
+        r.derisk_closes,
+    );
+    let rows: Vec<_> = r
+        .liquidations_governed
+        .iter()
+        .map(|l| ("governed", l))
+        .chain(r.liquidations_ungoverned.iter().map(|l| ("ungoverned", l)))
+        .take(50)
+        .collect();
+    if !rows.is_empty() {
+        o.push_str("<table><tr><th>liquidated</th><th>account</th><th>symbol</th><th>side</th><th>qty</th><th>price</th><th>loss</th></tr>");
+        for (account, l) in rows {
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{account}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.6}</td><td>{}</td></tr>",
+                date(l.t.millis()),
+                esc(&l.symbol),
+                esc(&l.side),
+                l.qty,
+                l.price,
+                money(l.loss)
+            );
+        }
+        o.push_str("</table>");
+    }
+    o
+}
+
 /// Renders the whole report.
 pub fn render(r: &ReplayResult, s: &Summary, extra: &Comparisons) -> String {
     let heat = extra.heat.as_ref();
@@ -491,6 +591,20 @@ pub fn render(r: &ReplayResult, s: &Summary, extra: &Comparisons) -> String {
     data.push_str(&data_block("heat_compare", &json!(heat)));
     data.push_str(&data_block("drawdown_compare", &json!(extra.drawdown)));
     data.push_str(&data_block("shadow_blocks", &json!(r.shadow_blocks)));
+    data.push_str(&data_block(
+        "liquidation",
+        &json!({
+            "t": r.bars.iter().map(|b| b.t.millis()).collect::<Vec<_>>(),
+            "governed_margin_ratio": r.bars.iter().map(|b| b.governed.margin_ratio).collect::<Vec<_>>(),
+            "ungoverned_margin_ratio": r.bars.iter().map(|b| b.ungoverned.margin_ratio).collect::<Vec<_>>(),
+            "governed_closest": r.bars.iter().map(|b| b.governed.closest_liquidation).collect::<Vec<_>>(),
+            "ungoverned_closest": r.bars.iter().map(|b| b.ungoverned.closest_liquidation).collect::<Vec<_>>(),
+            "liquidations_governed": r.liquidations_governed,
+            "liquidations_ungoverned": r.liquidations_ungoverned,
+            "derisk_halts": r.derisk_halts,
+            "derisk_closes": r.derisk_closes,
+        }),
+    ));
     let heat_note = if r.heatmap_is_portfolio {
         "The positions held at the end of the replay, correlated over their last 100 aligned 1 h log returns."
     } else {
@@ -528,6 +642,8 @@ td:first-child,th:first-child{{text-align:left}} .good{{color:#1d7a35;font-weigh
 <div class="legend"><span style="color:#333;font-weight:600">— desired</span><span class="gov">— occupied</span> {regimes}</div>
 <p class="note">With the deployed defaults the regime classifier says CHOP most of the time on 1 h BTCUSDT candles (the 1 h EMA gap rarely reaches the thresholds), so desired slots mostly sit at the CHOP value.</p>
 {slots}
+<h2>Liquidation</h2>
+{liquidation}
 <h2>Blocks by reason</h2>
 {blocks}
 <h2>Rotations</h2>
@@ -558,6 +674,7 @@ td:first-child,th:first-child{{text-align:left}} .good{{color:#1d7a35;font-weigh
         regimes = regimes.join(""),
         slots = slots_chart(r),
         blocks = blocks_chart(s),
+        liquidation = liquidation_section(r, s),
         rotations = rotation_table(r),
         heatmap = heatmap(r),
         heat_compare = heat_section(heat),

@@ -198,5 +198,10 @@ pub fn render(s: &Summary, r: &ReplayResult) -> String {
         "ungoverned orders: {} filled, {} refused by the exchange (-2019 margin)",
         r.ungoverned.filled, r.ungoverned.margin_rejected
     );
+    let _ = writeln!(
+        o,
+        "de-risk: {} halts at the account margin ratio's line, {} close plans published",
+        r.derisk_halts, r.derisk_closes
+    );
     o
 }

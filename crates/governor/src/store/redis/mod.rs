@@ -888,7 +888,7 @@ fn field_order(k: &str) -> (usize, String) {
 
 /// Event names are static in the core; map what the stream holds back onto them.
 fn event_name(raw: &str) -> &'static str {
-    const NAMES: [&str; 8] = [
+    const NAMES: [&str; 12] = [
         "PLAN_ALLOWED",
         "PLAN_BLOCKED",
         "ROTATION_LOCK_CREATED",
@@ -897,6 +897,10 @@ fn event_name(raw: &str) -> &'static str {
         "TRADING_STATE_CHANGED",
         "RECONCILE_DRIFT",
         "RESERVATION_EXPIRED",
+        "STATE_RECORD_CORRUPT",
+        "STATE_RECORD_REPAIRED",
+        "DERISK_CLOSE_PUBLISHED",
+        "POSITION_LIQUIDATED",
     ];
     NAMES
         .iter()
