@@ -68,6 +68,75 @@ pub fn account_margin(snap: &Snapshot) -> Result<Option<AccountMargin>, Symbol> 
     }))
 }
 
+/// One open position against its liquidation price, for the operator's view.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PositionRisk {
+    /// The instrument.
+    pub symbol: Symbol,
+    /// Its direction.
+    pub side: Side,
+    /// Its mark.
+    pub mark: f64,
+    /// Where it would be liquidated (`None`: no positive price liquidates it).
+    pub liquidation_price: Option<f64>,
+    /// How far the mark is from it, as a fraction of the mark (`None` with no price).
+    pub distance: Option<f64>,
+}
+
+/// Every open position of `snap`'s exchange view against its liquidation price under `cfg`'s
+/// margin mode (cross: backed by the wallet less the others' maintenance margin plus their
+/// unrealized PnL; isolated: by its entry notional over its leverage). `Err(symbol)` when a
+/// position's tiers are not known.
+pub fn position_risks(snap: &Snapshot, cfg: &Config) -> Result<Vec<PositionRisk>, Symbol> {
+    let Some(view) = Portfolio::build(snap) else {
+        return Ok(Vec::new());
+    };
+    let positions: Vec<_> = view.holdings.iter().filter(|h| h.is_position()).collect();
+    let mut tiers = Vec::with_capacity(positions.len());
+    for h in &positions {
+        let b = snap
+            .market
+            .get(h.symbol)
+            .and_then(|m| m.brackets.as_ref())
+            .ok_or_else(|| h.symbol.clone())?;
+        let mm = b
+            .maintenance_margin(h.notional)
+            .ok_or_else(|| h.symbol.clone())?;
+        tiers.push((b, mm));
+    }
+    let total_mm: f64 = tiers.iter().map(|(_, mm)| mm).sum();
+    let total_upnl: f64 = positions.iter().map(|h| h.unrealized_pnl()).sum();
+    let wallet = view.equity - total_upnl;
+    Ok(positions
+        .iter()
+        .zip(&tiers)
+        .map(|(h, (b, mm))| {
+            let mark = h.notional / h.qty;
+            let entry = match h.kind {
+                crate::gates::portfolio::HoldingKind::Position { entry_price, .. } => entry_price,
+                _ => mark,
+            };
+            let collateral = match cfg.liquidation.margin_mode {
+                crate::config::MarginMode::Cross => {
+                    wallet - (total_mm - mm) + (total_upnl - h.unrealized_pnl())
+                }
+                crate::config::MarginMode::Isolated => h.qty * entry / f64::from(h.leverage),
+            };
+            let liq = crate::liquidation::liquidation_price(b, h.side, h.qty, entry, collateral);
+            let price = liq.and_then(|l| l.price);
+            PositionRisk {
+                symbol: h.symbol.clone(),
+                side: h.side,
+                mark,
+                liquidation_price: price,
+                distance: liq
+                    .filter(|_| price.is_some())
+                    .map(|l| l.distance(h.side, mark)),
+            }
+        })
+        .collect())
+}
+
 /// What the account margin seen at `now` changes.
 pub fn observe(snap: &Snapshot, cfg: &Config, now: Timestamp) -> Vec<Observation> {
     let lq = &cfg.liquidation;
@@ -435,6 +504,26 @@ mod tests {
         between.trading_state = TradingState::Reducing;
         between.book.halt = halted.book.halt;
         assert!(observe(&between, &cfg, NOW.plus_secs(7_200)).is_empty());
+    }
+
+    #[test]
+    fn each_position_is_shown_against_its_liquidation_price() {
+        // Cross: wallet 1,000 (no PnL); ETH 20,000 (200 at 100, MM 80) is backed by
+        // 1,000 − SOL's 64 = 936: (936 − 20,000) / (200 × 0.004 − 200) = 95.70, 4.30 % away.
+        let snap = account(1_000.0, 20_000.0, 16_000.0);
+        let risks = position_risks(&snap, &Config::default()).unwrap();
+        let eth = &risks[0];
+        assert_eq!(eth.symbol, sym("ETHUSDT"));
+        assert!(
+            (eth.liquidation_price.unwrap() - 95.7028).abs() < 1e-3,
+            "{eth:?}"
+        );
+        assert!((eth.distance.unwrap() - 0.042972).abs() < 1e-5);
+        // Isolated at 10x: 2,000 of margin: (2,000 − 20,000) / (0.8 − 200) = 90.36.
+        let mut cfg = Config::default();
+        cfg.liquidation.margin_mode = crate::config::MarginMode::Isolated;
+        let risks = position_risks(&snap, &cfg).unwrap();
+        assert!((risks[0].liquidation_price.unwrap() - 90.3614).abs() < 1e-3);
     }
 
     #[test]

@@ -172,6 +172,24 @@ fn the_dashboard_shows_full_slots_and_the_blocked_plans_reason() {
     assert_eq!(state, "ACTIVE");
     let feed_len = session.eval("return document.querySelectorAll('#feed li').length");
     assert_eq!(feed_len.as_u64().unwrap() as usize, desired + 1);
+    // The liquidation card: the account margin ratio /v1/stats reports, with both lines.
+    let liq = &server.get_json("/v1/stats")["liquidation"];
+    let ratio = liq["margin_ratio"]
+        .as_f64()
+        .expect("the paper account has a ratio");
+    let shown = session.eval("return document.getElementById('liq-ratio').textContent");
+    assert_eq!(shown, format!("{:.1}%", ratio * 100.0));
+    let detail = session.eval("return document.getElementById('liq-detail').textContent");
+    let detail = detail.as_str().unwrap();
+    assert!(
+        detail.contains("opens refused above 5.0%") && detail.contains("de-risk above 10.0%"),
+        "{detail}"
+    );
+    let rows = session.eval("return document.querySelectorAll('#liq-positions tr').length");
+    assert_eq!(
+        rows.as_u64().unwrap() as usize,
+        liq["positions"].as_array().unwrap().len()
+    );
 
     let png = session.screenshot();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");

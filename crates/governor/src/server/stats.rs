@@ -43,6 +43,24 @@ pub struct HeatView {
     pub unavailable: Option<String>,
 }
 
+/// The account against liquidation: Binance's margin ratio with the governor's two lines, and
+/// each position's distance to its liquidation price — or why they are unknown.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LiquidationView {
+    /// Maintenance margin / margin balance (liquidation at 1).
+    pub margin_ratio: Option<f64>,
+    /// Opens are refused above this ratio.
+    pub max_ratio: f64,
+    /// The governor de-risks above this ratio.
+    pub derisk_at: f64,
+    /// `cross` or `isolated`.
+    pub margin_mode: &'static str,
+    /// Each open position against its liquidation price.
+    pub positions: Vec<governor_core::derisk::PositionRisk>,
+    /// Why the ratio is unknown, when it is.
+    pub unavailable: Option<String>,
+}
+
 /// Everything `/v1/stats` answers.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Stats {
@@ -68,6 +86,8 @@ pub struct Stats {
     pub equity: Option<f64>,
     /// Portfolio heat.
     pub heat: HeatView,
+    /// The account against liquidation.
+    pub liquidation: LiquidationView,
     /// ACTIVE, REDUCING or HALTED.
     pub trading_state: String,
     /// The governor's own halt (drawdown), if it holds.
@@ -181,6 +201,7 @@ pub fn read(
         max_margin_usage: cfg.funds.max_margin_usage,
         equity: snap.exchange.as_ref().map(|x| x.equity_usdt),
         heat,
+        liquidation: liquidation_view(&snap, cfg),
         trading_state: snap.trading_state.as_str().to_owned(),
         halt: snap.book.halt.clone(),
         reservations: snap.book.reservations.len(),
@@ -196,6 +217,32 @@ pub fn read(
         dead_letters: store.dead_letter_count()?,
         corrupt_records: snap.book.corrupt.clone(),
     })
+}
+
+/// The account's margin ratio and each position's liquidation distance, or why not.
+fn liquidation_view(snap: &governor_core::Snapshot, cfg: &Config) -> LiquidationView {
+    let lq = &cfg.liquidation;
+    let unknown = |symbol: Symbol| format!("no leverage brackets for {symbol}");
+    let (margin_ratio, positions, unavailable) = match (
+        governor_core::derisk::account_margin(snap),
+        governor_core::derisk::position_risks(snap, cfg),
+    ) {
+        (Ok(Some(m)), Ok(p)) => (Some(m.ratio), p, None),
+        (Ok(None), _) => (
+            None,
+            Vec::new(),
+            Some("no exchange account view".to_owned()),
+        ),
+        (Err(s), _) | (_, Err(s)) => (None, Vec::new(), Some(unknown(s))),
+    };
+    LiquidationView {
+        margin_ratio,
+        max_ratio: lq.max_account_margin_ratio,
+        derisk_at: lq.derisk_at,
+        margin_mode: lq.margin_mode.as_str(),
+        positions,
+        unavailable,
+    }
 }
 
 /// The gauges of `/metrics` from a stats reading.
@@ -268,6 +315,23 @@ pub fn gauges(s: &Stats) -> Vec<Gauge> {
             "Margin in use / equity.",
             m,
         ));
+    }
+    if let Some(r) = s.liquidation.margin_ratio {
+        g.push(Gauge::plain(
+            "governor_account_margin_ratio",
+            "Binance's account margin ratio: maintenance margin / margin balance.",
+            r,
+        ));
+    }
+    for p in &s.liquidation.positions {
+        if let Some(d) = p.distance {
+            g.push(Gauge {
+                name: "governor_liquidation_distance",
+                help: "How far each position's mark is from its liquidation price (fraction).",
+                labels: vec![("symbol", p.symbol.to_string())],
+                value: d,
+            });
+        }
     }
     if let Some(h) = s.heat.heat {
         g.push(Gauge::plain(
