@@ -12,7 +12,7 @@ use crate::gates::mode::Gatekeeper;
 use crate::gates::portfolio::Portfolio;
 use crate::gates::slots::{self, RotationChoice, SlotBudget, SlotUse};
 use crate::gates::{
-    drawdown, throttle, Candidate, Ctx, Pipeline, Refusal, CLOSE_PATH, COMMON_PATH, OPEN_PATH,
+    throttle, Candidate, Ctx, Pipeline, Refusal, CLOSE_PATH, COMMON_PATH, OPEN_PATH,
 };
 use crate::plan::{Action, ActionSource, CloseKind, Plan};
 use crate::reason::BlockReason;
@@ -578,7 +578,8 @@ fn block(
         && ctx.snap.trading_state == TradingState::Active
         && ctx.snap.book.halt.is_none();
     if halt {
-        effects.extend(drawdown::halt_effects(
+        effects.extend(crate::halt::halt_effects(
+            BlockReason::DrawdownHalt,
             &plan.plan_id,
             &plan.symbol,
             &refusal.detail,

@@ -16,11 +16,10 @@
 //! Run by the sweeper every second and by the replay every bar; like the drawdown monitor, a
 //! plan id and symbol of `governor` / `ACCOUNT` stand on its events.
 
-use crate::book::Halt;
 use crate::config::{Config, GateMode};
 use crate::effects::{Effect, Event, Guard};
-use crate::gates::drawdown::Observation;
 use crate::gates::portfolio::Portfolio;
+use crate::halt::{halt_effects, monitor_ids, resume, Observation};
 use crate::reason::BlockReason;
 use crate::snapshot::Snapshot;
 use crate::time::Timestamp;
@@ -146,8 +145,7 @@ pub fn observe(snap: &Snapshot, cfg: &Config, now: Timestamp) -> Vec<Observation
     let Ok(Some(m)) = account_margin(snap) else {
         return Vec::new();
     };
-    let who = PlanId::parse("governor").expect("a valid id");
-    let account = Symbol::parse("ACCOUNT").expect("a valid symbol");
+    let (who, account) = monitor_ids();
     let halt = snap.book.halt.as_ref();
     let above = m.ratio > lq.derisk_at;
     match (snap.trading_state, halt) {
@@ -157,26 +155,13 @@ pub fn observe(snap: &Snapshot, cfg: &Config, now: Timestamp) -> Vec<Observation
                 m.ratio * 100.0,
                 lq.derisk_at * 100.0
             );
-            let mut effects = vec![
-                Effect::SetTradingState {
-                    to: TradingState::Reducing,
-                    reason: format!("account_margin_ratio: {detail}"),
-                },
-                Effect::SetHalt(Some(Halt {
-                    reason: BlockReason::AccountMarginRatio,
-                    since: now,
-                    detail: detail.clone(),
-                })),
-                Effect::Emit(
-                    Event::new("TRADING_STATE_CHANGED", &who, &account, now)
-                        .with("from", TradingState::Active.as_str())
-                        .with("to", TradingState::Reducing.as_str())
-                        .with("reason", BlockReason::AccountMarginRatio.code())
-                        .with("ratio", m.ratio)
-                        .with("detail", detail)
-                        .with("by", "governor"),
-                ),
-            ];
+            let mut effects = halt_effects(
+                BlockReason::AccountMarginRatio,
+                &who,
+                &account,
+                &detail,
+                now,
+            );
             let mut guards = vec![Guard::TradingStateIs(TradingState::Active)];
             if let Some((close, lock)) = close_plan(snap, &m, cfg, now) {
                 effects.extend(close);
@@ -201,25 +186,7 @@ pub fn observe(snap: &Snapshot, cfg: &Config, now: Timestamp) -> Vec<Observation
                 m.ratio * 100.0,
                 lq.derisk_resume_below * 100.0
             );
-            vec![Observation {
-                guards: vec![Guard::TradingStateIs(TradingState::Reducing)],
-                effects: vec![
-                    Effect::SetTradingState {
-                        to: TradingState::Active,
-                        reason: why.clone(),
-                    },
-                    Effect::SetHalt(None),
-                    Effect::Emit(
-                        Event::new("TRADING_STATE_CHANGED", &who, &account, now)
-                            .with("from", TradingState::Reducing.as_str())
-                            .with("to", TradingState::Active.as_str())
-                            .with("reason", "account_margin_resume")
-                            .with("ratio", m.ratio)
-                            .with("detail", why)
-                            .with("by", "governor"),
-                    ),
-                ],
-            }]
+            vec![resume("account_margin_resume", why, now)]
         }
         _ => Vec::new(),
     }
@@ -292,7 +259,7 @@ fn close_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::book::{Book, ExitLock, LedgerPosition};
+    use crate::book::{Book, ExitLock, Halt, LedgerPosition};
     use crate::market::brackets::testing::btc;
     use crate::market::SymbolMarket;
     use crate::snapshot::{CapitalState, ExchangeClock, ExchangePosition, ExchangeState, Policy};

@@ -19,6 +19,7 @@ pub mod effects;
 pub mod expiry;
 pub mod fields;
 pub mod gates;
+pub mod halt;
 pub mod harvest_action;
 pub mod heat;
 pub mod liquidation;

@@ -11,7 +11,7 @@ use governor_core::types::TradingState;
 use quantum_governor::clock::wall_clock;
 use quantum_governor::store::redis::RedisStore;
 use std::time::{Duration, Instant};
-use support::fake_binance::{FakeBinance, KEY, SECRET};
+use support::fake_binance::FakeBinance;
 use support::redis_server::RedisServer;
 
 fn wait_for(what: &str, logs: &std::path::Path, mut done: impl FnMut() -> bool) {
@@ -46,29 +46,15 @@ fn a_price_move_over_the_derisk_line_gets_closes_until_the_account_is_back_under
     support::set_universe(&redis.url(), &["ETHUSDT", "SOLUSDT"]);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("serve.log");
-    let mut child = support::governor_command()
-        .args([
-            "serve",
-            "--redis",
-            &redis.url(),
-            "--exchange",
-            "binance",
-            "--with-executor",
-            "--workers",
-            "1",
-        ])
-        .env("GOV_BINANCE_BASE_URL", &fake.url)
-        .env("BINANCE_TESTNET_API_KEY", KEY)
-        .env("BINANCE_TESTNET_API_SECRET", SECRET)
-        // The drawdown halt would take the same fall first (its REDUCING does not stop the
-        // de-risk closes either; the core's tests show that): here the line is the only one.
-        .env("GOV_DRAWDOWN_HALT_PCT", "0.5")
-        .stdout(std::process::Stdio::from(
-            std::fs::File::create(&log).unwrap(),
-        ))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    // The drawdown halt would take the same fall first (its REDUCING does not stop the
+    // de-risk closes either; the core's tests show that): here the line is the only one.
+    let mut child = support::serve_on_binance(
+        &redis.url(),
+        &fake.url,
+        &[("GOV_DRAWDOWN_HALT_PCT", "0.5")],
+        std::process::Stdio::from(std::fs::File::create(&log).unwrap()),
+        std::process::Stdio::null(),
+    );
     let store = RedisStore::open(&redis.url(), "quantum:", 3600, "reader").unwrap();
     let state = || store.state(wall_clock()).unwrap();
     // The reconciler adopts both positions into the ledger.

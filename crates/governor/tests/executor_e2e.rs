@@ -176,30 +176,13 @@ fn serve_on_binance_with_its_executor_trades_and_never_prints_a_secret() {
     support::set_universe(&redis.url(), &["ETHUSDT"]);
     let dir = tempfile::tempdir().unwrap();
     let (out, err) = (dir.path().join("out.log"), dir.path().join("err.log"));
-    let mut cmd = support::governor_command();
-    let mut child = cmd
-        .args([
-            "serve",
-            "--redis",
-            &redis.url(),
-            "--exchange",
-            "binance",
-            "--with-executor",
-            "--workers",
-            "1",
-        ])
-        .env("GOV_BINANCE_BASE_URL", &fake.url)
-        .env("BINANCE_TESTNET_API_KEY", KEY)
-        .env("BINANCE_TESTNET_API_SECRET", SECRET)
-        .env("GOV_MAX_CORRELATION", "1.0")
-        .stdout(std::process::Stdio::from(
-            std::fs::File::create(&out).unwrap(),
-        ))
-        .stderr(std::process::Stdio::from(
-            std::fs::File::create(&err).unwrap(),
-        ))
-        .spawn()
-        .unwrap();
+    let mut child = support::serve_on_binance(
+        &redis.url(),
+        &fake.url,
+        &[("GOV_MAX_CORRELATION", "1.0")],
+        std::process::Stdio::from(std::fs::File::create(&out).unwrap()),
+        std::process::Stdio::from(std::fs::File::create(&err).unwrap()),
+    );
     redis::cmd("XADD")
         .arg("quantum:stream:apply.plan")
         .arg("*")

@@ -8,13 +8,15 @@
 //! switches the state even when no plan arrives.
 
 use super::common::{refuse, Ctx, Refusal};
-use crate::book::{Book, Halt};
+use crate::book::Book;
 use crate::config::{Config, GateMode};
-use crate::effects::{Effect, Event, Guard};
+use crate::effects::{Effect, Guard};
+pub use crate::halt::Observation;
+use crate::halt::{halt_effects, monitor_ids, resume};
 use crate::reason::BlockReason;
 use crate::time::Timestamp;
 use crate::trace::{Outcome, Trace, TraceLine};
-use crate::types::{PlanId, Symbol, TradingState};
+use crate::types::TradingState;
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -82,43 +84,6 @@ pub fn check(ctx: &Ctx<'_>, equity: f64, trace: &mut Trace) -> Result<(), Refusa
     Ok(())
 }
 
-/// The effects that put trading into REDUCING for a drawdown (with the event).
-pub fn halt_effects(
-    plan_id: &PlanId,
-    symbol: &Symbol,
-    detail: &str,
-    now: Timestamp,
-) -> Vec<Effect> {
-    vec![
-        Effect::SetTradingState {
-            to: TradingState::Reducing,
-            reason: format!("drawdown_halt: {detail}"),
-        },
-        Effect::SetHalt(Some(Halt {
-            reason: BlockReason::DrawdownHalt,
-            since: now,
-            detail: detail.to_owned(),
-        })),
-        Effect::Emit(
-            Event::new("TRADING_STATE_CHANGED", plan_id, symbol, now)
-                .with("from", TradingState::Active.as_str())
-                .with("to", TradingState::Reducing.as_str())
-                .with("reason", BlockReason::DrawdownHalt.code())
-                .with("detail", detail.to_owned())
-                .with("by", "governor"),
-        ),
-    ]
-}
-
-/// One atomic change the monitor asks for.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Observation {
-    /// Checked before the effects.
-    pub guards: Vec<Guard>,
-    /// The changes.
-    pub effects: Vec<Effect>,
-}
-
 /// The monitor: what the equity seen at `now` changes. The plan id and symbol of its events
 /// are `governor` and `ACCOUNT` (no plan caused them).
 pub fn observe(
@@ -153,14 +118,13 @@ pub fn observe(
         return out;
     }
     let d = drawdown(book, equity, now, dd_cfg.window_secs);
-    let who = PlanId::parse("governor").expect("a valid id");
-    let account = Symbol::parse("ACCOUNT").expect("a valid symbol");
+    let (who, account) = monitor_ids();
     match (state, &book.halt) {
         (TradingState::Active, None) if !(d.drawdown <= dd_cfg.limit) => {
             let why = detail(&d, equity, dd_cfg.limit, dd_cfg.window_secs);
             out.push(Observation {
                 guards: vec![Guard::TradingStateIs(TradingState::Active)],
-                effects: halt_effects(&who, &account, &why, now),
+                effects: halt_effects(BlockReason::DrawdownHalt, &who, &account, &why, now),
             });
         }
         (TradingState::Reducing, Some(h))
@@ -175,24 +139,7 @@ pub fn observe(
                 dd_cfg.resume_below * 100.0,
                 now.secs_since(h.since)
             );
-            out.push(Observation {
-                guards: vec![Guard::TradingStateIs(TradingState::Reducing)],
-                effects: vec![
-                    Effect::SetTradingState {
-                        to: TradingState::Active,
-                        reason: why.clone(),
-                    },
-                    Effect::SetHalt(None),
-                    Effect::Emit(
-                        Event::new("TRADING_STATE_CHANGED", &who, &account, now)
-                            .with("from", TradingState::Reducing.as_str())
-                            .with("to", TradingState::Active.as_str())
-                            .with("reason", "drawdown_resume")
-                            .with("detail", why)
-                            .with("by", "governor"),
-                    ),
-                ],
-            });
+            out.push(resume("drawdown_resume", why, now));
         }
         (TradingState::Active, Some(_)) => {
             // An operator resumed during the halt: the drawdown is acknowledged, the peak

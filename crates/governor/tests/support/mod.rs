@@ -20,6 +20,35 @@ pub fn governor_command() -> std::process::Command {
     cmd
 }
 
+/// `serve` on the Redis at `redis_url` with its executor and one worker, trading on the local
+/// Binance server at `binance_url` with the test keys; `env` adds settings.
+pub fn serve_on_binance(
+    redis_url: &str,
+    binance_url: &str,
+    env: &[(&str, &str)],
+    stdout: std::process::Stdio,
+    stderr: std::process::Stdio,
+) -> std::process::Child {
+    let mut cmd = governor_command();
+    cmd.args([
+        "serve",
+        "--redis",
+        redis_url,
+        "--exchange",
+        "binance",
+        "--with-executor",
+        "--workers",
+        "1",
+    ])
+    .env("GOV_BINANCE_BASE_URL", binance_url)
+    .env("BINANCE_TESTNET_API_KEY", fake_binance::KEY)
+    .env("BINANCE_TESTNET_API_SECRET", fake_binance::SECRET);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(stdout).stderr(stderr).spawn().unwrap()
+}
+
 /// Writes the policy universe (`quantum:policy:current` → `universe_symbols`) on `url`.
 pub fn set_universe(url: &str, symbols: &[&str]) {
     let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
