@@ -6,6 +6,7 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 #![warn(missing_docs)]
 
+pub mod calibrate;
 pub mod civil;
 pub mod clock;
 pub mod evaluate;

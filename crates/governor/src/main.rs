@@ -59,6 +59,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Calibrate settings on recorded history.
+    Calibrate {
+        #[command(subcommand)]
+        command: CalibrateCommand,
+    },
     /// The service. With --redis: governor workers in the `governor` consumer group, the
     /// result monitor, the sweeper and the reconciler. Without: the embedded store, plans over
     /// HTTP (POST /v1/plans). Paper exchange on recorded data; the HTTP API and dashboard on
@@ -200,6 +205,27 @@ enum ConfigCommand {
     Check {
         /// A TOML config file (environment variables override it).
         file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CalibrateCommand {
+    /// Regime thresholds that give each targeted regime its share of the recorded history,
+    /// printed as a `[regime]` snippet with the shares under the current and the calibrated
+    /// thresholds side by side. Nothing is changed: paste the snippet into a config to use it.
+    Regime {
+        /// A directory of <SYMBOL>-1h.csv files.
+        #[arg(long, default_value = "data/klines")]
+        data: PathBuf,
+        /// A TOML config file (environment variables override it): the current thresholds.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The symbol to read (default: regime.reference).
+        #[arg(long)]
+        symbol: Option<String>,
+        /// Shares to aim for, e.g. TREND_STRONG=0.15,VOLATILITY_SPIKE=0.05,CHOP=0.30.
+        #[arg(long, default_value = "")]
+        target: String,
     },
 }
 
@@ -516,6 +542,31 @@ fn main() -> anyhow::Result<ExitCode> {
                 (None, Some(proposals)) => run_heat_embedded(&cfg, &proposals, state, out),
                 (None, None) => unreachable!("clap requires --proposals without --redis"),
             }
+        }
+        Command::Calibrate {
+            command:
+                CalibrateCommand::Regime {
+                    data,
+                    config,
+                    symbol,
+                    target,
+                },
+        } => {
+            let cfg = match config_or_exit(config.as_deref())? {
+                Ok(cfg) => cfg,
+                Err(code) => return Ok(code),
+            };
+            let targets = governor_core::market::calibrate::Targets::parse(&target)
+                .map_err(|e| anyhow::anyhow!("--target {e}"))?;
+            let symbol = symbol
+                .map(|s| {
+                    governor_core::types::Symbol::parse(&s)
+                        .map_err(|e| anyhow::anyhow!("--symbol {s:?}: {e}"))
+                })
+                .transpose()?;
+            let c = quantum_governor::calibrate::regime(&data, &cfg.regime, symbol, targets)?;
+            print!("{}", c.render());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Config {
             command: ConfigCommand::Check { file },

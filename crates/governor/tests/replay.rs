@@ -174,6 +174,15 @@ fn the_report_carries_every_chart_with_data() {
     for needle in ["src=\"http", "href=\"http", "<link"] {
         assert!(!html.contains(needle), "{needle}");
     }
+    // The regime calibration table: the calibrated thresholds give the CHOP target on the
+    // replayed history, the current ones do not.
+    let rows = r.regime_calibration.as_ref().expect("BTCUSDT has history");
+    let chop = rows.iter().find(|row| row.regime == "CHOP").unwrap();
+    assert!(
+        (chop.calibrated - 0.30).abs() <= 0.02 && chop.current > 0.5,
+        "{chop:?}"
+    );
+    assert!(html.contains("<h2>Regime calibration</h2>"));
     let liq = block("liquidation");
     for series in [
         "governed_margin_ratio",

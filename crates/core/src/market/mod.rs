@@ -2,6 +2,7 @@
 //! the regime classifier, and timestamp-aligned correlation.
 
 pub mod brackets;
+pub mod calibrate;
 pub mod correlation;
 pub mod csv;
 pub mod indicators;

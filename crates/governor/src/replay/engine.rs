@@ -202,6 +202,10 @@ pub struct ReplayResult {
     pub max_account_margin_ratio: f64,
     /// The de-risk line (for the report's chart).
     pub derisk_at: f64,
+    /// Each regime's share of the replayed bars under the current thresholds and under ones
+    /// calibrated on the same history to the default targets (`None`: no reference symbol, or
+    /// the history cannot give the targets).
+    pub regime_calibration: Option<Vec<crate::calibrate::ShareRow>>,
     /// Schema rejections (dead letters).
     pub rejected: usize,
     /// Rotations and how they ended.
@@ -837,6 +841,12 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         derisk_halts,
         derisk_closes,
         max_account_margin_ratio: cfg.liquidation.max_account_margin_ratio,
+        regime_calibration: reference.as_ref().and_then(|r| {
+            let history = crate::calibrate::feature_history(closed_by(&klines[r], last));
+            crate::calibrate::Calibration::of(r.clone(), history, &cfg.regime, Default::default())
+                .ok()
+                .map(|c| c.rows())
+        }),
         derisk_at: cfg.liquidation.derisk_at,
         rejected,
         rotations,

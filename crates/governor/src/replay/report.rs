@@ -437,6 +437,32 @@ fn drawdown_section(d: Option<&DrawdownComparison>) -> String {
     o
 }
 
+/// Each regime's share of the replayed bars under the current thresholds and under ones
+/// calibrated on the same history (`quantum-governor calibrate regime` prints the snippet).
+fn calibration_section(r: &ReplayResult) -> String {
+    let Some(rows) = &r.regime_calibration else {
+        return "<p class=\"note\">No calibration: the regime reference has too little history here (or the reference is the candidate).</p>".to_owned();
+    };
+    let mut o = String::from(
+        "<p class=\"note\">The share of bars each regime gets with the thresholds in force, and with thresholds calibrated on this history to the default targets (<code>quantum-governor calibrate regime --data …</code> prints them as a <code>[regime]</code> snippet; nothing changes until you paste it into a config).</p>\
+         <table><tr><th>regime</th><th>current</th><th>calibrated</th><th>target</th></tr>",
+    );
+    for row in rows {
+        let target = row
+            .target
+            .map_or("–".to_owned(), |t| format!("{:.1}%", t * 100.0));
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{:.1}%</td><td>{:.1}%</td><td>{target}</td></tr>",
+            row.regime,
+            row.current * 100.0,
+            row.calibrated * 100.0
+        );
+    }
+    o.push_str("</table>");
+    o
+}
+
 /// A dashed horizontal line at `v` labelled `label` (a limit on a chart).
 fn limit_line(axis: &Axis, v: f64, label: &str, color: &str) -> String {
     let y = axis.y(v);
@@ -642,6 +668,8 @@ td:first-child,th:first-child{{text-align:left}} .good{{color:#1d7a35;font-weigh
 <div class="legend"><span style="color:#333;font-weight:600">— desired</span><span class="gov">— occupied</span> {regimes}</div>
 <p class="note">With the deployed defaults the regime classifier says CHOP most of the time on 1 h BTCUSDT candles (the 1 h EMA gap rarely reaches the thresholds), so desired slots mostly sit at the CHOP value.</p>
 {slots}
+<h2>Regime calibration</h2>
+{calibration}
 <h2>Liquidation</h2>
 {liquidation}
 <h2>Blocks by reason</h2>
@@ -675,6 +703,7 @@ td:first-child,th:first-child{{text-align:left}} .good{{color:#1d7a35;font-weigh
         slots = slots_chart(r),
         blocks = blocks_chart(s),
         liquidation = liquidation_section(r, s),
+        calibration = calibration_section(r),
         rotations = rotation_table(r),
         heatmap = heatmap(r),
         heat_compare = heat_section(heat),
