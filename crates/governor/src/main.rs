@@ -53,6 +53,13 @@ enum Command {
         /// one shows what over-leverage does to the ungoverned account.
         #[arg(long, default_value_t = 5)]
         signal_leverage: u32,
+        /// Sweep a config key over values, KEY=V1,V2,… (repeat for a grid, at most 256 runs):
+        /// writes sweep.csv and each run's journal under runs/ instead of one replay.
+        #[arg(long)]
+        sweep: Vec<String>,
+        /// Threads for a sweep (default: every core). The results do not depend on it.
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Configuration commands.
     Config {
@@ -255,6 +262,70 @@ fn config_or_exit(file: Option<&Path>) -> anyhow::Result<Result<Config, ExitCode
     })
 }
 
+/// `replay --sweep`: every combination on all cores (or `threads`), a progress bar with the
+/// time left, one line per finished run, and `sweep.csv`.
+fn run_sweep(
+    cfg: &Config,
+    opts: &ReplayOptions,
+    raw_axes: &[String],
+    threads: Option<usize>,
+    quiet: bool,
+    started: std::time::Instant,
+) -> anyhow::Result<ExitCode> {
+    use replay::sweep::{sweep, Axis};
+    let axes: Vec<Axis> = raw_axes
+        .iter()
+        .map(|a| Axis::parse(a).map_err(|e| anyhow::anyhow!(e)))
+        .collect::<anyhow::Result<_>>()?;
+    let runs: usize = axes.iter().map(|a| a.values.len()).product();
+    let threads = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let bar = indicatif::ProgressBar::new(runs as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} sweep [{bar:40}] {pos}/{len} runs {elapsed} (eta {eta})",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        bar
+    };
+    let keys: Vec<&str> = axes.iter().map(|a| a.key.as_str()).collect();
+    let opts = ReplayOptions {
+        progress: false,
+        ..opts.clone()
+    };
+    let rows = sweep(cfg, &axes, &opts, threads, &|i, row| {
+        let set: Vec<String> = keys
+            .iter()
+            .zip(&row.values)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        bar.suspend(|| {
+            println!(
+                "run {i:03} {}: return {:+.2}%, max drawdown {:.2}%, liquidations {}",
+                set.join(" "),
+                row.return_pct * 100.0,
+                row.max_drawdown * 100.0,
+                row.liquidations
+            )
+        });
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "sweep: {} runs on {threads} threads; sweep.csv: {}\n({:.2} s)",
+        rows.len(),
+        opts.out_dir.join("sweep.csv").display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `execute`: the executor on Redis with the chosen exchange, until the process ends.
 #[allow(clippy::too_many_arguments)]
 fn run_executor(
@@ -427,6 +498,8 @@ fn main() -> anyhow::Result<ExitCode> {
             quiet,
             heat,
             signal_leverage,
+            sweep,
+            threads,
         } => {
             let cfg = match config_or_exit(config.as_deref())? {
                 Ok(cfg) => cfg,
@@ -454,6 +527,9 @@ fn main() -> anyhow::Result<ExitCode> {
                 ..defaults
             };
             let started = std::time::Instant::now();
+            if !sweep.is_empty() {
+                return run_sweep(&cfg, &opts, &sweep, threads, quiet, started);
+            }
             let (result, heat_compare) = replay::run_with_comparison(&cfg, &opts)?;
             let drawdown = replay::drawdown::compare(&cfg, &opts, &result)?;
             let summary = replay::summary::summarize(&result);

@@ -115,6 +115,46 @@ impl Config {
     }
 }
 
+impl Config {
+    /// This config with `key` (`section.field`, or a top-level field) set to `raw`, read as a
+    /// TOML value (a number, `true`/`false`, or else text), then checked as a whole. The error
+    /// names the key and the value: an unknown key, a value of the wrong kind, or one out of
+    /// range.
+    pub fn with_setting(&self, key: &str, raw: &str) -> Result<Config, String> {
+        let mut table: toml::Table = toml::Table::try_from(self).expect("the config serializes");
+        let mut cur = &table;
+        let parts: Vec<&str> = key.split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            match cur.get(*part) {
+                Some(toml::Value::Table(t)) if i + 1 < parts.len() => cur = t,
+                Some(v) if i + 1 == parts.len() && !v.is_table() => {}
+                // Optional settings left unset are absent from the serialized config; a field
+                // that does not exist is refused by the section's own parser, naming the ones
+                // that do.
+                None if i + 1 == parts.len() && i > 0 => {}
+                _ => return Err(format!("{key}: no such config key")),
+            }
+        }
+        let value = format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+        insert_path(&mut table, key, value).map_err(|e| format!("{key}: {e}"))?;
+        let cfg: Config = table
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("{key} = {raw}: {}", e.message()))?;
+        match cfg.validate().as_slice() {
+            [] => Ok(cfg),
+            errors => Err(errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")),
+        }
+    }
+}
+
 /// Sets `path` (`section.key`) in `table`; the error says which part is a value where a
 /// section is needed (`slots = 1` in the file, then `GOV_ACTIVE_SLOTS_BASE`).
 fn insert_path(table: &mut toml::Table, path: &str, value: toml::Value) -> Result<(), String> {
@@ -159,6 +199,51 @@ fn known_keys() -> Vec<String> {
     keys.push("side_slots.max_long".to_owned());
     keys.push("side_slots.max_short".to_owned());
     keys
+}
+
+#[cfg(test)]
+mod setting_tests {
+    use super::*;
+
+    #[test]
+    fn one_setting_changes_and_a_bad_one_is_refused_naming_it() {
+        let base = Config::default();
+        let c = base.with_setting("correlation.max", "0.7").unwrap();
+        assert_eq!(c.correlation.max, 0.7);
+        assert_eq!(c.slots, base.slots, "nothing else changes");
+        let c = base
+            .with_setting("liquidation.margin_mode", "isolated")
+            .unwrap();
+        assert_eq!(
+            c.liquidation.margin_mode,
+            crate::config::MarginMode::Isolated
+        );
+        assert_eq!(
+            base.with_setting("side_slots.max_long", "2")
+                .unwrap()
+                .side_slots
+                .max_long,
+            Some(2)
+        );
+        for (key, raw, says) in [
+            (
+                "correlation.maximum",
+                "0.7",
+                "unknown field `maximum`, expected one of `max`",
+            ),
+            (
+                "corelation.max",
+                "0.7",
+                "corelation.max: no such config key",
+            ),
+            ("correlation", "0.7", "correlation: no such config key"),
+            ("correlation.max", "high", "correlation.max = high"),
+            ("correlation.max", "7", "correlation.max"),
+        ] {
+            let err = base.with_setting(key, raw).unwrap_err();
+            assert!(err.contains(says), "{key}={raw}: {err}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod outcome;
 pub mod report;
 pub mod signals;
 pub mod summary;
+pub mod sweep;
 
 pub use engine::{run, ReplayOptions, ReplayResult};
 pub use heat::HeatReplay;

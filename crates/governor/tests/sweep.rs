@@ -1,0 +1,89 @@
+//! `replay --sweep` on three weeks of the bundled data: the same `sweep.csv` and journals on one
+//! thread and on two, and the run with the default values is the plain replay.
+
+use governor_core::Config;
+use quantum_governor::civil::parse_utc;
+use quantum_governor::replay::sweep::{sweep, Axis};
+use quantum_governor::replay::{self, ReplayOptions};
+use std::path::{Path, PathBuf};
+
+fn slice(out: &Path) -> ReplayOptions {
+    ReplayOptions {
+        data_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/klines"),
+        out_dir: out.to_path_buf(),
+        from: Some(parse_utc("2025-05-22").unwrap()),
+        to: Some(parse_utc("2025-06-12").unwrap()),
+        ..ReplayOptions::default()
+    }
+}
+
+fn axes() -> Vec<Axis> {
+    vec![
+        Axis::parse("correlation.max=0.6,0.8").unwrap(),
+        Axis::parse("cadence.max_exec_per_hour=2,3").unwrap(),
+    ]
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn one_thread_or_two_write_the_same_results_and_journals() {
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cfg = Config::default();
+    let a = sweep(&cfg, &axes(), &slice(one.path()), 1, &|_, _| {}).unwrap();
+    let b = sweep(&cfg, &axes(), &slice(two.path()), 2, &|_, _| {}).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(
+        read(&one.path().join("sweep.csv")),
+        read(&two.path().join("sweep.csv"))
+    );
+    for i in 0..4 {
+        let journal = |d: &Path| read(&d.join(format!("runs/{i:03}/decisions.jsonl")));
+        assert_eq!(journal(one.path()), journal(two.path()), "run {i}");
+    }
+    // The values change what happens: the runs are not all the same.
+    assert!(
+        a.iter().any(|r| r.final_equity != a[0].final_equity),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn the_run_with_the_default_values_is_the_plain_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = sweep(
+        &Config::default(),
+        &axes(),
+        &slice(dir.path()),
+        2,
+        &|_, _| {},
+    )
+    .unwrap();
+    // The first axis varies slowest: (0.6, 2), (0.6, 3), (0.8, 2), (0.8, 3).
+    let i = rows
+        .iter()
+        .position(|r| r.values == ["0.8", "3"])
+        .expect("the defaults are in the grid");
+    assert_eq!(i, 3);
+    let default = &rows[i];
+    let plain_dir = tempfile::tempdir().unwrap();
+    let plain = replay::run(&Config::default(), &slice(plain_dir.path())).unwrap();
+    let s = replay::summary::summarize(&plain);
+    assert_eq!(default.final_equity, s.governed.final_equity);
+    assert_eq!(default.max_drawdown, s.governed.max_drawdown);
+    assert_eq!(default.blocks, s.blocks);
+    assert!(
+        read(&dir.path().join("runs/003/decisions.jsonl"))
+            == read(&plain_dir.path().join("decisions.jsonl")),
+        "run 003's journal is the plain replay's"
+    );
+    let csv = read(&dir.path().join("sweep.csv"));
+    let header = csv.lines().next().unwrap();
+    assert!(
+        header.starts_with("correlation.max,cadence.max_exec_per_hour,final_equity,return,"),
+        "{header}"
+    );
+    assert_eq!(csv.lines().count(), 5, "a header and four runs");
+}
