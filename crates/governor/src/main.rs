@@ -299,7 +299,7 @@ fn run_sweep(
         progress: false,
         ..opts.clone()
     };
-    let rows = sweep(cfg, &axes, &opts, threads, &|i, row| {
+    let swept = sweep(cfg, &axes, &opts, threads, &|i, row| {
         let set: Vec<String> = keys
             .iter()
             .zip(&row.values)
@@ -317,10 +317,12 @@ fn run_sweep(
         bar.inc(1);
     })?;
     bar.finish_and_clear();
+    let report = replay::frontier::write(&opts.out_dir, &axes, &swept)?;
     println!(
-        "sweep: {} runs on {threads} threads; sweep.csv: {}\n({:.2} s)",
-        rows.len(),
+        "sweep: {} runs on {threads} threads\nsweep.csv: {}\nreport: {}\n({:.2} s)",
+        swept.rows.len(),
         opts.out_dir.join("sweep.csv").display(),
+        report.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)

@@ -1,9 +1,11 @@
 //! `replay --sweep` on three weeks of the bundled data: the same `sweep.csv` and journals on one
 //! thread and on two, and the run with the default values is the plain replay.
 
+mod support;
+
 use governor_core::Config;
 use quantum_governor::civil::parse_utc;
-use quantum_governor::replay::sweep::{sweep, Axis};
+use quantum_governor::replay::sweep::{sweep, Axis, Swept};
 use quantum_governor::replay::{self, ReplayOptions};
 use std::path::{Path, PathBuf};
 
@@ -24,6 +26,11 @@ fn axes() -> Vec<Axis> {
     ]
 }
 
+/// The grid of [`axes`] around the default config on two threads, run in `dir`.
+fn default_sweep(dir: &Path) -> Swept {
+    sweep(&Config::default(), &axes(), &slice(dir), 2, &|_, _| {}).unwrap()
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -32,8 +39,12 @@ fn read(path: &Path) -> String {
 fn one_thread_or_two_write_the_same_results_and_journals() {
     let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let cfg = Config::default();
-    let a = sweep(&cfg, &axes(), &slice(one.path()), 1, &|_, _| {}).unwrap();
-    let b = sweep(&cfg, &axes(), &slice(two.path()), 2, &|_, _| {}).unwrap();
+    let a = sweep(&cfg, &axes(), &slice(one.path()), 1, &|_, _| {})
+        .unwrap()
+        .rows;
+    let b = sweep(&cfg, &axes(), &slice(two.path()), 2, &|_, _| {})
+        .unwrap()
+        .rows;
     assert_eq!(a, b);
     assert_eq!(
         read(&one.path().join("sweep.csv")),
@@ -53,20 +64,14 @@ fn one_thread_or_two_write_the_same_results_and_journals() {
 #[test]
 fn the_run_with_the_default_values_is_the_plain_replay() {
     let dir = tempfile::tempdir().unwrap();
-    let rows = sweep(
-        &Config::default(),
-        &axes(),
-        &slice(dir.path()),
-        2,
-        &|_, _| {},
-    )
-    .unwrap();
+    let swept = default_sweep(dir.path());
+    let rows = &swept.rows;
     // The first axis varies slowest: (0.6, 2), (0.6, 3), (0.8, 2), (0.8, 3).
     let i = rows
         .iter()
         .position(|r| r.values == ["0.8", "3"])
         .expect("the defaults are in the grid");
-    assert_eq!(i, 3);
+    assert_eq!((i, swept.current), (3, Some(3)));
     let default = &rows[i];
     let plain_dir = tempfile::tempdir().unwrap();
     let plain = replay::run(&Config::default(), &slice(plain_dir.path())).unwrap();
@@ -86,4 +91,54 @@ fn the_run_with_the_default_values_is_the_plain_replay() {
         "{header}"
     );
     assert_eq!(csv.lines().count(), 5, "a header and four runs");
+}
+
+#[test]
+fn the_frontier_renders_in_chromium_with_the_current_config_marked_and_sorts() {
+    let dir = tempfile::tempdir().unwrap();
+    let swept = default_sweep(dir.path());
+    let report = quantum_governor::replay::frontier::write(dir.path(), &axes(), &swept).unwrap();
+    let rows = &swept.rows;
+    let driver = support::browser::Driver::start();
+    let session = support::browser::Session::new(&driver);
+    session.go(&format!("file://{}", report.display()));
+    let points = session.wait_for(
+        "return document.querySelectorAll('svg[aria-label=frontier] circle.run').length",
+        |v| v.as_u64().is_some_and(|n| n > 0),
+    );
+    assert_eq!(points.as_u64().unwrap() as usize, rows.len());
+    let front = session.eval("return document.querySelectorAll('circle.pareto').length");
+    let expected = quantum_governor::replay::frontier::pareto(rows).len();
+    assert_eq!(front.as_u64().unwrap() as usize, expected);
+    assert_eq!(
+        session.eval("return document.querySelector('tr.current td').textContent"),
+        "003",
+        "the defaults are run 003"
+    );
+    assert_eq!(
+        session.eval("return !!document.getElementById('current')"),
+        true
+    );
+    // Sort by return, then the other way: the column is in order each time.
+    let column = "return [...document.querySelectorAll('#runs tbody tr')]\
+                  .map(tr => parseFloat(tr.children[3].textContent))";
+    for ascending in [true, false] {
+        session.eval("document.querySelectorAll('#runs th')[3].click(); return null");
+        let v: Vec<f64> = serde_json::from_value(session.eval(column)).unwrap();
+        let sorted = v.windows(2).all(|w| {
+            if ascending {
+                w[0] <= w[1]
+            } else {
+                w[0] >= w[1]
+            }
+        });
+        assert!(
+            sorted && v.len() == rows.len(),
+            "ascending {ascending}: {v:?}"
+        );
+    }
+    let png = session.screenshot();
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sweep-frontier.png");
+    std::fs::write(&out, png).unwrap();
+    println!("screenshot: {}", out.display());
 }

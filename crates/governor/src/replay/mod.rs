@@ -5,6 +5,7 @@
 
 pub mod drawdown;
 pub mod engine;
+pub mod frontier;
 pub mod heat;
 pub mod heat_comparison;
 pub mod outcome;

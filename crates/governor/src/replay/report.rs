@@ -14,7 +14,8 @@ use std::fmt::Write as _;
 const W: f64 = 960.0;
 const PAD: f64 = 48.0;
 
-fn esc(s: &str) -> String {
+/// `s` made safe inside HTML text and attribute values.
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

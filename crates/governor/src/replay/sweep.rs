@@ -9,7 +9,6 @@ use anyhow::{bail, Context};
 use governor_core::Config;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -242,14 +241,24 @@ pub fn csv(axes: &[Axis], rows: &[Row]) -> String {
     o
 }
 
-/// Runs the sweep and writes `sweep.csv` into `opts.out_dir`; returns the rows.
+/// What a sweep found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Swept {
+    /// One row per run, in grid order.
+    pub rows: Vec<Row>,
+    /// The run whose config is the one in force, when the grid holds it.
+    pub current: Option<usize>,
+}
+
+/// Runs the sweep and writes `sweep.csv` into `opts.out_dir` (the frontier page is written by
+/// the `frontier` module from what this returns).
 pub fn sweep(
     base: &Config,
     axes: &[Axis],
     opts: &ReplayOptions,
     threads: usize,
     done: &(dyn Fn(usize, &Row) + Sync),
-) -> anyhow::Result<Vec<Row>> {
+) -> anyhow::Result<Swept> {
     if axes.is_empty() {
         bail!("a sweep needs at least one --sweep KEY=V1,V2");
     }
@@ -257,12 +266,13 @@ pub fn sweep(
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("creating {}", opts.out_dir.display()))?;
     let rows = run_all(&points, opts, threads, done)?;
-    write(&opts.out_dir.join("sweep.csv"), &csv(axes, &rows))?;
-    Ok(rows)
-}
-
-fn write(path: &Path, text: &str) -> anyhow::Result<()> {
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    let path = opts.out_dir.join("sweep.csv");
+    std::fs::write(&path, csv(axes, &rows))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(Swept {
+        rows,
+        current: points.iter().position(|p| p.cfg == *base),
+    })
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! realistic hourly markets with controlled correlation, and helpers to open, close and fill.
 #![allow(dead_code)] // each test file uses its own subset of the helpers
 
+pub mod browser;
 pub mod embedded_server;
 pub mod executor_rig;
 pub mod fake_binance;
