@@ -23,6 +23,7 @@ pub mod logfmt;
 pub mod market_data;
 pub mod metrics;
 pub mod orders;
+pub mod plans_export;
 pub mod replay;
 pub mod server;
 pub mod service;

@@ -66,6 +66,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// The deployment's recorded plans.
+    Plans {
+        #[command(subcommand)]
+        command: PlansCommand,
+    },
     /// Calibrate settings on recorded history.
     Calibrate {
         #[command(subcommand)]
@@ -212,6 +217,27 @@ enum ConfigCommand {
     Check {
         /// A TOML config file (environment variables override it).
         file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlansCommand {
+    /// Writes the plan stream (`<prefix>stream:apply.plan`) to stdout as JSON lines, each entry
+    /// untouched: `{"id", "time", "fields": [[key, value], …]}` (a value that is not UTF-8 as
+    /// `{"hex": …}`).
+    Export {
+        /// The Redis URL, e.g. redis://127.0.0.1:6379/.
+        #[arg(long)]
+        redis: String,
+        /// A TOML config file (environment variables override it): the key prefix.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// First entry time: YYYY-MM-DD, YYYY-MM-DDTHH:MM (UTC) or epoch ms.
+        #[arg(long, value_parser = civil::parse_utc)]
+        from: Option<Timestamp>,
+        /// Last entry time (same formats, inclusive).
+        #[arg(long, value_parser = civil::parse_utc)]
+        to: Option<Timestamp>,
     },
 }
 
@@ -620,6 +646,32 @@ fn main() -> anyhow::Result<ExitCode> {
                 (None, Some(proposals)) => run_heat_embedded(&cfg, &proposals, state, out),
                 (None, None) => unreachable!("clap requires --proposals without --redis"),
             }
+        }
+        Command::Plans {
+            command:
+                PlansCommand::Export {
+                    redis,
+                    config,
+                    from,
+                    to,
+                },
+        } => {
+            let cfg = match config_or_exit(config.as_deref())? {
+                Ok(cfg) => cfg,
+                Err(code) => return Ok(code),
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let n = quantum_governor::plans_export::export(
+                &redis,
+                &cfg.key_prefix,
+                from,
+                to,
+                &mut out,
+            )?;
+            std::io::Write::flush(&mut out)?;
+            eprintln!("exported {n} plans");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Calibrate {
             command:

@@ -21,6 +21,16 @@ pub fn governor_command() -> std::process::Command {
     cmd
 }
 
+/// The stdout of a finished command that must have succeeded (its stderr says why not).
+pub fn succeeded(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
 /// `serve` on the Redis at `redis_url` with its executor and one worker, trading on the local
 /// Binance server at `binance_url` with the test keys; `env` adds settings.
 pub fn serve_on_binance(
