@@ -18,8 +18,9 @@
 
 use crate::config::{Config, GateMode};
 use crate::effects::{Effect, Event, Guard};
-use crate::gates::portfolio::Portfolio;
+use crate::gates::portfolio::{Holding, Portfolio};
 use crate::halt::{halt_effects, monitor_ids, resume, Observation};
+use crate::market::brackets::LeverageBrackets;
 use crate::reason::BlockReason;
 use crate::snapshot::Snapshot;
 use crate::time::Timestamp;
@@ -45,26 +46,44 @@ pub fn account_margin(snap: &Snapshot) -> Result<Option<AccountMargin>, Symbol> 
     let Some(view) = Portfolio::build(snap) else {
         return Ok(None);
     };
-    let mut maintenance = 0.0;
-    let mut largest: Option<(Symbol, Side, f64, f64)> = None;
-    for h in view.holdings.iter().filter(|h| h.is_position()) {
-        let mm = snap
-            .market
-            .get(h.symbol)
-            .and_then(|m| m.brackets.as_ref())
-            .and_then(|b| b.maintenance_margin(h.notional))
-            .ok_or_else(|| h.symbol.clone())?;
-        maintenance += mm;
-        if largest.as_ref().is_none_or(|(_, _, _, m)| mm > *m) {
-            largest = Some((h.symbol.clone(), h.side, h.qty, mm));
-        }
-    }
+    let margined = margined_positions(snap, &view)?;
+    let maintenance: f64 = margined.iter().map(|p| p.2).sum();
+    let largest = margined
+        .iter()
+        .fold(
+            None::<&(&Holding, &LeverageBrackets, f64)>,
+            |best, p| match best {
+                Some(b) if b.2 >= p.2 => Some(b),
+                _ => Some(p),
+            },
+        )
+        .map(|(h, _, mm)| (h.symbol.clone(), h.side, h.qty, *mm));
     Ok(Some(AccountMargin {
         maintenance,
         margin_balance: view.equity,
         ratio: crate::liquidation::account_margin_ratio(maintenance, view.equity),
         largest,
     }))
+}
+
+/// The open positions of `view` (not reservations: they are not at the exchange yet), each
+/// with its symbol's tiers and its maintenance margin at the mark; `Err(symbol)` for the first
+/// whose tiers are unknown or exceeded.
+fn margined_positions<'v>(
+    snap: &'v Snapshot,
+    view: &'v Portfolio<'v>,
+) -> Result<Vec<(&'v Holding<'v>, &'v LeverageBrackets, f64)>, Symbol> {
+    view.holdings
+        .iter()
+        .filter(|h| h.is_position())
+        .map(|h| {
+            snap.market
+                .get(h.symbol)
+                .and_then(|m| m.brackets.as_ref())
+                .and_then(|b| Some((h, b, b.maintenance_margin(h.notional)?)))
+                .ok_or_else(|| h.symbol.clone())
+        })
+        .collect()
 }
 
 /// One open position against its liquidation price, for the operator's view.
@@ -90,26 +109,13 @@ pub fn position_risks(snap: &Snapshot, cfg: &Config) -> Result<Vec<PositionRisk>
     let Some(view) = Portfolio::build(snap) else {
         return Ok(Vec::new());
     };
-    let positions: Vec<_> = view.holdings.iter().filter(|h| h.is_position()).collect();
-    let mut tiers = Vec::with_capacity(positions.len());
-    for h in &positions {
-        let b = snap
-            .market
-            .get(h.symbol)
-            .and_then(|m| m.brackets.as_ref())
-            .ok_or_else(|| h.symbol.clone())?;
-        let mm = b
-            .maintenance_margin(h.notional)
-            .ok_or_else(|| h.symbol.clone())?;
-        tiers.push((b, mm));
-    }
-    let total_mm: f64 = tiers.iter().map(|(_, mm)| mm).sum();
-    let total_upnl: f64 = positions.iter().map(|h| h.unrealized_pnl()).sum();
+    let margined = margined_positions(snap, &view)?;
+    let total_mm: f64 = margined.iter().map(|p| p.2).sum();
+    let total_upnl: f64 = margined.iter().map(|p| p.0.unrealized_pnl()).sum();
     let wallet = view.equity - total_upnl;
-    Ok(positions
+    Ok(margined
         .iter()
-        .zip(&tiers)
-        .map(|(h, (b, mm))| {
+        .map(|&(h, b, mm)| {
             let mark = h.notional / h.qty;
             let entry = match h.kind {
                 crate::gates::portfolio::HoldingKind::Position { entry_price, .. } => entry_price,

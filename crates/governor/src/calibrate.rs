@@ -36,6 +36,14 @@ pub struct ShareRow {
     pub target: Option<f64>,
 }
 
+impl ShareRow {
+    /// The target as text: a percentage, or `–` for a regime that takes what is left.
+    pub fn target_text(&self) -> String {
+        self.target
+            .map_or("–".to_owned(), |t| format!("{:.1}%", t * 100.0))
+    }
+}
+
 /// What `calibrate regime` found: the history it read, and the thresholds.
 #[derive(Clone, Debug)]
 pub struct Calibration {
@@ -152,15 +160,13 @@ impl Calibration {
             "regime", "current", "calibrated", "target"
         );
         for row in self.rows() {
-            let target = row
-                .target
-                .map_or("–".to_owned(), |t| format!("{:.1}%", t * 100.0));
             let _ = writeln!(
                 o,
-                "{:<18} {:>8.1}% {:>10.1}% {target:>8}",
+                "{:<18} {:>8.1}% {:>10.1}% {:>8}",
                 row.regime,
                 row.current * 100.0,
-                row.calibrated * 100.0
+                row.calibrated * 100.0,
+                row.target_text()
             );
         }
         o

@@ -449,15 +449,13 @@ fn calibration_section(r: &ReplayResult) -> String {
          <table><tr><th>regime</th><th>current</th><th>calibrated</th><th>target</th></tr>",
     );
     for row in rows {
-        let target = row
-            .target
-            .map_or("–".to_owned(), |t| format!("{:.1}%", t * 100.0));
         let _ = write!(
             o,
-            "<tr><td>{}</td><td>{:.1}%</td><td>{:.1}%</td><td>{target}</td></tr>",
+            "<tr><td>{}</td><td>{:.1}%</td><td>{:.1}%</td><td>{}</td></tr>",
             row.regime,
             row.current * 100.0,
-            row.calibrated * 100.0
+            row.calibrated * 100.0,
+            row.target_text()
         );
     }
     o.push_str("</table>");
