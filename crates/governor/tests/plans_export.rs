@@ -103,3 +103,17 @@ fn recorded_plans_are_exported_untouched_in_order_and_by_time() {
         .collect();
     assert_eq!(plan_ids, ["close-1", "bad-1"]);
 }
+
+#[test]
+fn an_unreachable_redis_is_an_error_naming_it_and_writes_nothing() {
+    let port = support::embedded_server::free_port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let out = support::governor_command()
+        .args(["plans", "export", "--redis", &url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no partial export on stdout");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("connecting to {url}")), "{err}");
+}
