@@ -47,7 +47,8 @@ pub fn account_margin(snap: &Snapshot) -> Result<Option<AccountMargin>, Symbol> 
         return Ok(None);
     };
     let margined = margined_positions(snap, &view)?;
-    let maintenance: f64 = margined.iter().map(|p| p.2).sum();
+    // Folded from +0.0: a float `sum` of nothing is −0.0, which would show as "-0.0%".
+    let maintenance = margined.iter().fold(0.0, |total, p| total + p.2);
     let largest = margined
         .iter()
         .fold(
@@ -360,6 +361,15 @@ mod tests {
 
     fn field<'a>(plan: &'a [(String, String)], k: &str) -> &'a str {
         &plan.iter().find(|(n, _)| n == k).unwrap().1
+    }
+
+    #[test]
+    fn an_account_without_positions_has_a_ratio_of_plus_zero() {
+        let mut snap = account(1_000.0, 0.0, 0.0);
+        snap.book.positions.clear();
+        snap.exchange.as_mut().unwrap().positions.clear();
+        let m = account_margin(&snap).unwrap().unwrap();
+        assert!(m.ratio == 0.0 && m.ratio.is_sign_positive(), "{}", m.ratio);
     }
 
     #[test]
