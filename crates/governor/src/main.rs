@@ -60,6 +60,10 @@ enum Command {
         /// Threads for a sweep (default: every core). The results do not depend on it.
         #[arg(long)]
         threads: Option<usize>,
+        /// The deployment's recorded plans (`plans export` output), played at their own times
+        /// instead of the sample signals: both accounts trade them.
+        #[arg(long)]
+        plans: Option<PathBuf>,
     },
     /// Configuration commands.
     Config {
@@ -528,6 +532,7 @@ fn main() -> anyhow::Result<ExitCode> {
             signal_leverage,
             sweep,
             threads,
+            plans,
         } => {
             let cfg = match config_or_exit(config.as_deref())? {
                 Ok(cfg) => cfg,
@@ -552,6 +557,12 @@ fn main() -> anyhow::Result<ExitCode> {
                 initial_equity: capital,
                 progress: !quiet,
                 heat,
+                plans: match plans {
+                    Some(path) => Some(std::sync::Arc::new(replay::recorded::RecordedPlans::load(
+                        &path,
+                    )?)),
+                    None => None,
+                },
                 ..defaults
             };
             let started = std::time::Instant::now();

@@ -311,3 +311,91 @@ fn a_governed_position_the_exchange_liquidates_leaves_the_ledger() {
     assert!(!r.liquidations_governed.is_empty());
     assert!(r.ledger_matches_exchange);
 }
+
+/// One export line (`plans export`'s format) at `ms` with `fields`.
+fn export_line(ms: i64, fields: &[(&str, serde_json::Value)]) -> String {
+    let fields: Vec<serde_json::Value> = fields
+        .iter()
+        .map(|(k, v)| serde_json::json!([k, v]))
+        .collect();
+    serde_json::json!({"id": format!("{ms}-0"), "time": ms, "fields": fields}).to_string()
+}
+
+#[test]
+fn recorded_plans_play_at_their_times_through_the_parser_and_the_governor() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |s: &str| parse_utc(s).unwrap().millis();
+    let open = |id: &str, symbol: &str, qty: &str| {
+        vec![
+            ("plan_id", serde_json::json!(id)),
+            ("symbol", serde_json::json!(symbol)),
+            ("action", serde_json::json!("OPEN_LONG")),
+            ("decision", serde_json::json!("EXECUTE")),
+            ("qty", serde_json::json!(qty)),
+        ]
+    };
+    let lines = [
+        // Before the first replayed bar: not played, counted.
+        export_line(at("2025-05-01"), &open("early", "BTCUSDT", "0.001")),
+        export_line(at("2025-06-02T10:17"), &open("btc-1", "BTCUSDT", "0.001")),
+        // A close the harvest planner wrote with `harvest_action` only.
+        export_line(
+            at("2025-06-02T12:40"),
+            &[
+                ("plan_id", serde_json::json!("btc-close")),
+                ("symbol", serde_json::json!("BTCUSDT")),
+                ("decision", serde_json::json!("EXECUTE")),
+                ("harvest_action", serde_json::json!("FULL_CLOSE_PROPOSED")),
+            ],
+        ),
+        // A value that was not UTF-8: dead-lettered, as live.
+        export_line(
+            at("2025-06-02T13:00"),
+            &[
+                ("plan_id", serde_json::json!("bytes")),
+                ("qty", serde_json::json!({"hex": "ff"})),
+            ],
+        ),
+        // The recorded governor's own rotation close: the replayed governor publishes its own.
+        export_line(
+            at("2025-06-02T13:05"),
+            &[
+                ("plan_id", serde_json::json!("rot_btc-1_BTCUSDT")),
+                ("rotation_trigger", serde_json::json!("true")),
+            ],
+        ),
+    ];
+    let file = dir.path().join("plans.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let opts = ReplayOptions {
+        plans: Some(std::sync::Arc::new(
+            replay::recorded::RecordedPlans::load(&file).unwrap(),
+        )),
+        ..slice(dir.path())
+    };
+    let r = replay::run(&Config::default(), &opts).unwrap();
+    let counts = r.recorded.clone().unwrap();
+    assert_eq!(
+        (
+            counts.played,
+            counts.governor_published,
+            counts.outside_window
+        ),
+        (3, 1, 1)
+    );
+    assert_eq!(r.rejected, 1);
+    let journal = journal_lines(&r.journal);
+    let ids: Vec<&str> = journal
+        .iter()
+        .map(|d| d["plan_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["btc-1", "btc-close"], "no sample signals");
+    assert_eq!(journal[0]["ts"], at("2025-06-02T10:17"), "at its own time");
+    assert_eq!(journal[0]["verdict"], "ALLOW");
+    assert_eq!(journal[1]["verdict"], "ALLOW", "{}", journal[1]);
+    assert!(r.ledger_matches_exchange);
+    // Both accounts traded the plans: the ungoverned one opened and closed BTC too.
+    assert_eq!(r.ungoverned.filled, 2);
+    let rejected = std::fs::read_to_string(dir.path().join("rejected.jsonl")).unwrap();
+    assert!(rejected.contains("not valid UTF-8"), "{rejected}");
+}

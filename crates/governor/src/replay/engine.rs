@@ -1,7 +1,8 @@
 //! The replay loop.
 
 use super::heat::{calibrate_exit, CalibrationRow, HeatReplay};
-use super::signals::{kill_score, open_plans, ExitPlanner, PlanFields, SignalConfig};
+use super::recorded::RecordedPlans;
+use super::signals::{kill_score, open_plans, ExitPlanner, SignalConfig};
 use crate::exchange::paper::{Liquidated, PaperCosts, PaperExchange};
 use crate::exchange::{Exchange, OrderRequest};
 use crate::governor::{Governor, Submission};
@@ -10,6 +11,7 @@ use crate::market_data::{closed_by, load_recorded, market_at};
 use crate::orders::{result_fields, Known, ResolvedBy};
 use crate::store::memory::MemoryStore;
 use crate::store::StateStore;
+use crate::streams::consumer::Entry;
 use anyhow::{bail, Context};
 use governor_core::config::{MarginMode, RegimeReference};
 use governor_core::effects::{Effect, Event};
@@ -53,8 +55,11 @@ pub struct ReplayOptions {
     pub progress: bool,
     /// What the heat gate does with the harvest planner's close proposals.
     pub heat: HeatReplay,
-    /// Write `decisions.jsonl` (and `calibrations.jsonl`) into `out_dir`.
+    /// Write `decisions.jsonl` (and `calibrations.jsonl`, `rejected.jsonl`) into `out_dir`.
     pub write_journal: bool,
+    /// The deployment's recorded plans, played at their own times instead of the sample
+    /// signals (`replay --plans`).
+    pub plans: Option<Arc<RecordedPlans>>,
 }
 
 impl Default for ReplayOptions {
@@ -72,6 +77,7 @@ impl Default for ReplayOptions {
             progress: false,
             heat: HeatReplay::default(),
             write_journal: true,
+            plans: None,
         }
     }
 }
@@ -232,6 +238,20 @@ pub struct ReplayResult {
     pub journal: PathBuf,
     /// Starting capital.
     pub initial_equity: f64,
+    /// What `--plans` played (`None` on the sample signals).
+    pub recorded: Option<RecordedCounts>,
+}
+
+/// What `replay --plans` did with the recorded entries.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RecordedCounts {
+    /// Entries played at their times (dead-lettered ones included).
+    pub played: usize,
+    /// Close plans the recorded governor published itself, not played (the replayed governor
+    /// publishes its own).
+    pub governor_published: usize,
+    /// Entries before the first replayed bar or after the last, not played.
+    pub outside_window: usize,
 }
 
 /// The low and high of each symbol's bar closing at `t` (where liquidations are looked for).
@@ -374,11 +394,31 @@ impl Pipeline<'_> {
     }
 
     /// Submits a plan to the governor and carries out what it allows.
-    fn submit(&mut self, fields: &PlanFields, t: Timestamp) {
+    fn submit(&mut self, fields: &[(String, String)], t: Timestamp) {
         self.plans += 1;
         let submission = self.gov.submit(fields, &self.inputs(), t);
         self.follow(submission, t);
         self.submit_published(t);
+    }
+
+    /// A recorded stream entry, handled as the plan worker handles it: at its own time, after
+    /// the sweeper's expiries; dead-lettered when a name or value was not UTF-8 (else the
+    /// parser judges it). The ungoverned account gets what parses, straight.
+    fn submit_recorded(&mut self, entry: &Entry, at: Timestamp) {
+        self.gov
+            .tick(at)
+            .expect("the embedded store is always available");
+        match entry.checked() {
+            Ok(fields) => {
+                self.submit(fields, at);
+                self.ungoverned_order(fields);
+            }
+            Err(rejection) => {
+                self.plans += 1;
+                self.store
+                    .dead_letter(&entry.fields, rejection.to_string(), at);
+            }
+        }
     }
 
     fn follow(&mut self, submission: Submission, t: Timestamp) {
@@ -504,7 +544,7 @@ impl Pipeline<'_> {
     }
 
     /// The same plans without a governor: straight to the exchange.
-    fn ungoverned_order(&mut self, fields: &PlanFields) {
+    fn ungoverned_order(&mut self, fields: &[(String, String)]) {
         let Ok(plan) = Plan::parse(fields) else {
             return;
         };
@@ -619,7 +659,8 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         indicatif::ProgressBar::hidden()
     };
 
-    for &t in &timeline {
+    let (mut next_recorded, mut before_window) = (0, 0);
+    for (i, &t) in timeline.iter().enumerate() {
         // The simulated operator: scheduled halts, and resuming a day after an auto-disarm.
         let halted = opts.halts.iter().any(|(a, b)| *a <= t && t < *b);
         store.update(|st| match (halted, st.trading_state) {
@@ -658,7 +699,12 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         p.submit_published(t); // de-risk closes the monitor published
 
         let account = p.governed.snapshot();
-        for mut plan in exits_gov.proposals(&opts.signals, &account, t) {
+        let sample_exits = if opts.plans.is_some() {
+            Vec::new() // the recorded plans hold the deployment's own closes
+        } else {
+            exits_gov.proposals(&opts.signals, &account, t)
+        };
+        for mut plan in sample_exits {
             if opts.heat != HeatReplay::Off {
                 if let Some((row, c)) = calibrate_exit(cfg, &plan, &account, &p.market, t) {
                     if opts.heat == HeatReplay::Enforce && c.is_calibrated() {
@@ -673,8 +719,10 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
             }
             p.submit(&plan, t);
         }
-        for plan in exits_ungov.proposals(&opts.signals, &p.ungoverned.snapshot(), t) {
-            p.ungoverned_order(&plan);
+        if opts.plans.is_none() {
+            for plan in exits_ungov.proposals(&opts.signals, &p.ungoverned.snapshot(), t) {
+                p.ungoverned_order(&plan);
+            }
         }
 
         let (regime, desired, kill) = match reference
@@ -702,9 +750,28 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
                 0.0,
             ),
         };
-        for plan in open_plans(&opts.signals, &klines, &universe, kill, t) {
-            p.submit(&plan, t);
-            p.ungoverned_order(&plan);
+        match &opts.plans {
+            None => {
+                for plan in open_plans(&opts.signals, &klines, &universe, kill, t) {
+                    p.submit(&plan, t);
+                    p.ungoverned_order(&plan);
+                }
+            }
+            Some(recorded) => {
+                // The recorded plans of this bar, each at its own time.
+                let end = timeline.get(i + 1).copied().unwrap_or(t.plus_secs(3600));
+                while let Some(r) = recorded.plans.get(next_recorded) {
+                    if r.time >= end {
+                        break;
+                    }
+                    next_recorded += 1;
+                    if r.time < t {
+                        before_window += 1; // before the first replayed bar
+                        continue;
+                    }
+                    p.submit_recorded(&r.entry, r.time);
+                }
+            }
         }
 
         let (occupied, state) = store.read(|s| (s.book.slots().len() as u32, s.trading_state));
@@ -729,6 +796,9 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
     if opts.write_journal {
         write_journal(&store, &journal)?;
         write_lines(&calibrations, &opts.out_dir.join("calibrations.jsonl"))?;
+        // What the parser refused, as the live dead-letter stream would hold it.
+        let rejected = store.read(|st| st.dead_letters.clone());
+        write_lines(&rejected, &opts.out_dir.join("rejected.jsonl"))?;
     }
     let (shadow_blocks, drawdown_halts, derisk_halts, derisk_closes) = store.read(|st| {
         let mut shadow: BTreeMap<String, usize> = BTreeMap::new();
@@ -861,6 +931,14 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         calibrations,
         journal,
         initial_equity: opts.initial_equity,
+        recorded: opts.plans.as_ref().map(|r| {
+            let outside = before_window + (r.plans.len() - next_recorded);
+            RecordedCounts {
+                played: r.plans.len() - outside,
+                governor_published: r.governor_published,
+                outside_window: outside,
+            }
+        }),
     })
 }
 

@@ -9,6 +9,7 @@ pub mod frontier;
 pub mod heat;
 pub mod heat_comparison;
 pub mod outcome;
+pub mod recorded;
 pub mod report;
 pub mod signals;
 pub mod summary;

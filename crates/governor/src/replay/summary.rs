@@ -157,6 +157,14 @@ pub fn render(s: &Summary, r: &ReplayResult) -> String {
         r.symbols.len(),
         s.plans
     );
+    if let Some(c) = &r.recorded {
+        let _ = writeln!(
+            o,
+            "recorded plans: {} played at their times, {} published by the recorded governor \
+             (not played: the replay publishes its own), {} outside the replayed bars (not played)",
+            c.played, c.governor_published, c.outside_window
+        );
+    }
     let _ = writeln!(
         o,
         "decisions: {} ALLOW, {} BLOCK, {} PENDING, {} SKIP, {} rejected by the schema",
