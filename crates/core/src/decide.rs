@@ -18,8 +18,9 @@ use crate::plan::{Action, ActionSource, CloseKind, Plan};
 use crate::reason::BlockReason;
 use crate::snapshot::{DecisionRecord, Snapshot, VerdictKind};
 use crate::time::Timestamp;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, RecordTrace, Trace, TraceLine};
 use crate::types::{PlanId, Side, TradingState};
+use std::sync::Arc;
 
 /// The answer for one plan.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,21 +83,16 @@ pub struct Decision {
     pub effects: Vec<Effect>,
     /// What the store re-checks atomically before applying them.
     pub guards: Vec<Guard>,
-    /// Gate by gate, why.
-    pub trace: Trace,
-    /// The record of this decision; its `trace` text is empty until [`Decision::committed_record`]
-    /// fills it (a replay's record is the stored one, complete).
+    /// Gate by gate, why (shared with the record, which renders it only when written out).
+    pub trace: Arc<Trace>,
+    /// The record of this decision (a replay's record is the stored one).
     pub record: DecisionRecord,
 }
 
 impl Decision {
-    /// The record as the store writes it at commit: with the trace as JSON.
+    /// The record as the store writes it at commit.
     pub fn committed_record(&self) -> DecisionRecord {
-        let mut record = self.record.clone();
-        if record.trace.is_empty() {
-            record.trace = self.trace.to_json();
-        }
-        record
+        self.record.clone()
     }
 
     /// Everything a commit applies, in order: the decision's record first, then its effects.
@@ -247,7 +243,7 @@ fn replay(prior: &DecisionRecord, now: Timestamp) -> Decision {
         replayed: true,
         effects: Vec::new(),
         guards: Vec::new(),
-        trace,
+        trace: Arc::new(trace),
         record: prior.clone(),
     }
 }
@@ -605,6 +601,7 @@ fn finish(
     summary: Summary,
 ) -> Decision {
     let plan = ctx.plan;
+    let trace = Arc::new(trace);
     let phase2 = ctx.snap.prior.is_some();
     guards.insert(
         0,
@@ -637,9 +634,8 @@ fn finish(
         desired_slots: summary.desired,
         occupied_slots: summary.occupied,
         decided_at: ctx.now,
-        // Serialized at commit (`committed_record`): writing JSON is the store's work, not
-        // the decision's.
-        trace: String::new(),
+        // Rendered as JSON only where it is written out: that is the store's work.
+        trace: RecordTrace::Lines(trace.clone()),
         shadow: summary.gates.shadow,
     };
     let event = match &verdict {

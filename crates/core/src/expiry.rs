@@ -8,7 +8,7 @@ use crate::effects::{Effect, Event, Guard};
 use crate::reason::BlockReason;
 use crate::snapshot::{DecisionRecord, VerdictKind};
 use crate::time::Timestamp;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, RecordTrace, Trace, TraceLine};
 
 /// One thing that expired: what to change, and what must still be true (another sweeper may
 /// have handled it already, or a result may have arrived first).
@@ -96,7 +96,7 @@ pub fn expire(book: &Book, now: Timestamp) -> Vec<Expiry> {
             desired_slots: None,
             occupied_slots: None,
             decided_at: now,
-            trace: trace.to_json(),
+            trace: RecordTrace::Lines(std::sync::Arc::new(trace)),
             shadow: Vec::new(),
         }));
         effects.push(Effect::WriteBlock {

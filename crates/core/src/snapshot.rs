@@ -5,6 +5,7 @@ use crate::market::correlation::CorrelationCache;
 use crate::market::SymbolMarket;
 use crate::reason::BlockReason;
 use crate::time::Timestamp;
+use crate::trace::RecordTrace;
 use crate::types::{PlanId, Side, Symbol, TradingState};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -131,8 +132,8 @@ pub struct DecisionRecord {
     pub occupied_slots: Option<u32>,
     /// When it was decided.
     pub decided_at: Timestamp,
-    /// The decision trace as JSON (one object per gate).
-    pub trace: String,
+    /// The decision trace (one object per gate when written as JSON).
+    pub trace: RecordTrace,
     /// What gates in shadow mode would have blocked (they blocked nothing), in gate order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shadow: Vec<BlockReason>,

@@ -246,3 +246,74 @@ impl Trace {
         serde_json::to_string(self).expect("a trace always serializes")
     }
 }
+
+/// A decision record's trace: the gate lines as decided, or their JSON as a store read it
+/// back. The lines are rendered to JSON only when the record is written out (to Redis, a
+/// journal, the API), so a decision nobody writes out — a replay's comparison run — never pays
+/// for the rendering, and one that is written out is rendered once.
+#[derive(Clone, Debug)]
+pub enum RecordTrace {
+    /// The lines, shared with the decision that wrote them.
+    Lines(std::sync::Arc<Trace>),
+    /// The JSON text, as stored.
+    Json(String),
+}
+
+impl RecordTrace {
+    /// The trace as a JSON array (one object per gate).
+    pub fn json(&self) -> Cow<'_, str> {
+        match self {
+            RecordTrace::Lines(lines) => Cow::Owned(lines.to_json()),
+            RecordTrace::Json(text) => Cow::Borrowed(text),
+        }
+    }
+
+    /// Writes the JSON array to `out` without an intermediate string.
+    pub fn write_json(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        match self {
+            RecordTrace::Lines(lines) => {
+                serde_json::to_writer(out, lines.as_ref()).map_err(std::io::Error::other)
+            }
+            RecordTrace::Json(text) => out.write_all(text.as_bytes()),
+        }
+    }
+
+    /// The gate lines, when the record holds them (not when it was read back as text).
+    pub fn lines(&self) -> Option<&Trace> {
+        match self {
+            RecordTrace::Lines(lines) => Some(lines),
+            RecordTrace::Json(_) => None,
+        }
+    }
+}
+
+impl Default for RecordTrace {
+    fn default() -> Self {
+        RecordTrace::Json(String::new())
+    }
+}
+
+impl From<String> for RecordTrace {
+    fn from(text: String) -> Self {
+        RecordTrace::Json(text)
+    }
+}
+
+/// Two traces are equal when their JSON is: a trace read back equals the one written.
+impl PartialEq for RecordTrace {
+    fn eq(&self, other: &Self) -> bool {
+        self.json() == other.json()
+    }
+}
+
+impl Serialize for RecordTrace {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.json())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RecordTrace {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(RecordTrace::Json)
+    }
+}

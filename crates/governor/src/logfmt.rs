@@ -273,7 +273,7 @@ mod tests {
             desired_slots: Some(4),
             occupied_slots: Some(4),
             decided_at: Timestamp(0),
-            trace: String::new(),
+            trace: Default::default(),
             shadow: Vec::new(),
         }
     }

@@ -200,7 +200,7 @@ mod tests {
             desired_slots: None,
             occupied_slots: None,
             decided_at: Timestamp(0),
-            trace: String::new(),
+            trace: Default::default(),
             shadow: vec![BlockReason::CorrelationCap],
         }
     }

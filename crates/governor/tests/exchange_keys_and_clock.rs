@@ -159,7 +159,7 @@ fn decided_with_skew(skew_ms: i64, plan_id: &str) -> (String, serde_json::Value)
         r.store().decision(&id).unwrap().is_some()
     });
     let d = rig.store().decision(&id).unwrap().unwrap();
-    let trace: serde_json::Value = serde_json::from_str(&d.trace).unwrap();
+    let trace: serde_json::Value = serde_json::from_str(&d.trace.json()).unwrap();
     let line = trace
         .as_array()
         .unwrap()

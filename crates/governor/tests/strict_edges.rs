@@ -303,7 +303,9 @@ fn a_poisoned_ledger_record_holds_only_its_own_symbols_opens() {
         .decision(&governor_core::types::PlanId::parse("eth-open").unwrap())
         .unwrap()
         .unwrap()
-        .trace;
+        .trace
+        .json()
+        .into_owned();
     assert!(
         trace.contains("position:ledger:ETHUSDT") && trace.contains("position_amt"),
         "{trace}"

@@ -962,8 +962,7 @@ fn write_journal(store: &MemoryStore, path: &std::path::Path) -> anyhow::Result<
     let mut out = std::io::BufWriter::new(file);
     store.read(|st| -> anyhow::Result<()> {
         for r in &st.decision_log {
-            let line = crate::journal::record_json(r);
-            serde_json::to_writer(&mut out, &line)?;
+            crate::journal::write_record(r, &mut out)?;
             out.write_all(b"\n")?;
         }
         Ok(())

@@ -67,7 +67,7 @@ pub fn decision_fields(r: &DecisionRecord, governor_id: &str) -> Vec<String> {
             "occupied_slots",
             opt(r.occupied_slots.map(|d| d.to_string())),
         ),
-        ("trace", r.trace.clone()),
+        ("trace", r.trace.json().into_owned()),
         (
             "shadow_reasons",
             r.shadow
