@@ -41,8 +41,14 @@ fn shadow_records(journal: &Path, code: &str) -> usize {
 fn shadow_and_enforced_drawdown_halts_are_compared_on_real_data() {
     let dir = tempfile::tempdir().unwrap();
     let enforced = replay::run(&config(GateMode::Enforce), &opts(dir.path())).unwrap();
-    let d = replay::drawdown::compare(&config(GateMode::Enforce), &opts(dir.path()), &enforced)
-        .unwrap();
+    let o = opts(dir.path());
+    let d = replay::drawdown::compare(
+        &o.load_tape().unwrap(),
+        &config(GateMode::Enforce),
+        &o,
+        &enforced,
+    )
+    .unwrap();
     assert!(d.enforce.halts > 0, "{d:?}");
     assert_eq!(d.enforce.opens_stopped, enforced.blocks["drawdown_halt"]);
     assert_eq!(

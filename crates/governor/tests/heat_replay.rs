@@ -57,8 +57,10 @@ fn max_drawdown(r: &ReplayResult) -> f64 {
 fn the_shadow_compare_section_holds_the_numbers_of_the_calibrations_and_of_real_runs() {
     let cfg = config();
     let dir = tempfile::tempdir().unwrap();
-    let (shadow, h) =
-        replay::run_with_comparison(&cfg, &opts(dir.path(), HeatReplay::Shadow)).unwrap();
+    let (shadow, h) = {
+        let o = opts(dir.path(), HeatReplay::Shadow);
+        replay::run_with_comparison(&o.load_tape().unwrap(), &cfg, &o).unwrap()
+    };
     let h = h.expect("a comparison unless --heat off");
 
     // Every recorded calibration: bucket from its heat, action from DESIGN's ladder.

@@ -3,11 +3,12 @@
 use super::heat::{calibrate_exit, CalibrationRow, HeatReplay};
 use super::recorded::RecordedPlans;
 use super::signals::{kill_score, open_plans, ExitPlanner, SignalConfig};
+use super::tape::Tape;
 use crate::exchange::paper::{Liquidated, PaperCosts, PaperExchange};
 use crate::exchange::{Exchange, OrderRequest};
 use crate::governor::{Governor, Submission};
 use crate::inputs::MarketInputs;
-use crate::market_data::{closed_by, load_recorded, market_at};
+use crate::market_data::closed_by;
 use crate::orders::{result_fields, Known, ResolvedBy};
 use crate::store::memory::MemoryStore;
 use crate::store::StateStore;
@@ -585,7 +586,21 @@ impl Pipeline<'_> {
 /// Runs the replay, writes the journal (`decisions.jsonl`) into `out_dir`, and returns what
 /// the summary and the report need.
 pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
-    let (klines, brackets) = load_recorded(&opts.data_dir)?;
+    run_on(&opts.load_tape()?, cfg, opts)
+}
+
+impl ReplayOptions {
+    /// The market these options replay (`data_dir` between `from` and `to`), loaded once for
+    /// every run that shares it.
+    pub fn load_tape(&self) -> anyhow::Result<Tape> {
+        Tape::load(&self.data_dir, self.from, self.to)
+    }
+}
+
+/// [`run`] on a market already loaded (`opts.data_dir`, `from` and `to` are the tape's): the
+/// runs that compare configs on the same data share one.
+pub fn run_on(tape: &Tape, cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
+    let (klines, brackets, timeline) = (&tape.klines, &tape.brackets, &tape.timeline);
     let reference = match &cfg.regime.reference {
         RegimeReference::Symbol(s) => {
             if !klines.contains_key(s) {
@@ -599,19 +614,6 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         RegimeReference::Candidate => None,
     };
     let universe: BTreeSet<Symbol> = klines.keys().cloned().collect();
-    let timeline: Vec<Timestamp> = klines
-        .values()
-        .flat_map(|k| k.iter().map(Kline::close_time))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .filter(|t| opts.from.is_none_or(|f| *t >= f) && opts.to.is_none_or(|to| *t <= to))
-        .collect();
-    if timeline.is_empty() {
-        bail!(
-            "no bars between --from and --to in {}",
-            opts.data_dir.display()
-        );
-    }
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("creating {}", opts.out_dir.display()))?;
 
@@ -683,11 +685,11 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
             _ => {}
         }
 
-        let (marks, fills) = prices_at(&klines, t);
+        let (marks, fills) = prices_at(klines, t);
         p.governed.set_prices(marks.clone(), fills.clone());
         p.ungoverned.set_prices(marks, fills);
-        p.liquidate(&extremes_at(&klines, t), &brackets, t);
-        let (market, correlations) = market_at(&klines, &brackets, t, window);
+        p.liquidate(&extremes_at(klines, t), brackets, t);
+        let (market, correlations) = tape.market_at(t, window);
         p.market = market;
         p.correlations = Some(correlations);
         p.gov
@@ -752,7 +754,7 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
         };
         match &opts.plans {
             None => {
-                for plan in open_plans(&opts.signals, &klines, &universe, kill, t) {
+                for plan in open_plans(&opts.signals, klines, &universe, kill, t) {
                     p.submit(&plan, t);
                     p.ungoverned_order(&plan);
                 }
@@ -781,8 +783,8 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
             desired,
             occupied,
             trading_state: state.as_str().to_owned(),
-            governed: account_stat(&p.governed, &mut peak_gov, &brackets, mode),
-            ungoverned: account_stat(&p.ungoverned, &mut peak_ungov, &brackets, mode),
+            governed: account_stat(&p.governed, &mut peak_gov, brackets, mode),
+            ungoverned: account_stat(&p.ungoverned, &mut peak_ungov, brackets, mode),
         });
         progress.inc(1);
     }
@@ -877,9 +879,9 @@ pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
                 Side::Long
             }
         };
-        row.new_return_24h = forward_return(&klines, &row.new_symbol, side(&row.new_side), row.t);
+        row.new_return_24h = forward_return(klines, &row.new_symbol, side(&row.new_side), row.t);
         row.old_return_24h =
-            forward_return(&klines, &row.close_symbol, side(&row.close_side), row.t);
+            forward_return(klines, &row.close_symbol, side(&row.close_side), row.t);
     }
     let held: Vec<Symbol> = p.governed.positions().keys().cloned().collect();
     let heatmap_is_portfolio = held.len() >= 2;

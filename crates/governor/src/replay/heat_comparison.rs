@@ -1,9 +1,10 @@
 //! The report's shadow-compare section of the heat gate: the replay run in its heat mode and
 //! the same signals once more with the other of off/enforce, compared.
 
-use super::engine::{run, ReplayOptions, ReplayResult};
+use super::engine::{run_on, ReplayOptions, ReplayResult};
 use super::heat::{CalibrationRow, HeatReplay};
 use super::outcome::AccountOutcome;
+use super::tape::Tape;
 use governor_core::Config;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -43,13 +44,14 @@ fn tally(rows: &[CalibrationRow]) -> (BTreeMap<String, usize>, BTreeMap<String, 
     (by_bucket, downgrades, uncalibrated)
 }
 
-/// Runs the replay with `opts.heat`; unless it is `off`, runs the same signals once more with
+/// Runs the replay on `tape` with `opts.heat`; unless it is `off`, runs the same signals once more with
 /// the other of off/enforce (no journal, no progress bar) for the comparison.
 pub fn run_with_comparison(
+    tape: &Tape,
     cfg: &Config,
     opts: &ReplayOptions,
 ) -> anyhow::Result<(ReplayResult, Option<HeatComparison>)> {
-    let main = run(cfg, opts)?;
+    let main = run_on(tape, cfg, opts)?;
     let counterpart = match opts.heat {
         HeatReplay::Off => return Ok((main, None)),
         HeatReplay::Shadow | HeatReplay::Enforce => {
@@ -63,7 +65,7 @@ pub fn run_with_comparison(
                 progress: false,
                 ..opts.clone()
             };
-            run(cfg, &other)?
+            run_on(tape, cfg, &other)?
         }
     };
     let (by_bucket, downgrades, uncalibrated) = tally(&main.calibrations);

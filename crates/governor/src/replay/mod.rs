@@ -14,6 +14,7 @@ pub mod report;
 pub mod signals;
 pub mod summary;
 pub mod sweep;
+pub mod tape;
 
 pub use engine::{run, ReplayOptions, ReplayResult};
 pub use heat::HeatReplay;
