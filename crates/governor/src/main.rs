@@ -569,9 +569,9 @@ fn main() -> anyhow::Result<ExitCode> {
             if !sweep.is_empty() {
                 return run_sweep(&cfg, &opts, &sweep, threads, quiet, started);
             }
-            let tape = opts.load_tape()?;
-            let (result, heat_compare) = replay::run_with_comparison(&tape, &cfg, &opts)?;
-            let drawdown = replay::drawdown::compare(&tape, &cfg, &opts, &result)?;
+            let recording = opts.load_recording()?;
+            let (result, heat_compare) = replay::run_with_comparison(&recording, &cfg, &opts)?;
+            let drawdown = replay::drawdown::compare(&recording, &cfg, &opts, &result)?;
             let summary = replay::summary::summarize(&result);
             let report = out.join("report.html");
             std::fs::write(

@@ -43,7 +43,7 @@ fn shadow_and_enforced_drawdown_halts_are_compared_on_real_data() {
     let enforced = replay::run(&config(GateMode::Enforce), &opts(dir.path())).unwrap();
     let o = opts(dir.path());
     let d = replay::drawdown::compare(
-        &o.load_tape().unwrap(),
+        &o.load_recording().unwrap(),
         &config(GateMode::Enforce),
         &o,
         &enforced,

@@ -59,7 +59,7 @@ fn the_shadow_compare_section_holds_the_numbers_of_the_calibrations_and_of_real_
     let dir = tempfile::tempdir().unwrap();
     let (shadow, h) = {
         let o = opts(dir.path(), HeatReplay::Shadow);
-        replay::run_with_comparison(&o.load_tape().unwrap(), &cfg, &o).unwrap()
+        replay::run_with_comparison(&o.load_recording().unwrap(), &cfg, &o).unwrap()
     };
     let h = h.expect("a comparison unless --heat off");
 

@@ -2,9 +2,9 @@
 //! side by side — how often it would have stopped opens, how often it switched trading to
 //! REDUCING, and the governed account either way.
 
-use super::engine::{run_on, ReplayOptions, ReplayResult};
+use super::engine::{run_on, Recording, ReplayOptions, ReplayResult};
 use super::outcome::AccountOutcome;
-use super::tape::Tape;
+
 use governor_core::config::GateMode;
 use governor_core::Config;
 use serde::Serialize;
@@ -47,9 +47,9 @@ fn view(r: &ReplayResult, mode: GateMode) -> DrawdownRun {
     }
 }
 
-/// Runs whichever of shadow/enforce `main` (run with `cfg` on `tape`) was not, and compares.
+/// Runs whichever of shadow/enforce `main` (run with `cfg` on `recording`) was not, and compares.
 pub fn compare(
-    tape: &Tape,
+    recording: &Recording,
     cfg: &Config,
     opts: &ReplayOptions,
     main: &ReplayResult,
@@ -62,7 +62,7 @@ pub fn compare(
     let with_mode = |mode: GateMode| -> anyhow::Result<ReplayResult> {
         let mut c = cfg.clone();
         c.gates.drawdown_halt = mode;
-        run_on(tape, &c, &quiet)
+        run_on(recording, &c, &quiet)
     };
     let (shadow, enforce) = match cfg.gates.drawdown_halt {
         GateMode::Enforce => (

@@ -1,10 +1,13 @@
 //! The replay loop.
 
+use super::accounts::{account_stat, extremes_at, prices_at};
+pub use super::accounts::{AccountStat, LiquidationRow, UngovernedCounts};
 use super::heat::{calibrate_exit, CalibrationRow, HeatReplay};
 use super::recorded::RecordedPlans;
-use super::signals::{kill_score, open_plans, ExitPlanner, SignalConfig};
+use super::signals::{ExitPlanner, SignalConfig};
 use super::tape::Tape;
-use crate::exchange::paper::{Liquidated, PaperCosts, PaperExchange};
+use super::twin::{TwinKey, Twins};
+use crate::exchange::paper::{PaperCosts, PaperExchange};
 use crate::exchange::{Exchange, OrderRequest};
 use crate::governor::{Governor, Submission};
 use crate::inputs::MarketInputs;
@@ -14,7 +17,7 @@ use crate::store::memory::MemoryStore;
 use crate::store::StateStore;
 use crate::streams::consumer::Entry;
 use anyhow::{bail, Context};
-use governor_core::config::{MarginMode, RegimeReference};
+use governor_core::config::RegimeReference;
 use governor_core::effects::{Effect, Event};
 use governor_core::market::brackets::BracketTable;
 use governor_core::market::correlation::{aligned_correlation, CorrelationCache};
@@ -23,7 +26,7 @@ use governor_core::market::{Kline, SymbolMarket, BAR_MS};
 use governor_core::plan::{Action, CloseKind};
 use governor_core::time::Timestamp;
 use governor_core::types::{PlanId, Side, Symbol, TradingState};
-use governor_core::{Config, Plan, Verdict};
+use governor_core::{Config, Verdict};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -83,26 +86,6 @@ impl Default for ReplayOptions {
     }
 }
 
-/// One account's state at a bar.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct AccountStat {
-    /// Equity (wallet + unrealized PnL).
-    pub equity: f64,
-    /// Drawdown from the running peak, as a fraction.
-    pub drawdown: f64,
-    /// Open positions.
-    pub positions: usize,
-    /// Σ notional at the marks.
-    pub notional: f64,
-    /// Margin in use / equity.
-    pub margin_usage: f64,
-    /// Binance's account margin ratio: maintenance margin / equity.
-    pub margin_ratio: f64,
-    /// The nearest any position is to its liquidation price (a fraction of its mark); `None`
-    /// with no position that a positive price liquidates.
-    pub closest_liquidation: Option<f64>,
-}
-
 /// The state of both accounts after one bar.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BarStat {
@@ -143,45 +126,6 @@ pub struct RotationRow {
     pub new_return_24h: Option<f64>,
     /// The closed position's return in its direction over the same 24 h.
     pub old_return_24h: Option<f64>,
-}
-
-/// Counts of one run of the ungoverned account.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct UngovernedCounts {
-    /// Orders the exchange filled.
-    pub filled: usize,
-    /// Orders the exchange refused for margin (-2019).
-    pub margin_rejected: usize,
-}
-
-/// A position the paper exchange liquidated.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct LiquidationRow {
-    /// The bar (its close) in which the price reached the liquidation price.
-    pub t: Timestamp,
-    /// The instrument.
-    pub symbol: String,
-    /// LONG or SHORT.
-    pub side: String,
-    /// The position's size.
-    pub qty: f64,
-    /// Where it was closed.
-    pub price: f64,
-    /// Realized PnL less the liquidation fee.
-    pub loss: f64,
-}
-
-impl LiquidationRow {
-    fn of(t: Timestamp, l: &Liquidated) -> Self {
-        LiquidationRow {
-            t,
-            symbol: l.symbol.to_string(),
-            side: l.side.as_str().to_owned(),
-            qty: l.qty,
-            price: l.price,
-            loss: l.realized_pnl - l.fee,
-        }
-    }
 }
 
 /// Everything the replay produced.
@@ -255,69 +199,6 @@ pub struct RecordedCounts {
     pub outside_window: usize,
 }
 
-/// The low and high of each symbol's bar closing at `t` (where liquidations are looked for).
-fn extremes_at(
-    klines: &BTreeMap<Symbol, Vec<Kline>>,
-    t: Timestamp,
-) -> BTreeMap<Symbol, (f64, f64)> {
-    klines
-        .iter()
-        .filter_map(|(s, series)| {
-            let bar = closed_by(series, t).last()?;
-            (bar.close_time() == t).then(|| (s.clone(), (bar.low, bar.high)))
-        })
-        .collect()
-}
-
-/// Closing prices at `t` and the opens of the bars starting at `t` (where orders fill).
-fn prices_at(
-    klines: &BTreeMap<Symbol, Vec<Kline>>,
-    t: Timestamp,
-) -> (BTreeMap<Symbol, f64>, BTreeMap<Symbol, f64>) {
-    let mut marks = BTreeMap::new();
-    let mut fills = BTreeMap::new();
-    for (s, series) in klines {
-        if let Some(last) = closed_by(series, t).last() {
-            marks.insert(s.clone(), last.close);
-        }
-        if let Ok(i) = series.binary_search_by_key(&t.0, |k| k.open_time.0) {
-            fills.insert(s.clone(), series[i].open);
-        }
-    }
-    (marks, fills)
-}
-
-fn account_stat(
-    x: &PaperExchange,
-    peak: &mut f64,
-    brackets: &BracketTable,
-    mode: MarginMode,
-) -> AccountStat {
-    let equity = x.equity();
-    *peak = peak.max(equity);
-    AccountStat {
-        equity,
-        drawdown: if *peak > 0.0 {
-            (*peak - equity) / *peak
-        } else {
-            0.0
-        },
-        positions: x.positions().len(),
-        notional: x.notional(),
-        margin_usage: if equity > 0.0 {
-            x.margin_used() / equity
-        } else {
-            f64::INFINITY
-        },
-        margin_ratio: x.margin_ratio(brackets),
-        closest_liquidation: x
-            .liquidation_prices(brackets, mode)
-            .into_iter()
-            .map(|l| l.3)
-            .min_by(f64::total_cmp),
-    }
-}
-
 fn forward_return(
     klines: &BTreeMap<Symbol, Vec<Kline>>,
     symbol: &str,
@@ -337,17 +218,14 @@ struct Pipeline<'a> {
     gov: Governor,
     store: Arc<MemoryStore>,
     governed: PaperExchange,
-    ungoverned: PaperExchange,
     market: BTreeMap<Symbol, Arc<SymbolMarket>>,
     correlations: Option<Arc<CorrelationCache>>,
     published_seen: usize,
     plans: usize,
     order_errors: usize,
-    ungov: UngovernedCounts,
     rotations: Vec<RotationRow>,
     halted_opens: usize,
     liquidations_governed: Vec<LiquidationRow>,
-    liquidations_ungoverned: Vec<LiquidationRow>,
 }
 
 impl Pipeline<'_> {
@@ -359,7 +237,7 @@ impl Pipeline<'_> {
         }
     }
 
-    /// Liquidates what the bar closing at `t` reached in both accounts. The governor learns of
+    /// Liquidates what the bar closing at `t` reached in the governed account. The governor learns of
     /// its account's liquidations as it would from the exchange: the position is gone from
     /// the ledger, with a `POSITION_LIQUIDATED` event.
     fn liquidate(
@@ -389,9 +267,6 @@ impl Pipeline<'_> {
                 .expect("the embedded store is always available");
             self.liquidations_governed.push(LiquidationRow::of(t, l));
         }
-        let (done, _) = self.ungoverned.liquidate(extremes, brackets, mode);
-        self.liquidations_ungoverned
-            .extend(done.iter().map(|l| LiquidationRow::of(t, l)));
     }
 
     /// Submits a plan to the governor and carries out what it allows.
@@ -404,16 +279,13 @@ impl Pipeline<'_> {
 
     /// A recorded stream entry, handled as the plan worker handles it: at its own time, after
     /// the sweeper's expiries; dead-lettered when a name or value was not UTF-8 (else the
-    /// parser judges it). The ungoverned account gets what parses, straight.
+    /// parser judges it).
     fn submit_recorded(&mut self, entry: &Entry, at: Timestamp) {
         self.gov
             .tick(at)
             .expect("the embedded store is always available");
         match entry.checked() {
-            Ok(fields) => {
-                self.submit(fields, at);
-                self.ungoverned_order(fields);
-            }
+            Ok(fields) => self.submit(fields, at),
             Err(rejection) => {
                 self.plans += 1;
                 self.store
@@ -543,63 +415,54 @@ impl Pipeline<'_> {
             }
         }
     }
-
-    /// The same plans without a governor: straight to the exchange.
-    fn ungoverned_order(&mut self, fields: &[(String, String)]) {
-        let Ok(plan) = Plan::parse(fields) else {
-            return;
-        };
-        let order = match plan.action {
-            Action::Open(side) => OrderRequest {
-                client_id: plan.plan_id.clone(),
-                symbol: plan.symbol.clone(),
-                side,
-                qty: plan.qty.unwrap_or(0.0),
-                reduce_only: false,
-                leverage: plan.leverage.unwrap_or(self.cfg.funds.default_leverage),
-            },
-            Action::Close(kind) => {
-                let Some(p) = self.ungoverned.positions().get(&plan.symbol) else {
-                    return;
-                };
-                OrderRequest {
-                    client_id: plan.plan_id.clone(),
-                    symbol: plan.symbol.clone(),
-                    side: p.side,
-                    qty: p.qty * kind.fraction(),
-                    reduce_only: true,
-                    leverage: 1,
-                }
-            }
-            Action::UpdateSl | Action::Hold => return,
-        };
-        match self.ungoverned.place_order(&order) {
-            Ok(_) => self.ungov.filled += 1,
-            Err(crate::exchange::OrderError::MarginInsufficient { .. }) => {
-                self.ungov.margin_rejected += 1
-            }
-            Err(_) => {}
-        }
-    }
 }
 
 /// Runs the replay, writes the journal (`decisions.jsonl`) into `out_dir`, and returns what
 /// the summary and the report need.
 pub fn run(cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
-    run_on(&opts.load_tape()?, cfg, opts)
+    run_on(&opts.load_recording()?, cfg, opts)
+}
+
+/// A recorded market loaded once, and the ungoverned twins run on it: what every run over the
+/// same data shares (the report's comparison runs, a candidate config, a sweep's threads).
+pub struct Recording {
+    /// The market, indexed.
+    pub tape: Tape,
+    twins: Twins,
 }
 
 impl ReplayOptions {
     /// The market these options replay (`data_dir` between `from` and `to`), loaded once for
     /// every run that shares it.
-    pub fn load_tape(&self) -> anyhow::Result<Tape> {
-        Tape::load(&self.data_dir, self.from, self.to)
+    pub fn load_recording(&self) -> anyhow::Result<Recording> {
+        Ok(Recording {
+            tape: Tape::load(&self.data_dir, self.from, self.to)?,
+            twins: Twins::default(),
+        })
+    }
+
+    /// What the ungoverned twin of a run with `cfg` depends on.
+    fn twin_key(&self, cfg: &Config, reference: Option<Symbol>) -> TwinKey {
+        TwinKey {
+            signals: self.signals.clone(),
+            reference,
+            default_leverage: cfg.funds.default_leverage,
+            margin_mode: cfg.liquidation.margin_mode,
+            costs: self.costs,
+            initial_equity: self.initial_equity,
+            plans: self.plans.clone(),
+        }
     }
 }
 
-/// [`run`] on a market already loaded (`opts.data_dir`, `from` and `to` are the tape's): the
-/// runs that compare configs on the same data share one.
-pub fn run_on(tape: &Tape, cfg: &Config, opts: &ReplayOptions) -> anyhow::Result<ReplayResult> {
+/// [`run`] on a recording already loaded (`opts.data_dir`, `from` and `to` are its own): the
+/// runs that compare configs on the same data share one, and its ungoverned twin.
+pub fn run_on(
+    recording: &Recording,
+    cfg: &Config,
+    opts: &ReplayOptions,
+) -> anyhow::Result<ReplayResult> {
+    let tape = &recording.tape;
     let (klines, brackets, timeline) = (&tape.klines, &tape.brackets, &tape.timeline);
     let reference = match &cfg.regime.reference {
         RegimeReference::Symbol(s) => {
@@ -627,23 +490,22 @@ pub fn run_on(tape: &Tape, cfg: &Config, opts: &ReplayOptions) -> anyhow::Result
         gov: Governor::new(Arc::new(cfg.clone()), store.clone()),
         store: store.clone(),
         governed: PaperExchange::new(opts.initial_equity, opts.costs),
-        ungoverned: PaperExchange::new(opts.initial_equity, opts.costs),
         market: BTreeMap::new(),
         correlations: None,
         published_seen: 0,
         plans: 0,
         order_errors: 0,
-        ungov: UngovernedCounts::default(),
         rotations: Vec::new(),
         halted_opens: 0,
         liquidations_governed: Vec::new(),
-        liquidations_ungoverned: Vec::new(),
     };
     let mut exits_gov = ExitPlanner::default();
-    let mut exits_ungov = ExitPlanner::default();
     let window = cfg.correlation.window as usize;
     let mode = cfg.liquidation.margin_mode;
-    let (mut peak_gov, mut peak_ungov) = (opts.initial_equity, opts.initial_equity);
+    let mut peak_gov = opts.initial_equity;
+    let twin = recording
+        .twins
+        .get(tape, &opts.twin_key(cfg, reference.clone()));
     let mut reducing_since: Option<Timestamp> = None;
     let mut calibrations = Vec::new();
     let mut bars = Vec::with_capacity(timeline.len());
@@ -686,8 +548,7 @@ pub fn run_on(tape: &Tape, cfg: &Config, opts: &ReplayOptions) -> anyhow::Result
         }
 
         let (marks, fills) = prices_at(klines, t);
-        p.governed.set_prices(marks.clone(), fills.clone());
-        p.ungoverned.set_prices(marks, fills);
+        p.governed.set_prices(marks, fills);
         p.liquidate(&extremes_at(klines, t), brackets, t);
         let (market, correlations) = tape.market_at(t, window);
         p.market = market;
@@ -721,42 +582,20 @@ pub fn run_on(tape: &Tape, cfg: &Config, opts: &ReplayOptions) -> anyhow::Result
             }
             p.submit(&plan, t);
         }
-        if opts.plans.is_none() {
-            for plan in exits_ungov.proposals(&opts.signals, &p.ungoverned.snapshot(), t) {
-                p.ungoverned_order(&plan);
-            }
-        }
 
-        let (regime, desired, kill) = match reference
-            .as_ref()
-            .and_then(|r| p.market.get(r).map(|m| (r, m)))
-        {
-            Some((r, m)) => {
+        let (regime, desired) = match reference.as_ref().and_then(|r| p.market.get(r)) {
+            Some(m) => {
                 let reading = classify(m.features.as_ref(), &cfg.regime);
                 let desired =
                     desired_slots(reading.regime, &cfg.slots, cfg.funds.max_open_positions);
-                let closed = closed_by(&klines[r], t);
-                let ret = (closed.len() > 24).then(|| {
-                    closed[closed.len() - 1].close / closed[closed.len() - 25].close - 1.0
-                });
-                let atr = m.features.map_or(0.0, |f| f.atr_pct);
-                (
-                    reading.regime.as_str().to_owned(),
-                    desired,
-                    kill_score(atr, ret.unwrap_or(0.0)),
-                )
+                (reading.regime.as_str().to_owned(), desired)
             }
-            None => (
-                "UNKNOWN".to_owned(),
-                cfg.slots.base.min(cfg.slots.hard_cap),
-                0.0,
-            ),
+            None => ("UNKNOWN".to_owned(), cfg.slots.base.min(cfg.slots.hard_cap)),
         };
         match &opts.plans {
             None => {
-                for plan in open_plans(&opts.signals, klines, &universe, kill, t) {
-                    p.submit(&plan, t);
-                    p.ungoverned_order(&plan);
+                for plan in &twin.opens[i] {
+                    p.submit(plan, t);
                 }
             }
             Some(recorded) => {
@@ -784,7 +623,7 @@ pub fn run_on(tape: &Tape, cfg: &Config, opts: &ReplayOptions) -> anyhow::Result
             occupied,
             trading_state: state.as_str().to_owned(),
             governed: account_stat(&p.governed, &mut peak_gov, brackets, mode),
-            ungoverned: account_stat(&p.ungoverned, &mut peak_ungov, brackets, mode),
+            ungoverned: twin.bars[i].clone(),
         });
         progress.inc(1);
     }
@@ -923,9 +762,9 @@ pub fn run_on(tape: &Tape, cfg: &Config, opts: &ReplayOptions) -> anyhow::Result
         rejected,
         rotations,
         governed_order_errors: p.order_errors,
-        ungoverned: p.ungov,
+        ungoverned: twin.counts.clone(),
         liquidations_governed: p.liquidations_governed,
-        liquidations_ungoverned: p.liquidations_ungoverned,
+        liquidations_ungoverned: twin.liquidations.clone(),
         heatmap: (heat_symbols.iter().map(|s| s.to_string()).collect(), matrix),
         heatmap_is_portfolio,
         ledger_matches_exchange: ledger_matches,

@@ -1,10 +1,10 @@
 //! The report's shadow-compare section of the heat gate: the replay run in its heat mode and
 //! the same signals once more with the other of off/enforce, compared.
 
-use super::engine::{run_on, ReplayOptions, ReplayResult};
+use super::engine::{run_on, Recording, ReplayOptions, ReplayResult};
 use super::heat::{CalibrationRow, HeatReplay};
 use super::outcome::AccountOutcome;
-use super::tape::Tape;
+
 use governor_core::Config;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -44,14 +44,14 @@ fn tally(rows: &[CalibrationRow]) -> (BTreeMap<String, usize>, BTreeMap<String, 
     (by_bucket, downgrades, uncalibrated)
 }
 
-/// Runs the replay on `tape` with `opts.heat`; unless it is `off`, runs the same signals once more with
+/// Runs the replay on `recording` with `opts.heat`; unless it is `off`, runs the same signals once more with
 /// the other of off/enforce (no journal, no progress bar) for the comparison.
 pub fn run_with_comparison(
-    tape: &Tape,
+    recording: &Recording,
     cfg: &Config,
     opts: &ReplayOptions,
 ) -> anyhow::Result<(ReplayResult, Option<HeatComparison>)> {
-    let main = run_on(tape, cfg, opts)?;
+    let main = run_on(recording, cfg, opts)?;
     let counterpart = match opts.heat {
         HeatReplay::Off => return Ok((main, None)),
         HeatReplay::Shadow | HeatReplay::Enforce => {
@@ -65,7 +65,7 @@ pub fn run_with_comparison(
                 progress: false,
                 ..opts.clone()
             };
-            run_on(tape, cfg, &other)?
+            run_on(recording, cfg, &other)?
         }
     };
     let (by_bucket, downgrades, uncalibrated) = tally(&main.calibrations);

@@ -3,6 +3,7 @@
 //! store; and the same signals once more **ungoverned** (only the exchange's margin limit), so
 //! the report shows what the governor changes.
 
+pub mod accounts;
 pub mod drawdown;
 pub mod engine;
 pub mod frontier;
@@ -15,6 +16,7 @@ pub mod signals;
 pub mod summary;
 pub mod sweep;
 pub mod tape;
+pub mod twin;
 
 pub use engine::{run, ReplayOptions, ReplayResult};
 pub use heat::HeatReplay;

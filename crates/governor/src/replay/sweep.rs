@@ -3,9 +3,9 @@
 //! and journals that do not depend on the number of threads: each run is a pure function of its
 //! config, and rows are written in grid order whatever order they finish in.
 
-use super::engine::{run_on, ReplayOptions, ReplayResult};
+use super::engine::{run_on, Recording, ReplayOptions, ReplayResult};
 use super::summary::summarize;
-use super::tape::Tape;
+
 use anyhow::{bail, Context};
 use governor_core::Config;
 use std::collections::{BTreeMap, BTreeSet};
@@ -156,11 +156,11 @@ impl Row {
     }
 }
 
-/// Runs every point on `tape` on `threads` threads (at least 1); each run writes its journal
+/// Runs every point on `recording` on `threads` threads (at least 1); each run writes its journal
 /// into `out/runs/NNN/` when `opts.write_journal`. Rows come back in grid order. `done` is told
 /// after each run (the progress bar and the one-line summaries).
 pub fn run_all(
-    tape: &Tape,
+    recording: &Recording,
     points: &[Point],
     opts: &ReplayOptions,
     threads: usize,
@@ -179,7 +179,7 @@ pub fn run_all(
                     progress: false,
                     ..opts.clone()
                 };
-                let row = run_on(tape, &p.cfg, &opts)
+                let row = run_on(recording, &p.cfg, &opts)
                     .with_context(|| format!("run {i} ({})", p.values.join(", ")))
                     .map(|r| Row::of(p.values.clone(), &r));
                 if let Ok(row) = &row {
@@ -267,7 +267,7 @@ pub fn sweep(
     let points = grid(base, axes).map_err(|e| anyhow::anyhow!(e))?;
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("creating {}", opts.out_dir.display()))?;
-    let rows = run_all(&opts.load_tape()?, &points, opts, threads, done)?;
+    let rows = run_all(&opts.load_recording()?, &points, opts, threads, done)?;
     let path = opts.out_dir.join("sweep.csv");
     std::fs::write(&path, csv(axes, &rows))
         .with_context(|| format!("writing {}", path.display()))?;

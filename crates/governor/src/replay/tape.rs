@@ -134,6 +134,16 @@ impl Tape {
         })
     }
 
+    /// A symbol's regime features as of `now` (those its summary carries).
+    pub fn features(&self, symbol: &Symbol, now: Timestamp) -> Option<RegimeFeatures> {
+        let klines = self.klines.get(symbol)?;
+        let n = closed_by(klines, now).len();
+        match self.series.get(symbol)?.features.get(&n) {
+            Some(f) => *f,
+            None => RegimeFeatures::compute(&klines[n.saturating_sub(FEATURE_LOOKBACK)..n]),
+        }
+    }
+
     /// Per-symbol summaries as of `now` with `keep_returns` returns and the symbol's brackets
     /// (the same as `market_data::summaries_at`).
     pub fn summaries_at(
