@@ -136,13 +136,24 @@ pub fn near_miss<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
             .collect()
     };
     let folded = fold(name);
+    let folded_len = folded.chars().count();
+    let allowed_for = |len: usize| match len {
+        0..=4 => 0,
+        5..=7 => 1,
+        _ => 2,
+    };
     known.iter().copied().find(|k| {
+        // The edit distance is at least the difference in length: most names are ruled out
+        // by that alone, before anything is folded or compared (an ASCII name's folded length
+        // is its length less its separators).
+        if k.is_ascii() {
+            let len = k.bytes().filter(|b| !matches!(b, b'_' | b'-')).count();
+            if folded_len.abs_diff(len) > allowed_for(len) {
+                return false;
+            }
+        }
         let target = fold(k);
-        let allowed = match target.chars().count() {
-            0..=4 => 0,
-            5..=7 => 1,
-            _ => 2,
-        };
+        let allowed = allowed_for(target.chars().count());
         folded == target || edit_distance(&folded, &target) <= allowed
     })
 }

@@ -21,8 +21,11 @@ use std::sync::{Arc, Mutex};
 
 /// What is computed once for one symbol's bars.
 struct Series {
-    /// `returns[i]`: the log return of bar `i` over bar `i − 1`, when they are adjacent hours.
-    returns: Vec<Option<f64>>,
+    /// Every log return of a bar over the one before it when they are adjacent hours, tagged
+    /// with the later bar's open time, in order.
+    returns: Vec<(Timestamp, f64)>,
+    /// `returns_through[i]`: how many of `returns` belong to bars `0..=i`.
+    returns_through: Vec<usize>,
     /// Regime features by the number of closed bars (`features[n]` over the last
     /// [`FEATURE_LOOKBACK`] of the first `n`), for the counts the timeline reaches.
     features: BTreeMap<usize, Option<RegimeFeatures>>,
@@ -30,11 +33,13 @@ struct Series {
 
 impl Series {
     fn new(klines: &[Kline], timeline: &[Timestamp]) -> Series {
-        let mut returns = vec![None; klines.len()];
-        for i in 1..klines.len() {
-            if klines[i].open_time.0 - klines[i - 1].open_time.0 == BAR_MS {
-                returns[i] = Some((klines[i].close / klines[i - 1].close).ln());
+        let mut returns = Vec::with_capacity(klines.len());
+        let mut returns_through = Vec::with_capacity(klines.len());
+        for (i, bar) in klines.iter().enumerate() {
+            if i > 0 && bar.open_time.0 - klines[i - 1].open_time.0 == BAR_MS {
+                returns.push((bar.open_time, (bar.close / klines[i - 1].close).ln()));
             }
+            returns_through.push(returns.len());
         }
         let counts: BTreeSet<usize> = timeline
             .iter()
@@ -47,7 +52,11 @@ impl Series {
                 (n, RegimeFeatures::compute(window))
             })
             .collect();
-        Series { returns, features }
+        Series {
+            returns,
+            returns_through,
+            features,
+        }
     }
 
     /// The summary as of `now`, as `SymbolMarket::from_klines` gives it over the last
@@ -61,17 +70,11 @@ impl Series {
         let n = closed_by(klines, now).len();
         let last = klines[..n].last()?;
         let start = n.saturating_sub(FEATURE_LOOKBACK);
-        // The returns inside the window: bar `start`'s own is over a bar outside it.
-        let mut returns: Vec<(Timestamp, f64)> = Vec::with_capacity(keep_returns);
-        for i in (start + 1..n).rev() {
-            if returns.len() == keep_returns {
-                break;
-            }
-            if let Some(r) = self.returns[i] {
-                returns.push((klines[i].open_time, r));
-            }
-        }
-        returns.reverse();
+        // The returns inside the window (bar `start`'s own is over a bar outside it), the
+        // newest `keep_returns` of them.
+        let end = self.returns_through[n - 1];
+        let first = self.returns_through[start].max(end.saturating_sub(keep_returns));
+        let returns = self.returns[first..end].to_vec();
         let features = match self.features.get(&n) {
             Some(f) => *f,
             None => RegimeFeatures::compute(&klines[start..n]),
