@@ -18,6 +18,17 @@ pub fn date(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// `YYYY-MM-DDTHH:MM` of a timestamp (UTC): the form `parse_utc` reads.
+pub fn datetime(ms: i64) -> String {
+    let in_day = ms.rem_euclid(86_400_000);
+    format!(
+        "{}T{:02}:{:02}",
+        date(ms),
+        in_day / 3_600_000,
+        in_day % 3_600_000 / 60_000
+    )
+}
+
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -63,6 +74,13 @@ pub fn parse_utc(raw: &str) -> Result<Timestamp, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_datetime_reads_back() {
+        let t = parse_utc("2025-06-02T10:17").unwrap();
+        assert_eq!(datetime(t.millis()), "2025-06-02T10:17");
+        assert_eq!(datetime(-60_000), "1969-12-31T23:59");
+    }
 
     #[test]
     fn dates_round_trip() {

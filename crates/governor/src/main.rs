@@ -64,6 +64,11 @@ enum Command {
         /// instead of the sample signals: both accounts trade them.
         #[arg(long)]
         plans: Option<PathBuf>,
+        /// A second TOML config: the same data and plans are replayed under it too, and the
+        /// report's config diff lists every plan it decides differently (environment
+        /// variables override both files alike).
+        #[arg(long, conflicts_with = "sweep")]
+        candidate: Option<PathBuf>,
     },
     /// Configuration commands.
     Config {
@@ -533,6 +538,7 @@ fn main() -> anyhow::Result<ExitCode> {
             sweep,
             threads,
             plans,
+            candidate,
         } => {
             let cfg = match config_or_exit(config.as_deref())? {
                 Ok(cfg) => cfg,
@@ -572,6 +578,22 @@ fn main() -> anyhow::Result<ExitCode> {
             let recording = opts.load_recording()?;
             let (result, heat_compare) = replay::run_with_comparison(&recording, &cfg, &opts)?;
             let drawdown = replay::drawdown::compare(&recording, &cfg, &opts, &result)?;
+            let candidate_diff = match &candidate {
+                None => None,
+                Some(path) => {
+                    let candidate_cfg = match config_or_exit(Some(path))? {
+                        Ok(c) => c,
+                        Err(code) => return Ok(code),
+                    };
+                    Some(replay::config_diff::run_candidate(
+                        &recording,
+                        &cfg,
+                        &candidate_cfg,
+                        &opts,
+                        &result,
+                    )?)
+                }
+            };
             let summary = replay::summary::summarize(&result);
             let report = out.join("report.html");
             std::fs::write(
@@ -582,6 +604,7 @@ fn main() -> anyhow::Result<ExitCode> {
                     &replay::report::Comparisons {
                         heat: heat_compare.clone(),
                         drawdown: Some(drawdown.clone()),
+                        candidate: candidate_diff.clone(),
                     },
                 ),
             )
@@ -601,6 +624,22 @@ fn main() -> anyhow::Result<ExitCode> {
                     "gates in shadow would have blocked: {:?}",
                     result.shadow_blocks
                 );
+            }
+            if let Some(d) = &candidate_diff {
+                println!(
+                    "candidate config: {} settings differ; {} of {} plans decided differently; governed PnL current {:+.2} / candidate {:+.2}, max drawdown {:.2}% / {:.2}% (journal: {})",
+                    d.settings.len(),
+                    d.changed.len(),
+                    d.plans_compared,
+                    d.current.pnl,
+                    d.candidate.pnl,
+                    d.current.max_drawdown * 100.0,
+                    d.candidate.max_drawdown * 100.0,
+                    out.join("candidate").join("decisions.jsonl").display()
+                );
+                for (transition, n) in &d.transitions {
+                    println!("  {transition:<60} {n:>6}");
+                }
             }
             if let Some(h) = &heat_compare {
                 println!(

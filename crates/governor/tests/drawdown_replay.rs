@@ -81,6 +81,7 @@ fn shadow_and_enforced_drawdown_halts_are_compared_on_real_data() {
         &replay::report::Comparisons {
             heat: None,
             drawdown: Some(d.clone()),
+            candidate: None,
         },
     );
     assert!(html.contains("Drawdown halt: shadow vs enforce"));

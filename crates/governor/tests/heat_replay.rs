@@ -154,6 +154,7 @@ fn the_shadow_compare_section_holds_the_numbers_of_the_calibrations_and_of_real_
         &replay::report::Comparisons {
             heat: Some(h.clone()),
             drawdown: None,
+            candidate: None,
         },
     );
     assert!(html.contains("Portfolio heat gate: shadow compare"));

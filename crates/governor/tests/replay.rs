@@ -399,3 +399,88 @@ fn recorded_plans_play_at_their_times_through_the_parser_and_the_governor() {
     let rejected = std::fs::read_to_string(dir.path().join("rejected.jsonl")).unwrap();
     assert!(rejected.contains("not valid UTF-8"), "{rejected}");
 }
+
+/// `(verdict reason)` by plan id, from a journal.
+fn verdicts(path: &std::path::Path) -> BTreeMap<String, String> {
+    journal_lines(path)
+        .into_iter()
+        .map(|d| {
+            let v = match d["reason"].as_str() {
+                Some(r) => format!("{} {r}", d["verdict"].as_str().unwrap()),
+                None => d["verdict"].as_str().unwrap().to_owned(),
+            };
+            (d["plan_id"].as_str().unwrap().to_owned(), v)
+        })
+        .collect()
+}
+
+#[test]
+fn a_candidate_config_lists_every_plan_it_decides_differently() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = slice(dir.path());
+    let recording = opts.load_recording().unwrap();
+    let current = Config::default();
+    let candidate = current
+        .with_setting("correlation.max", "0.6")
+        .unwrap()
+        .with_setting("slots.base", "2")
+        .unwrap();
+    let main = replay::engine::run_on(&recording, &current, &opts).unwrap();
+    let d =
+        replay::config_diff::run_candidate(&recording, &current, &candidate, &opts, &main).unwrap();
+    assert_eq!(d.settings.len(), 2, "{:?}", d.settings);
+
+    // The same diff, computed here from the two journals.
+    let ours = verdicts(&dir.path().join("decisions.jsonl"));
+    let theirs = verdicts(&dir.path().join("candidate/decisions.jsonl"));
+    let mut expected: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for id in ours.keys().chain(theirs.keys()) {
+        let (a, b) = (ours.get(id), theirs.get(id));
+        if a != b {
+            let show = |v: Option<&String>| v.cloned().unwrap_or("—".to_owned());
+            expected.insert(id.clone(), (show(a), show(b)));
+        }
+    }
+    assert!(
+        !expected.is_empty(),
+        "a tighter config changes some decisions"
+    );
+    let listed: BTreeMap<String, (String, String)> = d
+        .changed
+        .iter()
+        .map(|c| (c.plan_id.clone(), (c.current.clone(), c.candidate.clone())))
+        .collect();
+    assert_eq!(listed, expected);
+    assert_eq!(d.transitions.values().sum::<usize>(), expected.len());
+    // A plan the correlation cap now blocks names that gate as the difference.
+    let by_corr = d
+        .changed
+        .iter()
+        .find(|c| c.current == "ALLOW" && c.candidate == "BLOCK correlation_cap")
+        .expect("the lower correlation cap blocks an open the default allowed");
+    assert_eq!(by_corr.gate, "correlation");
+
+    // The report carries the section and its numbers.
+    let s = replay::summary::summarize(&main);
+    let html = replay::report::render(
+        &main,
+        &s,
+        &replay::report::Comparisons {
+            heat: None,
+            drawdown: None,
+            candidate: Some(d.clone()),
+        },
+    );
+    assert!(html.contains("Config diff: candidate vs current"));
+    assert!(html.contains(&format!("<b>{}</b>decided differently", expected.len())));
+    let table = html
+        .split("id=\"config-diff-plans\"")
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .expect("the changed plans' table");
+    assert_eq!(
+        table.matches("<tr><td>").count(),
+        expected.len(),
+        "one row per changed plan"
+    );
+}

@@ -185,6 +185,10 @@ pub struct ReplayResult {
     pub initial_equity: f64,
     /// What `--plans` played (`None` on the sample signals).
     pub recorded: Option<RecordedCounts>,
+    /// Every decision, in commit order (the journal's lines; a candidate config is compared
+    /// on them).
+    #[serde(skip)]
+    pub decisions: Vec<governor_core::snapshot::DecisionRecord>,
 }
 
 /// What `replay --plans` did with the recorded entries.
@@ -772,6 +776,7 @@ pub fn run_on(
         calibrations,
         journal,
         initial_equity: opts.initial_equity,
+        decisions: store.read(|st| st.decision_log.clone()),
         recorded: opts.plans.as_ref().map(|r| {
             let outside = before_window + (r.plans.len() - next_recorded);
             RecordedCounts {

@@ -4,6 +4,7 @@
 //! the report shows what the governor changes.
 
 pub mod accounts;
+pub mod config_diff;
 pub mod drawdown;
 pub mod engine;
 pub mod frontier;

@@ -2,6 +2,7 @@
 //! offline). Every chart's data is also embedded as JSON (`<script type="application/json"
 //! id="data-…">`) so a test, or a curious operator, can read the numbers behind it.
 
+use super::config_diff::ConfigDiff;
 use super::drawdown::DrawdownComparison;
 use super::engine::ReplayResult;
 use super::heat::HeatReplay;
@@ -391,6 +392,91 @@ pub struct Comparisons {
     pub heat: Option<HeatComparison>,
     /// The drawdown halt in shadow against enforced.
     pub drawdown: Option<DrawdownComparison>,
+    /// A candidate config against the current one (`--candidate`).
+    pub candidate: Option<ConfigDiff>,
+}
+
+/// Three stacked panels — equity, drawdown, exposure — of the current and candidate runs.
+fn diff_chart(r: &ReplayResult, d: &ConfigDiff) -> String {
+    let (a, b) = &d.paths;
+    let n = a.t.len().min(b.t.len());
+    let idx = sample(n, 1500);
+    let h = 200.0;
+    let panel = |label: &str, xs: &[f64], ys: &[f64], fmt: &dyn Fn(f64) -> String| {
+        let axis = Axis::new(xs.iter().chain(ys).copied(), h, false);
+        format!(
+            "<svg viewBox=\"0 0 {W} {h}\" role=\"img\" aria-label=\"{label}\">{}{}{}{}</svg>",
+            y_labels(&axis, fmt),
+            polyline(&idx, n, xs, &axis, "#1f5fa8", 2.0),
+            polyline(&idx, n, ys, &axis, "#d35400", 1.5),
+            x_labels(r, h),
+        )
+    };
+    let neg = |v: &[f64]| v.iter().map(|x| -x * 100.0).collect::<Vec<_>>();
+    format!(
+        "<p class=\"note\">Equity (USDT)</p>{}<p class=\"note\">Drawdown</p>{}<p class=\"note\">Exposure: notional ÷ equity</p>{}",
+        panel("equity", &a.equity, &b.equity, &|v| format!("{v:.0}")),
+        panel("drawdown", &neg(&a.drawdown), &neg(&b.drawdown), &|v| format!("{v:.1}%")),
+        panel("exposure", &a.exposure, &b.exposure, &|v| format!("{v:.2}x")),
+    )
+}
+
+/// The config diff section: what the candidate config changes.
+fn candidate_section(r: &ReplayResult, d: Option<&ConfigDiff>) -> String {
+    let Some(d) = d else {
+        return "<p class=\"note\">Run with <code>--candidate new.toml</code> to replay the same plans under a second config and see every decision it changes.</p>".to_owned();
+    };
+    let mut o = String::new();
+    o.push_str("<table><tr><th>setting</th><th>current</th><th>candidate</th></tr>");
+    for (k, a, b) in &d.settings {
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(k),
+            esc(a),
+            esc(b)
+        );
+    }
+    if d.settings.is_empty() {
+        o.push_str("<tr><td colspan=\"3\">the two configs are the same</td></tr>");
+    }
+    o.push_str("</table>");
+    let _ = write!(
+        o,
+        "<div class=\"kpis\"><div class=\"kpi\"><b>{}</b>plans compared</div><div class=\"kpi\"><b>{}</b>decided differently</div>\
+         <div class=\"kpi\"><b>{} / {}</b>PnL, current / candidate</div><div class=\"kpi\"><b>{:.2}% / {:.2}%</b>max drawdown, current / candidate</div></div>",
+        d.plans_compared,
+        d.changed.len(),
+        money(d.current.pnl),
+        money(d.candidate.pnl),
+        d.current.max_drawdown * 100.0,
+        d.candidate.max_drawdown * 100.0,
+    );
+    o.push_str("<div class=\"legend\"><span class=\"gov\">— current</span><span style=\"color:#d35400;font-weight:600\">— candidate</span></div>");
+    o.push_str(&diff_chart(r, d));
+    o.push_str("<p class=\"note\">— means the plan was not decided under that config: a close of a position only the other config opened (exit proposals follow each account's own positions), or a rotation close only the other published.</p>");
+    o.push_str("<table><tr><th>transition (current → candidate)</th><th>plans</th></tr>");
+    let mut transitions: Vec<_> = d.transitions.iter().collect();
+    transitions.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    for (k, n) in transitions {
+        let _ = write!(o, "<tr><td>{}</td><td>{n}</td></tr>", esc(k));
+    }
+    o.push_str("</table><table id=\"config-diff-plans\"><tr><th>plan</th><th>time</th><th>symbol</th><th>action</th><th>current</th><th>candidate</th><th>gate that made the difference</th></tr>");
+    for c in &d.changed {
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&c.plan_id),
+            esc(&crate::civil::datetime(c.t.millis())),
+            esc(&c.symbol),
+            esc(&c.action),
+            esc(&c.current),
+            esc(&c.candidate),
+            esc(&c.gate)
+        );
+    }
+    o.push_str("</table>");
+    o
 }
 
 /// What shadow-mode gates would have blocked in this run.
@@ -616,6 +702,7 @@ pub fn render(r: &ReplayResult, s: &Summary, extra: &Comparisons) -> String {
     data.push_str(&data_block("heat_compare", &json!(heat)));
     data.push_str(&data_block("drawdown_compare", &json!(extra.drawdown)));
     data.push_str(&data_block("shadow_blocks", &json!(r.shadow_blocks)));
+    data.push_str(&data_block("config_diff", &json!(extra.candidate)));
     data.push_str(&data_block(
         "liquidation",
         &json!({
@@ -681,6 +768,8 @@ td:first-child,th:first-child{{text-align:left}} .good{{color:#1d7a35;font-weigh
 {drawdown}
 <h2>Portfolio heat gate: shadow compare</h2>
 {heat_compare}
+<h2>Config diff: candidate vs current</h2>
+{candidate}
 <h2>Correlation heatmap</h2>
 <p class="note">{heat_note}</p>
 {heatmap}
@@ -708,5 +797,6 @@ td:first-child,th:first-child{{text-align:left}} .good{{color:#1d7a35;font-weigh
         heat_compare = heat_section(heat),
         shadow = shadow_section(r),
         drawdown = drawdown_section(extra.drawdown.as_ref()),
+        candidate = candidate_section(r, extra.candidate.as_ref()),
     )
 }
