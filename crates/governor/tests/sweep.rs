@@ -1,5 +1,7 @@
 //! `replay --sweep` on three weeks of the bundled data: the same `sweep.csv` and journals on one
-//! thread and on two, and the run with the default values is the plain replay.
+//! thread and on two, and the run with the default values is the plain replay; and the issue's
+//! grid, `correlation.max` × `slots.base` (4 × 3 runs) over the 14 months of
+//! `data/klines_long`, rendered in headless Chromium.
 
 mod support;
 
@@ -96,8 +98,19 @@ fn the_run_with_the_default_values_is_the_plain_replay() {
 #[test]
 fn the_frontier_renders_in_chromium_with_the_current_config_marked_and_sorts() {
     let dir = tempfile::tempdir().unwrap();
-    let swept = default_sweep(dir.path());
-    let report = quantum_governor::replay::frontier::write(dir.path(), &axes(), &swept).unwrap();
+    let axes = vec![
+        Axis::parse("correlation.max=0.6,0.7,0.8,0.9").unwrap(),
+        Axis::parse("slots.base=2,3,4").unwrap(),
+    ];
+    let opts = ReplayOptions {
+        data_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/klines_long"),
+        out_dir: dir.path().to_path_buf(),
+        write_journal: false,
+        ..ReplayOptions::default()
+    };
+    let swept = sweep(&Config::default(), &axes, &opts, 2, &|_, _| {}).unwrap();
+    assert_eq!(swept.rows.len(), 12);
+    let report = quantum_governor::replay::frontier::write(dir.path(), &axes, &swept).unwrap();
     let rows = &swept.rows;
     let driver = support::browser::Driver::start();
     let session = support::browser::Session::new(&driver);
@@ -112,8 +125,8 @@ fn the_frontier_renders_in_chromium_with_the_current_config_marked_and_sorts() {
     assert_eq!(front.as_u64().unwrap() as usize, expected);
     assert_eq!(
         session.eval("return document.querySelector('tr.current td').textContent"),
-        "003",
-        "the defaults are run 003"
+        "008",
+        "the defaults (0.8, 4) are run 008"
     );
     assert_eq!(
         session.eval("return !!document.getElementById('current')"),
