@@ -124,41 +124,34 @@ fn plans(marks: &BTreeMap<String, f64>) -> serde_json::Value {
     ])
 }
 
-/// `(verdict, reason)` by plan id from the service's decisions stream.
-fn live_verdicts(url: &str) -> BTreeMap<String, (String, String)> {
+/// Every entry's fields in one of the service's output streams.
+fn stream(url: &str, key: &str) -> Vec<BTreeMap<String, String>> {
     let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
     let entries: Vec<(String, BTreeMap<String, String>)> = redis::cmd("XRANGE")
-        .arg("quantum:stream:governor.decisions")
+        .arg(key)
         .arg("-")
         .arg("+")
         .query(&mut conn)
         .unwrap();
-    entries
+    entries.into_iter().map(|(_, f)| f).collect()
+}
+
+/// `(verdict, reason)` by plan id from the service's decisions stream.
+fn live_verdicts(url: &str) -> BTreeMap<String, (String, String)> {
+    stream(url, "quantum:stream:governor.decisions")
         .into_iter()
-        .map(|(_, f)| {
-            (
-                f["plan_id"].clone(),
-                (
-                    f["verdict"].clone(),
-                    f.get("reason").cloned().unwrap_or_default(),
-                ),
-            )
+        .map(|f| {
+            let reason = f.get("reason").cloned().unwrap_or_default();
+            (f["plan_id"].clone(), (f["verdict"].clone(), reason))
         })
         .collect()
 }
 
 /// The plan ids in the service's dead-letter stream.
 fn dead_lettered(url: &str) -> Vec<String> {
-    let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
-    let entries: Vec<(String, BTreeMap<String, String>)> = redis::cmd("XRANGE")
-        .arg("quantum:stream:governor.deadletter")
-        .arg("-")
-        .arg("+")
-        .query(&mut conn)
-        .unwrap();
-    entries
+    stream(url, "quantum:stream:governor.deadletter")
         .into_iter()
-        .filter_map(|(_, f)| f.get("plan_id").cloned())
+        .filter_map(|f| f.get("plan_id").cloned())
         .collect()
 }
 
