@@ -12,10 +12,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// The policy universe as read from `quantum:policy:current` / `universe_symbols`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
-    /// The hash or the field does not exist.
+    /// The hash or the field does not exist (so nothing may be opened).
+    #[default]
     Missing,
     /// The field exists but is not a non-empty JSON array of symbols (the error says why).
     Invalid(String),

@@ -84,6 +84,9 @@ pub struct StoreState {
 pub struct MemoryStore {
     state: Mutex<StoreState>,
     block_ttl_secs: u64,
+    /// The policy universe as last read, and the text it was read from: a snapshot reads the
+    /// text again only when it changed (not once per decision).
+    policy: Mutex<(Option<String>, Policy)>,
 }
 
 impl MemoryStore {
@@ -97,6 +100,7 @@ impl MemoryStore {
         MemoryStore {
             state: Mutex::new(state),
             block_ttl_secs,
+            policy: Mutex::new((None, Policy::Missing)),
         }
     }
 
@@ -128,6 +132,15 @@ impl MemoryStore {
         inputs.snapshot(state, prior)
     }
 
+    /// The policy universe read from `raw`, as `Policy::from_field` reads it.
+    fn policy_of(&self, raw: Option<&str>) -> Policy {
+        let mut cached = self.policy.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.0.as_deref() != raw {
+            *cached = (raw.map(str::to_owned), Policy::from_field(raw));
+        }
+        cached.1.clone()
+    }
+
     /// The state after expiry, and the earlier decision of `plan_id`.
     fn state_of(
         &self,
@@ -138,7 +151,7 @@ impl MemoryStore {
         self.expire_locked(&mut st, now);
         let state = StoredState {
             trading_state: st.trading_state,
-            policy: Policy::from_field(st.policy_universe.as_deref()),
+            policy: self.policy_of(st.policy_universe.as_deref()),
             book: st.book.clone(),
             capital: st.capital.clone(),
         };
@@ -458,5 +471,32 @@ impl StateStore for MemoryStore {
 
     fn dead_letter_count(&self) -> Result<u64, StoreError> {
         Ok(self.read(|st| st.dead_letters.len() as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_reads_the_policy_as_it_is_now_however_often_it_changes() {
+        let store = MemoryStore::new(3600);
+        let read = || store.state_of(None, Timestamp(0)).0.policy;
+        assert_eq!(read(), Policy::Missing);
+        let set =
+            |raw: Option<&str>| store.update(|st| st.policy_universe = raw.map(str::to_owned));
+        set(Some(r#"["BTCUSDT"]"#));
+        assert_eq!(read(), Policy::from_field(Some(r#"["BTCUSDT"]"#)));
+        assert_eq!(
+            read(),
+            Policy::from_field(Some(r#"["BTCUSDT"]"#)),
+            "read twice"
+        );
+        set(Some(r#"["ETHUSDT","SOLUSDT"]"#));
+        assert_eq!(read(), Policy::from_field(Some(r#"["ETHUSDT","SOLUSDT"]"#)));
+        set(Some("[]"));
+        assert!(matches!(read(), Policy::Invalid(_)));
+        set(None);
+        assert_eq!(read(), Policy::Missing);
     }
 }
