@@ -5,23 +5,9 @@
 use governor_core::reason::BlockReason;
 use governor_core::snapshot::DecisionRecord;
 use governor_core::trace::RecordTrace;
+use serde::de::IgnoredAny;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
-
-/// The trace inside a record's JSON: its lines as they are; a trace read back as text is
-/// parsed, and kept as a string if it is not JSON (it always is when the store wrote it).
-struct TraceField<'a>(&'a RecordTrace);
-
-impl Serialize for TraceField<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            RecordTrace::Lines(lines) => lines.serialize(s),
-            RecordTrace::Json(text) => serde_json::from_str::<Value>(text)
-                .unwrap_or_else(|_| Value::String(text.clone()))
-                .serialize(s),
-        }
-    }
-}
 
 /// The reason codes of a record's shadow refusals.
 struct ShadowCodes<'a>(&'a [BlockReason]);
@@ -32,7 +18,8 @@ impl Serialize for ShadowCodes<'_> {
     }
 }
 
-/// The record's JSON object, keys in alphabetical order.
+/// The record's JSON object without its trace, keys in alphabetical order (the trace is
+/// appended last, as it is: see [`write_record`]).
 #[derive(Serialize)]
 struct RecordLine<'a> {
     action: &'a str,
@@ -46,7 +33,6 @@ struct RecordLine<'a> {
     regime: Option<&'a str>,
     shadow: ShadowCodes<'a>,
     symbol: &'a str,
-    trace: TraceField<'a>,
     ts: i64,
     verdict: &'static str,
 }
@@ -65,7 +51,6 @@ impl<'a> RecordLine<'a> {
             regime: r.regime.as_deref(),
             shadow: ShadowCodes(&r.shadow),
             symbol: r.symbol.as_str(),
-            trace: TraceField(&r.trace),
             ts: r.decided_at.millis(),
             verdict: r.verdict.as_str(),
         }
@@ -74,12 +59,30 @@ impl<'a> RecordLine<'a> {
 
 /// The record as a JSON object.
 pub fn record_json(r: &DecisionRecord) -> Value {
-    serde_json::to_value(RecordLine::of(r)).expect("a record always serializes")
+    let mut line = Vec::new();
+    write_record(r, &mut line).expect("writing to memory does not fail");
+    serde_json::from_slice(&line).expect("a record line is JSON")
 }
 
-/// Writes the record as one JSON object (a journal line without its newline).
+/// Writes the record as one JSON object (a journal line without its newline), its trace last
+/// and embedded as JSON: written straight from the gate lines, or — for a trace read back as
+/// text — the text as it is, kept as a string if it is not JSON (it always is when the store
+/// wrote it).
 pub fn write_record(r: &DecisionRecord, out: &mut impl std::io::Write) -> std::io::Result<()> {
-    serde_json::to_writer(out, &RecordLine::of(r)).map_err(std::io::Error::other)
+    let mut line = serde_json::to_vec(&RecordLine::of(r)).map_err(std::io::Error::other)?;
+    line.pop(); // the closing brace
+    line.extend_from_slice(b",\"trace\":");
+    match &r.trace {
+        RecordTrace::Lines(lines) => lines.write_json(&mut line),
+        RecordTrace::Json(text) if serde_json::from_str::<IgnoredAny>(text).is_ok() => {
+            line.extend_from_slice(text.as_bytes())
+        }
+        RecordTrace::Json(text) => {
+            serde_json::to_writer(&mut line, text).map_err(std::io::Error::other)?
+        }
+    }
+    line.push(b'}');
+    out.write_all(&line)
 }
 
 /// The record without its trace: the list view of the API and the dashboard's live feed.
