@@ -258,6 +258,9 @@ mod tests {
             ("margin", Outcome::Pass),
         ]);
         assert_eq!(deciding_gate(&a, &b), "correlation");
+        // Different gates at the same place (a path that branched): both are named.
+        let d = trace(&[("schema", Outcome::Pass), ("exit_lock", Outcome::Pass)]);
+        assert_eq!(deciding_gate(&a, &d), "correlation / exit_lock");
         let c = trace(&[("schema", Outcome::Pass)]);
         assert_eq!(
             deciding_gate(&c, &b),

@@ -215,7 +215,9 @@ mod tests {
         let n = tape.timeline.len();
         for &i in &[0, 1, 49, 50, 51, 299, 300, 301, n / 2, n - 1] {
             let t = tape.timeline[i];
-            for window in [20, 100] {
+            // Windows of 150 and 200 keep more returns than a 300-bar lookback holds: the
+            // window's own bound then decides which returns are in.
+            for window in [20, 100, 150, 200] {
                 let (ours, our_corr) = tape.market_at(t, window);
                 let (theirs, their_corr) = market_at(&klines, &brackets, t, window);
                 assert_eq!(ours, theirs, "bar {i}, window {window}");
