@@ -472,6 +472,8 @@ fn a_candidate_config_lists_every_plan_it_decides_differently() {
         },
     );
     assert!(html.contains("Config diff: candidate vs current"));
+    assert!(html.contains("verdict changed (current → candidate)"));
+    assert!(html.contains("decided under one config only"));
     assert!(html.contains(&format!("<b>{}</b>decided differently", expected.len())));
     let table = html
         .split("id=\"config-diff-plans\"")

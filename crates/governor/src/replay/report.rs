@@ -454,14 +454,27 @@ fn candidate_section(r: &ReplayResult, d: Option<&ConfigDiff>) -> String {
     );
     o.push_str("<div class=\"legend\"><span class=\"gov\">— current</span><span style=\"color:#d35400;font-weight:600\">— candidate</span></div>");
     o.push_str(&diff_chart(r, d));
-    o.push_str("<p class=\"note\">— means the plan was not decided under that config: a close of a position only the other config opened (exit proposals follow each account's own positions), or a rotation close only the other published.</p>");
-    o.push_str("<table><tr><th>transition (current → candidate)</th><th>plans</th></tr>");
+    // Plans both configs decided, then the ones only one did (a close of a position only the
+    // other config opened — exit proposals follow each account's own positions — or a
+    // rotation close only the other published): the second kind is not a verdict change.
     let mut transitions: Vec<_> = d.transitions.iter().collect();
     transitions.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    for (k, n) in transitions {
-        let _ = write!(o, "<tr><td>{}</td><td>{n}</td></tr>", esc(k));
+    let (one_sided, both): (Vec<_>, Vec<_>) =
+        transitions.into_iter().partition(|(k, _)| k.contains('—'));
+    for (title, rows) in [
+        ("verdict changed (current → candidate)", both),
+        (
+            "decided under one config only (— : not decided under that one)",
+            one_sided,
+        ),
+    ] {
+        let _ = write!(o, "<table><tr><th>{}</th><th>plans</th></tr>", esc(title));
+        for (k, n) in rows {
+            let _ = write!(o, "<tr><td>{}</td><td>{n}</td></tr>", esc(k));
+        }
+        o.push_str("</table>");
     }
-    o.push_str("</table><table id=\"config-diff-plans\"><tr><th>plan</th><th>time</th><th>symbol</th><th>action</th><th>current</th><th>candidate</th><th>gate that made the difference</th></tr>");
+    o.push_str("<table id=\"config-diff-plans\"><tr><th>plan</th><th>time</th><th>symbol</th><th>action</th><th>current</th><th>candidate</th><th>gate that made the difference</th></tr>");
     for c in &d.changed {
         let _ = write!(
             o,
