@@ -3,7 +3,7 @@
 use super::accounts::{account_stat, extremes_at, prices_at};
 pub use super::accounts::{AccountStat, LiquidationRow, UngovernedCounts};
 use super::heat::{calibrate_exit, CalibrationRow, HeatReplay};
-use super::recorded::RecordedPlans;
+use super::recorded::{Cursor, RecordedPlans};
 use super::signals::{ExitPlanner, SignalConfig};
 use super::tape::Tape;
 use super::twin::{TwinKey, Twins};
@@ -527,7 +527,7 @@ pub fn run_on(
         indicatif::ProgressBar::hidden()
     };
 
-    let (mut next_recorded, mut before_window) = (0, 0);
+    let mut recorded_cursor = Cursor::default();
     for (i, &t) in timeline.iter().enumerate() {
         // The simulated operator: scheduled halts, and resuming a day after an auto-disarm.
         let halted = opts.halts.iter().any(|(a, b)| *a <= t && t < *b);
@@ -604,16 +604,7 @@ pub fn run_on(
             }
             Some(recorded) => {
                 // The recorded plans of this bar, each at its own time.
-                let end = timeline.get(i + 1).copied().unwrap_or(t.plus_secs(3600));
-                while let Some(r) = recorded.plans.get(next_recorded) {
-                    if r.time >= end {
-                        break;
-                    }
-                    next_recorded += 1;
-                    if r.time < t {
-                        before_window += 1; // before the first replayed bar
-                        continue;
-                    }
+                for r in recorded_cursor.bar(recorded, timeline, i) {
                     p.submit_recorded(&r.entry, r.time);
                 }
             }
@@ -778,7 +769,7 @@ pub fn run_on(
         initial_equity: opts.initial_equity,
         decisions: store.read(|st| st.decision_log.clone()),
         recorded: opts.plans.as_ref().map(|r| {
-            let outside = before_window + (r.plans.len() - next_recorded);
+            let outside = recorded_cursor.outside_window(r);
             RecordedCounts {
                 played: r.plans.len() - outside,
                 governor_published: r.governor_published,

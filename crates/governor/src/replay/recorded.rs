@@ -111,6 +111,47 @@ fn governor_published(e: &Entry) -> bool {
         .any(|(k, v)| GOVERNOR_MARKS.contains(&k.as_str()) && v == "true")
 }
 
+/// Walks recorded plans bar by bar: each bar's plans, in order, and a count of those that
+/// fall outside the replayed bars.
+#[derive(Debug, Default)]
+pub struct Cursor {
+    next: usize,
+    before_window: usize,
+}
+
+impl Cursor {
+    /// The plans of the bar that closes at `timeline[i]` and lasts until the next bar (an hour
+    /// for the last one); plans before `timeline[i]` not yet played are counted as before the
+    /// window and skipped.
+    pub fn bar<'a>(
+        &mut self,
+        plans: &'a RecordedPlans,
+        timeline: &[Timestamp],
+        i: usize,
+    ) -> Vec<&'a RecordedPlan> {
+        let t = timeline[i];
+        let end = timeline.get(i + 1).copied().unwrap_or(t.plus_secs(3600));
+        let mut out = Vec::new();
+        while let Some(r) = plans.plans.get(self.next) {
+            if r.time >= end {
+                break;
+            }
+            self.next += 1;
+            if r.time < t {
+                self.before_window += 1;
+            } else {
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    /// Plans not played: before the first replayed bar, or not reached by the last.
+    pub fn outside_window(&self, plans: &RecordedPlans) -> usize {
+        self.before_window + (plans.plans.len() - self.next)
+    }
+}
+
 impl RecordedPlans {
     /// Reads an export. A line that is not an export line (the file was cut or edited) is an
     /// error naming the line and what is wrong with it: a recorded plan is never guessed. A

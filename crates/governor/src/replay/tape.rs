@@ -59,6 +59,15 @@ impl Series {
         }
     }
 
+    /// The regime features over the last [`FEATURE_LOOKBACK`] of the first `n` bars: the ones
+    /// computed for the timeline, or computed now for a count it does not reach.
+    fn features_of(&self, klines: &[Kline], n: usize) -> Option<RegimeFeatures> {
+        match self.features.get(&n) {
+            Some(f) => *f,
+            None => RegimeFeatures::compute(&klines[n.saturating_sub(FEATURE_LOOKBACK)..n]),
+        }
+    }
+
     /// The summary as of `now`, as `SymbolMarket::from_klines` gives it over the last
     /// [`FEATURE_LOOKBACK`] closed bars; `None` before the first bar closes.
     fn summary(
@@ -75,10 +84,7 @@ impl Series {
         let end = self.returns_through[n - 1];
         let first = self.returns_through[start].max(end.saturating_sub(keep_returns));
         let returns = self.returns[first..end].to_vec();
-        let features = match self.features.get(&n) {
-            Some(f) => *f,
-            None => RegimeFeatures::compute(&klines[start..n]),
-        };
+        let features = self.features_of(klines, n);
         Some(SymbolMarket {
             last_bar_close: last.close_time(),
             last_close: last.close,
@@ -141,10 +147,7 @@ impl Tape {
     pub fn features(&self, symbol: &Symbol, now: Timestamp) -> Option<RegimeFeatures> {
         let klines = self.klines.get(symbol)?;
         let n = closed_by(klines, now).len();
-        match self.series.get(symbol)?.features.get(&n) {
-            Some(f) => *f,
-            None => RegimeFeatures::compute(&klines[n.saturating_sub(FEATURE_LOOKBACK)..n]),
-        }
+        self.series.get(symbol)?.features_of(klines, n)
     }
 
     /// Per-symbol summaries as of `now` with `keep_returns` returns and the symbol's brackets

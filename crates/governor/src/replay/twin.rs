@@ -11,7 +11,7 @@
 use super::accounts::{
     account_stat, extremes_at, prices_at, AccountStat, LiquidationRow, UngovernedCounts,
 };
-use super::recorded::RecordedPlans;
+use super::recorded::{Cursor, RecordedPlans};
 use super::signals::{kill_score, open_plans, ExitPlanner, PlanFields, SignalConfig};
 use super::tape::Tape;
 use crate::exchange::paper::{PaperCosts, PaperExchange};
@@ -153,7 +153,7 @@ impl Twin {
             liquidations: Vec::new(),
             opens: Vec::with_capacity(tape.timeline.len()),
         };
-        let mut next_recorded = 0;
+        let mut recorded_cursor = Cursor::default();
         for (i, &t) in tape.timeline.iter().enumerate() {
             let (marks, fills) = prices_at(&tape.klines, t);
             account.exchange.set_prices(marks, fills);
@@ -178,17 +178,8 @@ impl Twin {
                     twin.opens.push(opens);
                 }
                 Some(recorded) => {
-                    let end = tape
-                        .timeline
-                        .get(i + 1)
-                        .copied()
-                        .unwrap_or(t.plus_secs(3600));
-                    while let Some(r) = recorded.plans.get(next_recorded) {
-                        if r.time >= end {
-                            break;
-                        }
-                        next_recorded += 1;
-                        if let (true, Ok(fields)) = (r.time >= t, r.entry.checked()) {
+                    for r in recorded_cursor.bar(recorded, &tape.timeline, i) {
+                        if let Ok(fields) = r.entry.checked() {
                             account.order(fields);
                         }
                     }
