@@ -28,6 +28,7 @@ pub mod plan;
 pub mod reason;
 pub mod results;
 pub mod snapshot;
+pub mod symbol_walk;
 pub mod time;
 pub mod trace;
 pub mod types;

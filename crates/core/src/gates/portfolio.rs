@@ -2,8 +2,10 @@
 //! reservations, and slots held by rotations — each with its notional at the current mark.
 
 use super::common::{refuse, Ctx, Refusal};
+use crate::market::SymbolMarket;
 use crate::reason::BlockReason;
 use crate::snapshot::Snapshot;
+use crate::symbol_walk::SymbolWalk;
 use crate::time::Timestamp;
 use crate::trace::{Outcome, Trace, TraceLine};
 use crate::types::{PlanId, Side, Symbol};
@@ -45,6 +47,9 @@ pub struct Holding<'a> {
     pub leverage: u32,
     /// What it is.
     pub kind: HoldingKind<'a>,
+    /// The symbol's market summary (`None` without klines), found once when the view is built
+    /// so that the gates reading it (correlation, the projection's tiers) search no map.
+    pub market: Option<&'a SymbolMarket>,
 }
 
 impl Holding<'_> {
@@ -86,7 +91,9 @@ impl<'a> Portfolio<'a> {
                 + book.rotations.len(),
         );
         let mut unledgered = 0;
-        // Both maps are sorted by symbol: walk them side by side (no set, no lookups).
+        // Both maps are sorted by symbol: walk them side by side (no set, no lookups), and
+        // the market map alongside them.
+        let mut markets = SymbolWalk::new(&snap.market);
         let mut ledger_iter = book.positions.iter().peekable();
         let mut live_iter = exchange.positions.iter().peekable();
         loop {
@@ -110,15 +117,14 @@ impl<'a> Portfolio<'a> {
                     (s, None, Some(x))
                 }
             };
+            let market = markets.find(symbol).map(|m| &**m);
             let (side, qty, entry, mark, leverage) = match (live, ledger) {
                 (Some(x), _) => (x.side, x.qty, x.entry_price, x.mark_price, x.leverage),
                 (None, Some(l)) => (
                     l.side,
                     l.qty,
                     l.entry_price,
-                    snap.market
-                        .get(symbol)
-                        .map_or(l.entry_price, |m| m.last_close),
+                    market.map_or(l.entry_price, |m| m.last_close),
                     l.leverage,
                 ),
                 (None, None) => continue, // never: one of the two maps held it
@@ -143,6 +149,7 @@ impl<'a> Portfolio<'a> {
                     entry_price: entry,
                     ledgered: ledger.is_some(),
                 },
+                market,
             });
         }
         for (plan_id, r) in &book.reservations {
@@ -153,6 +160,7 @@ impl<'a> Portfolio<'a> {
                 notional: r.notional,
                 leverage: r.leverage.max(1),
                 kind: HoldingKind::Reserved(plan_id),
+                market: snap.market.get(&r.symbol).map(|m| &**m),
             });
         }
         for (plan_id, rot) in &book.rotations {
@@ -167,6 +175,7 @@ impl<'a> Portfolio<'a> {
                     notional: 0.0,
                     leverage: 1,
                     kind: HoldingKind::Held(plan_id),
+                    market: snap.market.get(&rot.pending.symbol).map(|m| &**m),
                 });
             }
         }

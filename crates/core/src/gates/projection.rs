@@ -12,13 +12,9 @@ use super::common::{Candidate, Ctx, Refusal};
 use super::portfolio::{HoldingKind, Portfolio};
 use crate::config::MarginMode;
 use crate::liquidation::{liquidation_price, Liquidation};
-use crate::market::brackets::{Bracket, LeverageBrackets};
-use crate::market::SymbolMarket;
+use crate::market::brackets::Bracket;
 use crate::reason::BlockReason;
 use crate::types::Symbol;
-use std::collections::{btree_map, BTreeMap};
-use std::iter::Peekable;
-use std::sync::Arc;
 
 /// The account after the open.
 #[derive(Clone, Debug, PartialEq)]
@@ -88,10 +84,6 @@ pub fn project(ctx: &Ctx<'_>, cand: &Candidate, view: &Portfolio<'_>) -> Project
     let (mut same_qty, mut same_cost, mut same_margin) = (0.0, 0.0, 0.0);
     let (mut others_mm, mut others_upnl, mut all_upnl) = (0.0, 0.0, 0.0);
     let mut unknown = None;
-    let mut tiers_of = TierWalk {
-        market: &ctx.snap.market,
-        ahead: ctx.snap.market.iter().peekable(),
-    };
     for h in view.holdings.iter().filter(|h| h.qty > 0.0) {
         let upnl = h.unrealized_pnl();
         all_upnl += upnl;
@@ -105,8 +97,9 @@ pub fn project(ctx: &Ctx<'_>, cand: &Candidate, view: &Portfolio<'_>) -> Project
             same_margin += h.qty * entry / f64::from(h.leverage);
             continue;
         }
-        match tiers_of
-            .find(h.symbol, h.is_position())
+        match h
+            .market
+            .and_then(|m| m.brackets.as_ref())
             .and_then(|b| b.maintenance_margin(h.notional))
         {
             Some(mm) => others_mm += mm,
@@ -147,34 +140,5 @@ pub fn project(ctx: &Ctx<'_>, cand: &Candidate, view: &Portfolio<'_>) -> Project
         maintenance_after: others_mm + margin_of(notional),
         margin_balance,
         unknown,
-    }
-}
-
-/// Finds holdings' tiers in the market map. Positions come sorted by symbol (`Portfolio::build`
-/// merges two sorted maps), so each is found by stepping through the map alongside them — one
-/// comparison per step instead of a search per position; the rest (reservations) are looked
-/// up. Were the positions ever out of order, a tier would be missed and the open refused
-/// `market_data_unavailable`: the mistake fails closed.
-struct TierWalk<'m> {
-    market: &'m BTreeMap<Symbol, Arc<SymbolMarket>>,
-    ahead: Peekable<btree_map::Iter<'m, Symbol, Arc<SymbolMarket>>>,
-}
-
-impl<'m> TierWalk<'m> {
-    /// `symbol`'s tiers; `in_order` when it is a position (sorted after the ones before it).
-    fn find(&mut self, symbol: &Symbol, in_order: bool) -> Option<&'m LeverageBrackets> {
-        if !in_order {
-            return self.market.get(symbol)?.brackets.as_ref();
-        }
-        while let Some((key, m)) = self.ahead.peek() {
-            match (*key).cmp(symbol) {
-                std::cmp::Ordering::Less => {
-                    self.ahead.next();
-                }
-                std::cmp::Ordering::Equal => return m.brackets.as_ref(),
-                std::cmp::Ordering::Greater => return None,
-            }
-        }
-        None
     }
 }

@@ -6,7 +6,7 @@ use crate::config::RegimeReference;
 use crate::market::regime::{classify, desired_slots};
 use crate::market::RegimeReading;
 use crate::reason::BlockReason;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Fact, Outcome, Trace, TraceLine};
 use crate::types::{PlanId, Symbol};
 
 /// The regime reading and the slots it grants.
@@ -62,21 +62,28 @@ pub fn regime(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<SlotBudget, Refusal> {
         &ctx.cfg.slots,
         ctx.cfg.funds.max_open_positions,
     );
-    let mut line = line
-        .name("regime", reading.regime.as_str())
-        .num("confidence", reading.confidence)
-        .int("bars", market.bars as i64)
-        .int("desired_slots", i64::from(desired))
-        .int("hard_cap", i64::from(ctx.cfg.slots.hard_cap));
+    // The pass line has up to fourteen facts: room for them all is made once, instead of the
+    // inline facts spilling and growing fact by fact.
+    let mut facts = line.facts;
+    facts.reserve_exact(11);
+    facts.extend([
+        ("regime", Fact::Name(reading.regime.as_str())),
+        ("confidence", Fact::Num(reading.confidence)),
+        ("bars", Fact::Int(market.bars as i64)),
+        ("desired_slots", Fact::Int(i64::from(desired))),
+        ("hard_cap", Fact::Int(i64::from(ctx.cfg.slots.hard_cap))),
+    ]);
     if let Some(f) = &market.features {
-        line = line
-            .num("ema20", f.ema20)
-            .num("ema50", f.ema50)
-            .num("atr14", f.atr14)
-            .num("trend", f.trend)
-            .num("atr_pct", f.atr_pct)
-            .num("momentum_consistency", f.momentum_consistency);
+        facts.extend([
+            ("ema20", Fact::Num(f.ema20)),
+            ("ema50", Fact::Num(f.ema50)),
+            ("atr14", Fact::Num(f.atr14)),
+            ("trend", Fact::Num(f.trend)),
+            ("atr_pct", Fact::Num(f.atr_pct)),
+            ("momentum_consistency", Fact::Num(f.momentum_consistency)),
+        ]);
     }
+    let line = TraceLine::with_facts("regime", Outcome::Pass, facts);
     trace.push(line);
     Ok(SlotBudget { reading, desired })
 }
