@@ -4,13 +4,17 @@
 //! number grammar of every edge, and the escaping of bytes that are not UTF-8.
 
 use serde::Serialize;
-use std::collections::BTreeMap;
+use smallvec::SmallVec;
 use std::fmt;
+
+/// How many fields an entry holds without an allocation: a plan has a dozen or so.
+const INLINE_FIELDS: usize = 16;
 
 /// The fields of one stream entry by name, and the problems found while reading them.
 pub(crate) struct Fields<'a> {
-    /// Field name → raw value (each name at most once; duplicates are recorded as errors).
-    pub(crate) map: BTreeMap<&'a str, &'a str>,
+    /// (name, raw value) in the order written, each name once (a duplicate is recorded as an
+    /// error and its last value kept). A dozen short names: a scan beats building a map.
+    entries: SmallVec<[(&'a str, &'a str); INLINE_FIELDS]>,
     /// Every problem so far, in the order found.
     pub(crate) errors: Vec<FieldError>,
 }
@@ -206,7 +210,7 @@ impl<'a> Fields<'a> {
         whole: &str,
     ) -> Result<Self, Vec<FieldError>> {
         let mut f = Fields {
-            map: BTreeMap::new(),
+            entries: SmallVec::new(),
             errors: Vec::new(),
         };
         let bytes: usize = fields
@@ -222,20 +226,45 @@ impl<'a> Fields<'a> {
             return Err(f.errors);
         }
         for (k, v) in fields {
-            if f.map.insert(k.as_ref(), v.as_ref()).is_some() {
-                f.fail(k.as_ref(), Some(v.as_ref()), "appears more than once");
+            let (k, v) = (k.as_ref(), v.as_ref());
+            match f.entries.iter_mut().find(|(name, _)| *name == k) {
+                Some(entry) => {
+                    entry.1 = v;
+                    f.fail(k, Some(v), "appears more than once");
+                }
+                None => f.entries.push((k, v)),
             }
         }
         Ok(f)
     }
 
-    /// Refuses every field that is a near miss of one of `known` ([`near_miss`]).
+    /// The raw value of `field` as written (empty included), if the entry has it.
+    pub(crate) fn raw(&self, field: &str) -> Option<&'a str> {
+        self.entries
+            .iter()
+            .find(|(name, _)| *name == field)
+            .map(|(_, value)| *value)
+    }
+
+    /// Whether the entry has `field` at all.
+    pub(crate) fn has(&self, field: &str) -> bool {
+        self.raw(field).is_some()
+    }
+
+    /// Every (name, raw value), in the order written.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
+        self.entries.iter().copied()
+    }
+
+    /// Refuses every field that is a near miss of one of `known` ([`near_miss`]), in the
+    /// order of their names.
     pub(crate) fn refuse_near_misses(&mut self, known: &[&str]) {
-        let misses: Vec<(&'a str, &'a str, &str)> = self
-            .map
+        let mut misses: Vec<(&'a str, &'a str, &str)> = self
+            .entries
             .iter()
             .filter_map(|(name, value)| Some((*name, *value, near_miss(name, known)?)))
             .collect();
+        misses.sort_unstable_by_key(|(name, _, _)| *name);
         for (name, value, meant) in misses {
             self.fail(
                 name,
@@ -256,7 +285,7 @@ impl<'a> Fields<'a> {
 
     /// The raw value; an empty value is an error (never read as "absent").
     pub(crate) fn get(&mut self, field: &str) -> Option<&'a str> {
-        let value = self.map.get(field).copied()?;
+        let value = self.raw(field)?;
         if value.is_empty() {
             self.fail(field, Some(value), "is empty; leave the field out instead");
             return None;
@@ -266,7 +295,7 @@ impl<'a> Fields<'a> {
 
     /// The raw value of a field that must be there (`why` says what it is for).
     pub(crate) fn require(&mut self, field: &str, why: &str) -> Option<&'a str> {
-        if !self.map.contains_key(field) {
+        if !self.has(field) {
             self.fail(field, None, why);
             return None;
         }

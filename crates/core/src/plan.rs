@@ -298,10 +298,9 @@ impl Plan {
 
         f.refuse_near_misses(KNOWN_FIELDS);
         let extra = f
-            .map
-            .iter()
+            .entries()
             .filter(|(k, _)| !KNOWN_FIELDS.contains(k))
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
 
         if !f.errors.is_empty() {
@@ -352,7 +351,7 @@ fn parse_action(f: &mut Fields<'_>, side: Option<Side>) -> (Option<Action>, Opti
         (Some(a), _) => (a, "action", ActionSource::Action),
         (None, Some(h)) => (h, "harvest_action", ActionSource::HarvestActionAlias),
         (None, None) => {
-            if !f.map.contains_key("action") && !f.map.contains_key("harvest_action") {
+            if !f.has("action") && !f.has("harvest_action") {
                 f.fail(
                     "action",
                     None,
@@ -369,11 +368,7 @@ fn parse_action(f: &mut Fields<'_>, side: Option<Side>) -> (Option<Action>, Opti
         }
         Ok(RawAction::Known(Action::Open(s))) => {
             if side.is_some_and(|given| given != s) {
-                f.fail(
-                    "side",
-                    f.map.get("side").copied(),
-                    format!("contradicts {raw}"),
-                );
+                f.fail("side", f.raw("side"), format!("contradicts {raw}"));
                 return (None, None);
             }
             (Some(Action::Open(s)), Some(source))
@@ -385,7 +380,7 @@ fn parse_action(f: &mut Fields<'_>, side: Option<Side>) -> (Option<Action>, Opti
                 Some(ActionSource::OpenAlias(alias.to_owned())),
             ),
             None => {
-                if !f.map.contains_key("side") {
+                if !f.has("side") {
                     f.fail("side", None, format!("required with action {alias}"));
                 }
                 (None, None)
@@ -417,7 +412,7 @@ fn parse_rotation(f: &mut Fields<'_>) -> Option<RotationClose> {
         }),
         (s, p) => {
             for (name, present) in [("new_symbol", s.is_some()), ("new_plan_id", p.is_some())] {
-                if !present && !f.map.contains_key(name) {
+                if !present && !f.has(name) {
                     f.fail(name, None, "required when rotation_trigger=true");
                 }
             }
@@ -435,7 +430,7 @@ fn check_action_fields(
 ) {
     match action {
         Action::Open(_) => {
-            if qty.is_none() && !f.map.contains_key("qty") {
+            if qty.is_none() && !f.has("qty") {
                 f.fail("qty", None, "required on opens (a decimal > 0)");
             }
             if reduce_only == Some(true) {

@@ -259,12 +259,12 @@ impl Trace {
                 out.push(b',');
             }
             out.extend_from_slice(b"{\"gate\":");
-            push_str(out, line.gate);
+            push_name(out, line.gate);
             out.extend_from_slice(b",\"outcome\":");
-            push_str(out, line.outcome.label());
+            push_name(out, line.outcome.label());
             out.extend_from_slice(b",\"reason\":");
             match line.reason() {
-                Some(r) => push_str(out, r.code()),
+                Some(r) => push_name(out, r.code()),
                 None => out.extend_from_slice(b"null"),
             }
             out.extend_from_slice(b",\"inputs\":{");
@@ -272,7 +272,7 @@ impl Trace {
                 if j > 0 {
                     out.push(b',');
                 }
-                push_str(out, name);
+                push_name(out, name);
                 out.push(b':');
                 push_fact(out, fact);
             }
@@ -299,6 +299,20 @@ fn push_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// Appends one of the code's own names (a gate, a fact, an outcome, a reason code, a fixed
+/// value) as a JSON string. They are literals of this crate, none with a quote, a backslash or
+/// a control character, so they are written without the per-byte check [`push_str`] makes for
+/// text from outside; every debug build (the tests) checks that this stays true.
+fn push_name(out: &mut Vec<u8>, name: &'static str) {
+    debug_assert!(
+        name.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\'),
+        "a name of the code that needs escaping: {name:?}"
+    );
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'"');
+}
+
 /// Appends a fact's value as its `Serialize` writes it.
 fn push_fact(out: &mut Vec<u8>, fact: &Fact) {
     match fact {
@@ -309,7 +323,7 @@ fn push_fact(out: &mut Vec<u8>, fact: &Fact) {
         Fact::Int(v) => serde_json::to_writer(&mut *out, v).expect("an integer serializes"),
         Fact::Flag(true) => out.extend_from_slice(b"true"),
         Fact::Flag(false) => out.extend_from_slice(b"false"),
-        Fact::Name(v) => push_str(out, v),
+        Fact::Name(v) => push_name(out, v),
         Fact::Text(v) => push_str(out, v),
         Fact::Missing => out.extend_from_slice(b"null"),
     }

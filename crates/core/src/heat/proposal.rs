@@ -63,7 +63,7 @@ impl HarvestProposal {
             );
             f.typed("harvest_action", raw, HarvestAction::parse)
         };
-        if let (Some(action), Some(other)) = (action, f.map.get("action").copied()) {
+        if let (Some(action), Some(other)) = (action, f.raw("action")) {
             if other != action.as_str() {
                 let both = format!("harvest_action={action}, action={other}");
                 f.fail(
