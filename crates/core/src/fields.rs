@@ -139,26 +139,40 @@ pub fn near_miss<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
             .flat_map(char::to_lowercase)
             .collect()
     };
-    let folded = fold(name);
-    let folded_len = folded.chars().count();
     let allowed_for = |len: usize| match len {
         0..=4 => 0,
         5..=7 => 1,
         _ => 2,
     };
+    // An ASCII name's folded length is its length less its separators: known without folding
+    // it, so a name no contract field is near in length is settled with no allocation.
+    let separators = |s: &str| s.bytes().filter(|b| matches!(b, b'_' | b'-')).count();
+    let ascii_len = name.is_ascii().then(|| name.len() - separators(name));
+    let mut folded: Option<(String, usize)> = None;
     known.iter().copied().find(|k| {
         // The edit distance is at least the difference in length: most names are ruled out
-        // by that alone, before anything is folded or compared (an ASCII name's folded length
-        // is its length less its separators).
-        if k.is_ascii() {
-            let len = k.bytes().filter(|b| !matches!(b, b'_' | b'-')).count();
-            if folded_len.abs_diff(len) > allowed_for(len) {
+        // by that alone, before anything is folded or compared.
+        if let (true, Some(len)) = (k.is_ascii(), ascii_len) {
+            let target = k.len() - separators(k);
+            if len.abs_diff(target) > allowed_for(target) {
+                return false;
+            }
+        }
+        let (folded, folded_len) = folded.get_or_insert_with(|| {
+            let f = fold(name);
+            let n = f.chars().count();
+            (f, n)
+        });
+        if let (true, None) = (k.is_ascii(), ascii_len) {
+            // The same rule for a name that is not ASCII, on its folded length.
+            let target = k.len() - separators(k);
+            if folded_len.abs_diff(target) > allowed_for(target) {
                 return false;
             }
         }
         let target = fold(k);
         let allowed = allowed_for(target.chars().count());
-        folded == target || edit_distance(&folded, &target) <= allowed
+        *folded == target || edit_distance(folded, &target) <= allowed
     })
 }
 
@@ -370,6 +384,8 @@ mod tests {
             ("size", None),            // 4 letters: case and separators only
             ("strategy_id", None),     // a producer's own field
             ("leverage", None),        // the field itself
+            ("lévarage", Some("leverage")), // not ASCII: two substitutions, 8 letters
+            ("qté", None),             // not ASCII, 3 letters: case and separators only
         ];
         for (sent, meant) in cases {
             assert_eq!(near_miss(sent, PLAN), meant, "{sent}");

@@ -7,6 +7,7 @@ use crate::market_data::{load_klines_dir, FEATURE_LOOKBACK};
 use anyhow::{bail, Context};
 use governor_core::config::{RegimeConfig, RegimeReference};
 use governor_core::market::calibrate::{calibrate, shares, Targets, ORDER};
+use governor_core::market::regime::FeatureSeries;
 use governor_core::market::{Kline, RegimeFeatures};
 use governor_core::types::Symbol;
 use std::fmt::Write;
@@ -16,10 +17,9 @@ use std::path::Path;
 /// [`FEATURE_LOOKBACK`] bars, as the live governor computes them once per bar; bars with too
 /// little history for features at all are left out.
 pub fn feature_history(klines: &[Kline]) -> Vec<RegimeFeatures> {
+    let series = FeatureSeries::new(klines);
     (1..=klines.len())
-        .filter_map(|end| {
-            RegimeFeatures::compute(&klines[end.saturating_sub(FEATURE_LOOKBACK)..end])
-        })
+        .filter_map(|end| series.features(end.saturating_sub(FEATURE_LOOKBACK), end))
         .collect()
 }
 

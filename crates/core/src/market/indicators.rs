@@ -25,17 +25,29 @@ pub fn true_range(bar: &Kline, prev_close: f64) -> f64 {
         .max((bar.low - prev_close).abs())
 }
 
-/// The last value of Wilder's ATR of period `n`: true ranges start at the second bar, the
-/// seed is the mean of the first `n` true ranges, then `atr = (atr * (n-1) + tr) / n`.
-/// `None` with fewer than `n + 1` bars.
-pub fn atr_wilder_last(klines: &[Kline], n: usize) -> Option<f64> {
-    if n == 0 || klines.len() < n + 1 {
+/// Each bar's true range over the bar before it (`result[i]` is bar `i + 1`'s): the input of
+/// [`atr_wilder_last`], taken once for a whole series.
+pub fn true_ranges(klines: &[Kline]) -> Vec<f64> {
+    klines
+        .windows(2)
+        .map(|w| true_range(&w[1], w[0].close))
+        .collect()
+}
+
+/// The last value of Wilder's ATR of period `n` over consecutive true ranges (see
+/// [`true_ranges`]; they start at a series' second bar): the seed is the mean of the first `n`,
+/// then `atr = (atr * (n-1) + tr) / n`. `None` with fewer than `n` ranges (`n + 1` bars).
+pub fn atr_wilder_last(true_ranges: &[f64], n: usize) -> Option<f64> {
+    if n == 0 || true_ranges.len() < n {
         return None;
     }
-    let mut trs = klines.windows(2).map(|w| true_range(&w[1], w[0].close));
-    let seed = trs.by_ref().take(n).sum::<f64>() / n as f64;
+    let seed = true_ranges[..n].iter().sum::<f64>() / n as f64;
     let nf = n as f64;
-    Some(trs.fold(seed, |atr, tr| (atr * (nf - 1.0) + tr) / nf))
+    Some(
+        true_ranges[n..]
+            .iter()
+            .fold(seed, |atr, tr| (atr * (nf - 1.0) + tr) / nf),
+    )
 }
 
 /// 1 h log returns `ln(close_i / close_{i-1})`, tagged with bar i's open time, only where bar
@@ -115,8 +127,9 @@ mod tests {
             bar(2, 11.0, 15.0, 11.0, 14.0),
             bar(3, 14.0, 9.0, 8.0, 8.5),
         ];
-        assert_eq!(atr_wilder_last(&k, 2), Some(4.5));
-        assert_eq!(atr_wilder_last(&k[..2], 2), None);
+        assert_eq!(true_ranges(&k), vec![2.0, 4.0, 6.0]);
+        assert_eq!(atr_wilder_last(&true_ranges(&k), 2), Some(4.5));
+        assert_eq!(atr_wilder_last(&true_ranges(&k[..2]), 2), None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The regime classifier and the desired slot count it implies.
 
-use super::indicators::{atr_wilder_last, ema_last};
+use super::indicators::{atr_wilder_last, ema_last, true_ranges};
 use super::kline::Kline;
 use crate::config::{RegimeConfig, SlotsConfig};
 use serde::{Deserialize, Serialize};
@@ -72,10 +72,37 @@ impl RegimeFeatures {
     /// Computes the features from closed klines (oldest first); `None` with fewer than 50 bars
     /// (EMA50 needs 50 closes).
     pub fn compute(klines: &[Kline]) -> Option<RegimeFeatures> {
-        let closes: Vec<f64> = klines.iter().map(|k| k.close).collect();
-        let ema20 = ema_last(&closes, 20)?;
-        let ema50 = ema_last(&closes, 50)?;
-        let atr14 = atr_wilder_last(klines, 14)?;
+        FeatureSeries::new(klines).features(0, klines.len())
+    }
+}
+
+/// A symbol's closes and true ranges, taken once, for the features of many windows of its
+/// bars (the replay and the calibration read them at every bar).
+#[derive(Clone, Debug)]
+pub struct FeatureSeries {
+    closes: Vec<f64>,
+    /// `true_ranges[i]`: bar `i + 1` over bar `i`.
+    true_ranges: Vec<f64>,
+}
+
+impl FeatureSeries {
+    /// Indexes `klines` (oldest first).
+    pub fn new(klines: &[Kline]) -> FeatureSeries {
+        FeatureSeries {
+            closes: klines.iter().map(|k| k.close).collect(),
+            true_ranges: true_ranges(klines),
+        }
+    }
+
+    /// The features of bars `start..end`: what [`RegimeFeatures::compute`] gives for
+    /// `&klines[start..end]`, bit for bit (the same values in the same order).
+    pub fn features(&self, start: usize, end: usize) -> Option<RegimeFeatures> {
+        let closes = &self.closes[start..end];
+        // The ranges between bars of the window: bar start+1 over bar start, … .
+        let ranges = &self.true_ranges[start..end.saturating_sub(1).max(start)];
+        let ema20 = ema_last(closes, 20)?;
+        let ema50 = ema_last(closes, 50)?;
+        let atr14 = atr_wilder_last(ranges, 14)?;
         let close = *closes.last()?;
         let direction = (ema20 - ema50).signum();
         let recent = &closes[closes.len().saturating_sub(21)..];
@@ -85,7 +112,7 @@ impl RegimeFeatures {
             .filter(|r| direction != 0.0 && r.signum() == direction && *r != 0.0)
             .count() as f64;
         Some(RegimeFeatures {
-            bars: klines.len(),
+            bars: closes.len(),
             close,
             ema20,
             ema50,
@@ -204,6 +231,33 @@ mod tests {
         assert_eq!(f.momentum_consistency, 1.0);
         assert_eq!(reading(&k).regime, Regime::TrendStrong);
         assert_eq!(slots_for(&k), 6);
+    }
+
+    #[test]
+    fn a_window_of_the_indexed_series_is_the_window_computed_alone() {
+        // A wavy series, so that every window's EMAs, ATR and momentum differ.
+        let k = synthetic(
+            200,
+            |i| 100.0 + 5.0 * (i as f64 / 7.0).sin() + i as f64 * 0.1,
+            0.004,
+        );
+        let series = FeatureSeries::new(&k);
+        for (start, end) in [
+            (0, 0),
+            (0, 49),
+            (0, 50),
+            (0, 200),
+            (10, 60),
+            (37, 152),
+            (150, 200),
+        ] {
+            assert_eq!(
+                series.features(start, end),
+                RegimeFeatures::compute(&k[start..end]),
+                "bars {start}..{end}"
+            );
+        }
+        assert!(series.features(37, 152).is_some());
     }
 
     #[test]

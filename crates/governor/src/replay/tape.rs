@@ -11,7 +11,7 @@ use crate::market_data::{closed_by, load_recorded, FEATURE_LOOKBACK};
 use anyhow::bail;
 use governor_core::market::brackets::BracketTable;
 use governor_core::market::correlation::CorrelationCache;
-use governor_core::market::regime::RegimeFeatures;
+use governor_core::market::regime::{FeatureSeries, RegimeFeatures};
 use governor_core::market::{Kline, SymbolMarket, BAR_MS};
 use governor_core::time::Timestamp;
 use governor_core::types::Symbol;
@@ -29,6 +29,9 @@ struct Series {
     /// Regime features by the number of closed bars (`features[n]` over the last
     /// [`FEATURE_LOOKBACK`] of the first `n`), for the counts the timeline reaches.
     features: BTreeMap<usize, Option<RegimeFeatures>>,
+    /// The closes and true ranges the features are computed from, for a count the timeline
+    /// does not reach.
+    feature_series: FeatureSeries,
 }
 
 impl Series {
@@ -45,26 +48,32 @@ impl Series {
             .iter()
             .map(|t| closed_by(klines, *t).len())
             .collect();
+        let feature_series = FeatureSeries::new(klines);
         let features = counts
             .into_iter()
             .map(|n| {
-                let window = &klines[n.saturating_sub(FEATURE_LOOKBACK)..n];
-                (n, RegimeFeatures::compute(window))
+                (
+                    n,
+                    feature_series.features(n.saturating_sub(FEATURE_LOOKBACK), n),
+                )
             })
             .collect();
         Series {
             returns,
             returns_through,
             features,
+            feature_series,
         }
     }
 
     /// The regime features over the last [`FEATURE_LOOKBACK`] of the first `n` bars: the ones
     /// computed for the timeline, or computed now for a count it does not reach.
-    fn features_of(&self, klines: &[Kline], n: usize) -> Option<RegimeFeatures> {
+    fn features_of(&self, n: usize) -> Option<RegimeFeatures> {
         match self.features.get(&n) {
             Some(f) => *f,
-            None => RegimeFeatures::compute(&klines[n.saturating_sub(FEATURE_LOOKBACK)..n]),
+            None => self
+                .feature_series
+                .features(n.saturating_sub(FEATURE_LOOKBACK), n),
         }
     }
 
@@ -84,7 +93,7 @@ impl Series {
         let end = self.returns_through[n - 1];
         let first = self.returns_through[start].max(end.saturating_sub(keep_returns));
         let returns = self.returns[first..end].to_vec();
-        let features = self.features_of(klines, n);
+        let features = self.features_of(n);
         Some(SymbolMarket {
             last_bar_close: last.close_time(),
             last_close: last.close,
@@ -147,7 +156,7 @@ impl Tape {
     pub fn features(&self, symbol: &Symbol, now: Timestamp) -> Option<RegimeFeatures> {
         let klines = self.klines.get(symbol)?;
         let n = closed_by(klines, now).len();
-        self.series.get(symbol)?.features_of(klines, n)
+        self.series.get(symbol)?.features_of(n)
     }
 
     /// Per-symbol summaries as of `now` with `keep_returns` returns and the symbol's brackets
