@@ -12,9 +12,11 @@ const INLINE_FIELDS: usize = 16;
 
 /// The fields of one stream entry by name, and the problems found while reading them.
 pub(crate) struct Fields<'a> {
-    /// (name, raw value) in the order written, each name once (a duplicate is recorded as an
-    /// error and its last value kept). A dozen short names: a scan beats building a map.
-    entries: SmallVec<[(&'a str, &'a str); INLINE_FIELDS]>,
+    /// (name, raw value, read) in the order written, each name once (a duplicate is recorded
+    /// as an error and its last value kept). A dozen short names: a scan beats building a map.
+    /// `read` marks a field the parser asked for by name: a contract field, so it is no near
+    /// miss of one and not one of the producer's own.
+    entries: SmallVec<[(&'a str, &'a str, bool); INLINE_FIELDS]>,
     /// Every problem so far, in the order found.
     pub(crate) errors: Vec<FieldError>,
 }
@@ -133,72 +135,66 @@ pub fn near_miss<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
     if known.contains(&name) {
         return None;
     }
-    let fold = |s: &str| -> String {
-        s.chars()
-            .filter(|c| !matches!(c, '_' | '-'))
-            .flat_map(char::to_lowercase)
-            .collect()
-    };
     let allowed_for = |len: usize| match len {
         0..=4 => 0,
         5..=7 => 1,
         _ => 2,
     };
     // An ASCII name's folded length is its length less its separators: known without folding
-    // it, so a name no contract field is near in length is settled with no allocation.
+    // it, so a name no contract field is near in length is settled with no work at all.
     let separators = |s: &str| s.bytes().filter(|b| matches!(b, b'_' | b'-')).count();
     let ascii_len = name.is_ascii().then(|| name.len() - separators(name));
-    let mut folded: Option<(String, usize)> = None;
+    let mut folded: Option<Folded> = None;
     known.iter().copied().find(|k| {
         // The edit distance is at least the difference in length: most names are ruled out
         // by that alone, before anything is folded or compared.
-        if let (true, Some(len)) = (k.is_ascii(), ascii_len) {
-            let target = k.len() - separators(k);
+        let ascii_target = k.is_ascii().then(|| k.len() - separators(k));
+        if let (Some(target), Some(len)) = (ascii_target, ascii_len) {
             if len.abs_diff(target) > allowed_for(target) {
                 return false;
             }
         }
-        let (folded, folded_len) = folded.get_or_insert_with(|| {
-            let f = fold(name);
-            let n = f.chars().count();
-            (f, n)
-        });
-        if let (true, None) = (k.is_ascii(), ascii_len) {
-            // The same rule for a name that is not ASCII, on its folded length.
-            let target = k.len() - separators(k);
-            if folded_len.abs_diff(target) > allowed_for(target) {
-                return false;
-            }
-        }
+        let folded = folded.get_or_insert_with(|| fold(name));
         let target = fold(k);
-        let allowed = allowed_for(target.chars().count());
-        *folded == target || edit_distance(folded, &target) <= allowed
+        if folded.len().abs_diff(target.len()) > allowed_for(target.len()) {
+            return false;
+        }
+        *folded == target || edit_distance(folded, &target) <= allowed_for(target.len())
     })
 }
 
-/// Edit distance counting insertions, deletions, substitutions and swaps of neighbours.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
+/// A name's characters with `_` and `-` left out and letters lowered: inline for the
+/// contract's names, so that comparing them allocates nothing.
+type Folded = SmallVec<[char; 32]>;
+
+fn fold(s: &str) -> Folded {
+    s.chars()
+        .filter(|c| !matches!(c, '_' | '-'))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Edit distance counting insertions, deletions, substitutions and swaps of neighbours, with
+/// three rolling rows of the table.
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    type Row = SmallVec<[usize; 36]>;
+    let mut before: Row = (0..=b.len()).collect(); // row i - 2
+    let mut last: Row = before.clone(); // row i - 1
+    let mut row: Row = smallvec::smallvec![0; b.len() + 1];
     for i in 1..=a.len() {
+        row[0] = i;
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
+            let mut best = (last[j] + 1).min(row[j - 1] + 1).min(last[j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[i - 2][j - 2] + 1);
+                best = best.min(before[j - 2] + 1);
             }
-            d[i][j] = best;
+            row[j] = best;
         }
+        std::mem::swap(&mut before, &mut last);
+        std::mem::swap(&mut last, &mut row);
     }
-    d[a.len()][b.len()]
+    last[b.len()]
 }
 
 /// Long values are shortened in error messages so that a flood of junk stays readable.
@@ -241,12 +237,12 @@ impl<'a> Fields<'a> {
         }
         for (k, v) in fields {
             let (k, v) = (k.as_ref(), v.as_ref());
-            match f.entries.iter_mut().find(|(name, _)| *name == k) {
+            match f.entries.iter_mut().find(|(name, _, _)| *name == k) {
                 Some(entry) => {
                     entry.1 = v;
                     f.fail(k, Some(v), "appears more than once");
                 }
-                None => f.entries.push((k, v)),
+                None => f.entries.push((k, v, false)),
             }
         }
         Ok(f)
@@ -256,8 +252,8 @@ impl<'a> Fields<'a> {
     pub(crate) fn raw(&self, field: &str) -> Option<&'a str> {
         self.entries
             .iter()
-            .find(|(name, _)| *name == field)
-            .map(|(_, value)| *value)
+            .find(|(name, _, _)| *name == field)
+            .map(|(_, value, _)| *value)
     }
 
     /// Whether the entry has `field` at all.
@@ -265,18 +261,26 @@ impl<'a> Fields<'a> {
         self.raw(field).is_some()
     }
 
-    /// Every (name, raw value), in the order written.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
-        self.entries.iter().copied()
+    /// Every (name, raw value) the parser did not ask for by name, in the order written.
+    pub(crate) fn unread(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
+        self.entries
+            .iter()
+            .filter(|(_, _, read)| !read)
+            .map(|(name, value, _)| (*name, *value))
     }
 
     /// Refuses every field that is a near miss of one of `known` ([`near_miss`]), in the
     /// order of their names.
     pub(crate) fn refuse_near_misses(&mut self, known: &[&str]) {
+        debug_assert!(
+            self.entries
+                .iter()
+                .all(|(name, _, read)| !read || known.contains(name)),
+            "a field read by name is missing from the known fields"
+        );
         let mut misses: Vec<(&'a str, &'a str, &str)> = self
-            .entries
-            .iter()
-            .filter_map(|(name, value)| Some((*name, *value, near_miss(name, known)?)))
+            .unread()
+            .filter_map(|(name, value)| Some((name, value, near_miss(name, known)?)))
             .collect();
         misses.sort_unstable_by_key(|(name, _, _)| *name);
         for (name, value, meant) in misses {
@@ -299,7 +303,12 @@ impl<'a> Fields<'a> {
 
     /// The raw value; an empty value is an error (never read as "absent").
     pub(crate) fn get(&mut self, field: &str) -> Option<&'a str> {
-        let value = self.raw(field)?;
+        let (_, value, read) = self
+            .entries
+            .iter_mut()
+            .find(|(name, _, _)| *name == field)?;
+        *read = true;
+        let value = *value;
         if value.is_empty() {
             self.fail(field, Some(value), "is empty; leave the field out instead");
             return None;
@@ -354,7 +363,22 @@ impl<'a> Fields<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::near_miss;
+    use super::{edit_distance, near_miss};
+
+    #[test]
+    fn edit_distances_worked_by_hand() {
+        let d = |a: &str, b: &str| {
+            let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+            edit_distance(&a, &b)
+        };
+        assert_eq!(d("kitten", "sitting"), 3); // k→s, e→i, +g
+        assert_eq!(d("ab", "ba"), 1); // one swap of neighbours
+        assert_eq!(d("leveraeg", "leverage"), 1);
+        assert_eq!(d("", "abc"), 3);
+        assert_eq!(d("abc", ""), 3);
+        assert_eq!(d("ca", "abc"), 3); // a swap is not edited again (optimal string alignment)
+        assert_eq!(d("price", "price"), 0);
+    }
 
     const PLAN: &[&str] = &[
         "qty",

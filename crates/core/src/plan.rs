@@ -298,7 +298,7 @@ impl Plan {
 
         f.refuse_near_misses(KNOWN_FIELDS);
         let extra = f
-            .entries()
+            .unread()
             .filter(|(k, _)| !KNOWN_FIELDS.contains(k))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();

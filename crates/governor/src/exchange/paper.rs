@@ -9,8 +9,10 @@ use super::{Exchange, ExchangeError, Fill, OrderError, OrderRequest, OrderState,
 use governor_core::config::MarginMode;
 use governor_core::liquidation::liquidation_price;
 use governor_core::market::brackets::BracketTable;
+use governor_core::market::brackets::LeverageBrackets;
 use governor_core::market::Kline;
 use governor_core::snapshot::{ExchangePosition, ExchangeState};
+use governor_core::symbol_walk::SymbolWalk;
 use governor_core::types::{Side, Symbol};
 use std::collections::BTreeMap;
 
@@ -61,6 +63,17 @@ pub struct Liquidated {
     /// The liquidation fee: the position's maintenance margin at that price, which Binance's
     /// insurance fund keeps (the paper's assumption: everything above bankruptcy is lost).
     pub fee: f64,
+}
+
+/// A position valued at its mark, with what margining it needs.
+struct Valued<'a> {
+    symbol: &'a Symbol,
+    position: &'a PaperPosition,
+    /// Its tiers; `None` when the symbol has none (its maintenance margin then counts as 0).
+    tiers: Option<&'a LeverageBrackets>,
+    mark: f64,
+    upnl: f64,
+    maintenance: f64,
 }
 
 /// The paper account.
@@ -219,14 +232,6 @@ impl PaperExchange {
             .map(|(s, _, lp, _)| (s, lp))
     }
 
-    /// Maintenance margin of a position at its mark (0 for a symbol without tiers).
-    fn maintenance_of(&self, brackets: &BracketTable, s: &Symbol, p: &PaperPosition) -> f64 {
-        brackets
-            .get(s)
-            .and_then(|b| b.maintenance_margin(p.qty * self.mark(s, p)))
-            .unwrap_or(0.0)
-    }
-
     /// Each position's liquidation price under `mode`, with its side and its distance from the
     /// mark (a fraction of the mark). Positions without tiers, or that no positive price
     /// liquidates, are left out.
@@ -235,43 +240,64 @@ impl PaperExchange {
         brackets: &BracketTable,
         mode: MarginMode,
     ) -> Vec<(Symbol, Side, f64, f64)> {
-        let total_mm: f64 = self
-            .positions
-            .iter()
-            .map(|(s, p)| self.maintenance_of(brackets, s, p))
-            .sum();
-        let total_upnl = self.unrealized_pnl();
-        let mut out = Vec::with_capacity(self.positions.len());
-        for (s, p) in &self.positions {
-            let Some(tiers) = brackets.get(s) else {
+        let valued = self.valued(brackets);
+        let total_mm: f64 = valued.iter().map(|v| v.maintenance).sum();
+        let total_upnl: f64 = valued.iter().map(|v| v.upnl).sum();
+        let mut out = Vec::with_capacity(valued.len());
+        for v in &valued {
+            let (Some(tiers), p) = (v.tiers, v.position) else {
                 continue;
             };
-            let mark = self.mark(s, p);
-            let upnl = (mark - p.entry_price) * p.qty * p.side.sign();
             let collateral = match mode {
                 MarginMode::Cross => {
-                    self.wallet - (total_mm - self.maintenance_of(brackets, s, p))
-                        + (total_upnl - upnl)
+                    self.wallet - (total_mm - v.maintenance) + (total_upnl - v.upnl)
                 }
                 MarginMode::Isolated => p.qty * p.entry_price / f64::from(p.leverage.max(1)),
             };
             if let Some(lp) = liquidation_price(tiers, p.side, p.qty, p.entry_price, collateral)
                 .and_then(|l| l.price)
             {
-                out.push((s.clone(), p.side, lp, p.side.sign() * (mark - lp) / mark));
+                out.push((
+                    v.symbol.clone(),
+                    p.side,
+                    lp,
+                    p.side.sign() * (v.mark - lp) / v.mark,
+                ));
             }
         }
         out
     }
 
+    /// Each position with its tiers, mark, unrealized PnL and maintenance margin, the tiers
+    /// and marks found by one walk of each map alongside the positions (all sorted by symbol).
+    fn valued<'a>(&'a self, brackets: &'a BracketTable) -> Vec<Valued<'a>> {
+        let mut tiers_of = SymbolWalk::new(brackets);
+        let mut marks = SymbolWalk::new(&self.marks);
+        self.positions
+            .iter()
+            .map(|(symbol, position)| {
+                let tiers = tiers_of.find(symbol);
+                let mark = marks.find(symbol).copied().unwrap_or(position.entry_price);
+                Valued {
+                    symbol,
+                    position,
+                    tiers,
+                    mark,
+                    upnl: (mark - position.entry_price) * position.qty * position.side.sign(),
+                    maintenance: tiers
+                        .and_then(|b| b.maintenance_margin(position.qty * mark))
+                        .unwrap_or(0.0),
+                }
+            })
+            .collect()
+    }
+
     /// Binance's account margin ratio: Σ maintenance margin at the marks over equity.
     pub fn margin_ratio(&self, brackets: &BracketTable) -> f64 {
-        let mm: f64 = self
-            .positions
-            .iter()
-            .map(|(s, p)| self.maintenance_of(brackets, s, p))
-            .sum();
-        governor_core::liquidation::account_margin_ratio(mm, self.equity())
+        let valued = self.valued(brackets);
+        let mm: f64 = valued.iter().map(|v| v.maintenance).sum();
+        let upnl: f64 = valued.iter().map(|v| v.upnl).sum();
+        governor_core::liquidation::account_margin_ratio(mm, self.wallet + upnl)
     }
 
     /// The account now: equity and positions at their marks.
