@@ -174,8 +174,8 @@ pub fn diff(
     let mut changed = Vec::new();
     let mut transitions: BTreeMap<String, usize> = BTreeMap::new();
     for id in &ids {
-        let a = ours.get(*id).map(|&i| &current.decisions[i]);
-        let b = theirs.get(*id).map(|&i| &candidate.decisions[i]);
+        let a = ours.get(*id).map(|&i| &*current.decisions[i]);
+        let b = theirs.get(*id).map(|&i| &*candidate.decisions[i]);
         let (va, vb) = (verdict(a), verdict(b));
         if va == vb {
             continue;

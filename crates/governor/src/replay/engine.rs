@@ -188,7 +188,7 @@ pub struct ReplayResult {
     /// Every decision, in commit order (the journal's lines; a candidate config is compared
     /// on them).
     #[serde(skip)]
-    pub decisions: Vec<governor_core::snapshot::DecisionRecord>,
+    pub decisions: Vec<std::sync::Arc<governor_core::snapshot::DecisionRecord>>,
 }
 
 /// What `replay --plans` did with the recorded entries.

@@ -14,8 +14,9 @@ use governor_core::snapshot::{
 use governor_core::time::Timestamp;
 use governor_core::types::{PlanId, TradingState};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{StateStore, StoreError};
 use crate::inputs::MarketInputs;
@@ -57,8 +58,9 @@ pub struct StoreState {
     pub capital: CapitalState,
     /// Ledger, reservations, rotations, locks, recent opens.
     pub book: Book,
-    /// The decision of every plan id (the latest: a pending plan's is replaced at its end).
-    pub decisions: BTreeMap<PlanId, DecisionRecord>,
+    /// The decision of every plan id (the latest: a pending plan's is replaced at its end),
+    /// shared with the decisions stream below (one record, two indexes).
+    pub decisions: BTreeMap<PlanId, Arc<DecisionRecord>>,
     /// Live permits (single use, TTL).
     pub permits: BTreeMap<PlanId, Permit>,
     /// Block records (TTL).
@@ -66,7 +68,7 @@ pub struct StoreState {
     /// The events stream.
     pub events: Vec<Event>,
     /// The decisions stream: one entry per decision, in commit order.
-    pub decision_log: Vec<DecisionRecord>,
+    pub decision_log: Vec<Arc<DecisionRecord>>,
     /// Plans the governor published (rotation closes).
     pub published: Vec<Vec<(String, String)>>,
     /// Rejected entries.
@@ -155,7 +157,8 @@ impl MemoryStore {
             book: st.book.clone(),
             capital: st.capital.clone(),
         };
-        (state, plan_id.and_then(|id| st.decisions.get(id).cloned()))
+        let prior = plan_id.and_then(|id| st.decisions.get(id).map(|r| DecisionRecord::clone(r)));
+        (state, prior)
     }
 
     /// Applies a decision's effects if every guard still holds, atomically. Returns the fence
@@ -203,7 +206,12 @@ impl MemoryStore {
         st.fence += 1;
         let fence = st.fence;
         for effect in decision.commit_effects() {
-            self.apply(st, &effect, fence, now);
+            match effect {
+                // The record is the commit's own copy: kept as it is, not copied again (the
+                // book holds no records: `commit::apply` passes them by).
+                Cow::Owned(Effect::Record(record)) => keep_record(st, record),
+                effect => self.apply(st, &effect, fence, now),
+            }
         }
         Ok(fence)
     }
@@ -276,10 +284,7 @@ impl MemoryStore {
     fn apply(&self, st: &mut StoreState, effect: &Effect, fence: u64, now: Timestamp) {
         governor_core::commit::apply(&mut st.book, effect, fence);
         match effect {
-            Effect::Record(record) => {
-                st.decisions.insert(record.plan_id.clone(), record.clone());
-                st.decision_log.push(record.clone());
-            }
+            Effect::Record(record) => keep_record(st, record.clone()),
             Effect::WritePermit(permit) => {
                 let mut p = permit.clone();
                 p.fence = fence;
@@ -311,6 +316,13 @@ impl MemoryStore {
             _ => {}
         }
     }
+}
+
+/// Keeps a decision's record: the latest of its plan id, and its entry in the decisions stream.
+fn keep_record(st: &mut StoreState, record: DecisionRecord) {
+    let record = Arc::new(record);
+    st.decisions.insert(record.plan_id.clone(), record.clone());
+    st.decision_log.push(record);
 }
 
 fn guard_holds(st: &StoreState, guard: &Guard, now: Timestamp) -> bool {
@@ -382,7 +394,11 @@ impl StateStore for MemoryStore {
         let priors = self.read(|st| {
             plans
                 .iter()
-                .map(|p| st.decisions.get(&p.plan_id).cloned())
+                .map(|p| {
+                    st.decisions
+                        .get(&p.plan_id)
+                        .map(|r| DecisionRecord::clone(r))
+                })
                 .collect()
         });
         Ok((state, priors))
@@ -458,11 +474,18 @@ impl StateStore for MemoryStore {
     }
 
     fn recent_decisions(&self, limit: usize) -> Result<Vec<DecisionRecord>, StoreError> {
-        Ok(self.read(|st| st.decision_log.iter().rev().take(limit).cloned().collect()))
+        Ok(self.read(|st| {
+            st.decision_log
+                .iter()
+                .rev()
+                .take(limit)
+                .map(|r| DecisionRecord::clone(r))
+                .collect()
+        }))
     }
 
     fn decision(&self, plan_id: &PlanId) -> Result<Option<DecisionRecord>, StoreError> {
-        Ok(self.read(|st| st.decisions.get(plan_id).cloned()))
+        Ok(self.read(|st| st.decisions.get(plan_id).map(|r| DecisionRecord::clone(r))))
     }
 
     fn ping(&self) -> Result<(), StoreError> {

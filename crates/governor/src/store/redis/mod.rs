@@ -758,7 +758,8 @@ impl RedisStore {
         let id_of = |k: &str, pre: &str| PlanId::parse(&k[p.len() + pre.len()..]).map_err(err);
         for (k, v) in decisions {
             let r: DecisionRecord = serde_json::from_str(&v).map_err(err)?;
-            st.decisions.insert(id_of(&k, "governor:decision:")?, r);
+            st.decisions
+                .insert(id_of(&k, "governor:decision:")?, std::sync::Arc::new(r));
         }
         for (k, v) in permits {
             let permit: Permit = serde_json::from_str(&v).map_err(err)?;
@@ -848,9 +849,9 @@ impl RedisStore {
                     .find(|(k, _)| k == "verdict")
                     .map(|(_, v)| v.clone())
                     .unwrap_or_default();
-                let mut r = r.clone();
+                let mut r = DecisionRecord::clone(r);
                 r.verdict = serde_json::from_value(Value::String(verdict)).map_err(err)?;
-                st.decision_log.push(r);
+                st.decision_log.push(std::sync::Arc::new(r));
             }
         }
         Ok(st)
