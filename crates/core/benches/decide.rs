@@ -96,13 +96,13 @@ fn setup() -> (Plan, Snapshot, Config, Timestamp) {
         trading_state: TradingState::Active,
         policy: Policy::from_field(Some(&universe)),
         prior: None,
-        book,
+        book: book.into(),
         exchange: Some(ExchangeState {
             equity_usdt: 100_000.0,
             positions,
             clock: governor_core::snapshot::ExchangeClock::Local,
         }),
-        market,
+        market: market.into(),
         correlations,
         capital: CapitalState::default(),
     };

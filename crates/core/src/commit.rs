@@ -131,6 +131,6 @@ pub fn absorb(snap: &mut Snapshot, decision: &Decision) {
         if let Effect::SetTradingState { to, .. } = effect {
             snap.trading_state = *to;
         }
-        apply(&mut snap.book, effect, 0);
+        apply(snap.book_mut(), effect, 0);
     }
 }

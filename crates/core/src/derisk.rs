@@ -324,13 +324,13 @@ mod tests {
             trading_state: TradingState::Active,
             policy: Policy::Missing,
             prior: None,
-            book,
+            book: book.into(),
             exchange: Some(ExchangeState {
                 equity_usdt: equity,
                 positions: live,
                 clock: ExchangeClock::Local,
             }),
-            market,
+            market: market.into(),
             correlations: None,
             capital: CapitalState::default(),
         }
@@ -343,7 +343,7 @@ mod tests {
                 if let Effect::SetTradingState { to, .. } = e {
                     snap.trading_state = *to;
                 }
-                crate::commit::apply(&mut snap.book, e, 0);
+                crate::commit::apply(snap.book_mut(), e, 0);
             }
         }
         snap
@@ -366,7 +366,7 @@ mod tests {
     #[test]
     fn an_account_without_positions_has_a_ratio_of_plus_zero() {
         let mut snap = account(1_000.0, 0.0, 0.0);
-        snap.book.positions.clear();
+        snap.book_mut().positions.clear();
         snap.exchange.as_mut().unwrap().positions.clear();
         let m = account_margin(&snap).unwrap().unwrap();
         assert!(m.ratio == 0.0 && m.ratio.is_sign_positive(), "{}", m.ratio);
@@ -414,8 +414,12 @@ mod tests {
         // The close executed: ETH 10,000 in the ledger, but the exchange's view still shows
         // 20,000 — not settled, so still nothing.
         let mut snap = snap;
-        snap.book.exit_locks.clear();
-        snap.book.positions.get_mut(&sym("ETHUSDT")).unwrap().qty = 100.0;
+        snap.book_mut().exit_locks.clear();
+        snap.book_mut()
+            .positions
+            .get_mut(&sym("ETHUSDT"))
+            .unwrap()
+            .qty = 100.0;
         assert!(observe(&snap, &cfg, NOW.plus_secs(2)).is_empty());
         // Settled: 40 + 64 = 104 / 1,000 = 10.4 %, still above: now SOL is the heaviest.
         snap.exchange
@@ -440,7 +444,7 @@ mod tests {
         let cfg = Config::default();
         let mut snap = account(1_000.0, 20_000.0, 16_000.0);
         snap.trading_state = TradingState::Reducing;
-        snap.book.halt = Some(Halt {
+        snap.book_mut().halt = Some(Halt {
             reason: BlockReason::DrawdownHalt,
             since: NOW,
             detail: "the same move".into(),
@@ -452,7 +456,7 @@ mod tests {
             "the drawdown halt does not stop de-risking"
         );
         assert_eq!(
-            after(snap.clone(), &obs).book.halt.unwrap().reason,
+            after(snap.clone(), &obs).book.halt.clone().unwrap().reason,
             BlockReason::DrawdownHalt,
             "and keeps its own halt"
         );
@@ -472,7 +476,7 @@ mod tests {
         // agreeing, no lock.
         let mut calm = account(1_000.0, 8_000.0, 4_000.0);
         calm.trading_state = TradingState::Reducing;
-        calm.book.halt = halted.book.halt.clone();
+        calm.book_mut().halt = halted.book.halt.clone();
         assert!(
             observe(&calm, &cfg, NOW.plus_secs(3_599)).is_empty(),
             "paused an hour"
@@ -485,7 +489,7 @@ mod tests {
         // At 6 % (under the 10 % line, over the 5 % one) it stays REDUCING and closes nothing.
         let mut between = account(1_000.0, 10_000.0, 5_000.0);
         between.trading_state = TradingState::Reducing;
-        between.book.halt = halted.book.halt;
+        between.book_mut().halt = halted.book.halt.clone();
         assert!(observe(&between, &cfg, NOW.plus_secs(7_200)).is_empty());
     }
 
@@ -516,7 +520,7 @@ mod tests {
         cfg.gates.account_margin_ratio = GateMode::Shadow;
         assert!(observe(&snap, &cfg, NOW).is_empty());
         let cfg = Config::default();
-        snap.market.remove(&sym("SOLUSDT"));
+        snap.market_mut().remove(&sym("SOLUSDT"));
         assert_eq!(account_margin(&snap), Err(sym("SOLUSDT")));
         assert!(observe(&snap, &cfg, NOW).is_empty());
     }
@@ -524,7 +528,7 @@ mod tests {
     #[test]
     fn a_live_lock_held_by_another_close_is_left_alone() {
         let mut snap = account(1_000.0, 20_000.0, 16_000.0);
-        snap.book.exit_locks.insert(
+        snap.book_mut().exit_locks.insert(
             sym("ETHUSDT"),
             ExitLock {
                 holder: PlanId::parse("strategy-close-7").unwrap(),

@@ -182,8 +182,9 @@ pub struct StoredState {
     pub trading_state: TradingState,
     /// The policy universe.
     pub policy: Policy,
-    /// Ledger, reservations, locks, recent opens.
-    pub book: Book,
+    /// Ledger, reservations, locks, recent opens: shared with the store that read it until
+    /// one of them changes it ([`Arc::make_mut`]), so a read copies nothing.
+    pub book: Arc<Book>,
     /// Capital allocation inputs.
     pub capital: CapitalState,
 }
@@ -197,12 +198,12 @@ pub struct Snapshot {
     pub policy: Policy,
     /// The earlier decision for this plan id, if there is one.
     pub prior: Option<DecisionRecord>,
-    /// Ledger, reservations, locks, recent opens.
-    pub book: Book,
+    /// Ledger, reservations, locks, recent opens (shared: see [`StoredState::book`]).
+    pub book: Arc<Book>,
     /// The exchange's view, `None` when it could not be read.
     pub exchange: Option<ExchangeState>,
-    /// Per-symbol market summaries computed once per bar.
-    pub market: BTreeMap<Symbol, Arc<SymbolMarket>>,
+    /// Per-symbol market summaries computed once per bar, shared by every snapshot of the bar.
+    pub market: Arc<BTreeMap<Symbol, Arc<SymbolMarket>>>,
     /// Pairwise correlations computed once per bar (`None`: computed when needed).
     pub correlations: Option<Arc<CorrelationCache>>,
     /// Capital allocation inputs.
@@ -216,7 +217,7 @@ impl Snapshot {
         state: StoredState,
         prior: Option<DecisionRecord>,
         exchange: Option<ExchangeState>,
-        market: BTreeMap<Symbol, Arc<SymbolMarket>>,
+        market: Arc<BTreeMap<Symbol, Arc<SymbolMarket>>>,
         correlations: Option<Arc<CorrelationCache>>,
     ) -> Snapshot {
         Snapshot {
@@ -229,5 +230,16 @@ impl Snapshot {
             correlations,
             capital: state.capital,
         }
+    }
+
+    /// The book to change (a batch applies each decision's effects to it; tests set it up):
+    /// copied first if a store or another snapshot still shares it.
+    pub fn book_mut(&mut self) -> &mut Book {
+        Arc::make_mut(&mut self.book)
+    }
+
+    /// The market summaries to change (tests set them up): copied first if shared.
+    pub fn market_mut(&mut self) -> &mut BTreeMap<Symbol, Arc<SymbolMarket>> {
+        Arc::make_mut(&mut self.market)
     }
 }

@@ -155,13 +155,13 @@ fn no_permitted_open_is_liquidated_within_its_distance_nor_over_the_account_rati
                 trading_state: TradingState::Active,
                 policy: Policy::from_field(Some(r#"["BTCUSDT"]"#)),
                 prior: None,
-                book: Book::default(),
+                book: Book::default().into(),
                 exchange: Some(ExchangeState {
                     equity_usdt: c.equity,
                     positions: positions.clone(),
                     clock: ExchangeClock::Local,
                 }),
-                market: market_map,
+                market: market_map.into(),
                 correlations: None,
                 capital: CapitalState::default(),
             };

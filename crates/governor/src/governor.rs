@@ -112,6 +112,9 @@ impl Governor {
                 Err(e) => return Submission::StoreUnavailable(e),
             };
             let decision = decide(plan, &snapshot, &self.cfg, now);
+            // The snapshot shares the store's book: let it go before the commit changes the
+            // book, so that the commit does not have to copy it.
+            drop(snapshot);
             if decision.replayed {
                 return Submission::Decided {
                     decision: Box::new(decision),

@@ -16,8 +16,8 @@ use std::sync::Arc;
 pub struct MarketInputs {
     /// The exchange's view; `None` when it could not be read (opens then fail closed).
     pub exchange: Option<ExchangeState>,
-    /// Market summaries by symbol.
-    pub market: BTreeMap<Symbol, Arc<SymbolMarket>>,
+    /// Market summaries by symbol, shared by every snapshot taken from these inputs.
+    pub market: Arc<BTreeMap<Symbol, Arc<SymbolMarket>>>,
     /// Pairwise correlations of those symbols, computed once per bar (`None`: per decision).
     pub correlations: Option<Arc<CorrelationCache>>,
 }

@@ -106,14 +106,14 @@ pub fn load(path: Option<&Path>, window: usize) -> anyhow::Result<LoadedState> {
     let (market, correlations) = market_at(&klines, &brackets, now, window);
     let inputs = MarketInputs {
         exchange: file.exchange,
-        market,
+        market: market.into(),
         correlations: Some(correlations),
     };
     let store = StoreState {
         trading_state,
         policy_universe,
         capital: file.capital,
-        book: file.book,
+        book: file.book.into(),
         ..StoreState::default()
     };
     let marketstate_sigma = file

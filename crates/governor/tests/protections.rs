@@ -158,7 +158,7 @@ fn loss_streak_locks_a_symbol_after_three_losses_for_six_hours(on: &Stores) {
     let mut w = on.world(config());
     lose_on(&w, "ETHUSDT", 1);
     lose_on(&w, "ETHUSDT", 2);
-    let closes = w.state().book.closes;
+    let closes = w.state().book.closes.clone();
     assert_eq!(closes.len(), 2);
     assert!(closes.iter().all(|c| c.pnl < 0.0), "{closes:?}");
     // Two losses in a row: still open.

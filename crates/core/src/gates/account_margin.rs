@@ -73,7 +73,8 @@ mod tests {
             );
         }
         let mut snap = test_snapshot(Default::default(), Some(acct));
-        snap.market.insert(sym("ETHUSDT"), market(100.0, vec![]));
+        snap.market_mut()
+            .insert(sym("ETHUSDT"), market(100.0, vec![]));
         let view = Portfolio::build(&snap).expect("an account");
         let cand = candidate("BTCUSDT", Side::Long, notional, 20);
         let p = plan("BTCUSDT", "OPEN_LONG", &[]);

@@ -88,7 +88,7 @@ pub(crate) fn test_snapshot(
         trading_state: crate::types::TradingState::Active,
         policy: crate::snapshot::Policy::from_field(None),
         prior: None,
-        book,
+        book: book.into(),
         exchange,
         market: Default::default(),
         correlations: None,

@@ -171,9 +171,9 @@ mod tests {
         book.positions
             .insert(sym("AUSDT"), position(Side::Long, 1.0, 100.0));
         let mut snap = test_snapshot(book, Some(account(1_000.0)));
-        snap.market
+        snap.market_mut()
             .insert(sym("AUSDT"), market(100.0, series(100, 1.0, 0.0)));
-        snap.market
+        snap.market_mut()
             .insert(sym("BUSDT"), market(100.0, series(n_b, 4.0, 3.0)));
         snap
     }
@@ -211,11 +211,15 @@ mod tests {
         // CUSDT is held (returns z: orthogonal to BUSDT's 4x + 3z at 0.6); AUSDT is reserved
         // (returns x: 0.8 with BUSDT). Holdings list CUSDT first, AUSDT after it.
         let mut snap = held_a(100);
-        let a = snap.book.positions.remove(&sym("AUSDT")).expect("held");
-        snap.book.positions.insert(sym("CUSDT"), a);
-        snap.market
+        let a = snap
+            .book_mut()
+            .positions
+            .remove(&sym("AUSDT"))
+            .expect("held");
+        snap.book_mut().positions.insert(sym("CUSDT"), a);
+        snap.market_mut()
             .insert(sym("CUSDT"), market(100.0, series(100, 0.0, 1.0)));
-        snap.book.reservations.insert(
+        snap.book_mut().reservations.insert(
             PlanId::parse("p-a").unwrap(),
             Reservation {
                 symbol: sym("AUSDT"),
@@ -236,7 +240,8 @@ mod tests {
         // AUSDT's returns are gone after the cache was built: computed directly, the pair
         // would fail closed (no aligned returns), so a pass at 0.81 and a cap at 0.79 show
         // that the gate found the cached 0.8.
-        snap.market.insert(sym("AUSDT"), market(100.0, vec![]));
+        snap.market_mut()
+            .insert(sym("AUSDT"), market(100.0, vec![]));
         assert_eq!(corr_of(&snap, Side::Long, 0.81), Ok(()));
         assert_eq!(
             corr_of(&snap, Side::Long, 0.79),
@@ -252,14 +257,14 @@ mod tests {
             Err(BlockReason::MarketDataUnavailable)
         );
         let mut missing = held_a(100);
-        missing.market.remove(&sym("AUSDT"));
+        missing.market_mut().remove(&sym("AUSDT"));
         assert_eq!(
             corr_of(&missing, Side::Long, 0.81),
             Err(BlockReason::MarketDataUnavailable)
         );
         // Nothing else held: nothing to correlate with.
         let mut alone = held_a(0);
-        alone.book.positions.clear();
+        alone.book_mut().positions.clear();
         assert_eq!(corr_of(&alone, Side::Long, 0.0), Ok(()));
     }
 }

@@ -135,7 +135,8 @@ mod tests {
         });
         let mut m = (*market(100_000.0, vec![])).clone();
         m.features = features;
-        snap.market.insert(sym("BTCUSDT"), std::sync::Arc::new(m));
+        snap.market_mut()
+            .insert(sym("BTCUSDT"), std::sync::Arc::new(m));
     }
 
     fn gate(snap: &Snapshot, cfg: &Config, cand: &Candidate) -> Result<(), BlockReason> {
@@ -213,7 +214,8 @@ mod tests {
             },
         );
         let mut snap = test_snapshot(Default::default(), Some(acct));
-        snap.market.insert(sym("ETHUSDT"), market(100.0, vec![]));
+        snap.market_mut()
+            .insert(sym("ETHUSDT"), market(100.0, vec![]));
         let mut cfg = Config::default();
         cfg.liquidation.min_distance_sigmas = 0.0;
         let cand = btc(Side::Long, 0.1, 10);
@@ -225,7 +227,7 @@ mod tests {
             Err(BlockReason::LiquidationTooClose)
         );
         // Without ETHUSDT's tiers its maintenance margin is unknown: fail closed.
-        snap.market.remove(&sym("ETHUSDT"));
+        snap.market_mut().remove(&sym("ETHUSDT"));
         assert_eq!(
             gate(&snap, &cfg, &cand),
             Err(BlockReason::MarketDataUnavailable)

@@ -64,7 +64,8 @@ mod tests {
     #[test]
     fn a_limit_price_may_stray_2_percent_from_the_mark() {
         let mut snap = test_snapshot(Default::default(), None);
-        snap.market.insert(sym("BTCUSDT"), market(100.0, vec![]));
+        snap.market_mut()
+            .insert(sym("BTCUSDT"), market(100.0, vec![]));
         // (limit price, expected) against a mark of 100 and the 2 % default.
         let cases = [
             ("100", Ok(())),

@@ -81,7 +81,8 @@ mod tests {
     #[test]
     fn the_stated_price_wins_over_the_market_and_the_scale_shrinks_the_qty() {
         let mut snap = test_snapshot(Default::default(), None);
-        snap.market.insert(sym("BTCUSDT"), market(100.0, vec![]));
+        snap.market_mut()
+            .insert(sym("BTCUSDT"), market(100.0, vec![]));
         let cfg = Config::default();
         let priced = plan("BTCUSDT", "OPEN_LONG", &[("qty", "2"), ("price", "110")]);
         let c = run(&priced, &snap, &cfg, NOW, |ctx, t| {
@@ -119,7 +120,8 @@ mod tests {
         let mut snap = test_snapshot(Default::default(), None);
         let mut m = (*market(100.0, vec![])).clone();
         m.brackets = None;
-        snap.market.insert(sym("BTCUSDT"), std::sync::Arc::new(m));
+        snap.market_mut()
+            .insert(sym("BTCUSDT"), std::sync::Arc::new(m));
         let open = plan("BTCUSDT", "OPEN_LONG", &[("price", "100")]);
         let (got, line) = crate::gates::common::testing::traced(
             &open,

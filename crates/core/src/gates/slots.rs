@@ -376,7 +376,7 @@ mod tests {
     fn regime_with(m: Option<SymbolMarket>) -> Result<SlotBudget, BlockReason> {
         let mut snap = test_snapshot(Book::default(), None);
         if let Some(m) = m {
-            snap.market.insert(sym("BTCUSDT"), Arc::new(m));
+            snap.market_mut().insert(sym("BTCUSDT"), Arc::new(m));
         }
         let open = plan("ETHUSDT", "OPEN_LONG", &[]);
         run(&open, &snap, &Config::default(), NOW, regime)
@@ -509,8 +509,9 @@ mod tests {
             );
         }
         let mut snap = test_snapshot(book, Some(account(1_000.0)));
-        snap.market.insert(sym("AUSDT"), market(100.0, vec![]));
-        snap.market.insert(sym("BUSDT"), market(90.0, vec![]));
+        snap.market_mut()
+            .insert(sym("AUSDT"), market(100.0, vec![]));
+        snap.market_mut().insert(sym("BUSDT"), market(90.0, vec![]));
         snap
     }
 

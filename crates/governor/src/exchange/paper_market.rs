@@ -171,7 +171,7 @@ impl InputsSource for PaperMarket {
         let (market, correlations) = self.market(now);
         MarketInputs {
             exchange,
-            market,
+            market: market.into(),
             correlations: Some(correlations),
         }
     }

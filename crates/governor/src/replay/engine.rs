@@ -222,7 +222,7 @@ struct Pipeline<'a> {
     gov: Governor,
     store: Arc<MemoryStore>,
     governed: PaperExchange,
-    market: BTreeMap<Symbol, Arc<SymbolMarket>>,
+    market: Arc<BTreeMap<Symbol, Arc<SymbolMarket>>>,
     correlations: Option<Arc<CorrelationCache>>,
     published_seen: usize,
     plans: usize,
@@ -494,7 +494,7 @@ pub fn run_on(
         gov: Governor::new(Arc::new(cfg.clone()), store.clone()),
         store: store.clone(),
         governed: PaperExchange::new(opts.initial_equity, opts.costs),
-        market: BTreeMap::new(),
+        market: Arc::default(),
         correlations: None,
         published_seen: 0,
         plans: 0,
@@ -555,7 +555,7 @@ pub fn run_on(
         p.governed.set_prices(marks, fills);
         p.liquidate(&extremes_at(klines, t), brackets, t);
         let (market, correlations) = tape.market_at(t, window);
-        p.market = market;
+        p.market = Arc::new(market);
         p.correlations = Some(correlations);
         p.gov
             .tick(t)

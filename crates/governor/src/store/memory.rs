@@ -56,8 +56,9 @@ pub struct StoreState {
     pub policy_universe: Option<String>,
     /// Capital allocation inputs.
     pub capital: CapitalState,
-    /// Ledger, reservations, rotations, locks, recent opens.
-    pub book: Book,
+    /// Ledger, reservations, rotations, locks, recent opens: shared with the snapshots read
+    /// from it until a commit changes it (then copied only if a snapshot still holds it).
+    pub book: Arc<Book>,
     /// The decision of every plan id (the latest: a pending plan's is replaced at its end),
     /// shared with the decisions stream below (one record, two indexes).
     pub decisions: BTreeMap<PlanId, Arc<DecisionRecord>>,
@@ -79,6 +80,13 @@ pub struct StoreState {
     pub fence: u64,
     /// Permits ever granted, by plan id (the audit trail behind "never two permits").
     pub permits_granted: BTreeMap<PlanId, u32>,
+}
+
+impl StoreState {
+    /// The book to change: copied first if a snapshot still shares it.
+    pub fn book_mut(&mut self) -> &mut Book {
+        Arc::make_mut(&mut self.book)
+    }
 }
 
 /// The embedded store.
@@ -282,7 +290,7 @@ impl MemoryStore {
     }
 
     fn apply(&self, st: &mut StoreState, effect: &Effect, fence: u64, now: Timestamp) {
-        governor_core::commit::apply(&mut st.book, effect, fence);
+        governor_core::commit::apply(st.book_mut(), effect, fence);
         match effect {
             Effect::Record(record) => keep_record(st, record.clone()),
             Effect::WritePermit(permit) => {

@@ -225,7 +225,7 @@ impl Inspect for MemoryStore {
         self.update(|st| st.trading_state = state);
     }
     fn put_position(&self, symbol: &Symbol, p: &LedgerPosition) {
-        self.update(|st| st.book.positions.insert(symbol.clone(), p.clone()));
+        self.update(|st| st.book_mut().positions.insert(symbol.clone(), p.clone()));
     }
 }
 
@@ -360,7 +360,7 @@ impl World {
                 positions,
                 clock: governor_core::snapshot::ExchangeClock::Local,
             }),
-            market: summaries_at(&self.klines, &self.brackets(), self.now, 400),
+            market: summaries_at(&self.klines, &self.brackets(), self.now, 400).into(),
             // The service computes correlations once per bar; `per_decision_correlation` makes
             // the gate compute them itself, the path taken when no cache is given.
             correlations: (!self.per_decision_correlation).then(|| {

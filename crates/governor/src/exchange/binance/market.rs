@@ -149,7 +149,7 @@ impl InputsSource for BinanceMarket {
                     market_at(&cache.klines, &cache.brackets, now, self.window);
                 let m = MarketInputs {
                     exchange: None,
-                    market,
+                    market: market.into(),
                     correlations: Some(correlations),
                 };
                 cache.market = Some((bar, m.clone()));

@@ -752,7 +752,7 @@ impl RedisStore {
                 })?,
             },
             capital: read.capital,
-            book: read.book,
+            book: read.book.into(),
             ..StoreState::default()
         };
         let id_of = |k: &str, pre: &str| PlanId::parse(&k[p.len() + pre.len()..]).map_err(err);
@@ -928,7 +928,7 @@ impl StateStore for RedisStore {
         let state = StoredState {
             trading_state: read.trading_state,
             policy: read.policy,
-            book: read.book,
+            book: std::sync::Arc::new(read.book),
             capital: read.capital,
         };
         Ok((state, read.priors))
