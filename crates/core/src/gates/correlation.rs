@@ -5,7 +5,6 @@ use super::portfolio::Portfolio;
 use crate::market::correlation::aligned_correlation;
 use crate::market::SymbolMarket;
 use crate::reason::BlockReason;
-use crate::symbol_walk::SymbolWalk;
 use crate::trace::{Outcome, Trace, TraceLine};
 use crate::types::{Side, Symbol};
 use smallvec::SmallVec;
@@ -78,14 +77,14 @@ pub fn check(
         .as_ref()
         .filter(|c| c.window == window)
         .and_then(|c| c.row(&cand.symbol))
-        .map(SymbolWalk::new);
+        .map(|r| r.walk());
     let mut worst: Option<(f64, f64, &Symbol)> = None;
     for (symbol, side, market) in &others {
         let theirs = match fresh(ctx, symbol, *market) {
             Ok(m) => m,
             Err(why) => return Err(refuse(trace, line, unavailable(why))),
         };
-        let cached = row.as_mut().and_then(|r| r.find(symbol)).copied();
+        let cached = row.as_mut().and_then(|r| r.find(symbol));
         let aligned =
             cached.unwrap_or_else(|| aligned_correlation(&mine.returns, &theirs.returns, window));
         let Some(rho) = aligned.rho else {

@@ -70,46 +70,117 @@ pub fn aligned_correlation(
     Aligned { rho, common }
 }
 
+/// A symbol's 1 h log returns tagged with the bar they end in, oldest first.
+type Returns<'r> = &'r [(Timestamp, f64)];
+
 /// Every pair's aligned correlation, computed once per bar (correlation depends on market data
 /// only, so no plan should pay for it).
 #[derive(Clone, Debug, PartialEq)]
 pub struct CorrelationCache {
     /// The window the pairs were computed over.
     pub window: usize,
-    /// By one symbol of the pair, then the other: each pair is in twice, so that a candidate's
-    /// row is found once and each held symbol looked up in it.
-    pairs: BTreeMap<Symbol, BTreeMap<Symbol, Aligned>>,
+    /// The symbols, sorted.
+    symbols: Vec<Symbol>,
+    /// `pairs[i * n + j]`: symbols `i` and `j` (each pair twice, so that a row is contiguous;
+    /// the diagonal holds nothing anyone reads).
+    pairs: Vec<Aligned>,
 }
 
 impl CorrelationCache {
     /// Computes every pair of `market` over `window` aligned returns.
     pub fn build(market: &BTreeMap<Symbol, Arc<SymbolMarket>>, window: usize) -> Self {
-        let symbols: Vec<(&Symbol, &Arc<SymbolMarket>)> = market.iter().collect();
-        let mut pairs: BTreeMap<Symbol, BTreeMap<Symbol, Aligned>> = BTreeMap::new();
-        for (i, (a, ma)) in symbols.iter().enumerate() {
-            for (b, mb) in &symbols[i + 1..] {
-                let aligned = aligned_correlation(&ma.returns, &mb.returns, window);
-                pairs
-                    .entry((*a).clone())
-                    .or_default()
-                    .insert((*b).clone(), aligned);
-                pairs
-                    .entry((*b).clone())
-                    .or_default()
-                    .insert((*a).clone(), aligned);
+        Self::from_returns(
+            market
+                .iter()
+                .map(|(s, m)| (s.clone(), m.returns.as_slice())),
+            window,
+        )
+    }
+
+    /// Computes every pair over `window` aligned returns from each symbol's returns (symbols
+    /// in ascending order, each once): what [`CorrelationCache::build`] computes from the
+    /// summaries, for a caller that holds the returns without summaries.
+    pub fn from_returns<'r>(
+        series: impl Iterator<Item = (Symbol, Returns<'r>)>,
+        window: usize,
+    ) -> Self {
+        let (symbols, returns): (Vec<Symbol>, Vec<Returns<'r>>) = series.unzip();
+        debug_assert!(symbols.windows(2).all(|w| w[0] < w[1]), "symbols in order");
+        let n = symbols.len();
+        let none = Aligned {
+            rho: None,
+            common: 0,
+        };
+        let mut pairs = vec![none; n * n];
+        for i in 0..n {
+            for j in i + 1..n {
+                let aligned = aligned_correlation(returns[i], returns[j], window);
+                pairs[i * n + j] = aligned;
+                pairs[j * n + i] = aligned;
             }
         }
-        CorrelationCache { window, pairs }
+        CorrelationCache {
+            window,
+            symbols,
+            pairs,
+        }
     }
 
     /// The pair's correlation (in either order), if it was computed.
     pub fn get(&self, a: &Symbol, b: &Symbol) -> Option<Aligned> {
-        self.row(a)?.get(b).copied()
+        self.row(a)?.walk().find(b)
     }
 
     /// Every computed correlation of `a`, by the other symbol.
-    pub fn row(&self, a: &Symbol) -> Option<&BTreeMap<Symbol, Aligned>> {
-        self.pairs.get(a)
+    pub fn row(&self, a: &Symbol) -> Option<CorrelationRow<'_>> {
+        let i = self.symbols.binary_search(a).ok()?;
+        let n = self.symbols.len();
+        Some(CorrelationRow {
+            me: i,
+            symbols: &self.symbols,
+            pairs: &self.pairs[i * n..(i + 1) * n],
+        })
+    }
+}
+
+/// One symbol's correlations with every other symbol of a [`CorrelationCache`].
+#[derive(Copy, Clone, Debug)]
+pub struct CorrelationRow<'c> {
+    me: usize,
+    symbols: &'c [Symbol],
+    pairs: &'c [Aligned],
+}
+
+impl<'c> CorrelationRow<'c> {
+    /// A cursor for looking several symbols up in ascending order, one step at a time.
+    pub fn walk(self) -> RowWalk<'c> {
+        RowWalk { row: self, next: 0 }
+    }
+}
+
+/// Looks symbols up in a [`CorrelationRow`] in ascending order: each lookup resumes where the
+/// one before stopped, so a held book (sorted) costs one comparison per step, not a search.
+#[derive(Clone, Debug)]
+pub struct RowWalk<'c> {
+    row: CorrelationRow<'c>,
+    next: usize,
+}
+
+impl RowWalk<'_> {
+    /// The correlation with `symbol`. Symbols must be asked in ascending order (repeats
+    /// allowed): one asked after a larger one is reported missing, never mistaken for another.
+    /// The row's own symbol has none.
+    pub fn find(&mut self, symbol: &Symbol) -> Option<Aligned> {
+        let symbols = self.row.symbols;
+        while self.next < symbols.len() {
+            match symbols[self.next].cmp(symbol) {
+                std::cmp::Ordering::Less => self.next += 1,
+                std::cmp::Ordering::Equal if self.next == self.row.me => return None,
+                std::cmp::Ordering::Equal => return Some(self.row.pairs[self.next]),
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
     }
 }
 
@@ -194,6 +265,19 @@ mod tests {
         assert_eq!(cache.get(&a, &c), Some(direct));
         assert_eq!(cache.get(&c, &a), Some(direct));
         assert_eq!(cache.get(&a, &a), None);
+        let b = Symbol::parse("BBBUSDT").unwrap();
+        let ab = aligned_correlation(&market[&a].returns, &market[&b].returns, 20);
+        let bc = aligned_correlation(&market[&b].returns, &market[&c].returns, 20);
+        assert_ne!(ab, bc, "distinct pairs, so that a misplaced one shows");
+        assert_eq!(cache.get(&b, &a), Some(ab));
+        assert_eq!(cache.get(&b, &c), Some(bc));
+        // A row walked in order finds each other symbol; one asked out of order is missing.
+        let mut walk = cache.row(&b).unwrap().walk();
+        assert_eq!(walk.find(&a), Some(ab));
+        assert_eq!(walk.find(&b), None, "the row's own symbol");
+        assert_eq!(walk.find(&c), Some(bc));
+        assert_eq!(walk.find(&a), None, "asked after a larger symbol");
+        assert_eq!(cache.get(&Symbol::parse("ZZZUSDT").unwrap(), &a), None);
     }
 
     #[test]

@@ -65,6 +65,11 @@ pub struct Liquidated {
     pub fee: f64,
 }
 
+/// A position's PnL were it closed at `price` (direction-aware): unrealized at the mark.
+fn pnl_at(p: &PaperPosition, price: f64) -> f64 {
+    (price - p.entry_price) * p.qty * p.side.sign()
+}
+
 /// A position valued at its mark, with what margining it needs.
 struct Valued<'a> {
     symbol: &'a Symbol,
@@ -126,7 +131,7 @@ impl PaperExchange {
     pub fn unrealized_pnl(&self) -> f64 {
         self.positions
             .iter()
-            .map(|(s, p)| (self.mark(s, p) - p.entry_price) * p.qty * p.side.sign())
+            .map(|(s, p)| pnl_at(p, self.mark(s, p)))
             .sum()
     }
 
@@ -194,7 +199,7 @@ impl PaperExchange {
             .collect();
         while let Some((symbol, price)) = self.first_reached(extremes, brackets, mode) {
             let p = self.positions.remove(&symbol).expect("a held position");
-            let realized = (price - p.entry_price) * p.qty * p.side.sign();
+            let realized = pnl_at(&p, price);
             let fee = brackets[&symbol]
                 .maintenance_margin(p.qty * price)
                 .unwrap_or(0.0)
@@ -268,22 +273,29 @@ impl PaperExchange {
         out
     }
 
-    /// Each position with its tiers, mark, unrealized PnL and maintenance margin, the tiers
-    /// and marks found by one walk of each map alongside the positions (all sorted by symbol).
-    fn valued<'a>(&'a self, brackets: &'a BracketTable) -> Vec<Valued<'a>> {
-        let mut tiers_of = SymbolWalk::new(brackets);
+    /// Each position with its mark, found by one walk of the marks alongside the positions
+    /// (both sorted by symbol); a symbol without a mark is valued at its entry.
+    fn priced(&self) -> Vec<(&Symbol, &PaperPosition, f64)> {
         let mut marks = SymbolWalk::new(&self.marks);
         self.positions
             .iter()
-            .map(|(symbol, position)| {
+            .map(|(s, p)| (s, p, marks.find(s).copied().unwrap_or(p.entry_price)))
+            .collect()
+    }
+
+    /// Each position with its tiers, mark, unrealized PnL and maintenance margin.
+    fn valued<'a>(&'a self, brackets: &'a BracketTable) -> Vec<Valued<'a>> {
+        let mut tiers_of = SymbolWalk::new(brackets);
+        self.priced()
+            .into_iter()
+            .map(|(symbol, position, mark)| {
                 let tiers = tiers_of.find(symbol);
-                let mark = marks.find(symbol).copied().unwrap_or(position.entry_price);
                 Valued {
                     symbol,
                     position,
                     tiers,
                     mark,
-                    upnl: (mark - position.entry_price) * position.qty * position.side.sign(),
+                    upnl: pnl_at(position, mark),
                     maintenance: tiers
                         .and_then(|b| b.maintenance_margin(position.qty * mark))
                         .unwrap_or(0.0),
@@ -302,19 +314,21 @@ impl PaperExchange {
 
     /// The account now: equity and positions at their marks.
     pub fn snapshot(&self) -> ExchangeState {
+        // The equity sums the same terms in the same order as `equity()`.
+        let priced = self.priced();
+        let upnl: f64 = priced.iter().map(|(_, p, mark)| pnl_at(p, *mark)).sum();
         ExchangeState {
-            equity_usdt: self.equity(),
-            positions: self
-                .positions
-                .iter()
-                .map(|(s, p)| {
+            equity_usdt: self.wallet + upnl,
+            positions: priced
+                .into_iter()
+                .map(|(s, p, mark)| {
                     (
                         s.clone(),
                         ExchangePosition {
                             side: p.side,
                             qty: p.qty,
                             entry_price: p.entry_price,
-                            mark_price: self.mark(s, p),
+                            mark_price: mark,
                             leverage: p.leverage,
                         },
                     )

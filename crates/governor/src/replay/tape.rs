@@ -77,6 +77,25 @@ impl Series {
         }
     }
 
+    /// How many bars have closed by `now`, and the newest `keep_returns` of the returns inside
+    /// the last [`FEATURE_LOOKBACK`] of them (bar `start`'s own return is over a bar outside
+    /// the window); `None` before the first bar closes.
+    fn returns_at(
+        &self,
+        klines: &[Kline],
+        now: Timestamp,
+        keep_returns: usize,
+    ) -> Option<(usize, &[(Timestamp, f64)])> {
+        let n = closed_by(klines, now).len();
+        if n == 0 {
+            return None;
+        }
+        let start = n.saturating_sub(FEATURE_LOOKBACK);
+        let end = self.returns_through[n - 1];
+        let first = self.returns_through[start].max(end.saturating_sub(keep_returns));
+        Some((n, &self.returns[first..end]))
+    }
+
     /// The summary as of `now`, as `SymbolMarket::from_klines` gives it over the last
     /// [`FEATURE_LOOKBACK`] closed bars; `None` before the first bar closes.
     fn summary(
@@ -85,21 +104,14 @@ impl Series {
         now: Timestamp,
         keep_returns: usize,
     ) -> Option<SymbolMarket> {
-        let n = closed_by(klines, now).len();
-        let last = klines[..n].last()?;
-        let start = n.saturating_sub(FEATURE_LOOKBACK);
-        // The returns inside the window (bar `start`'s own is over a bar outside it), the
-        // newest `keep_returns` of them.
-        let end = self.returns_through[n - 1];
-        let first = self.returns_through[start].max(end.saturating_sub(keep_returns));
-        let returns = self.returns[first..end].to_vec();
-        let features = self.features_of(n);
+        let (n, returns) = self.returns_at(klines, now, keep_returns)?;
+        let last = &klines[n - 1];
         Some(SymbolMarket {
             last_bar_close: last.close_time(),
             last_close: last.close,
-            bars: n - start,
-            features,
-            returns,
+            bars: n - n.saturating_sub(FEATURE_LOOKBACK),
+            features: self.features_of(n),
+            returns: returns.to_vec(),
             brackets: None,
         })
     }
@@ -202,8 +214,17 @@ impl Tape {
                     self.timeline
                         .iter()
                         .map(|t| {
-                            let market = self.summaries_at(*t, 2 * window);
-                            (*t, Arc::new(CorrelationCache::build(&market, window)))
+                            // The returns the bar's summaries would carry, without building
+                            // the summaries.
+                            let returns = self.series.iter().filter_map(|(symbol, series)| {
+                                let (_, r) =
+                                    series.returns_at(&self.klines[symbol], *t, 2 * window)?;
+                                Some((symbol.clone(), r))
+                            });
+                            (
+                                *t,
+                                Arc::new(CorrelationCache::from_returns(returns, window)),
+                            )
                         })
                         .collect(),
                 )
