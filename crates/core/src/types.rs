@@ -42,11 +42,18 @@ macro_rules! shared_text_id {
         }
 
         impl Ord for $name {
+            #[inline]
             fn cmp(&self, other: &Self) -> std::cmp::Ordering {
                 if Arc::ptr_eq(&self.0, &other.0) {
-                    std::cmp::Ordering::Equal
-                } else {
-                    self.0.cmp(&other.0)
+                    return std::cmp::Ordering::Equal;
+                }
+                let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
+                // Two different identifiers mostly differ in their first byte (BTCUSDT,
+                // ETHUSDT): settled here, without a call to the library's comparison. The
+                // order is the text's either way.
+                match (a.first(), b.first()) {
+                    (Some(x), Some(y)) if x != y => x.cmp(y),
+                    _ => a.cmp(b),
                 }
             }
         }
@@ -182,6 +189,44 @@ impl TradingState {
             TradingState::Active => "ACTIVE",
             TradingState::Reducing => "REDUCING",
             TradingState::Halted => "HALTED",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Identifiers order as their text does, whichever byte they differ in (the first, a
+    /// later one, or only in length) and whether or not they share their text's allocation.
+    #[test]
+    fn identifiers_order_as_their_text() {
+        let names = [
+            "BTCUSDT",
+            "BNBUSDT",
+            "ETHUSDT",
+            "ETHUSD",
+            "ETHUSDTX",
+            "SOLUSDT",
+            "1000PEPEUSDT",
+            "AUSDT",
+            "BTCUSDT",
+        ];
+        for a in names {
+            for b in names {
+                let (x, y) = (Symbol::parse(a).unwrap(), Symbol::parse(b).unwrap());
+                assert_eq!(x.cmp(&y), a.cmp(b), "{a} vs {b}");
+                assert_eq!(x == y, a == b, "{a} vs {b}");
+            }
+        }
+        let one = Symbol::parse("ETHUSDT").unwrap();
+        assert_eq!(one.cmp(&one.clone()), std::cmp::Ordering::Equal);
+        let ids = ["o12_BTCUSDT", "o12_ETHUSDT", "o1_BTCUSDT", "p-1"];
+        for a in ids {
+            for b in ids {
+                let (x, y) = (PlanId::parse(a).unwrap(), PlanId::parse(b).unwrap());
+                assert_eq!(x.cmp(&y), a.cmp(b), "{a} vs {b}");
+            }
         }
     }
 }
