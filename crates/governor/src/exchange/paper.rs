@@ -70,6 +70,21 @@ fn pnl_at(p: &PaperPosition, price: f64) -> f64 {
     (price - p.entry_price) * p.qty * p.side.sign()
 }
 
+/// The account's figures at its marks (see [`PaperExchange::reading`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountReading {
+    /// Wallet balance + unrealized PnL.
+    pub equity: f64,
+    /// Σ |notional| at the marks.
+    pub notional: f64,
+    /// Σ notional / leverage: the initial margin in use.
+    pub margin_used: f64,
+    /// Binance's account margin ratio.
+    pub margin_ratio: f64,
+    /// Each position's liquidation price: symbol, side, price, distance from the mark.
+    pub liquidations: Vec<(Symbol, Side, f64, f64)>,
+}
+
 /// A position valued at its mark, with what margining it needs.
 struct Valued<'a> {
     symbol: &'a Symbol,
@@ -245,11 +260,19 @@ impl PaperExchange {
         brackets: &BracketTable,
         mode: MarginMode,
     ) -> Vec<(Symbol, Side, f64, f64)> {
-        let valued = self.valued(brackets);
+        self.liquidations_of(&self.valued(brackets), mode)
+    }
+
+    /// [`PaperExchange::liquidation_prices`] of positions already valued.
+    fn liquidations_of(
+        &self,
+        valued: &[Valued<'_>],
+        mode: MarginMode,
+    ) -> Vec<(Symbol, Side, f64, f64)> {
         let total_mm: f64 = valued.iter().map(|v| v.maintenance).sum();
         let total_upnl: f64 = valued.iter().map(|v| v.upnl).sum();
         let mut out = Vec::with_capacity(valued.len());
-        for v in &valued {
+        for v in valued {
             let (Some(tiers), p) = (v.tiers, v.position) else {
                 continue;
             };
@@ -271,6 +294,27 @@ impl PaperExchange {
             }
         }
         out
+    }
+
+    /// The account as a report reads it after each bar, every figure from one valuation of
+    /// the positions: the same values [`PaperExchange::equity`], [`PaperExchange::notional`],
+    /// [`PaperExchange::margin_used`], [`PaperExchange::margin_ratio`] and
+    /// [`PaperExchange::liquidation_prices`] give one by one.
+    pub fn reading(&self, brackets: &BracketTable, mode: MarginMode) -> AccountReading {
+        let valued = self.valued(brackets);
+        let upnl: f64 = valued.iter().map(|v| v.upnl).sum();
+        let equity = self.wallet + upnl;
+        let maintenance: f64 = valued.iter().map(|v| v.maintenance).sum();
+        AccountReading {
+            equity,
+            notional: valued.iter().map(|v| v.position.qty * v.mark).sum(),
+            margin_used: valued
+                .iter()
+                .map(|v| v.position.qty * v.mark / f64::from(v.position.leverage))
+                .sum(),
+            margin_ratio: governor_core::liquidation::account_margin_ratio(maintenance, equity),
+            liquidations: self.liquidations_of(&valued, mode),
+        }
     }
 
     /// Each position with its mark, found by one walk of the marks alongside the positions
@@ -578,6 +622,40 @@ mod tests {
             "the wallet is gone: {}",
             x.equity()
         );
+    }
+
+    /// The report's one-pass reading is the account's figures taken one by one, on a book of
+    /// two positions (one without tiers) away from their entries.
+    #[test]
+    fn the_reading_is_the_figures_taken_one_by_one() {
+        let (mut x, btc, tiers) = btc_long(5);
+        let eth = Symbol::parse("ETHUSDT").unwrap();
+        let open: BTreeMap<_, _> = [(btc.clone(), 100_000.0), (eth.clone(), 2_000.0)].into();
+        x.set_prices(open.clone(), open);
+        x.place_order(&OrderRequest {
+            client_id: PlanId::parse("e").unwrap(),
+            symbol: eth.clone(),
+            side: Side::Short,
+            qty: 0.2,
+            reduce_only: false,
+            leverage: 3,
+        })
+        .unwrap();
+        let moved: BTreeMap<_, _> = [(btc, 97_500.0), (eth, 2_050.0)].into();
+        x.set_prices(moved.clone(), moved);
+        for mode in [MarginMode::Cross, MarginMode::Isolated] {
+            let r = x.reading(&tiers, mode);
+            assert_eq!(r.equity, x.equity());
+            assert_eq!(r.notional, x.notional());
+            assert_eq!(r.margin_used, x.margin_used());
+            assert_eq!(r.margin_ratio, x.margin_ratio(&tiers));
+            assert_eq!(r.liquidations, x.liquidation_prices(&tiers, mode));
+            assert_eq!(r.liquidations.len(), 1, "ETHUSDT has no tiers here");
+        }
+        // Hand-computed: 1,000 − 0.01 × 2,500 − 0.2 × 50 = 965; 975 + 410 notional.
+        let r = x.reading(&tiers, MarginMode::Cross);
+        assert!((r.equity - 965.0).abs() < 1e-9, "{r:?}");
+        assert!((r.notional - 1_385.0).abs() < 1e-9, "{r:?}");
     }
 
     #[test]

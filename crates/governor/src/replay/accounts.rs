@@ -111,7 +111,8 @@ pub fn account_stat(
     brackets: &BracketTable,
     mode: MarginMode,
 ) -> AccountStat {
-    let equity = x.equity();
+    let reading = x.reading(brackets, mode);
+    let equity = reading.equity;
     *peak = peak.max(equity);
     AccountStat {
         equity,
@@ -121,15 +122,15 @@ pub fn account_stat(
             0.0
         },
         positions: x.positions().len(),
-        notional: x.notional(),
+        notional: reading.notional,
         margin_usage: if equity > 0.0 {
-            x.margin_used() / equity
+            reading.margin_used / equity
         } else {
             f64::INFINITY
         },
-        margin_ratio: x.margin_ratio(brackets),
-        closest_liquidation: x
-            .liquidation_prices(brackets, mode)
+        margin_ratio: reading.margin_ratio,
+        closest_liquidation: reading
+            .liquidations
             .into_iter()
             .map(|l| l.3)
             .min_by(f64::total_cmp),
