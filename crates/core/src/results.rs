@@ -9,9 +9,35 @@ use crate::plan::{parse_bool, parse_decimal, Action, CloseKind, FieldError, Plan
 use crate::time::Timestamp;
 use crate::types::{PlanId, Symbol};
 use serde::Serialize;
-use std::collections::BTreeMap;
 
 /// The fields a result may carry (others are ignored, near misses of these refused).
+/// A result's fields in the order written, each name once (a duplicate's last value kept): a
+/// dozen short names, scanned rather than indexed.
+#[derive(Default)]
+struct Entries<'a>(smallvec::SmallVec<[(&'a str, &'a str); 16]>);
+
+impl<'a> Entries<'a> {
+    /// Records `value` under `name`; `false` when the name was there already (the value
+    /// replaces the earlier one).
+    fn insert(&mut self, name: &'a str, value: &'a str) -> bool {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some(entry) => {
+                entry.1 = value;
+                false
+            }
+            None => {
+                self.0.push((name, value));
+                true
+            }
+        }
+    }
+
+    /// The value of `name`, if the result has it.
+    fn get(&self, name: &str) -> Option<&&'a str> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+}
+
 const RESULT_FIELDS: &[&str] = &[
     "plan_id",
     "symbol",
@@ -59,10 +85,10 @@ impl ExecutionResult {
     pub fn parse<K: AsRef<str>, V: AsRef<str>>(
         fields: &[(K, V)],
     ) -> Result<ExecutionResult, PlanRejection> {
-        let mut map: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut map = Entries::default();
         let mut errors = Vec::new();
         for (k, v) in fields {
-            if map.insert(k.as_ref(), v.as_ref()).is_some() {
+            if !map.insert(k.as_ref(), v.as_ref()) {
                 errors.push(FieldError {
                     field: k.as_ref().to_owned(),
                     value: Some(v.as_ref().to_owned()),
