@@ -222,6 +222,9 @@ struct Pipeline<'a> {
     gov: Governor,
     store: Arc<MemoryStore>,
     governed: PaperExchange,
+    /// The governed account as the exchange reports it, taken once between changes to it
+    /// (an order, a liquidation, new prices) rather than once per plan.
+    account_view: Option<governor_core::snapshot::ExchangeState>,
     market: Arc<BTreeMap<Symbol, Arc<SymbolMarket>>>,
     correlations: Option<Arc<CorrelationCache>>,
     published_seen: usize,
@@ -233,9 +236,16 @@ struct Pipeline<'a> {
 }
 
 impl Pipeline<'_> {
-    fn inputs(&self) -> MarketInputs {
+    /// The governed account as the exchange reports it.
+    fn account(&mut self) -> governor_core::snapshot::ExchangeState {
+        self.account_view
+            .get_or_insert_with(|| self.governed.snapshot())
+            .clone()
+    }
+
+    fn inputs(&mut self) -> MarketInputs {
         MarketInputs {
-            exchange: Some(self.governed.snapshot()),
+            exchange: Some(self.account()),
             market: self.market.clone(),
             correlations: self.correlations.clone(),
         }
@@ -251,6 +261,7 @@ impl Pipeline<'_> {
         t: Timestamp,
     ) {
         let mode = self.cfg.liquidation.margin_mode;
+        self.account_view = None;
         let (done, _) = self.governed.liquidate(extremes, brackets, mode);
         for l in &done {
             let id = PlanId::parse("paper-liquidation").expect("a valid plan id");
@@ -276,7 +287,8 @@ impl Pipeline<'_> {
     /// Submits a plan to the governor and carries out what it allows.
     fn submit(&mut self, fields: &[(String, String)], t: Timestamp) {
         self.plans += 1;
-        let submission = self.gov.submit(fields, &self.inputs(), t);
+        let inputs = self.inputs();
+        let submission = self.gov.submit(fields, &inputs, t);
         self.follow(submission, t);
         self.submit_published(t);
     }
@@ -395,6 +407,7 @@ impl Pipeline<'_> {
             reduce_only,
             leverage,
         };
+        self.account_view = None;
         let known = match self.governed.place_order(&order) {
             Ok(fill) => Known::Filled(fill),
             Err(e) => {
@@ -494,6 +507,7 @@ pub fn run_on(
         gov: Governor::new(Arc::new(cfg.clone()), store.clone()),
         store: store.clone(),
         governed: PaperExchange::new(opts.initial_equity, opts.costs),
+        account_view: None,
         market: Arc::default(),
         correlations: None,
         published_seen: 0,
@@ -552,6 +566,7 @@ pub fn run_on(
         }
 
         let (marks, fills) = prices_at(klines, t);
+        p.account_view = None;
         p.governed.set_prices(marks, fills);
         p.liquidate(&extremes_at(klines, t), brackets, t);
         let (market, correlations) = tape.market_at(t, window);
@@ -560,12 +575,13 @@ pub fn run_on(
         p.gov
             .tick(t)
             .expect("the embedded store is always available");
+        let inputs = p.inputs();
         p.gov
-            .observe(&p.inputs(), t)
+            .observe(&inputs, t)
             .expect("the embedded store is always available");
         p.submit_published(t); // de-risk closes the monitor published
 
-        let account = p.governed.snapshot();
+        let account = p.account();
         let sample_exits = if opts.plans.is_some() {
             Vec::new() // the recorded plans hold the deployment's own closes
         } else {
