@@ -85,20 +85,21 @@ pub struct Decision {
     pub guards: Vec<Guard>,
     /// Gate by gate, why (shared with the record, which renders it only when written out).
     pub trace: Arc<Trace>,
-    /// The record of this decision (a replay's record is the stored one).
-    pub record: DecisionRecord,
+    /// The record of this decision (a replay's record is the stored one), shared with the
+    /// commit that stores it.
+    pub record: Arc<DecisionRecord>,
 }
 
 impl Decision {
     /// The record as the store writes it at commit.
     pub fn committed_record(&self) -> DecisionRecord {
-        self.record.clone()
+        DecisionRecord::clone(&self.record)
     }
 
     /// Everything a commit applies, in order: the decision's record first, then its effects.
     /// Every store commits exactly this, so none adds effects of its own.
     pub fn commit_effects(&self) -> impl Iterator<Item = Cow<'_, Effect>> {
-        std::iter::once(Cow::Owned(Effect::Record(self.committed_record())))
+        std::iter::once(Cow::Owned(Effect::Record(self.record.clone())))
             .chain(self.effects.iter().map(Cow::Borrowed))
     }
 }
@@ -244,7 +245,7 @@ fn replay(prior: &DecisionRecord, now: Timestamp) -> Decision {
         effects: Vec::new(),
         guards: Vec::new(),
         trace: Arc::new(trace),
-        record: prior.clone(),
+        record: Arc::new(prior.clone()),
     }
 }
 
@@ -660,6 +661,6 @@ fn finish(
         effects,
         guards,
         trace,
-        record,
+        record: Arc::new(record),
     }
 }

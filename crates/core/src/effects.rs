@@ -189,7 +189,7 @@ impl From<u64> for EventValue {
 pub enum Effect {
     /// Write (or overwrite, for a pending plan reaching its end) a decision record that no
     /// `Decision` carries: a rotation timeout. A committed `Decision` records itself.
-    Record(DecisionRecord),
+    Record(std::sync::Arc<DecisionRecord>),
     /// Reserve a slot and capital for a permitted open.
     Reserve {
         /// The plan holding it.

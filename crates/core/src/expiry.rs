@@ -83,7 +83,7 @@ pub fn expire(book: &Book, now: Timestamp) -> Vec<Expiry> {
             symbol: rot.close_symbol.clone(),
             holder: rot.close_plan_id.clone(),
         });
-        effects.push(Effect::Record(DecisionRecord {
+        effects.push(Effect::Record(std::sync::Arc::new(DecisionRecord {
             plan_id: plan_id.clone(),
             symbol: pending.symbol.clone(),
             action: pending.action.as_str().to_owned(),
@@ -98,7 +98,7 @@ pub fn expire(book: &Book, now: Timestamp) -> Vec<Expiry> {
             decided_at: now,
             trace: RecordTrace::Lines(std::sync::Arc::new(trace)),
             shadow: Vec::new(),
-        }));
+        })));
         effects.push(Effect::WriteBlock {
             plan_id: plan_id.clone(),
             reason: BlockReason::ActiveSlotsRotationTimeout,

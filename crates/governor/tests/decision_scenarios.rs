@@ -597,7 +597,7 @@ fn s12_the_same_plan_id_twice_gets_the_same_decision_once(on: &Stores) {
     let first = w.open("twice", "ETHUSDT", Side::Long, 100.0, Some(70.0));
     let again = w.open("twice", "ETHUSDT", Side::Long, 100.0, Some(70.0));
     assert!(again.replayed);
-    assert_eq!(first.committed_record(), again.record);
+    assert_eq!(first.committed_record(), *again.record);
     assert_eq!(first.verdict, again.verdict);
     let st = w.state();
     assert_eq!(st.book.reservations.len(), 1);

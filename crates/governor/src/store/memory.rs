@@ -327,8 +327,7 @@ impl MemoryStore {
 }
 
 /// Keeps a decision's record: the latest of its plan id, and its entry in the decisions stream.
-fn keep_record(st: &mut StoreState, record: DecisionRecord) {
-    let record = Arc::new(record);
+fn keep_record(st: &mut StoreState, record: Arc<DecisionRecord>) {
     st.decisions.insert(record.plan_id.clone(), record.clone());
     st.decision_log.push(record);
 }
