@@ -56,8 +56,13 @@ pub fn check(
         .filter(|h| *h.symbol != cand.symbol)
         .map(|h| (h.symbol, h.side, h.market))
         .collect();
-    others.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    others.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
+    fn key<'o>(o: &Other<'o>) -> (&'o Symbol, Side) {
+        (o.0, o.1)
+    }
+    if !others.windows(2).all(|w| key(&w[0]) < key(&w[1])) {
+        others.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+        others.dedup_by(|a, b| key(a) == key(b));
+    }
     if others.is_empty() {
         trace.push(line.int("pairs", 0));
         return Ok(());
