@@ -253,6 +253,38 @@ mod tests {
         );
     }
 
+    /// A symbol held and also reserved on the same side is one pair, wherever the reservation
+    /// falls in the holdings; a second side is a pair of its own.
+    #[test]
+    fn a_symbol_held_twice_on_one_side_is_one_pair() {
+        use crate::gates::common::testing::reserve;
+        let pairs = |snap: &Snapshot| {
+            let mut cfg = Config::default();
+            cfg.correlation.max = 0.81;
+            let open = plan("BUSDT", "OPEN_LONG", &[]);
+            let cand = candidate("BUSDT", Side::Long, 10.0, 5);
+            let mut trace = Trace::default();
+            let ctx = Ctx {
+                plan: &open,
+                snap,
+                cfg: &cfg,
+                now: NOW,
+            };
+            let portfolio = Portfolio::build(snap).expect("an account");
+            check(&ctx, &cand, &portfolio, &mut trace).expect("0.8 is under 0.81");
+            let line = trace.lines.last().expect("a line").clone();
+            line.facts
+                .iter()
+                .find(|(name, _)| *name == "pairs")
+                .map(|(_, fact)| fact.clone())
+        };
+        let mut snap = held_a(100);
+        reserve(snap.book_mut(), "p-a", "AUSDT", Side::Long, 10.0);
+        assert_eq!(pairs(&snap), Some(crate::trace::Fact::Int(1)));
+        reserve(snap.book_mut(), "p-s", "AUSDT", Side::Short, 10.0);
+        assert_eq!(pairs(&snap), Some(crate::trace::Fact::Int(2)));
+    }
+
     #[test]
     fn too_few_aligned_returns_or_no_klines_fail_closed() {
         let short = held_a(99);
