@@ -688,6 +688,19 @@ mod tests {
         let mut dup = base_open();
         dup.push(("qty".to_owned(), "2".to_owned()));
         assert_eq!(only_error(Plan::parse(&dup)).field, "qty");
+        // The value read is the last one written: a bad repeat is reported as well.
+        let mut bad = base_open();
+        bad.push(("qty".to_owned(), "NaN".to_owned()));
+        let errors = Plan::parse(&bad).unwrap_err().errors;
+        let values: Vec<(&str, Option<&str>)> = errors
+            .iter()
+            .map(|e| (e.field.as_str(), e.value.as_deref()))
+            .collect();
+        assert_eq!(
+            values,
+            [("qty", Some("NaN")), ("qty", Some("NaN"))],
+            "{errors:?}"
+        );
     }
 
     #[test]
