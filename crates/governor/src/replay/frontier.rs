@@ -12,6 +12,8 @@ use std::path::Path;
 const W: f64 = 900.0;
 const H: f64 = 420.0;
 const PAD: f64 = 56.0;
+/// The plot's left edge: room for the return ticks and, left of them, the axis title.
+const LEFT: f64 = PAD + 20.0;
 
 /// The runs no other run beats: as much return or more for as little drawdown or less, and
 /// strictly better in one. In order of drawdown.
@@ -52,7 +54,7 @@ fn label(axes: &[Axis], row: &Row) -> String {
 }
 
 fn scatter(axes: &[Axis], rows: &[Row], front: &[usize], current: Option<usize>) -> String {
-    let (x, x_ticks) = scale(rows.iter().map(|r| r.max_drawdown * 100.0), PAD, W - PAD);
+    let (x, x_ticks) = scale(rows.iter().map(|r| r.max_drawdown * 100.0), LEFT, W - PAD);
     let (y, y_ticks) = scale(rows.iter().map(|r| r.return_pct * 100.0), H - PAD, PAD);
     let mut grid = String::new();
     for t in x_ticks {
@@ -68,11 +70,11 @@ fn scatter(axes: &[Axis], rows: &[Row], front: &[usize], current: Option<usize>)
     for t in y_ticks {
         let _ = write!(
             grid,
-            "<line x1=\"{PAD}\" x2=\"{0}\" y1=\"{1:.1}\" y2=\"{1:.1}\" stroke=\"#eee\"/>\
+            "<line x1=\"{LEFT}\" x2=\"{0}\" y1=\"{1:.1}\" y2=\"{1:.1}\" stroke=\"#eee\"/>\
              <text x=\"{2}\" y=\"{3:.1}\" class=\"lab\" text-anchor=\"end\">{t:+.2}</text>",
             W - PAD,
             y(t),
-            PAD - 6.0,
+            LEFT - 6.0,
             y(t) + 4.0
         );
     }
@@ -80,7 +82,7 @@ fn scatter(axes: &[Axis], rows: &[Row], front: &[usize], current: Option<usize>)
         "<svg viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"frontier\">\
          <text x=\"{}\" y=\"{}\" class=\"lab\" text-anchor=\"middle\">max drawdown (%)</text>\
          <text x=\"14\" y=\"{}\" class=\"lab\" transform=\"rotate(-90 14 {})\" text-anchor=\"middle\">return (%)</text>{grid}",
-        W / 2.0,
+        (LEFT + W - PAD) / 2.0,
         H - 4.0,
         H / 2.0,
         H / 2.0
