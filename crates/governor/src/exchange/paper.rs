@@ -138,15 +138,11 @@ impl PaperExchange {
         &self.positions
     }
 
-    fn mark(&self, symbol: &Symbol, p: &PaperPosition) -> f64 {
-        self.marks.get(symbol).copied().unwrap_or(p.entry_price)
-    }
-
     /// Unrealized PnL of all positions at the marks.
     pub fn unrealized_pnl(&self) -> f64 {
-        self.positions
+        self.priced()
             .iter()
-            .map(|(s, p)| pnl_at(p, self.mark(s, p)))
+            .map(|(_, p, mark)| pnl_at(p, *mark))
             .sum()
     }
 
@@ -157,17 +153,14 @@ impl PaperExchange {
 
     /// Σ |notional| at the marks.
     pub fn notional(&self) -> f64 {
-        self.positions
-            .iter()
-            .map(|(s, p)| p.qty * self.mark(s, p))
-            .sum()
+        self.priced().iter().map(|(_, p, mark)| p.qty * mark).sum()
     }
 
     /// Σ notional / leverage: the initial margin in use.
     pub fn margin_used(&self) -> f64 {
-        self.positions
+        self.priced()
             .iter()
-            .map(|(s, p)| p.qty * self.mark(s, p) / f64::from(p.leverage))
+            .map(|(_, p, mark)| p.qty * mark / f64::from(p.leverage))
             .sum()
     }
 
@@ -358,7 +351,7 @@ impl PaperExchange {
 
     /// The account now: equity and positions at their marks.
     pub fn snapshot(&self) -> ExchangeState {
-        // The equity sums the same terms in the same order as `equity()`.
+        // The equity from the same valuation: the terms and order of `equity()`.
         let priced = self.priced();
         let upnl: f64 = priced.iter().map(|(_, p, mark)| pnl_at(p, *mark)).sum();
         ExchangeState {
