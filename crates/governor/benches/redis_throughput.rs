@@ -181,6 +181,8 @@ struct Saturated {
     governor_cpu_us: f64,
     /// CPU time per decision of the redis-server, in µs.
     redis_cpu_us: f64,
+    /// Where redis-server's time went: its busiest commands, µs per decision each.
+    redis_commands: String,
 }
 
 /// This process's CPU time (user + system) in seconds, from `/proc/self/stat` (Linux).
@@ -205,11 +207,46 @@ fn redis_cpu_secs(conn: &mut redis::Connection) -> f64 {
         .sum()
 }
 
+/// The `n` commands redis-server spent the most time in since the last `CONFIG RESETSTAT`
+/// (commands run by scripts are counted too, and inside their script's time), with their
+/// µs per decision and calls per decision, from `INFO commandstats`.
+fn busiest_commands(conn: &mut redis::Connection, n: usize) -> String {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
+    // "cmdstat_get:calls=4,usec=12,usec_per_call=3.00,..."
+    let mut rows: Vec<(String, f64, f64)> = info
+        .lines()
+        .filter_map(|l| {
+            let (name, stats) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let stat = |key: &str| -> Option<f64> {
+                stats
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))?
+                    .parse()
+                    .ok()
+            };
+            Some((name.to_string(), stat("usec")?, stat("calls")?))
+        })
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let per = |x: f64| x / PLANS as f64;
+    rows.iter()
+        .take(n)
+        .map(|(name, usec, calls)| {
+            format!("{name} {:.1} µs ({:.2} calls)", per(*usec), per(*calls))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Saturation: a backlog of PLANS decided as fast as the governors can. Decisions/s, the
 /// latency percentiles, and where the time went: CPU per decision on each side.
 fn saturated(instances: usize) -> Saturated {
     let mut bench = Bench::start();
     bench.publish(0, PLANS);
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query::<()>(&mut bench.conn)
+        .unwrap();
     let (own_before, redis_before) = (own_cpu_secs(), redis_cpu_secs(&mut bench.conn));
     let started = Instant::now();
     for h in bench.governors(instances, PLANS) {
@@ -219,6 +256,7 @@ fn saturated(instances: usize) -> Saturated {
     let per_decision_us = |secs: f64| secs * 1e6 / PLANS as f64;
     let governor_cpu_us = per_decision_us(own_cpu_secs() - own_before);
     let redis_cpu_us = per_decision_us(redis_cpu_secs(&mut bench.conn) - redis_before);
+    let redis_commands = busiest_commands(&mut bench.conn, 8);
     let latencies = bench.latencies();
     assert_eq!(latencies.len(), PLANS, "every plan decided");
     Saturated {
@@ -226,6 +264,7 @@ fn saturated(instances: usize) -> Saturated {
         latency: percentiles(&latencies),
         governor_cpu_us,
         redis_cpu_us,
+        redis_commands,
     }
 }
 
@@ -290,9 +329,10 @@ fn main() {
             latency,
             governor_cpu_us,
             redis_cpu_us,
+            redis_commands,
         } = run;
         let cpu = format!(
-            "CPU per decision: governor process {governor_cpu_us:.1} µs, redis-server {redis_cpu_us:.1} µs"
+            "CPU per decision: governor process {governor_cpu_us:.1} µs, redis-server {redis_cpu_us:.1} µs (commands: {redis_commands})"
         );
         match (before, after) {
             (Some(b), Some(a)) => {
