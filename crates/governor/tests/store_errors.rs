@@ -74,21 +74,22 @@ fn an_unreadable_answer_is_corrupt_not_unavailable() {
     assert!(matches!(bad, StoreError::Corrupt(_)), "{bad:?}");
 }
 
-/// The commit script checks every operation before its first write: one that names a large text
-/// (a record, a trace) the call did not carry is refused, and nothing of the batch is written —
-/// not the commit before it, not a fence.
+/// The commit script checks every operation before its first write: one that names a text (a
+/// record, a stream entry's field) the call did not carry, or a run of fields that is not
+/// name-value pairs, is refused, and nothing of the batch is written — not the commit before
+/// it, not a fence.
 #[test]
 fn a_commit_naming_a_missing_text_writes_nothing() {
     let server = RedisServer::start();
     let s = store(&server.url());
     let script = redis::Script::new(include_str!("../src/store/redis/lua/commit.lua"));
-    let record = |plan: &str, json_arg: u32, trace_arg: u32| {
+    // A record names its text, then a run of two arguments: its stream entry's one field.
+    let record = |plan: &str, json_arg: u32| {
         serde_json::json!({"guards": [{"guard": "undecided", "plan_id": plan}],
             "ops": [{"op": "record", "plan_id": plan, "json_arg": json_arg, "ttl_secs": 60,
-                     "fields": ["plan_id", plan, "trace", ""], "trace_field": 4,
-                     "trace_arg": trace_arg}]})
+                     "fields_arg": json_arg + 1, "fields_len": 2}]})
     };
-    let req = serde_json::json!({"now": 1, "commits": [record("p1", 3, 4), record("p2", 5, 6)]});
+    let req = serde_json::json!({"now": 1, "commits": [record("p1", 3), record("p2", 6)]});
     let commit = |texts: &[&str]| {
         s.with_conn(|c| {
             let mut call = script.arg("quantum:");
@@ -100,10 +101,10 @@ fn a_commit_naming_a_missing_text_writes_nothing() {
         })
     };
     let (p1, p2) = ("{\"plan_id\":\"p1\"}", "{\"plan_id\":\"p2\"}");
-    // Texts 3 to 5 are there; text 6, the second commit's trace, is not.
-    let refused = commit(&[p1, "[]", p2]).unwrap_err();
+    // Texts 3 to 7 are there; text 8, the value of the second commit's stream field, is not.
+    let refused = commit(&[p1, "plan_id", "p1", p2, "plan_id"]).unwrap_err();
     assert!(
-        refused.to_string().contains("missing argument 6"),
+        refused.to_string().contains("missing argument 8"),
         "{refused}"
     );
     let written: Vec<String> = s
@@ -112,7 +113,7 @@ fn a_commit_naming_a_missing_text_writes_nothing() {
     assert!(written.is_empty(), "{written:?}");
 
     // With every text there, the same batch commits both decisions.
-    let fences = commit(&[p1, "[]", p2, "[]"]).unwrap();
+    let fences = commit(&[p1, "plan_id", "p1", p2, "plan_id", "p2"]).unwrap();
     assert_eq!(fences, vec![2, 1, 2, 0]);
     let stored: Option<String> = s
         .with_conn(|c| {
@@ -122,4 +123,46 @@ fn a_commit_naming_a_missing_text_writes_nothing() {
         })
         .unwrap();
     assert_eq!(stored.as_deref(), Some("{\"plan_id\":\"p2\"}"));
+    // Each stream entry is the run of arguments its op named, as they arrived.
+    let entries: redis::streams::StreamRangeReply = s
+        .with_conn(|c| {
+            redis::cmd("XRANGE")
+                .arg("quantum:stream:governor.decisions")
+                .arg("-")
+                .arg("+")
+                .query(c)
+        })
+        .unwrap();
+    let ids: Vec<String> = entries
+        .ids
+        .iter()
+        .map(|e| e.get::<String>("plan_id").unwrap())
+        .collect();
+    assert_eq!(ids, ["p1", "p2"]);
+}
+
+/// A run of fields of odd length (a name without its value) is refused before any write.
+#[test]
+fn a_commit_with_an_odd_run_of_fields_writes_nothing() {
+    let server = RedisServer::start();
+    let s = store(&server.url());
+    let script = redis::Script::new(include_str!("../src/store/redis/lua/commit.lua"));
+    let req = serde_json::json!({"now": 1, "commits": [{"guards": [],
+        "ops": [{"op": "emit", "fields_arg": 3, "fields_len": 3}]}]});
+    let refused = s
+        .with_conn(|c| {
+            script
+                .arg("quantum:")
+                .arg(req.to_string())
+                .arg("event")
+                .arg("PLAN_BLOCKED")
+                .arg("plan_id")
+                .invoke::<Vec<i64>>(c)
+        })
+        .unwrap_err();
+    assert!(refused.to_string().contains("bad fields 3+3"), "{refused}");
+    let written: Vec<String> = s
+        .with_conn(|c| redis::cmd("KEYS").arg("*").query(c))
+        .unwrap();
+    assert!(written.is_empty(), "{written:?}");
 }

@@ -523,7 +523,7 @@ impl RedisStore {
             governor_id: &self.governor_id,
         };
         let mut tried = 0;
-        let mut texts = ops::LargeTexts::default();
+        let mut texts = ops::ScriptTexts::default();
         let batch = ops::BatchJson {
             now: now.millis(),
             commits: commits
@@ -544,7 +544,7 @@ impl RedisStore {
             let mut call = self.commit.arg(&self.prefix);
             call.arg(&req);
             for text in &texts {
-                call.arg(text);
+                call.arg(text.as_ref());
             }
             call.invoke(c)
         })?;

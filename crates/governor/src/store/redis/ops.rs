@@ -1,9 +1,10 @@
 //! Guards and effects as the Lua commit script reads them: flat JSON objects whose numbers
 //! are either small integers (times in ms, counts) or decimal text Rust already checked, and
 //! whose records are pre-rendered JSON the script stores as they are. They are serialized
-//! straight from borrowed fields into one text per batch (no JSON tree per guard or effect), and
-//! the large texts — decision records and their traces — travel as script arguments of their
-//! own ([`LargeTexts`]), so they are escaped once and never parsed by the script.
+//! straight from borrowed fields into one text per batch (no JSON tree per guard or effect).
+//! Decision records and the fields of stream entries travel as script arguments of their own
+//! ([`ScriptTexts`]): they are escaped once, never parsed by the script, and handed to `SET` and
+//! `XADD` as they arrived (decoding them as JSON was the script's largest cost).
 
 use governor_core::effects::{Effect, Guard};
 use governor_core::snapshot::DecisionRecord;
@@ -24,25 +25,48 @@ pub struct OpContext<'a> {
     pub governor_id: &'a str,
 }
 
-/// The script argument the first large text arrives as (`ARGV[1]` is the key prefix,
-/// `ARGV[2]` the commits' JSON).
+/// The script argument the first text arrives as (`ARGV[1]` is the key prefix, `ARGV[2]` the
+/// commits' JSON).
 const FIRST_TEXT_ARG: usize = 3;
 
-/// The large texts of a batch of commits (decision records with their traces), passed to the
-/// script as arguments of their own and referred to by number from its JSON: the script
-/// stores them as they are, so they are neither escaped a second time here nor parsed there.
+/// The texts of a batch of commits that the script stores as they are — decision records,
+/// and the field names and values of the stream entries it adds — passed as script arguments
+/// of their own and referred to by number from its JSON, so that they are neither escaped a
+/// second time here nor parsed there.
 #[derive(Debug, Default)]
-pub struct LargeTexts(Vec<String>);
+pub struct ScriptTexts<'a>(Vec<std::borrow::Cow<'a, str>>);
 
-impl LargeTexts {
+/// A run of script arguments: a stream entry's names and values, alternating.
+#[derive(Debug, Serialize)]
+pub(super) struct FieldsArgs {
+    /// The argument number of the first name.
+    fields_arg: usize,
+    /// How many arguments (twice the number of fields).
+    fields_len: usize,
+}
+
+impl<'a> ScriptTexts<'a> {
     /// Keeps `text`; returns the script argument number it will arrive as.
-    fn add(&mut self, text: String) -> usize {
-        self.0.push(text);
+    fn add(&mut self, text: impl Into<std::borrow::Cow<'a, str>>) -> usize {
+        self.0.push(text.into());
         FIRST_TEXT_ARG + self.0.len() - 1
     }
 
+    /// Keeps a stream entry's names and values, alternating; returns where they will arrive.
+    fn add_fields(
+        &mut self,
+        fields: impl IntoIterator<Item = std::borrow::Cow<'a, str>>,
+    ) -> FieldsArgs {
+        let before = self.0.len();
+        self.0.extend(fields);
+        FieldsArgs {
+            fields_arg: FIRST_TEXT_ARG + before,
+            fields_len: self.0.len() - before,
+        }
+    }
+
     /// The texts, in argument order from `ARGV[3]`.
-    pub fn into_args(self) -> Vec<String> {
+    pub fn into_args(self) -> Vec<std::borrow::Cow<'a, str>> {
         self.0
     }
 }
@@ -223,9 +247,8 @@ pub(super) enum OpJson<'a> {
         plan_id: &'a PlanId,
         json_arg: usize,
         ttl_secs: u64,
-        fields: Vec<String>,
-        trace_field: usize,
-        trace_arg: usize,
+        #[serde(flatten)]
+        fields: FieldsArgs,
     },
     Reserve {
         plan_id: &'a PlanId,
@@ -271,7 +294,8 @@ pub(super) enum OpJson<'a> {
         plan_id: &'a PlanId,
     },
     PublishPlan {
-        fields: Vec<&'a str>,
+        #[serde(flatten)]
+        fields: FieldsArgs,
     },
     SetTradingState {
         to: &'static str,
@@ -304,7 +328,8 @@ pub(super) enum OpJson<'a> {
         plan_id: &'a PlanId,
     },
     Emit {
-        fields: Vec<std::borrow::Cow<'a, str>>,
+        #[serde(flatten)]
+        fields: FieldsArgs,
     },
     RecordEquity {
         hour: String,
@@ -332,28 +357,20 @@ fn stored<T: Serialize + ?Sized>(value: &T, what: &str) -> String {
 
 impl<'a> OpJson<'a> {
     /// The effect `e` as the script reads it; large texts go to `texts`.
-    pub(super) fn of(e: &'a Effect, ctx: &OpContext<'_>, texts: &mut LargeTexts) -> Self {
+    pub(super) fn of(e: &'a Effect, ctx: &OpContext<'_>, texts: &mut ScriptTexts<'a>) -> Self {
         use std::borrow::Cow;
         let now = ctx.now;
         match e {
-            Effect::Record(r) => {
-                let mut fields = decision_fields(r, ctx.governor_id);
-                let trace_value = fields
-                    .iter()
-                    .step_by(2)
-                    .position(|k| k == "trace")
-                    .map(|pair| 2 * pair + 1)
-                    .expect("a decision stream entry has a trace field");
-                let trace = std::mem::take(&mut fields[trace_value]);
-                OpJson::Record {
-                    plan_id: &r.plan_id,
-                    json_arg: texts.add(stored(r, "a record")),
-                    ttl_secs: RECORD_TTL_SECS,
-                    fields,
-                    trace_field: trace_value + 1,
-                    trace_arg: texts.add(trace),
-                }
-            }
+            Effect::Record(r) => OpJson::Record {
+                plan_id: &r.plan_id,
+                json_arg: texts.add(stored(r, "a record")),
+                ttl_secs: RECORD_TTL_SECS,
+                fields: texts.add_fields(
+                    decision_fields(r, ctx.governor_id)
+                        .into_iter()
+                        .map(Cow::Owned),
+                ),
+            },
             Effect::Reserve {
                 plan_id,
                 reservation,
@@ -428,10 +445,11 @@ impl<'a> OpJson<'a> {
                 plan_id: pending_plan_id,
             },
             Effect::PublishPlan(fields) => OpJson::PublishPlan {
-                fields: fields
-                    .iter()
-                    .flat_map(|(k, v)| [k.as_str(), v.as_str()])
-                    .collect(),
+                fields: texts.add_fields(
+                    fields
+                        .iter()
+                        .flat_map(|(k, v)| [Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str())]),
+                ),
             },
             Effect::SetTradingState { to, .. } => OpJson::SetTradingState { to: to.as_str() },
             Effect::FillOpen { symbol, fill, .. } => OpJson::FillOpen {
@@ -473,7 +491,9 @@ impl<'a> OpJson<'a> {
                     fields.push(Cow::Borrowed(k));
                     fields.push(v.as_text());
                 }
-                OpJson::Emit { fields }
+                OpJson::Emit {
+                    fields: texts.add_fields(fields),
+                }
             }
             Effect::RecordEquity {
                 hour,

@@ -5,9 +5,14 @@
 -- does not roll back a script that fails half-way). All keys start with the prefix ARGV[1]
 -- (put a hash tag in it on Redis Cluster). Numbers arrive already checked by Rust; guards are
 -- written as `not (x <= cap)` so that a NaN could never pass.
--- ARGV[2]: JSON {now, commits = [{guards = [...], ops = [...]}, ...]}. ARGV[3] on: the large
--- texts (decision records and their traces), which ops name by argument number (`json_arg`,
--- `trace_arg`) and which are stored as they are, never parsed here.
+-- ARGV[2]: JSON {now, commits = [{guards = [...], ops = [...]}, ...]}. ARGV[3] on: the texts
+-- stored as they are, never parsed here — decision records, which ops name by argument number
+-- (`json_arg`), and the names and values of the stream entries they add, which ops name as a
+-- run of arguments (`fields_arg`, `fields_len`). Decoding them as JSON was this script's largest
+-- cost.
+-- The fences of a batch are taken in one INCRBY before its first commit: commit i gets the
+-- i-th; the fences of the commits not applied are skipped (fences are unique and increasing,
+-- not consecutive).
 -- Returns {n, fence_1, ..., fence_n, failed}: n commits applied with their fences, then the
 -- index (1-based) of the failed guard of commit n + 1, or 0 when every commit was applied.
 local P = ARGV[1]
@@ -109,10 +114,10 @@ local function slot_release(symbol)
     redis.call('HDEL', P .. 'governor:slots', symbol)
   end
 end
-local function xadd(stream, fields, maxlen)
-  local args = {'XADD', P .. stream, 'MAXLEN', '~', maxlen or 100000, '*'}
-  for _, v in ipairs(fields) do table.insert(args, v) end
-  redis.call(unpack(args))
+-- Adds the entry whose names and values are the op's run of arguments.
+local function xadd(stream, o, maxlen)
+  redis.call('XADD', P .. stream, 'MAXLEN', '~', maxlen, '*',
+    unpack(ARGV, o.fields_arg, o.fields_arg + o.fields_len - 1))
 end
 local function fmt(x)
   return string.format('%.17g', x)
@@ -121,9 +126,7 @@ end
 local op = {}
 op.record = function(o)
   redis.call('SET', P .. 'governor:decision:' .. o.plan_id, ARGV[o.json_arg], 'EX', o.ttl_secs)
-  local fields = o.fields
-  fields[o.trace_field] = ARGV[o.trace_arg]
-  xadd('stream:governor.decisions', fields, 100000)
+  xadd('stream:governor.decisions', o, 100000)
 end
 op.reserve = function(o)
   local json = string.gsub(o.json, '"fence":0', fence_text, 1)
@@ -187,7 +190,7 @@ op.end_rotation = function(o)
   end
 end
 op.publish_plan = function(o)
-  xadd('stream:apply.plan', o.fields, 1000000)
+  xadd('stream:apply.plan', o, 1000000)
 end
 op.set_trading_state = function(o)
   redis.call('SET', P .. 'kill', o.to)
@@ -260,7 +263,7 @@ op.mark_result_applied = function(o)
   redis.call('HDEL', P .. 'governor:in_doubt', o.plan_id)
 end
 op.emit = function(o)
-  xadd('stream:governor.events', o.fields, 100000)
+  xadd('stream:governor.events', o, 100000)
 end
 -- Equity peaks per hour (the drawdown window): the text Rust rendered is stored as is.
 op.record_equity = function(o)
@@ -297,13 +300,21 @@ for _, c in ipairs(req.commits) do
   end
   for _, o in ipairs(c.ops) do
     if not op[o.op] then return redis.error_reply('unknown op ' .. tostring(o.op)) end
-    for _, a in ipairs({'json_arg', 'trace_arg'}) do
-      if o[a] and not ARGV[o[a]] then return redis.error_reply('missing argument ' .. tostring(o[a])) end
+    if o.json_arg and not ARGV[o.json_arg] then
+      return redis.error_reply('missing argument ' .. tostring(o.json_arg))
+    end
+    if o.fields_arg then
+      local last = o.fields_arg + o.fields_len - 1
+      if o.fields_len < 2 or o.fields_len % 2 ~= 0 or o.fields_arg < 3 then
+        return redis.error_reply('bad fields ' .. tostring(o.fields_arg) .. '+' .. tostring(o.fields_len))
+      end
+      if not ARGV[last] then return redis.error_reply('missing argument ' .. tostring(last)) end
     end
   end
 end
 
 local out = {0}
+fence = redis.call('INCRBY', P .. 'governor:fence', #req.commits) - #req.commits
 for _, c in ipairs(req.commits) do
   for i, g in ipairs(c.guards) do
     if not guard[g.guard](g) then
@@ -311,7 +322,7 @@ for _, c in ipairs(req.commits) do
       return out
     end
   end
-  fence = redis.call('INCR', P .. 'governor:fence')
+  fence = fence + 1
   fence_text = '"fence":' .. fence
   for _, o in ipairs(c.ops) do
     op[o.op](o)
