@@ -850,6 +850,72 @@ fn wire_compatibility_with_a_python_redis_client() {
     assert!(v["slots_desired"].as_str().is_some() && v["slots_regime"].as_str().is_some());
 }
 
+/// Looking for idle entries makes Redis scan the group's pending list, so a consumer looks at
+/// most once per tenth of the idle time — except right after a look that stopped at its count,
+/// when more may be waiting.
+#[test]
+fn idle_entries_are_looked_for_once_per_tenth_of_the_idle_time() {
+    let server = RedisServer::start();
+    let mut c = conn(&server);
+    let streams = Streams::new(PREFIX);
+    let mut hung = GroupConsumer::new(&server.url(), &streams.plans, PLAN_GROUP, "hung").unwrap();
+    hung.ensure_group().unwrap();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let id: String = redis::cmd("XADD")
+            .arg(&streams.plans)
+            .arg("*")
+            .arg(&["plan_id", &format!("idle-{i}")])
+            .query(&mut c)
+            .unwrap();
+        ids.push(id);
+    }
+    assert_eq!(hung.read(10, 10).unwrap().len(), 3);
+    // The hung consumer's entries have waited a minute (XCLAIM's IDLE sets their idle time).
+    let make_idle = |c: &mut redis::Connection| {
+        redis::cmd("XCLAIM")
+            .arg(&streams.plans)
+            .arg(PLAN_GROUP)
+            .arg("hung")
+            .arg(0)
+            .arg(&ids)
+            .arg("IDLE")
+            .arg(60_000)
+            .query::<redis::Value>(c)
+            .unwrap();
+    };
+    make_idle(&mut c);
+    let mut other = GroupConsumer::new(&server.url(), &streams.plans, PLAN_GROUP, "other").unwrap();
+    let (idle_ms, period) = (5_000, Duration::from_millis(500));
+    // A look that stops at its count (2) is followed by another at once.
+    assert_eq!(
+        other.reclaim_if_due(idle_ms, 99, 2).unwrap().claimed.len(),
+        2
+    );
+    let last_look = Instant::now();
+    assert_eq!(
+        other.reclaim_if_due(idle_ms, 99, 2).unwrap().claimed.len(),
+        1
+    );
+    // All three idle again: the next look waits for its period.
+    make_idle(&mut c);
+    assert!(other
+        .reclaim_if_due(idle_ms, 99, 2)
+        .unwrap()
+        .claimed
+        .is_empty());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let claimed = loop {
+        let found = other.reclaim_if_due(idle_ms, 99, 2).unwrap().claimed;
+        if !found.is_empty() || Instant::now() > deadline {
+            break found;
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(claimed.len(), 2, "the look after the period claims again");
+    assert!(last_look.elapsed() >= period, "{:?}", last_look.elapsed());
+}
+
 #[test]
 fn an_entry_delivered_more_than_5_times_is_dead_lettered_with_the_reason() {
     let server = RedisServer::start();

@@ -68,14 +68,40 @@ pub struct GroupConsumer {
     pub consumer: String,
     /// Set when every consumer of the group keeps a heartbeat: dead ones are taken over fast.
     takeover: Option<Takeover>,
+    /// The last look for idle entries ([`Self::reclaim_if_due`]).
+    idle_look: Periodic,
 }
 
 /// Fast takeover of dead consumers' entries (see [`super::heartbeat`]).
 struct Takeover {
     /// The key prefix the heartbeats live under.
     prefix: String,
-    /// When the group was last looked at (it is looked at twice per heartbeat period at most).
-    last_check: Option<std::time::Instant>,
+    /// The last look at the group (it is looked at twice per heartbeat period at most).
+    look: Periodic,
+}
+
+/// A look at the group's pending entries that is not repeated within a period: the pending
+/// list is scanned by Redis on every look, and doing it for every batch of new entries cost as
+/// much Redis time as reading them.
+#[derive(Default)]
+struct Periodic {
+    last: Option<std::time::Instant>,
+}
+
+impl Periodic {
+    /// Whether a look is due, `every` after the last; if so, it is counted as taken now.
+    fn due(&mut self, every: std::time::Duration) -> bool {
+        if self.last.is_some_and(|at| at.elapsed() < every) {
+            return false;
+        }
+        self.last = Some(std::time::Instant::now());
+        true
+    }
+
+    /// Makes the next look due at once (the last one stopped at its count: more may wait).
+    fn again_now(&mut self) {
+        self.last = None;
+    }
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -148,6 +174,7 @@ impl GroupConsumer {
             group: group.to_owned(),
             consumer: consumer.to_owned(),
             takeover: None,
+            idle_look: Periodic::default(),
         })
     }
 
@@ -157,7 +184,7 @@ impl GroupConsumer {
     pub fn enable_takeover(&mut self, prefix: &str) {
         self.takeover = Some(Takeover {
             prefix: prefix.to_owned(),
-            last_check: None,
+            look: Periodic::default(),
         });
     }
 
@@ -165,11 +192,7 @@ impl GroupConsumer {
     fn takeover_due(&mut self) -> Option<String> {
         let t = self.takeover.as_mut()?;
         let every = std::time::Duration::from_millis(super::heartbeat::HEARTBEAT_EVERY_MS / 2);
-        if t.last_check.is_some_and(|at| at.elapsed() < every) {
-            return None;
-        }
-        t.last_check = Some(std::time::Instant::now());
-        Some(t.prefix.clone())
+        t.look.due(every).then(|| t.prefix.clone())
     }
 
     /// Takes over dead consumers' entries if a look is due (see [`Self::enable_takeover`]).
@@ -251,6 +274,26 @@ impl GroupConsumer {
             })
             .flatten()
             .collect())
+    }
+
+    /// [`Self::reclaim`], if a look is due: at most once per tenth of `min_idle_ms` (and at
+    /// least once a second), so an idle entry is reclaimed within 1.1 × `min_idle_ms`; at once
+    /// again when the last look stopped at `count`.
+    pub fn reclaim_if_due(
+        &mut self,
+        min_idle_ms: u64,
+        max_deliveries: usize,
+        count: usize,
+    ) -> Result<Reclaimed, StoreError> {
+        let every = std::time::Duration::from_millis((min_idle_ms / 10).min(1000));
+        if !self.idle_look.due(every) {
+            return Ok(Reclaimed::default());
+        }
+        let found = self.reclaim(min_idle_ms, max_deliveries, count)?;
+        if found.claimed.len() + found.poisoned.len() >= count {
+            self.idle_look.again_now();
+        }
+        Ok(found)
     }
 
     /// Takes over entries idle for more than `min_idle_ms` (a consumer died or hung): those

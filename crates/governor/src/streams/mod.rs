@@ -85,7 +85,7 @@ pub fn next_batch(
     now: Timestamp,
     block_ms: usize,
 ) -> Result<Vec<Entry>, StoreError> {
-    let idle = c.reclaim(idle_ms, MAX_DELIVERIES, BATCH)?;
+    let idle = c.reclaim_if_due(idle_ms, MAX_DELIVERIES, BATCH)?;
     let mut batch = dead_letter_poisoned(store, c, idle, now)?;
     let dead = c.take_over_if_due(MAX_DELIVERIES, BATCH)?;
     batch.extend(dead_letter_poisoned(store, c, dead, now)?);
