@@ -396,9 +396,25 @@ impl Serialize for RecordTrace {
     }
 }
 
+/// Reads the trace as a JSON string (as every record is written by `Serialize`), or as the JSON
+/// array itself (as the Redis store keeps it, so that the array travels and is stored once);
+/// either way the array's text is kept as it was written. JSON input only: the array's text is
+/// taken from serde_json's raw value.
 impl<'de> serde::Deserialize<'de> for RecordTrace {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(RecordTrace::Json)
+        let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        let text = raw.get();
+        if text.starts_with('"') {
+            serde_json::from_str::<String>(text)
+                .map(RecordTrace::Json)
+                .map_err(serde::de::Error::custom)
+        } else if text.starts_with('[') {
+            Ok(RecordTrace::Json(text.to_owned()))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "a trace is a JSON array or a string holding one, not {text}"
+            )))
+        }
     }
 }
 
@@ -441,6 +457,27 @@ mod tests {
         for t in [Trace::default(), every_kind()] {
             assert_eq!(t.to_json(), serde_json::to_string(&t).unwrap());
         }
+    }
+
+    /// A record's trace reads back from either form a store keeps, with the array's text as
+    /// written; anything else is refused, naming what it found.
+    #[test]
+    fn a_trace_reads_from_a_string_or_the_array_itself() {
+        #[derive(serde::Deserialize)]
+        struct Holder {
+            trace: RecordTrace,
+        }
+        let array = every_kind().to_json();
+        let as_string = format!("{{\"trace\":{}}}", serde_json::to_string(&array).unwrap());
+        let as_array = format!("{{\"trace\":{array}}}");
+        for text in [as_string, as_array] {
+            let read: Holder = serde_json::from_str(&text).unwrap();
+            assert_eq!(read.trace.json(), array);
+        }
+        let bad = serde_json::from_str::<Holder>("{\"trace\":{\"gate\":1}}")
+            .err()
+            .unwrap();
+        assert!(bad.to_string().contains("not {\"gate\":1}"), "{bad}");
     }
 
     proptest! {

@@ -83,13 +83,15 @@ fn a_commit_naming_a_missing_text_writes_nothing() {
     let server = RedisServer::start();
     let s = store(&server.url());
     let script = redis::Script::new(include_str!("../src/store/redis/lua/commit.lua"));
-    // A record names its text, then a run of two arguments: its stream entry's one field.
-    let record = |plan: &str, json_arg: u32| {
+    // A record names its head and tail, then a run of four arguments: its stream entry's two
+    // fields, the second of which is the trace the record is stored with.
+    let record = |plan: &str, head_arg: u32| {
         serde_json::json!({"guards": [{"guard": "undecided", "plan_id": plan}],
-            "ops": [{"op": "record", "plan_id": plan, "json_arg": json_arg, "ttl_secs": 60,
-                     "fields_arg": json_arg + 1, "fields_len": 2}]})
+            "ops": [{"op": "record", "plan_id": plan, "head_arg": head_arg,
+                     "tail_arg": head_arg + 1, "trace_arg": head_arg + 5, "ttl_secs": 60,
+                     "fields_arg": head_arg + 2, "fields_len": 4}]})
     };
-    let req = serde_json::json!({"now": 1, "commits": [record("p1", 3), record("p2", 6)]});
+    let req = serde_json::json!({"now": 1, "commits": [record("p1", 3), record("p2", 9)]});
     let commit = |texts: &[&str]| {
         s.with_conn(|c| {
             let mut call = script.arg("quantum:");
@@ -100,11 +102,25 @@ fn a_commit_naming_a_missing_text_writes_nothing() {
             call.invoke::<Vec<i64>>(c)
         })
     };
-    let (p1, p2) = ("{\"plan_id\":\"p1\"}", "{\"plan_id\":\"p2\"}");
-    // Texts 3 to 7 are there; text 8, the value of the second commit's stream field, is not.
-    let refused = commit(&[p1, "plan_id", "p1", p2, "plan_id"]).unwrap_err();
+    let texts = |plan: &'static str| {
+        [
+            if plan == "p1" {
+                "{\"plan_id\":\"p1\",\"trace\":"
+            } else {
+                "{\"plan_id\":\"p2\",\"trace\":"
+            },
+            "}",
+            "plan_id",
+            plan,
+            "trace",
+            "[]",
+        ]
+    };
+    let all: Vec<&str> = texts("p1").into_iter().chain(texts("p2")).collect();
+    // Texts 3 to 13 are there; text 14, the second commit's trace, is not.
+    let refused = commit(&all[..11]).unwrap_err();
     assert!(
-        refused.to_string().contains("missing argument 8"),
+        refused.to_string().contains("missing argument 14"),
         "{refused}"
     );
     let written: Vec<String> = s
@@ -113,7 +129,7 @@ fn a_commit_naming_a_missing_text_writes_nothing() {
     assert!(written.is_empty(), "{written:?}");
 
     // With every text there, the same batch commits both decisions.
-    let fences = commit(&[p1, "plan_id", "p1", p2, "plan_id", "p2"]).unwrap();
+    let fences = commit(&all).unwrap();
     assert_eq!(fences, vec![2, 1, 2, 0]);
     let stored: Option<String> = s
         .with_conn(|c| {
@@ -122,7 +138,7 @@ fn a_commit_naming_a_missing_text_writes_nothing() {
                 .query(c)
         })
         .unwrap();
-    assert_eq!(stored.as_deref(), Some("{\"plan_id\":\"p2\"}"));
+    assert_eq!(stored.as_deref(), Some("{\"plan_id\":\"p2\",\"trace\":[]}"));
     // Each stream entry is the run of arguments its op named, as they arrived.
     let entries: redis::streams::StreamRangeReply = s
         .with_conn(|c| {
@@ -165,4 +181,50 @@ fn a_commit_with_an_odd_run_of_fields_writes_nothing() {
         .with_conn(|c| redis::cmd("KEYS").arg("*").query(c))
         .unwrap();
     assert!(written.is_empty(), "{written:?}");
+}
+
+/// The rotation guard reads the record's own verdict, not a gate's fact of the same name in its
+/// trace (the idempotency gate records a prior decision's verdict), now that the trace is stored
+/// in the record as the array itself.
+#[test]
+fn the_rotation_guard_reads_the_records_own_verdict() {
+    let server = RedisServer::start();
+    let s = store(&server.url());
+    let script = redis::Script::new(include_str!("../src/store/redis/lua/commit.lua"));
+    let set = |key: &str, value: &str| {
+        s.with_conn(|c| redis::cmd("SET").arg(key).arg(value).query::<()>(c))
+            .unwrap()
+    };
+    s.with_conn(|c| {
+        redis::cmd("HSET")
+            .arg("quantum:governor:rotations")
+            .arg("r1")
+            .arg("{\"phase\":\"slot_held\"}")
+            .query::<()>(c)
+    })
+    .unwrap();
+    let req = serde_json::json!({"now": 1, "commits": [{
+        "guards": [{"guard": "rotation_slot_held", "plan_id": "r1"}], "ops": []}]});
+    let run = || {
+        s.with_conn(|c| {
+            script
+                .arg("quantum:")
+                .arg(req.to_string())
+                .invoke::<Vec<i64>>(c)
+        })
+        .unwrap()
+    };
+    let trace = r#"[{"gate":"idempotency","inputs":{"verdict":"PENDING"}}]"#;
+    set(
+        "quantum:governor:decision:r1",
+        &format!(r#"{{"plan_id":"r1","verdict":"BLOCK","trace":{trace}}}"#),
+    );
+    assert_eq!(run(), vec![0, 1], "a BLOCK record holds no rotation slot");
+    set(
+        "quantum:governor:decision:r1",
+        &format!(r#"{{"plan_id":"r1","verdict":"PENDING","trace":{trace}}}"#),
+    );
+    // Fence 1 went to the batch whose guard failed: a batch takes its fences up front, and
+    // those of commits not applied are skipped.
+    assert_eq!(run(), vec![1, 2, 0], "a PENDING record does");
 }

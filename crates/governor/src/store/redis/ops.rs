@@ -245,7 +245,11 @@ struct RotationLockJson<'a> {
 pub(super) enum OpJson<'a> {
     Record {
         plan_id: &'a PlanId,
-        json_arg: usize,
+        /// The record's JSON before its trace (up to `"trace":`) and after it.
+        head_arg: usize,
+        tail_arg: usize,
+        /// The trace: the decision entry's `trace` value, stored in the record as it is.
+        trace_arg: usize,
         ttl_secs: u64,
         #[serde(flatten)]
         fields: FieldsArgs,
@@ -350,6 +354,26 @@ pub(super) enum OpJson<'a> {
     },
 }
 
+/// A record's JSON as the Redis store keeps it, in two parts: up to `"trace":`, and after the
+/// trace. The script puts the trace between them as the array itself (the decision entry's
+/// `trace` value), so the trace is rendered, sent and stored once instead of twice, and never
+/// escaped into a string; [`RecordTrace`](governor_core::trace::RecordTrace) reads either form
+/// back.
+fn record_around_trace(r: &DecisionRecord) -> (String, String) {
+    let mut shell = r.clone();
+    shell.trace = Default::default();
+    let mut head = stored(&shell, "a record");
+    // The record's own `trace` key: a `"` that follows a `,` is never inside a JSON string
+    // (there every `"` is escaped), so the first match is the key.
+    const EMPTY_TRACE: &str = ",\"trace\":\"\"";
+    let at = head
+        .find(EMPTY_TRACE)
+        .expect("a record's JSON has its trace key");
+    let tail = head[at + EMPTY_TRACE.len()..].to_owned();
+    head.truncate(at + EMPTY_TRACE.len() - 2);
+    (head, tail)
+}
+
 /// Renders a value the script stores as it is.
 fn stored<T: Serialize + ?Sized>(value: &T, what: &str) -> String {
     serde_json::to_string(value).unwrap_or_else(|e| panic!("{what} serializes: {e}"))
@@ -361,16 +385,26 @@ impl<'a> OpJson<'a> {
         use std::borrow::Cow;
         let now = ctx.now;
         match e {
-            Effect::Record(r) => OpJson::Record {
-                plan_id: &r.plan_id,
-                json_arg: texts.add(stored(r, "a record")),
-                ttl_secs: RECORD_TTL_SECS,
-                fields: texts.add_fields(
-                    decision_fields(r, ctx.governor_id)
-                        .into_iter()
-                        .map(Cow::Owned),
-                ),
-            },
+            Effect::Record(r) => {
+                let (head, tail) = record_around_trace(r);
+                let (head_arg, tail_arg) = (texts.add(head), texts.add(tail));
+                let fields = decision_fields(r, ctx.governor_id);
+                let trace_value = fields
+                    .iter()
+                    .step_by(2)
+                    .position(|k| k == "trace")
+                    .map(|pair| 2 * pair + 1)
+                    .expect("a decision stream entry has a trace field");
+                let fields = texts.add_fields(fields.into_iter().map(Cow::Owned));
+                OpJson::Record {
+                    plan_id: &r.plan_id,
+                    head_arg,
+                    tail_arg,
+                    trace_arg: fields.fields_arg + trace_value,
+                    ttl_secs: RECORD_TTL_SECS,
+                    fields,
+                }
+            }
             Effect::Reserve {
                 plan_id,
                 reservation,

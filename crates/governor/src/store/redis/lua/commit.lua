@@ -6,10 +6,11 @@
 -- (put a hash tag in it on Redis Cluster). Numbers arrive already checked by Rust; guards are
 -- written as `not (x <= cap)` so that a NaN could never pass.
 -- ARGV[2]: JSON {now, commits = [{guards = [...], ops = [...]}, ...]}. ARGV[3] on: the texts
--- stored as they are, never parsed here — decision records, which ops name by argument number
--- (`json_arg`), and the names and values of the stream entries they add, which ops name as a
--- run of arguments (`fields_arg`, `fields_len`). Decoding them as JSON was this script's largest
--- cost.
+-- stored as they are, never parsed here — the parts of decision records, which ops name by
+-- argument number (`head_arg`, `tail_arg`), and the names and values of the stream entries they
+-- add, which ops name as a run of arguments (`fields_arg`, `fields_len`). Decoding them as JSON
+-- was this script's largest cost. A record is stored as its head, the trace (its decision
+-- entry's `trace` value, `trace_arg`) and its tail: the trace is sent once, unescaped.
 -- The fences of a batch are taken in one INCRBY before its first commit: commit i gets the
 -- i-th; the fences of the commits not applied are skipped (fences are unique and increasing,
 -- not consecutive).
@@ -33,10 +34,18 @@ local guard = {}
 guard.undecided = function(g)
   return redis.call('EXISTS', P .. 'governor:decision:' .. g.plan_id) == 0
 end
+-- A stored record's verdict: its first `"verdict":` key is the record's own (it comes before
+-- the trace, whose gate inputs may hold a fact of that name).
+local function verdict_of(record)
+  local _, key_end = string.find(record, '"verdict":"', 1, true)
+  if not key_end then return nil end
+  local value_end = string.find(record, '"', key_end + 1, true)
+  return value_end and string.sub(record, key_end + 1, value_end - 1)
+end
 guard.rotation_slot_held = function(g)
   local d = redis.call('GET', P .. 'governor:decision:' .. g.plan_id)
   local r = redis.call('HGET', P .. 'governor:rotations', g.plan_id)
-  return d and r and string.find(d, '"verdict":"PENDING"', 1, true) ~= nil
+  return d and r and verdict_of(d) == 'PENDING'
     and string.find(r, '"phase":"slot_held"', 1, true) ~= nil
 end
 guard.trading_state_is = function(g)
@@ -125,7 +134,8 @@ end
 
 local op = {}
 op.record = function(o)
-  redis.call('SET', P .. 'governor:decision:' .. o.plan_id, ARGV[o.json_arg], 'EX', o.ttl_secs)
+  local record = ARGV[o.head_arg] .. ARGV[o.trace_arg] .. ARGV[o.tail_arg]
+  redis.call('SET', P .. 'governor:decision:' .. o.plan_id, record, 'EX', o.ttl_secs)
   xadd('stream:governor.decisions', o, 100000)
 end
 op.reserve = function(o)
@@ -294,14 +304,16 @@ op.record_close = function(o)
   end
 end
 
+-- The ops' single arguments, by key.
+local text_args = {'head_arg', 'tail_arg', 'trace_arg'}
 for _, c in ipairs(req.commits) do
   for _, g in ipairs(c.guards) do
     if not guard[g.guard] then return redis.error_reply('unknown guard ' .. tostring(g.guard)) end
   end
   for _, o in ipairs(c.ops) do
     if not op[o.op] then return redis.error_reply('unknown op ' .. tostring(o.op)) end
-    if o.json_arg and not ARGV[o.json_arg] then
-      return redis.error_reply('missing argument ' .. tostring(o.json_arg))
+    for _, a in ipairs(text_args) do
+      if o[a] and not ARGV[o[a]] then return redis.error_reply('missing argument ' .. tostring(o[a])) end
     end
     if o.fields_arg then
       local last = o.fields_arg + o.fields_len - 1
