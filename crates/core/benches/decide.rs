@@ -1,9 +1,10 @@
 //! `decide` for an open on an account with 10 positions: correlation against each (100 aligned
 //! returns), regime from cached indicators, every symbol with BTCUSDT's real leverage brackets
 //! (the liquidation gates project the account), every gate passing so every gate runs.
-//! Run: `cargo bench -p governor-core --bench decide`.
+//! Run: `cargo bench -p governor-core --bench decide`; its last line is `decide`'s ratio to
+//! one Pearson of 100 returns, measured in alternating rounds of the same run.
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use governor_core::book::{Book, LedgerPosition};
 use governor_core::market::brackets::parse_binance;
 use governor_core::market::correlation::CorrelationCache;
@@ -172,4 +173,62 @@ fn bench_parts(c: &mut Criterion) {
     });
 }
 criterion_group!(parts, bench_parts);
-criterion_main!(benches, parts);
+
+/// `decide` against one Pearson of 100 returns, as a ratio measured in one run: rounds that
+/// alternate a block of each, so that the machine's drift (2× over a day here) moves both sides
+/// of every round alike. Prints the median round and the range.
+fn ratio_to_aligned_corr() {
+    let (plan, snap, cfg, now) = setup();
+    let a = &snap.market.values().next().unwrap().returns;
+    let b = &snap.market.values().nth(1).unwrap().returns;
+    let per_call = |calls: u32, f: &mut dyn FnMut()| {
+        let started = std::time::Instant::now();
+        for _ in 0..calls {
+            f();
+        }
+        started.elapsed().as_secs_f64() / f64::from(calls)
+    };
+    let mut decide_once = || {
+        black_box(decide(
+            black_box(&plan),
+            black_box(&snap),
+            black_box(&cfg),
+            black_box(now),
+        ));
+    };
+    let mut corr_once = || {
+        black_box(governor_core::market::correlation::aligned_correlation(
+            black_box(a),
+            black_box(b),
+            100,
+        ));
+    };
+    // Warm-up, then 21 rounds of about 0.1 s each.
+    per_call(20_000, &mut decide_once);
+    per_call(200_000, &mut corr_once);
+    let mut ratios: Vec<f64> = (0..21)
+        .map(|_| per_call(25_000, &mut decide_once) / per_call(400_000, &mut corr_once))
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "decide_open_10_positions_corr100 / aligned_corr, same run, 21 alternating rounds: median {:.1}x (min {:.1}x, max {:.1}x)",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
+}
+
+fn main() {
+    benches();
+    parts();
+    Criterion::default().configure_from_args().final_summary();
+    // Only when benchmarking (not when `cargo test --benches` runs each once), and unless a
+    // filter names other benchmarks.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    if args.iter().any(|a| a == "--bench")
+        && (filters.is_empty() || filters.iter().any(|f| f.contains("ratio")))
+    {
+        ratio_to_aligned_corr();
+    }
+}
