@@ -7,6 +7,7 @@ use crate::logfmt;
 use crate::store::redis::RedisStore;
 use crate::store::StoreError;
 use crate::streams::consumer::GroupConsumer;
+use crate::streams::group::GroupStream;
 #[cfg(doc)]
 use crate::streams::RECLAIM_IDLE_MS;
 use crate::streams::{group_member, next_batch, run_forever, Streams, PLAN_GROUP};
@@ -23,14 +24,16 @@ pub struct BatchCounts {
     pub left_pending: usize,
 }
 
-/// A governor worker on the plan stream.
-pub struct PlanWorker {
+/// A governor worker on the plan stream: the Redis consumer in the service, a simulated one in
+/// the simulator (the same loop either way).
+pub struct PlanWorker<C: GroupStream = GroupConsumer> {
     /// The governor (its own store connection).
     pub gov: Governor,
-    /// The same store, for the views.
-    pub store: Arc<RedisStore>,
+    /// Where the slot views are written for the dashboard and other services (the Redis
+    /// store); none in the simulator.
+    pub views: Option<Arc<RedisStore>>,
     /// Its consumer in the `governor` group.
-    pub consumer: GroupConsumer,
+    pub consumer: C,
     /// Market and exchange.
     pub inputs: Arc<dyn InputsSource>,
     /// Its clock.
@@ -41,7 +44,7 @@ pub struct PlanWorker {
     pub reclaim_idle_ms: u64,
 }
 
-impl PlanWorker {
+impl PlanWorker<GroupConsumer> {
     /// A worker named `name` on its own connections to `redis_url`: its store (keys under
     /// `cfg.key_prefix`) and its consumer in the `governor` group, created if missing.
     pub fn connect(
@@ -55,7 +58,7 @@ impl PlanWorker {
         let (consumer, store) = group_member(redis_url, &cfg, &plans, PLAN_GROUP, name)?;
         Ok(PlanWorker {
             gov: Governor::new(cfg, store.clone()),
-            store,
+            views: Some(store),
             consumer,
             inputs,
             clock: wall_clock,
@@ -63,7 +66,9 @@ impl PlanWorker {
             reclaim_idle_ms,
         })
     }
+}
 
+impl<C: GroupStream> PlanWorker<C> {
     /// Reclaims, reads and decides one batch; acknowledges what was decided or dead-lettered.
     pub fn step(&mut self, block_ms: usize) -> Result<BatchCounts, StoreError> {
         let now = (self.clock)();
@@ -158,8 +163,8 @@ impl PlanWorker {
         }
         self.consumer.ack(&acks)?;
         counts.acked += acks.len();
-        if let Some((desired, occupied, regime)) = last_view {
-            self.store.set_views(desired, occupied, &regime)?;
+        if let (Some(views), Some((desired, occupied, regime))) = (&self.views, last_view) {
+            views.set_views(desired, occupied, &regime)?;
         }
         Ok(counts)
     }
@@ -172,11 +177,11 @@ impl PlanWorker {
 }
 
 /// The result monitor on `apply.result`.
-pub struct ResultWorker {
+pub struct ResultWorker<C: GroupStream = GroupConsumer> {
     /// The governor (phase 2 of rotations is decided here).
     pub gov: Governor,
     /// Its consumer in the `governor-results` group.
-    pub consumer: GroupConsumer,
+    pub consumer: C,
     /// Market and exchange.
     pub inputs: Arc<dyn InputsSource>,
     /// Its clock.
@@ -185,7 +190,7 @@ pub struct ResultWorker {
     pub reclaim_idle_ms: u64,
 }
 
-impl ResultWorker {
+impl<C: GroupStream> ResultWorker<C> {
     /// Applies one batch of results.
     pub fn step(&mut self, block_ms: usize) -> Result<usize, StoreError> {
         let now = (self.clock)();

@@ -4,6 +4,7 @@
 //! store's health once per change.
 
 pub mod consumer;
+pub mod group;
 pub mod heartbeat;
 
 use crate::logfmt;
@@ -12,6 +13,7 @@ use crate::store::{StateStore, StoreError};
 use consumer::{Entry, GroupConsumer};
 use governor_core::time::Timestamp;
 use governor_core::types::PlanId;
+use group::GroupStream;
 use std::sync::Arc;
 
 /// Stream and group names of the contract under a key prefix.
@@ -83,7 +85,7 @@ impl Health {
 /// new ones (waiting up to `block_ms`).
 pub fn next_batch(
     store: &dyn StateStore,
-    c: &mut GroupConsumer,
+    c: &mut (impl GroupStream + ?Sized),
     idle_ms: u64,
     now: Timestamp,
     block_ms: usize,
@@ -123,7 +125,7 @@ pub fn run_forever<T>(
 /// claimed ones, to handle again.
 fn dead_letter_poisoned(
     store: &dyn StateStore,
-    c: &mut GroupConsumer,
+    c: &mut (impl GroupStream + ?Sized),
     r: consumer::Reclaimed,
     now: Timestamp,
 ) -> Result<Vec<Entry>, StoreError> {
@@ -135,7 +137,7 @@ fn dead_letter_poisoned(
             .find(|(k, _)| k == "plan_id")
             .and_then(|(_, v)| PlanId::parse(v).ok());
         let decided = match &plan_id {
-            Some(id) if c.group == PLAN_GROUP => store.is_decided(id)?,
+            Some(id) if c.group() == PLAN_GROUP => store.is_decided(id)?,
             _ => false,
         };
         if !decided {
@@ -150,7 +152,7 @@ fn dead_letter_poisoned(
     for id in &r.trimmed {
         logfmt::line(
             "ALERT_TRIMMED_UNACKED",
-            &[("stream", c.stream.clone()), ("id", id.clone())],
+            &[("stream", c.stream().to_owned()), ("id", id.clone())],
         );
         store.dead_letter(
             &[("stream_id".to_owned(), id.clone())],
