@@ -27,6 +27,7 @@ pub mod plans_export;
 pub mod replay;
 pub mod server;
 pub mod service;
+pub mod sim;
 pub mod state_file;
 pub mod store;
 pub mod streams;

@@ -1,0 +1,123 @@
+//! The service's own plan-worker loop on the simulated stream and the embedded store, with a
+//! crash at one boundary: a governor dies after its batch's commit and before its
+//! acknowledgement (its memory lost, its entries left pending). Time is the simulated clock, so
+//! the idle bound is crossed by advancing it, not by waiting.
+
+mod support;
+
+use governor_core::time::Timestamp;
+use governor_core::Config;
+use quantum_governor::exchange::paper_market::PaperMarket;
+use quantum_governor::inputs::InputsSource;
+use quantum_governor::service::workers::PlanWorker;
+use quantum_governor::sim::clock;
+use quantum_governor::sim::stream::{SimConsumer, SimStream};
+use quantum_governor::store::memory::MemoryStore;
+use quantum_governor::streams::PLAN_GROUP;
+use quantum_governor::Governor;
+use std::sync::Arc;
+
+/// 2026-01-01 00:00 UTC: the recorded market is shifted to end here.
+const START: Timestamp = Timestamp(1_767_225_600_000);
+const IDLE_MS: u64 = 30_000;
+
+struct World {
+    _data: tempfile::TempDir,
+    names: Vec<String>,
+    store: Arc<MemoryStore>,
+    inputs: Arc<dyn InputsSource>,
+    plans: SimStream,
+}
+
+fn world() -> World {
+    clock::set(START);
+    let data = tempfile::tempdir().unwrap();
+    let names = support::write_thirty_symbols(data.path());
+    let store = Arc::new(MemoryStore::new(3600));
+    store.update(|st| st.policy_universe = Some(serde_json::to_string(&names).unwrap()));
+    let inputs: Arc<dyn InputsSource> =
+        Arc::new(PaperMarket::load(data.path(), START, 10_000.0, store.clone(), 100).unwrap());
+    World {
+        _data: data,
+        names,
+        store,
+        inputs,
+        plans: SimStream::new("quantum:stream:apply.plan"),
+    }
+}
+
+fn worker(w: &World, name: &str) -> PlanWorker<SimConsumer> {
+    PlanWorker {
+        gov: Governor::new(Arc::new(Config::default()), w.store.clone()),
+        views: None,
+        consumer: w.plans.consumer(PLAN_GROUP, name),
+        inputs: w.inputs.clone(),
+        clock: clock::now,
+        name: name.to_owned(),
+        reclaim_idle_ms: IDLE_MS,
+    }
+}
+
+/// Opens on the first `n` symbols after BTCUSDT, 100 USDT each.
+fn publish_opens(w: &World, n: usize) {
+    let marks = w.inputs.inputs(clock::now()).market;
+    for (i, s) in w.names.iter().skip(1).take(n).enumerate() {
+        let mark = marks[&governor_core::types::Symbol::parse(s).unwrap()].last_close;
+        let qty = (100.0 / mark).to_string();
+        let id = format!("p{i}");
+        w.plans.add(&[
+            ("plan_id", id.as_str()),
+            ("symbol", s.as_str()),
+            ("action", "OPEN_LONG"),
+            ("decision", "EXECUTE"),
+            ("qty", qty.as_str()),
+            ("score", "60"),
+        ]);
+    }
+}
+
+#[test]
+fn a_governor_dead_between_its_commit_and_its_ack_loses_nothing_and_doubles_nothing() {
+    let w = world();
+    publish_opens(&w, 8);
+    let mut dying = worker(&w, "dying");
+    dying.consumer.die_at_next_ack = true;
+    let died = dying.step(0).unwrap_err();
+    assert!(
+        died.to_string().contains("died before acknowledging"),
+        "{died}"
+    );
+    drop(dying); // its memory is gone; its entries stay pending under its name
+    let committed = w
+        .store
+        .read(|st| (st.decisions.len(), st.permits_granted.clone()));
+    assert_eq!(committed.0, 8, "the batch was committed before the crash");
+    assert!(!committed.1.is_empty(), "some of them were permitted");
+    assert!(w
+        .plans
+        .pending(PLAN_GROUP)
+        .iter()
+        .all(|(_, consumer)| consumer == "dying"));
+
+    // A survivor finds nothing to reclaim until the entries have been idle IDLE_MS.
+    let mut survivor = worker(&w, "survivor");
+    clock::advance(IDLE_MS as i64 - 1);
+    assert_eq!(survivor.step(0).unwrap().acked, 0);
+    assert_eq!(w.plans.pending(PLAN_GROUP).len(), 8);
+    clock::advance(1);
+    assert_eq!(survivor.step(0).unwrap().acked, 8);
+    assert!(w.plans.pending(PLAN_GROUP).is_empty());
+
+    // Every plan has exactly one decision (the redelivery replayed it), and no plan was given
+    // a second permit.
+    w.store.read(|st| {
+        assert_eq!(st.decisions.len(), 8);
+        assert_eq!(
+            st.decision_log.len(),
+            8,
+            "one decisions-stream entry per plan"
+        );
+        assert_eq!(st.permits_granted, committed.1);
+        assert!(st.permits_granted.values().all(|&n| n == 1));
+    });
+}
