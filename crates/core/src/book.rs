@@ -224,6 +224,19 @@ pub struct Book {
 }
 
 impl Book {
+    /// Whether `symbol`'s slot is promised to a rotation (other than `except`'s own): a
+    /// rotation is closing it (its slot goes to the rotation's plan), or its slot is held for a
+    /// rotation's pending plan. Another open on it can neither count on that slot nor take one
+    /// of its own (the table, one slot per symbol, would count one too few), and closing it
+    /// frees no slot.
+    pub fn slot_promised(&self, symbol: &Symbol, except: Option<&PlanId>) -> bool {
+        self.rotations.iter().any(|(pending_id, r)| {
+            Some(pending_id) != except
+                && (&r.close_symbol == symbol
+                    || (r.phase == RotationPhase::SlotHeld && &r.pending.symbol == symbol))
+        })
+    }
+
     /// The slot table: every occupied symbol and what holds it.
     pub fn slots(&self) -> BTreeMap<Symbol, Slot> {
         let mut slots: BTreeMap<Symbol, Slot> = BTreeMap::new();

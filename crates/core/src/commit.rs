@@ -48,12 +48,17 @@ pub fn apply(book: &mut Book, effect: &Effect, fence: u64) {
             book.last_open_at.insert(symbol.clone(), *at);
             book.open_times.push(*at);
         }
+        // A rotation promises slots (Book::slot_promised): like a reservation, it changes
+        // what a decision on an older snapshot assumed, so it counts in the sequence that
+        // `Guard::NoReservationSince` checks.
         Effect::StartRotation(lock) => {
             book.rotations
                 .insert(lock.pending.plan_id.clone(), (**lock).clone());
+            book.reservation_seq += 1;
         }
         Effect::HoldRotationSlot { pending_plan_id } => {
             if let Some(r) = book.rotations.get_mut(pending_plan_id) {
+                book.reservation_seq += 1;
                 r.phase = RotationPhase::SlotHeld;
             }
         }

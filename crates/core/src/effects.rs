@@ -366,7 +366,8 @@ pub enum Guard {
         /// The most opens allowed before this one.
         limit: u32,
     },
-    /// No reservation was made since the snapshot (so the money caps computed on it still hold).
+    /// No reservation was made, and no rotation started or took its slot, since the snapshot
+    /// (so the money caps and the slot promises computed on it still hold).
     NoReservationSince(u64),
     /// The reservation still exists (an expiry that nothing else handled first).
     ReservationExists(PlanId),

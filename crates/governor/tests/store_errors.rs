@@ -228,3 +228,46 @@ fn the_rotation_guard_reads_the_records_own_verdict() {
     // those of commits not applied are skipped.
     assert_eq!(run(), vec![1, 2, 0], "a PENDING record does");
 }
+
+/// A slot promised to a rotation — its symbol being closed by one, or held for one's pending
+/// plan — is no one else's: the slot guard fails for it, whatever room the table has, and holds
+/// for a symbol no rotation names.
+#[test]
+fn the_slot_guard_refuses_a_slot_promised_to_a_rotation() {
+    let server = RedisServer::start();
+    let s = store(&server.url());
+    let script = redis::Script::new(include_str!("../src/store/redis/lua/commit.lua"));
+    let rotation = |id: &str, json: &str| {
+        s.with_conn(|c| {
+            redis::cmd("HSET")
+                .arg("quantum:governor:rotations")
+                .arg(id)
+                .arg(json)
+                .query::<()>(c)
+        })
+        .unwrap()
+    };
+    rotation(
+        "r1",
+        r#"{"pending":{"symbol":"ZUSDT"},"close_symbol":"AUSDT","phase":"awaiting_close"}"#,
+    );
+    rotation(
+        "r2",
+        r#"{"pending":{"symbol":"YUSDT"},"close_symbol":"BUSDT","phase":"slot_held"}"#,
+    );
+    let guard_holds = |symbol: &str| {
+        let req = serde_json::json!({"now": 1, "commits": [{"guards": [{"guard": "slot_available",
+            "symbol": symbol, "side": "LONG", "desired": 10, "unledgered": 0}], "ops": []}]});
+        let answer: Vec<i64> = s
+            .with_conn(|c| script.arg("quantum:").arg(req.to_string()).invoke(c))
+            .unwrap();
+        answer[0] == 1
+    };
+    assert!(!guard_holds("AUSDT"), "being closed by a rotation");
+    assert!(!guard_holds("YUSDT"), "held for a rotation's plan");
+    assert!(
+        guard_holds("ZUSDT"),
+        "not held for its plan before the close fills"
+    );
+    assert!(guard_holds("CUSDT"), "named by no rotation");
+}

@@ -634,8 +634,18 @@ impl<'a> Pipeline<'a> {
     fn slots(&mut self, ctx: &Ctx<'a>, trace: &mut Trace) -> Result<(), Refusal> {
         let mode = ctx.cfg.gates.slots;
         let enforced = self.budget.filter(|_| mode == GateMode::Enforce);
-        let slot_use =
-            slots::occupancy(self.candidate(), self.view(), enforced, self.phase2, trace)?;
+        let slot_promised = ctx
+            .snap
+            .book
+            .slot_promised(&self.candidate().symbol, Some(&ctx.plan.plan_id));
+        let slot_use = slots::occupancy(
+            self.candidate(),
+            self.view(),
+            enforced,
+            self.phase2,
+            slot_promised,
+            trace,
+        )?;
         if let (GateMode::Shadow, Some(b), SlotUse::NewSlot) = (mode, self.budget, slot_use) {
             let occupied = self.view().occupied_slots() as u32;
             if occupied >= b.desired {

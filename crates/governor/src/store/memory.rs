@@ -352,7 +352,12 @@ fn guard_holds(st: &StoreState, guard: &Guard, now: Timestamp) -> bool {
             desired,
             unledgered,
         } => {
+            // A slot promised to a rotation is no one else's (Book::slot_promised); held in
+            // its side, it takes no new slot.
             let slots = book.slots();
+            if book.slot_promised(symbol, None) {
+                return false;
+            }
             match slots.get(symbol) {
                 Some(slot) => slot.side == *side,
                 None => slots.len() as u64 + u64::from(*unledgered) < u64::from(*desired),

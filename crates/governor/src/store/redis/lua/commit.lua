@@ -51,7 +51,18 @@ end
 guard.trading_state_is = function(g)
   return kill_state() == g.state
 end
+-- Whether `symbol`'s slot is promised to a rotation (Book::slot_promised): a rotation is
+-- closing it, or its slot is held for a rotation's pending plan. It is no one else's.
+local function slot_promised(symbol)
+  for _, json in ipairs(redis.call('HVALS', P .. 'governor:rotations')) do
+    local r = cjson.decode(json)
+    if r.close_symbol == symbol then return true end
+    if r.phase == 'slot_held' and r.pending.symbol == symbol then return true end
+  end
+  return false
+end
 guard.slot_available = function(g)
+  if slot_promised(g.symbol) then return false end
   local side = redis.call('HGET', P .. 'governor:slots', g.symbol)
   if side then return side == g.side end
   return redis.call('HLEN', P .. 'governor:slots') + num(g.unledgered) < num(g.desired)
@@ -174,6 +185,7 @@ op.count_open = function(o)
 end
 op.start_rotation = function(o)
   redis.call('HSET', P .. 'governor:rotations', o.plan_id, o.json)
+  redis.call('INCR', P .. 'governor:reservation_seq') -- a rotation promises slots (core commit.rs)
   redis.call('SET', P .. 'rotation:lock:' .. o.plan_id, o.lock_json, 'PX', o.ttl_ms)
 end
 -- The pending plan's symbol and side, read from the stored rotation (strings only: no
@@ -188,6 +200,7 @@ op.hold_rotation_slot = function(o)
     local symbol, side = pending_slot(json)
     json = string.gsub(json, '"phase":"awaiting_close"', '"phase":"slot_held"', 1)
     redis.call('HSET', P .. 'governor:rotations', o.plan_id, json)
+    redis.call('INCR', P .. 'governor:reservation_seq')
     slot_acquire(symbol, side)
   end
 end
