@@ -204,7 +204,7 @@ impl<E: Exchange> Executor<E> {
     fn mark_in_doubt(&self, plan: &Plan, permit: &Permit, why: &str) -> Result<(), StoreError> {
         let now = (self.clock)();
         orders::mark_in_doubt(
-            &self.store,
+            self.store.as_ref(),
             &plan.plan_id,
             OrderInDoubt {
                 symbol: permit.symbol.clone(),

@@ -117,11 +117,43 @@ pub fn flush() {
     let _ = std::io::stdout().lock().flush();
 }
 
+thread_local! {
+    /// This thread's lines, when they are kept instead of written ([`capture_on_this_thread`]).
+    static CAPTURED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// From now on, this thread's lines are kept instead of written, until [`take_captured`]: the
+/// simulator runs the service's loops on one thread and prints a seed's lines only when that
+/// seed breaks an invariant.
+pub fn capture_on_this_thread() {
+    CAPTURED.with(|c| *c.borrow_mut() = Some(String::new()));
+}
+
+/// The lines this thread kept since the last call (empty when it keeps none).
+pub fn take_captured() -> String {
+    CAPTURED.with(|c| {
+        c.borrow_mut()
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    })
+}
+
 /// Writes formatted lines (one, or a batch's) to stdout in one write, or hands them to the
 /// background writer in one piece; a closed stdout must never take a worker down (println!
 /// would panic).
 pub fn write_stdout(line: &str) {
     if line.is_empty() {
+        return;
+    }
+    let kept = CAPTURED.with(|c| match c.borrow_mut().as_mut() {
+        Some(buf) => {
+            buf.push_str(line);
+            true
+        }
+        None => false,
+    });
+    if kept {
         return;
     }
     match BACKGROUND.get() {

@@ -206,6 +206,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Deterministic simulation: three governors and the result monitor running the service's
+    /// own loops on simulated streams, over the embedded store, on a simulated clock, with faults
+    /// injected between steps and the invariants checked after every step. The last line
+    /// counts seeds, steps, faults by kind and `violations=V`; the exit code is 1 when V > 0.
+    Sim {
+        /// A directory of <SYMBOL>-1h.csv files (the market, frozen at the run's start).
+        #[arg(long, default_value = "data/klines")]
+        data: PathBuf,
+        /// How many seeds to run, from --first-seed.
+        #[arg(long, default_value_t = 1_000)]
+        seeds: u64,
+        /// The first seed.
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
+        /// Run this one seed only, and print its whole log.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Steps per seed before the faults stop.
+        #[arg(long, default_value_t = 200)]
+        steps: usize,
+    },
     /// Decide one plan (JSON object of plan fields) against a state file; prints the decision
     /// and its trace as JSON. Commits nothing.
     Evaluate {
@@ -821,6 +842,13 @@ fn main() -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Sim {
+            data,
+            seeds,
+            first_seed,
+            seed,
+            steps,
+        } => simulate(&data, seed, first_seed, seeds, steps),
         Command::Evaluate {
             plan,
             state,
@@ -834,4 +862,59 @@ fn main() -> anyhow::Result<ExitCode> {
             Err(code) => Ok(code),
         },
     }
+}
+
+/// The `sim` command: one seed with its log, or many with the failures' seeds and steps.
+fn simulate(
+    data: &Path,
+    seed: Option<u64>,
+    first_seed: u64,
+    seeds: u64,
+    steps: usize,
+) -> anyhow::Result<ExitCode> {
+    use quantum_governor::sim::{run, world};
+    let market = world::Market::load(data)
+        .with_context(|| format!("loading the market from {}", data.display()))?;
+    let cfg = world::wide_open(Config::default());
+    let summary = match seed {
+        Some(seed) => {
+            let (taken, faults, failure) = run::run_seed(&market, &cfg, seed, steps, true);
+            let failure = failure.expect("a kept log");
+            print!("{}", failure.log);
+            run::Summary {
+                seeds: 1,
+                steps: taken as u64,
+                faults,
+                failures: if failure.violations.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![failure]
+                },
+            }
+        }
+        None => run::run(
+            &market,
+            &cfg,
+            &run::Options {
+                first_seed,
+                seeds,
+                steps,
+            },
+        ),
+    };
+    for f in &summary.failures {
+        let at = f
+            .step
+            .map_or("when it settled".to_owned(), |s| format!("after step {s}"));
+        println!("seed {} broke invariants {at} (run it again: quantum-governor sim --seed {} --steps {steps}):", f.seed, f.seed);
+        for v in &f.violations {
+            println!("  {}: {}", v.invariant, v.detail);
+        }
+    }
+    println!("{}", summary.line());
+    Ok(if summary.violations() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -122,7 +122,7 @@ pub fn resolve<E: Exchange + ?Sized>(
 
 /// Writes the order's in-doubt record before it is sent (or updates why it is in doubt).
 pub fn mark_in_doubt(
-    store: &RedisStore,
+    store: &(impl StateStore + ?Sized),
     plan_id: &PlanId,
     order: OrderInDoubt,
     now: Timestamp,
@@ -179,6 +179,20 @@ pub fn result_fields(
     f
 }
 
+/// Applies an outcome's `apply.result` fields to the ledger at once: the executor does not wait
+/// for the result monitor to book what it knows (the monitor applies the same result again,
+/// idempotently).
+pub fn settle_result(
+    store: &(impl StateStore + ?Sized),
+    cfg: &Config,
+    fields: &[(String, String)],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let result = ExecutionResult::parse(fields).map_err(StoreError::corrupt)?;
+    store.settle(&result, &SettlePolicy::of(cfg), now)?;
+    Ok(())
+}
+
 /// Applies a result to the ledger through the governor's own idempotent settlement (which also
 /// clears the order's in-doubt record), then publishes it on `apply.result`.
 pub fn publish_result(
@@ -187,8 +201,7 @@ pub fn publish_result(
     fields: &[(String, String)],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let result = ExecutionResult::parse(fields).map_err(StoreError::corrupt)?;
-    store.settle(&result, &SettlePolicy::of(cfg), now)?;
+    settle_result(store, cfg, fields, now)?;
     let key = store.key("stream:apply.result");
     store.with_conn(|c| {
         let mut cmd = redis::cmd("XADD");

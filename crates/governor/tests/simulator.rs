@@ -1,7 +1,8 @@
-//! The service's own plan-worker loop on the simulated stream and the embedded store, with a
-//! crash at one boundary: a governor dies after its batch's commit and before its
-//! acknowledgement (its memory lost, its entries left pending). Time is the simulated clock, so
-//! the idle bound is crossed by advancing it, not by waiting.
+//! The simulator and its parts: the service's own plan-worker loop on the simulated stream and
+//! the embedded store, with a crash at one boundary (a governor dies after its batch's commit
+//! and before its acknowledgement: its memory lost, its entries left pending); the seeds on
+//! which the simulator found bugs; and the short form of `quantum-governor sim`. Time is the
+//! simulated clock, so idle bounds are crossed by advancing it, not by waiting.
 
 mod support;
 
@@ -120,4 +121,64 @@ fn a_governor_dead_between_its_commit_and_its_ack_loses_nothing_and_doubles_noth
         assert_eq!(st.permits_granted, committed.1);
         assert!(st.permits_granted.values().all(|&n| n == 1));
     });
+}
+
+/// The bundled market, frozen as `quantum-governor sim` freezes it.
+fn bundled_market() -> quantum_governor::sim::world::Market {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/klines");
+    quantum_governor::sim::world::Market::load(&data).unwrap()
+}
+
+/// The seeds on which the simulator found slot-table bugs, kept as they were found (seed and
+/// step count): each broke `slots_within_desired` (four slots under a budget of three) before
+/// its fix, and must not again. 997: an open expanded a symbol a rotation was closing; 982: a
+/// rotation picked a weakest position whose symbol also held a reservation; 3751: a plan on a
+/// symbol being rotated out started a second rotation.
+#[test]
+fn the_seeds_that_found_slot_bugs_break_nothing_now() {
+    use quantum_governor::sim::{run, world};
+    let market = bundled_market();
+    let cfg = world::wide_open(Config::default());
+    for (seed, steps) in [(997, 69), (982, 132), (3751, 154)] {
+        let (taken, _, failure) = run::run_seed(&market, &cfg, seed, steps, false);
+        assert_eq!(taken, steps, "seed {seed} ran every step");
+        if let Some(f) = failure {
+            panic!("seed {seed}: {:?}\n{}", f.violations, f.log);
+        }
+    }
+}
+
+/// The short form of `quantum-governor sim`, on every test run: seeds with every kind of fault
+/// and no violation. (The command's default is 1,000 seeds; the long form is in BENCHMARKS.md.)
+#[test]
+fn a_short_simulation_finds_no_violation() {
+    use quantum_governor::sim::{run, world};
+    let market = bundled_market();
+    let cfg = world::wide_open(Config::default());
+    let summary = run::run(
+        &market,
+        &cfg,
+        &run::Options {
+            first_seed: 0,
+            seeds: 1_000,
+            steps: 200,
+        },
+    );
+    for kind in ["clock_jump", "crash_after_commit", "crash_after_order"] {
+        assert!(
+            summary.faults.get(kind).copied().unwrap_or(0) > 0,
+            "{kind} injected"
+        );
+    }
+    let failures: Vec<String> = summary
+        .failures
+        .iter()
+        .map(|f| format!("seed {} step {:?}: {:?}", f.seed, f.step, f.violations))
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(
+        summary.line().ends_with("violations=0"),
+        "{}",
+        summary.line()
+    );
 }

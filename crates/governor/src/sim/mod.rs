@@ -5,4 +5,8 @@
 //! is control over time and over the failures at each boundary.
 
 pub mod clock;
+pub mod invariants;
+pub mod rng;
+pub mod run;
 pub mod stream;
+pub mod world;

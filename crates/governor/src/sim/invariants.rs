@@ -1,0 +1,120 @@
+//! The invariants the simulator checks after every step, each with the name a violation is
+//! reported under. They read the embedded store's state as a whole: what the store holds is what
+//! an operator would see.
+
+use crate::store::memory::StoreState;
+use governor_core::snapshot::VerdictKind;
+use governor_core::time::Timestamp;
+use governor_core::types::PlanId;
+use std::collections::BTreeMap;
+
+/// A broken invariant: its name and what was seen.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Violation {
+    /// The invariant's name.
+    pub invariant: &'static str,
+    /// What broke it.
+    pub detail: String,
+}
+
+fn violation(invariant: &'static str, detail: String) -> Violation {
+    Violation { invariant, detail }
+}
+
+/// Every invariant that must hold after any step; `swept_at` is when the sweeper last ran.
+pub fn after_step(st: &StoreState, swept_at: Timestamp) -> Vec<Violation> {
+    let mut out = Vec::new();
+    slots_within_desired(st, &mut out);
+    one_permit_per_plan(st, &mut out);
+    one_terminal_decision_per_plan(st, &mut out);
+    no_reservation_past_its_ttl(st, swept_at, &mut out);
+    out
+}
+
+/// Occupied slots never above the most slots any decision found desired.
+fn slots_within_desired(st: &StoreState, out: &mut Vec<Violation>) {
+    let Some(desired) = st.decision_log.iter().filter_map(|r| r.desired_slots).max() else {
+        return;
+    };
+    let slots = st.book.slots();
+    if slots.len() > desired as usize {
+        let held: Vec<String> = slots
+            .iter()
+            .map(|(symbol, slot)| format!("{symbol} {:?} {:?}", slot.side, slot.holder))
+            .collect();
+        out.push(violation(
+            "slots_within_desired",
+            format!(
+                "{} slots occupied, {desired} desired: {}",
+                slots.len(),
+                held.join("; ")
+            ),
+        ));
+    }
+}
+
+/// Never more than one permit per plan id.
+fn one_permit_per_plan(st: &StoreState, out: &mut Vec<Violation>) {
+    for (id, n) in &st.permits_granted {
+        if *n > 1 {
+            out.push(violation(
+                "one_permit_per_plan",
+                format!("{id} got {n} permits"),
+            ));
+        }
+    }
+}
+
+/// A plan id is decided once; only a PENDING rotation is decided again, at its end.
+fn one_terminal_decision_per_plan(st: &StoreState, out: &mut Vec<Violation>) {
+    let mut per_id: BTreeMap<&PlanId, Vec<VerdictKind>> = BTreeMap::new();
+    for r in &st.decision_log {
+        per_id.entry(&r.plan_id).or_default().push(r.verdict);
+    }
+    for (id, verdicts) in per_id {
+        let ok =
+            verdicts.len() == 1 || (verdicts.len() == 2 && verdicts[0] == VerdictKind::Pending);
+        if !ok {
+            out.push(violation(
+                "one_terminal_decision_per_plan",
+                format!("{id} decided as {verdicts:?}"),
+            ));
+        }
+    }
+}
+
+/// No reservation holds a slot or capital past its TTL once the sweeper has run after it,
+/// unless its order is in doubt (the in-doubt record keeps it for the reconciler).
+fn no_reservation_past_its_ttl(st: &StoreState, swept_at: Timestamp, out: &mut Vec<Violation>) {
+    for (id, r) in &st.book.reservations {
+        if r.expires_at <= swept_at && !st.book.in_doubt.contains_key(id) {
+            out.push(violation(
+                "no_reservation_past_its_ttl",
+                format!(
+                    "{id} expired at {} and was still held after a sweep at {}",
+                    r.expires_at.millis(),
+                    swept_at.millis()
+                ),
+            ));
+        }
+    }
+}
+
+/// Once faults stop and every stream is drained: every plan that was published ends with a
+/// terminal decision (not PENDING).
+pub fn every_plan_decided(st: &StoreState, published: &[PlanId]) -> Vec<Violation> {
+    published
+        .iter()
+        .filter_map(|id| match st.decisions.get(id) {
+            None => Some(violation(
+                "every_plan_ends_decided",
+                format!("{id} has no decision"),
+            )),
+            Some(r) if r.verdict == VerdictKind::Pending => Some(violation(
+                "every_plan_ends_decided",
+                format!("{id} is still PENDING"),
+            )),
+            Some(_) => None,
+        })
+        .collect()
+}
