@@ -133,13 +133,21 @@ fn bundled_market() -> quantum_governor::sim::world::Market {
 /// step count): each broke `slots_within_desired` (four slots under a budget of three) before
 /// its fix, and must not again. 997: an open expanded a symbol a rotation was closing; 982: a
 /// rotation picked a weakest position whose symbol also held a reservation; 3751: a plan on a
-/// symbol being rotated out started a second rotation.
+/// symbol being rotated out started a second rotation; 101348: a rotation closed a position
+/// opened beside a slot held for another rotation; 118274: an open took a new slot on a symbol
+/// being rotated out (the table, one slot per symbol, counted one too few).
 #[test]
 fn the_seeds_that_found_slot_bugs_break_nothing_now() {
     use quantum_governor::sim::{run, world};
     let market = bundled_market();
     let cfg = world::wide_open(Config::default());
-    for (seed, steps) in [(997, 69), (982, 132), (3751, 154)] {
+    for (seed, steps) in [
+        (997, 69),
+        (982, 132),
+        (3751, 154),
+        (101_348, 169),
+        (118_274, 165),
+    ] {
         let (taken, _, failure) = run::run_seed(&market, &cfg, seed, steps, false);
         assert_eq!(taken, steps, "seed {seed} ran every step");
         if let Some(f) = failure {
