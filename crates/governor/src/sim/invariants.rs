@@ -1,6 +1,7 @@
 //! The invariants the simulator checks after every step, each with the name a violation is
 //! reported under. They read the embedded store's state as a whole: what the store holds is what
-//! an operator would see.
+//! an operator would see. (A failure no injected fault explains is reported too, as
+//! `no_unexplained_failure`, by the world that saw it.)
 
 use crate::store::memory::StoreState;
 use governor_core::snapshot::VerdictKind;

@@ -107,6 +107,9 @@ pub struct World {
     produced: usize,
     restarts: usize,
     swept_at: Timestamp,
+    /// Failures no fault explains (a store error, a refused result), reported with the
+    /// invariants at the next check.
+    unexpected: Vec<Violation>,
     /// Faults injected, by kind.
     pub faults: BTreeMap<&'static str, u64>,
 }
@@ -145,6 +148,7 @@ impl World {
             produced: 0,
             restarts: 0,
             swept_at: Timestamp(i64::MIN),
+            unexpected: Vec::new(),
             faults: BTreeMap::new(),
         };
         w.governors = (0..GOVERNORS)
@@ -197,6 +201,15 @@ impl World {
 
     fn fault(&mut self, kind: &'static str) {
         *self.faults.entry(kind).or_default() += 1;
+    }
+
+    /// Records a failure no injected fault explains; returns the step's description.
+    fn unexpected(&mut self, what: String) -> String {
+        self.unexpected.push(Violation {
+            invariant: "no_unexplained_failure",
+            detail: what.clone(),
+        });
+        what
     }
 
     /// A producer publishes one to three opens on the traded symbols.
@@ -252,8 +265,10 @@ impl World {
     /// Governor `g` steps once; one that dies is replaced by a fresh process (memory lost).
     fn step_governor(&mut self, g: usize) -> String {
         let name = self.governors[g].name.clone();
+        let dying = self.governors[g].consumer.die_at_next_ack;
         match self.governors[g].step(0) {
             Ok(counts) => format!("{name} acked {}", counts.acked),
+            Err(e) if !dying => self.unexpected(format!("{name} failed: {e}")),
             Err(e) => {
                 self.restarts += 1;
                 let fresh = format!("g{g}r{}", self.restarts);
@@ -285,7 +300,7 @@ impl World {
             why: "about to be sent".to_owned(),
         };
         if let Err(e) = mark_in_doubt(self.store.as_ref(), id, in_doubt, now) {
-            return format!("the executor could not mark {id} in doubt: {e}");
+            return self.unexpected(format!("the executor could not mark {id} in doubt: {e}"));
         }
         if rng.below(10) == 0 {
             self.fault("crash_after_order");
@@ -312,7 +327,7 @@ impl World {
             now,
         );
         if let Err(e) = settle_result(self.store.as_ref(), &self.cfg, &fields, now) {
-            return format!("the executor could not book {id}'s result: {e}");
+            return self.unexpected(format!("the executor could not book {id}'s result: {e}"));
         }
         let pairs: Vec<(&str, &str)> = fields
             .iter()
@@ -328,7 +343,7 @@ impl World {
     fn step_results(&mut self) -> String {
         match self.result_monitor.step(0) {
             Ok(n) => format!("result monitor applied {n}"),
-            Err(e) => format!("result monitor failed: {e}"),
+            Err(e) => self.unexpected(format!("result monitor failed: {e}")),
         }
     }
 
@@ -339,14 +354,18 @@ impl World {
                 self.swept_at = now;
                 "the sweeper ran".to_owned()
             }
-            Err(e) => format!("the sweeper failed: {e}"),
+            Err(e) => self.unexpected(format!("the sweeper failed: {e}")),
         }
     }
 
-    /// The invariants that hold after every step.
-    pub fn check(&self) -> Vec<Violation> {
-        self.store
-            .read(|st| invariants::after_step(st, self.swept_at))
+    /// The invariants that hold after every step, and the failures no fault explains.
+    pub fn check(&mut self) -> Vec<Violation> {
+        let mut out = std::mem::take(&mut self.unexpected);
+        out.extend(
+            self.store
+                .read(|st| invariants::after_step(st, self.swept_at)),
+        );
+        out
     }
 
     /// Faults stop: time passes in steps of the idle bound, and every part runs, until the
