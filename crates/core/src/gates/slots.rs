@@ -134,17 +134,15 @@ pub fn occupancy(
             ))
         }
         _ if slot_promised && budget.is_some() => {
+            let why = format!(
+                "{}'s slot is promised to a rotation: no other open on it until the rotation ends",
+                cand.symbol
+            );
             return Err(refuse(
                 trace,
                 line,
-                Refusal::new(
-                    BlockReason::SlotsFull,
-                    format!(
-                        "{}'s slot is promised to a rotation: no other open on it until the rotation ends",
-                        cand.symbol
-                    ),
-                ),
-            ))
+                Refusal::new(BlockReason::SlotsFull, why),
+            ));
         }
         Some(_) => {
             trace.push(line.note("expands the symbol's slot: no new slot taken"));
@@ -167,16 +165,14 @@ pub fn occupancy(
             trace.push(line.note("takes the slot its rotation freed"));
             return Ok(SlotUse::RotationHeld);
         }
+        let why = format!(
+            "rotation phase 2: {occupied} other slots occupied, {} desired",
+            budget.desired
+        );
         return Err(refuse(
             trace,
             line,
-            Refusal::new(
-                BlockReason::SlotsFull,
-                format!(
-                    "rotation phase 2: {occupied} other slots occupied, {} desired",
-                    budget.desired
-                ),
-            ),
+            Refusal::new(BlockReason::SlotsFull, why),
         ));
     }
     if occupied < budget.desired {
