@@ -62,11 +62,15 @@ impl Summary {
             .iter()
             .map(|(kind, n)| format!("{kind}={n}"))
             .collect();
+        let faults = if faults.is_empty() {
+            "none".to_owned()
+        } else {
+            faults.join(" ")
+        };
         format!(
-            "sim: seeds={} steps={} faults: {} violations={}",
+            "sim: seeds={} steps={} faults: {faults} violations={}",
             self.seeds,
             self.steps,
-            faults.join(" "),
             self.violations()
         )
     }
