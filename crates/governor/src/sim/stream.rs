@@ -60,7 +60,7 @@ impl SimStream {
 
     /// Adds an entry at the simulated time; returns its id. Ids only grow: after a clock jump
     /// back, the entry takes the last id's milliseconds and the next sequence (as Redis does).
-    pub fn add(&self, fields: &[(&str, &str)]) -> String {
+    pub fn add(&self, fields: &[(impl AsRef<str>, impl AsRef<str>)]) -> String {
         let mut s = self.0.borrow_mut();
         let now = clock::now().millis();
         let (ms, seq) = match s.last {
@@ -71,7 +71,7 @@ impl SimStream {
         let id = format!("{ms}-{seq}");
         let fields = fields
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
             .collect();
         s.entries.push((id.clone(), fields));
         id
@@ -106,16 +106,6 @@ impl SimStream {
                     .collect()
             })
     }
-
-    /// How many entries the stream holds.
-    pub fn len(&self) -> usize {
-        self.0.borrow().entries.len()
-    }
-
-    /// Whether the stream holds no entry.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// An entry as a consumer receives it: through the same decoding as one read from Redis.
@@ -139,11 +129,6 @@ pub struct SimConsumer {
 }
 
 impl SimConsumer {
-    /// The consumer's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Runs `f` on the stream's entries and this consumer's group.
     fn with_group<T>(
         &self,

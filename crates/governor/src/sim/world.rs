@@ -45,7 +45,7 @@ pub struct Market {
 impl Market {
     /// The market as `inputs` showed it at `start`; its first `n` symbols (in name order) are
     /// traded.
-    pub fn frozen(inputs: MarketInputs, start: Timestamp, n: usize) -> Self {
+    fn frozen(inputs: MarketInputs, start: Timestamp, n: usize) -> Self {
         let traded = inputs
             .market
             .iter()
@@ -249,11 +249,7 @@ impl World {
             .read(|st| st.published[self.forwarded..].to_vec());
         self.forwarded += new.len();
         for fields in new {
-            let pairs: Vec<(&str, &str)> = fields
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            self.plans.add(&pairs);
+            self.plans.add(&fields);
             if let Some((_, id)) = fields.iter().find(|(k, _)| k == "plan_id") {
                 if let Ok(id) = PlanId::parse(id) {
                     self.published.push(id);
@@ -329,11 +325,7 @@ impl World {
         if let Err(e) = settle_result(self.store.as_ref(), &self.cfg, &fields, now) {
             return self.unexpected(format!("the executor could not book {id}'s result: {e}"));
         }
-        let pairs: Vec<(&str, &str)> = fields
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        self.results.add(&pairs);
+        self.results.add(&fields);
         match known {
             Known::Filled(_) => format!("{id} filled"),
             Known::NotFilled(_) => format!("{id} refused"),
