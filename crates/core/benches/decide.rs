@@ -131,7 +131,7 @@ fn bench_decide(c: &mut Criterion) {
     );
     assert_eq!(
         d.trace
-            .lines
+            .lines()
             .iter()
             .filter(|l| l.gate == "correlation")
             .count(),

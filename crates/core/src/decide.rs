@@ -18,7 +18,7 @@ use crate::plan::{Action, ActionSource, CloseKind, Plan};
 use crate::reason::BlockReason;
 use crate::snapshot::{DecisionRecord, Snapshot, VerdictKind};
 use crate::time::Timestamp;
-use crate::trace::{Outcome, RecordTrace, Trace, TraceLine};
+use crate::trace::{Fact, Outcome, RecordTrace, Trace};
 use crate::types::{PlanId, Side, TradingState};
 use std::sync::Arc;
 
@@ -123,7 +123,7 @@ pub fn decide(plan: &Plan, snap: &Snapshot, cfg: &Config, now: Timestamp) -> Dec
         now,
     };
     let mut trace = Trace::for_decision();
-    trace.push(schema_line(plan));
+    schema_line(plan, &mut trace);
 
     let phase2 = match &snap.prior {
         None => false,
@@ -140,15 +140,14 @@ pub fn decide(plan: &Plan, snap: &Snapshot, cfg: &Config, now: Timestamp) -> Dec
             }
         }
     };
-    trace.push(
-        TraceLine::new("idempotency", Outcome::Pass)
-            .flag("decided_before", phase2)
-            .note(if phase2 {
-                "rotation phase 2: the close executed and its slot is held for this plan"
-            } else {
-                "first decision for this plan id"
-            }),
-    );
+    trace
+        .line("idempotency", Outcome::Pass)
+        .flag("decided_before", phase2)
+        .note(if phase2 {
+            "rotation phase 2: the close executed and its slot is held for this plan"
+        } else {
+            "first decision for this plan id"
+        });
 
     if !plan.execute || matches!(plan.action, Action::UpdateSl | Action::Hold) {
         let why = if plan.execute {
@@ -159,7 +158,9 @@ pub fn decide(plan: &Plan, snap: &Snapshot, cfg: &Config, now: Timestamp) -> Dec
         } else {
             format!("decision = {:?}, not EXECUTE", plan.decision)
         };
-        trace.push(TraceLine::new("execute_only", Outcome::NotApplicable).note(why.clone()));
+        trace
+            .line("execute_only", Outcome::NotApplicable)
+            .note(why.clone());
         return finish(
             &ctx,
             trace,
@@ -169,7 +170,7 @@ pub fn decide(plan: &Plan, snap: &Snapshot, cfg: &Config, now: Timestamp) -> Dec
             Summary::default(),
         );
     }
-    trace.push(TraceLine::new("execute_only", Outcome::Pass));
+    trace.line("execute_only", Outcome::Pass);
 
     let mut summary = Summary::default();
     let common = Pipeline::new(&ctx, Side::Long, phase2).run(&ctx, COMMON_PATH, &mut trace);
@@ -195,22 +196,24 @@ struct Answer {
     guards: Vec<Guard>,
 }
 
-fn schema_line(plan: &Plan) -> TraceLine {
+/// The plan as read: its action, where the action came from, the fields it had that the
+/// governor does not read.
+fn schema_line(plan: &Plan, trace: &mut Trace) {
     let source = match &plan.action_source {
-        ActionSource::Action => "action".to_owned(),
+        ActionSource::Action => Fact::Name("action"),
         ActionSource::HarvestActionAlias => {
-            "harvest_action (alias: `action` was absent)".to_owned()
+            Fact::Name("harvest_action (alias: `action` was absent)")
         }
-        ActionSource::OpenAlias(alias) => format!("{alias} + side"),
+        ActionSource::OpenAlias(alias) => Fact::Text(format!("{alias} + side").into()),
     };
-    let mut line = TraceLine::new("schema", Outcome::Pass)
+    let line = trace
+        .line("schema", Outcome::Pass)
         .name("action", plan.action.as_str())
-        .text("action_from", source);
+        .facts([("action_from", source)]);
     if !plan.extra.is_empty() {
         let names: Vec<&str> = plan.extra.keys().map(String::as_str).collect();
-        line = line.text("ignored_fields", names.join(","));
+        line.text("ignored_fields", names.join(","));
     }
-    line
 }
 
 fn replay(prior: &DecisionRecord, now: Timestamp) -> Decision {
@@ -231,14 +234,13 @@ fn replay(prior: &DecisionRecord, now: Timestamp) -> Decision {
         },
     };
     let mut trace = Trace::default();
-    trace.push(
-        TraceLine::new("idempotency", Outcome::Pass)
-            .flag("decided_before", true)
-            .int("decided_at", prior.decided_at.millis())
-            .int("asked_again_at", now.millis())
-            .name("verdict", prior.verdict.as_str())
-            .note("this plan id was decided before: the same decision, no new effects"),
-    );
+    trace
+        .line("idempotency", Outcome::Pass)
+        .flag("decided_before", true)
+        .int("decided_at", prior.decided_at.millis())
+        .int("asked_again_at", now.millis())
+        .name("verdict", prior.verdict.as_str())
+        .note("this plan id was decided before: the same decision, no new effects");
     Decision {
         verdict,
         replayed: true,
@@ -264,13 +266,12 @@ fn close_path(ctx: &Ctx<'_>, kind: CloseKind, trace: &mut Trace) -> Result<Answe
             .min(position.qty),
     };
     let notional = qty * position.mark;
-    trace.push(
-        TraceLine::new("close_size", Outcome::Pass)
-            .num("fraction", kind.fraction())
-            .num("qty", qty)
-            .num("notional", notional)
-            .note("closes skip fund caps, slots, correlation, margin, cooldown and rate limits"),
-    );
+    trace
+        .line("close_size", Outcome::Pass)
+        .num("fraction", kind.fraction())
+        .num("qty", qty)
+        .num("notional", notional)
+        .note("closes skip fund caps, slots, correlation, margin, cooldown and rate limits");
     let now = ctx.now;
     let effects = vec![
         Effect::TakeExitLock {
@@ -481,18 +482,17 @@ fn start_rotation(ctx: &Ctx<'_>, choice: &RotationChoice, trace: &mut Trace) -> 
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    trace.push(
-        TraceLine::new(
+    trace
+        .line(
             "rotation_phase1",
             Outcome::Pending(BlockReason::ActiveSlotsWaitingRotationClose),
         )
-        .text("close_symbol", choice.weakest.as_str())
-        .text("close_plan_id", choice.close_plan_id.as_str())
+        .id("close_symbol", &choice.weakest)
+        .id("close_plan_id", &choice.close_plan_id)
         .num("weakest_score", choice.weakest_score)
         .num("candidate_score", choice.candidate_score)
         .int("rotation_lock_ttl_secs", ttl as i64)
-        .note("close plan published; the slot it frees is held for this plan only"),
-    );
+        .note("close plan published; the slot it frees is held for this plan only");
     let effects = vec![
         Effect::TakeExitLock {
             symbol: choice.weakest.clone(),

@@ -8,7 +8,7 @@ use crate::effects::{Effect, Event, Guard};
 use crate::reason::BlockReason;
 use crate::snapshot::{DecisionRecord, VerdictKind};
 use crate::time::Timestamp;
-use crate::trace::{Outcome, RecordTrace, Trace, TraceLine};
+use crate::trace::{Outcome, RecordTrace, Trace};
 
 /// One thing that expired: what to change, and what must still be true (another sweeper may
 /// have handled it already, or a result may have arrived first).
@@ -65,16 +65,15 @@ pub fn expire(book: &Book, now: Timestamp) -> Vec<Expiry> {
             rot.close_symbol, rot.close_plan_id, age
         );
         let mut trace = Trace::default();
-        trace.push(
-            TraceLine::new(
+        trace
+            .line(
                 "rotation_timeout",
                 Outcome::Block(BlockReason::ActiveSlotsRotationTimeout),
             )
-            .text("close_symbol", rot.close_symbol.as_str())
-            .text("close_plan_id", rot.close_plan_id.as_str())
+            .id("close_symbol", &rot.close_symbol)
+            .id("close_plan_id", &rot.close_plan_id)
             .num("lock_age_secs", age)
-            .note(detail.clone()),
-        );
+            .note(detail.clone());
         let mut effects = Vec::new();
         effects.push(Effect::EndRotation {
             pending_plan_id: plan_id.clone(),

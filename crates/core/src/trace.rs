@@ -7,6 +7,7 @@ use crate::reason::BlockReason;
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Serialize, Serializer};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// What a gate concluded.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,8 +53,10 @@ pub enum Fact {
     Flag(bool),
     /// A fixed name (state, regime, action).
     Name(&'static str),
-    /// Free text (symbols, ids, parse errors); boxed, so that a fact stays small.
+    /// Free text (parse errors, field names); boxed, so that a fact stays small.
     Text(Box<str>),
+    /// An identifier (a symbol, a plan id), sharing its owner's text.
+    Id(Arc<str>),
     /// An input that was not there.
     Missing,
 }
@@ -74,116 +77,29 @@ impl Serialize for Fact {
             Fact::Flag(v) => s.serialize_bool(*v),
             Fact::Name(v) => s.serialize_str(v),
             Fact::Text(v) => s.serialize_str(v),
+            Fact::Id(v) => s.serialize_str(v),
             Fact::Missing => s.serialize_none(),
         }
     }
 }
 
-/// How many facts a trace line holds without an allocation of its own: two thirds of the
-/// lines of the bundled replay have at most 4, and a line small enough to move cheaply beats a
-/// larger inline room (measured with callgrind on the decide benchmark: 4 → 25.5k instructions
-/// per decision, 8 → 26.8k, a `Vec` per line → 31.8k).
-const INLINE_FACTS: usize = 4;
-
-/// A trace line's facts: inline up to `INLINE_FACTS`, so that most of a decision's twenty-odd
-/// lines do not allocate.
-pub type Facts = smallvec::SmallVec<[(&'static str, Fact); INLINE_FACTS]>;
-
-/// One gate's line of the trace.
+/// One gate's line of the trace. Its facts live in the trace that holds it
+/// ([`Trace::facts_of`]): a decision's lines share one buffer of facts, so writing a line
+/// neither allocates nor moves the line around (measured with callgrind on the decide
+/// benchmark: lines owning their facts inline cost 13 % of `decide`'s instructions in copies).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TraceLine {
     /// The gate's name (stable; the order of lines is the order of the gates).
     pub gate: &'static str,
     /// What the gate concluded.
     pub outcome: Outcome,
-    /// The gate's inputs and thresholds, in the order the gate wrote them.
-    pub facts: Facts,
+    /// Where the line's facts are in the trace's buffer.
+    facts: std::ops::Range<u32>,
     /// A sentence for people, when the facts alone don't say it (static text costs nothing).
     pub note: Option<Cow<'static, str>>,
 }
 
 impl TraceLine {
-    /// A line for `gate` with `outcome` and no facts yet.
-    #[inline(always)]
-    pub fn new(gate: &'static str, outcome: Outcome) -> Self {
-        TraceLine {
-            gate,
-            outcome,
-            facts: Facts::new(),
-            note: None,
-        }
-    }
-
-    /// A line for `gate` with its `facts` gathered beforehand: a gate that writes more facts
-    /// than fit inline allocates once, and the line is not moved once per fact.
-    #[inline(always)]
-    pub fn with_facts(gate: &'static str, outcome: Outcome, facts: Facts) -> Self {
-        TraceLine {
-            gate,
-            outcome,
-            facts,
-            note: None,
-        }
-    }
-
-    /// Adds a numeric fact.
-    #[inline(always)]
-    pub fn num(mut self, name: &'static str, value: f64) -> Self {
-        self.facts.push((name, Fact::Num(value)));
-        self
-    }
-
-    /// Adds an integer fact.
-    #[inline(always)]
-    pub fn int(mut self, name: &'static str, value: i64) -> Self {
-        self.facts.push((name, Fact::Int(value)));
-        self
-    }
-
-    /// Adds a yes/no fact.
-    #[inline(always)]
-    pub fn flag(mut self, name: &'static str, value: bool) -> Self {
-        self.facts.push((name, Fact::Flag(value)));
-        self
-    }
-
-    /// Adds a fixed-name fact.
-    #[inline(always)]
-    pub fn name(mut self, name: &'static str, value: &'static str) -> Self {
-        self.facts.push((name, Fact::Name(value)));
-        self
-    }
-
-    /// Adds a text fact.
-    #[inline(always)]
-    pub fn text(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.facts
-            .push((name, Fact::Text(value.into().into_boxed_str())));
-        self
-    }
-
-    /// Adds an optional number: `Missing` when absent, so absence is visible, never a zero.
-    #[inline(always)]
-    pub fn opt_num(mut self, name: &'static str, value: Option<f64>) -> Self {
-        self.facts.push((name, Fact::opt_num(value)));
-        self
-    }
-
-    /// Adds an optional integer: `Missing` when absent.
-    #[inline(always)]
-    pub fn opt_int(mut self, name: &'static str, value: Option<i64>) -> Self {
-        self.facts
-            .push((name, value.map(Fact::Int).unwrap_or(Fact::Missing)));
-        self
-    }
-
-    /// Adds a note for people.
-    #[inline(always)]
-    pub fn note(mut self, note: impl Into<Cow<'static, str>>) -> Self {
-        self.note = Some(note.into());
-        self
-    }
-
     /// The block (or pending) reason of this line, if it decided one; a shadow line's reason
     /// is what it would have blocked with.
     pub fn reason(&self) -> Option<BlockReason> {
@@ -192,6 +108,103 @@ impl TraceLine {
             _ => None,
         }
     }
+}
+
+/// Writes facts into the last line of a trace, in place: got from [`Trace::line`] (a new line)
+/// or [`Trace::last`] (the line a gate is still writing). Each method adds to the trace at
+/// once; the writer is only a way to chain them.
+pub struct LineWriter<'t> {
+    trace: &'t mut Trace,
+}
+
+impl LineWriter<'_> {
+    #[inline(always)]
+    fn fact(self, name: &'static str, value: Fact) -> Self {
+        self.trace.facts.push((name, value));
+        if let Some(line) = self.trace.lines.last_mut() {
+            line.facts.end += 1;
+        }
+        self
+    }
+
+    /// Adds a numeric fact.
+    #[inline(always)]
+    pub fn num(self, name: &'static str, value: f64) -> Self {
+        self.fact(name, Fact::Num(value))
+    }
+
+    /// Adds an integer fact.
+    #[inline(always)]
+    pub fn int(self, name: &'static str, value: i64) -> Self {
+        self.fact(name, Fact::Int(value))
+    }
+
+    /// Adds a yes/no fact.
+    #[inline(always)]
+    pub fn flag(self, name: &'static str, value: bool) -> Self {
+        self.fact(name, Fact::Flag(value))
+    }
+
+    /// Adds a fixed-name fact.
+    #[inline(always)]
+    pub fn name(self, name: &'static str, value: &'static str) -> Self {
+        self.fact(name, Fact::Name(value))
+    }
+
+    /// Adds a text fact.
+    #[inline(always)]
+    pub fn text(self, name: &'static str, value: impl Into<String>) -> Self {
+        self.fact(name, Fact::Text(value.into().into_boxed_str()))
+    }
+
+    /// Adds an identifier (a symbol, a plan id) by sharing its text, without a copy.
+    #[inline(always)]
+    pub fn id(self, name: &'static str, value: impl Into<Arc<str>>) -> Self {
+        self.fact(name, Fact::Id(value.into()))
+    }
+
+    /// Adds an optional number: `Missing` when absent, so absence is visible, never a zero.
+    #[inline(always)]
+    pub fn opt_num(self, name: &'static str, value: Option<f64>) -> Self {
+        self.fact(name, Fact::opt_num(value))
+    }
+
+    /// Adds an optional integer: `Missing` when absent.
+    #[inline(always)]
+    pub fn opt_int(self, name: &'static str, value: Option<i64>) -> Self {
+        self.fact(name, value.map(Fact::Int).unwrap_or(Fact::Missing))
+    }
+
+    /// Adds facts gathered beforehand, in their order.
+    pub fn facts(self, facts: impl IntoIterator<Item = (&'static str, Fact)>) -> Self {
+        facts
+            .into_iter()
+            .fold(self, |w, (name, value)| w.fact(name, value))
+    }
+
+    /// Sets the line's note for people.
+    #[inline(always)]
+    pub fn note(self, note: impl Into<Cow<'static, str>>) -> Self {
+        if let Some(line) = self.trace.lines.last_mut() {
+            line.note = Some(note.into());
+        }
+        self
+    }
+
+    /// Sets the line's outcome (a gate that learns it after writing its inputs).
+    #[inline(always)]
+    pub fn outcome(self, outcome: Outcome) -> Self {
+        if let Some(line) = self.trace.lines.last_mut() {
+            line.outcome = outcome;
+        }
+        self
+    }
+}
+
+/// A line with its facts, for writing out.
+struct LineView<'a> {
+    line: &'a TraceLine,
+    facts: &'a [(&'static str, Fact)],
 }
 
 struct FactMap<'a>(&'a [(&'static str, Fact)]);
@@ -206,39 +219,81 @@ impl Serialize for FactMap<'_> {
     }
 }
 
-impl Serialize for TraceLine {
+impl Serialize for LineView<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("TraceLine", 5)?;
-        st.serialize_field("gate", self.gate)?;
-        st.serialize_field("outcome", self.outcome.label())?;
-        st.serialize_field("reason", &self.reason().map(|r| r.code()))?;
-        st.serialize_field("inputs", &FactMap(&self.facts))?;
-        st.serialize_field("note", &self.note)?;
+        st.serialize_field("gate", self.line.gate)?;
+        st.serialize_field("outcome", self.line.outcome.label())?;
+        st.serialize_field("reason", &self.line.reason().map(|r| r.code()))?;
+        st.serialize_field("inputs", &FactMap(self.facts))?;
+        st.serialize_field("note", &self.line.note)?;
         st.end()
     }
 }
 
 /// The whole trace of one decision, gate by gate in evaluation order.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-#[serde(transparent)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Trace {
     /// The lines, in gate order.
-    pub lines: Vec<TraceLine>,
+    lines: Vec<TraceLine>,
+    /// Every line's facts, line after line.
+    facts: Vec<(&'static str, Fact)>,
 }
 
 impl Trace {
     /// A trace with room for a whole open path (the schema, idempotency and execute lines,
-    /// the common path and every open gate): one allocation, no regrowth.
+    /// the common path and every open gate, with their facts): two allocations, no regrowth.
     pub fn for_decision() -> Self {
         Trace {
             lines: Vec::with_capacity(32),
+            facts: Vec::with_capacity(160),
         }
     }
 
-    /// Appends a line.
+    /// Starts a line for `gate` with `outcome`; its facts follow through the writer.
     #[inline(always)]
-    pub fn push(&mut self, line: TraceLine) {
-        self.lines.push(line);
+    pub fn line(&mut self, gate: &'static str, outcome: Outcome) -> LineWriter<'_> {
+        let at = self.facts.len() as u32;
+        self.lines.push(TraceLine {
+            gate,
+            outcome,
+            facts: at..at,
+            note: None,
+        });
+        LineWriter { trace: self }
+    }
+
+    /// Goes on writing the last line (a gate adding what it learned after starting it).
+    #[inline(always)]
+    pub fn last(&mut self) -> LineWriter<'_> {
+        debug_assert!(!self.lines.is_empty(), "no line to go on writing");
+        LineWriter { trace: self }
+    }
+
+    /// The lines, in gate order.
+    pub fn lines(&self) -> &[TraceLine] {
+        &self.lines
+    }
+
+    /// The facts of `line`, one of this trace's lines, in the order the gate wrote them.
+    pub fn facts_of(&self, line: &TraceLine) -> &[(&'static str, Fact)] {
+        &self.facts[line.facts.start as usize..line.facts.end as usize]
+    }
+
+    /// The value of fact `name` in the line of `gate`, if the trace has both.
+    pub fn fact(&self, gate: &str, name: &str) -> Option<&Fact> {
+        let line = self.lines.iter().find(|l| l.gate == gate)?;
+        self.facts_of(line)
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    }
+
+    fn views(&self) -> impl Iterator<Item = LineView<'_>> {
+        self.lines.iter().map(|line| LineView {
+            line,
+            facts: self.facts_of(line),
+        })
     }
 
     /// The trace as a JSON array (one object per gate); deterministic for equal traces.
@@ -254,7 +309,7 @@ impl Trace {
     /// its time here.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         out.push(b'[');
-        for (i, line) in self.lines.iter().enumerate() {
+        for (i, LineView { line, facts }) in self.views().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
@@ -268,7 +323,7 @@ impl Trace {
                 None => out.extend_from_slice(b"null"),
             }
             out.extend_from_slice(b",\"inputs\":{");
-            for (j, (name, fact)) in line.facts.iter().enumerate() {
+            for (j, (name, fact)) in facts.iter().enumerate() {
                 if j > 0 {
                     out.push(b',');
                 }
@@ -284,6 +339,12 @@ impl Trace {
             out.push(b'}');
         }
         out.push(b']');
+    }
+}
+
+impl Serialize for Trace {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.views())
     }
 }
 
@@ -325,6 +386,7 @@ fn push_fact(out: &mut Vec<u8>, fact: &Fact) {
         Fact::Flag(false) => out.extend_from_slice(b"false"),
         Fact::Name(v) => push_name(out, v),
         Fact::Text(v) => push_str(out, v),
+        Fact::Id(v) => push_str(out, v),
         Fact::Missing => out.extend_from_slice(b"null"),
     }
 }
@@ -336,7 +398,7 @@ fn push_fact(out: &mut Vec<u8>, fact: &Fact) {
 #[derive(Clone, Debug)]
 pub enum RecordTrace {
     /// The lines, shared with the decision that wrote them.
-    Lines(std::sync::Arc<Trace>),
+    Lines(Arc<Trace>),
     /// The JSON text, as stored.
     Json(String),
 }
@@ -425,31 +487,49 @@ mod tests {
 
     fn every_kind() -> Trace {
         let mut t = Trace::default();
-        t.push(TraceLine::new("schema", Outcome::Pass).name("action", "OPEN_LONG"));
-        t.push(
-            TraceLine::new("correlation", Outcome::Block(BlockReason::CorrelationCap))
-                .num("rho", 0.812_345_678_9)
-                .num("tiny", 1e-300)
-                .num("nan", f64::NAN)
-                .num("inf", f64::NEG_INFINITY)
-                .int("window", -100)
-                .flag("aligned", true)
-                .flag("stale", false)
-                .opt_num("missing", None)
-                .text("symbol", "BTC\"USDT\\\n\t\u{1}é€")
-                .note("a \"quoted\" note\r\n"),
-        );
-        t.push(TraceLine::new(
+        t.line("schema", Outcome::Pass).name("action", "OPEN_LONG");
+        t.line("correlation", Outcome::Block(BlockReason::CorrelationCap))
+            .num("rho", 0.812_345_678_9)
+            .num("tiny", 1e-300)
+            .num("nan", f64::NAN)
+            .num("inf", f64::NEG_INFINITY)
+            .int("window", -100)
+            .flag("aligned", true)
+            .flag("stale", false)
+            .opt_num("missing", None)
+            .text("symbol", "BTC\"USDT\\\n\t\u{1}é€")
+            .id("id", "plan\"1")
+            .note("a \"quoted\" note\r\n");
+        t.line(
             "rotation",
             Outcome::Pending(BlockReason::ActiveSlotsWaitingRotationClose),
-        ));
-        t.push(
-            TraceLine::new("drawdown", Outcome::Shadow(BlockReason::DrawdownHalt)).note("static"),
         );
-        t.push(TraceLine::new("heat", Outcome::Warn));
-        t.push(TraceLine::new("sizing", Outcome::Adjust));
-        t.push(TraceLine::new("close", Outcome::NotApplicable));
+        t.line("drawdown", Outcome::Shadow(BlockReason::DrawdownHalt))
+            .note("static");
+        t.line("heat", Outcome::Warn);
+        t.line("sizing", Outcome::Adjust);
+        t.line("close", Outcome::NotApplicable);
         t
+    }
+
+    /// Each line keeps its own facts, in order, also when a gate goes on writing its line
+    /// after starting it.
+    #[test]
+    fn lines_keep_their_own_facts() {
+        let mut t = Trace::default();
+        t.line("a", Outcome::Pass).int("x", 1);
+        t.line("b", Outcome::Pass);
+        t.line("c", Outcome::Pass).int("y", 2).int("z", 3);
+        t.last().outcome(Outcome::Warn).int("w", 4).note("later");
+        let facts: Vec<Vec<&str>> = t
+            .lines()
+            .iter()
+            .map(|l| t.facts_of(l).iter().map(|(k, _)| *k).collect())
+            .collect();
+        assert_eq!(facts, [vec!["x"], vec![], vec!["y", "z", "w"]]);
+        assert_eq!(t.lines()[2].outcome, Outcome::Warn);
+        assert_eq!(t.fact("c", "w"), Some(&Fact::Int(4)));
+        assert_eq!(t.fact("b", "x"), None);
     }
 
     #[test]
@@ -489,7 +569,7 @@ mod tests {
             n in any::<i64>(),
         ) {
             let mut t = Trace::default();
-            t.push(TraceLine::new("g", Outcome::Pass).text("t", text).num("x", x).int("n", n).note(note));
+            t.line("g", Outcome::Pass).text("t", text).num("x", x).int("n", n).note(note);
             prop_assert_eq!(t.to_json(), serde_json::to_string(&t).unwrap());
         }
     }

@@ -43,6 +43,13 @@ macro_rules! shared_text_id {
             }
         }
 
+        /// The identifier's text, shared rather than copied (a trace fact naming it).
+        impl From<&$name> for Arc<str> {
+            fn from(id: &$name) -> Arc<str> {
+                Arc::clone(&id.0)
+            }
+        }
+
         impl PartialEq for $name {
             fn eq(&self, other: &Self) -> bool {
                 Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0

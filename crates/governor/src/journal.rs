@@ -99,7 +99,7 @@ mod tests {
     use super::*;
     use governor_core::snapshot::VerdictKind;
     use governor_core::time::Timestamp;
-    use governor_core::trace::{Outcome, Trace, TraceLine};
+    use governor_core::trace::{Outcome, Trace};
     use governor_core::types::{PlanId, Symbol};
 
     fn record(trace: RecordTrace) -> DecisionRecord {
@@ -124,7 +124,7 @@ mod tests {
     #[test]
     fn a_record_reads_the_same_whether_its_trace_is_lines_or_stored_text() {
         let mut trace = Trace::default();
-        trace.push(TraceLine::new("correlation", Outcome::Pass).num("rho", 0.5));
+        trace.line("correlation", Outcome::Pass).num("rho", 0.5);
         let lines = record(RecordTrace::Lines(std::sync::Arc::new(trace.clone())));
         let stored = record(RecordTrace::Json(trace.to_json()));
         let v = record_json(&lines);

@@ -173,19 +173,15 @@ pub fn write_stdout(line: &str) {
 
 /// A fact of a gate's trace line, as text (`-` when the gate or the fact is not there).
 fn fact(trace: &Trace, gate: &str, name: &str) -> String {
-    trace
-        .lines
-        .iter()
-        .find(|l| l.gate == gate)
-        .and_then(|l| l.facts.iter().find(|(k, _)| *k == name))
-        .map_or("-".to_owned(), |(_, v)| match v {
-            Fact::Num(x) => format!("{x:.4}"),
-            Fact::Int(x) => x.to_string(),
-            Fact::Flag(x) => x.to_string(),
-            Fact::Name(x) => (*x).to_owned(),
-            Fact::Text(x) => x.to_string(),
-            Fact::Missing => "-".to_owned(),
-        })
+    trace.fact(gate, name).map_or("-".to_owned(), |v| match v {
+        Fact::Num(x) => format!("{x:.4}"),
+        Fact::Int(x) => x.to_string(),
+        Fact::Flag(x) => x.to_string(),
+        Fact::Name(x) => (*x).to_owned(),
+        Fact::Text(x) => x.to_string(),
+        Fact::Id(x) => x.to_string(),
+        Fact::Missing => "-".to_owned(),
+    })
 }
 
 /// A fraction fact of the trace as a percentage.
@@ -288,7 +284,7 @@ pub fn decision(r: &DecisionRecord, trace: &Trace, score: Option<f64>) {
 mod tests {
     use super::*;
     use governor_core::time::Timestamp;
-    use governor_core::trace::{Outcome, TraceLine};
+    use governor_core::trace::Outcome;
     use governor_core::types::{PlanId, Symbol};
 
     fn record(verdict: VerdictKind, reason: Option<BlockReason>) -> DecisionRecord {
@@ -313,24 +309,21 @@ mod tests {
     #[test]
     fn each_kind_of_decision_gets_its_contract_token_and_numbers() {
         let mut trace = Trace::default();
-        trace.push(
-            TraceLine::new("correlation", Outcome::Block(BlockReason::CorrelationCap))
-                .num("threshold", 0.8)
-                .num("max_corr", 0.9134),
-        );
-        trace.push(
-            TraceLine::new("margin", Outcome::Block(BlockReason::MarginCap))
-                .num("projected_usage", 0.7)
-                .num("max_usage", 0.65),
-        );
-        trace.push(
-            TraceLine::new("rotation", Outcome::Pass)
-                .num("candidate_score", 73.0)
-                .num("threshold", 0.15)
-                .text("weakest", "SOLUSDT")
-                .num("weakest_score", 60.0)
-                .num("improvement", 0.2167),
-        );
+        trace
+            .line("correlation", Outcome::Block(BlockReason::CorrelationCap))
+            .num("threshold", 0.8)
+            .num("max_corr", 0.9134);
+        trace
+            .line("margin", Outcome::Block(BlockReason::MarginCap))
+            .num("projected_usage", 0.7)
+            .num("max_usage", 0.65);
+        trace
+            .line("rotation", Outcome::Pass)
+            .num("candidate_score", 73.0)
+            .num("threshold", 0.15)
+            .text("weakest", "SOLUSDT")
+            .num("weakest_score", 60.0)
+            .num("improvement", 0.2167);
         let line = |v, r| decision_line(&record(v, r), &trace, Some(73.0));
         assert_eq!(
             line(VerdictKind::Block, Some(BlockReason::CorrelationCap)),

@@ -8,7 +8,7 @@ use super::common::{fits, refuse, Ctx, Refusal};
 use super::projection::{Projection, Unprojectable};
 use crate::liquidation::account_margin_ratio;
 use crate::reason::BlockReason;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 
 /// The gate (opens only), on the projection of the open.
 pub fn check(
@@ -17,14 +17,17 @@ pub fn check(
     trace: &mut Trace,
 ) -> Result<(), Refusal> {
     let max = ctx.cfg.liquidation.max_account_margin_ratio;
-    let line = TraceLine::new("account_margin_ratio", Outcome::Pass).num("max_ratio", max);
+    trace
+        .line("account_margin_ratio", Outcome::Pass)
+        .num("max_ratio", max);
     let p = match projected {
         Ok(p) => p,
-        Err(u) => return Err(refuse(trace, line, u.refusal())),
+        Err(u) => return Err(refuse(trace, u.refusal())),
     };
     let before = account_margin_ratio(p.maintenance_before, p.margin_balance);
     let after = account_margin_ratio(p.maintenance_after, p.margin_balance);
-    let line = line
+    trace
+        .last()
         .num("margin_balance", p.margin_balance)
         .num("ratio_before", before)
         .num("ratio_after", after);
@@ -37,11 +40,9 @@ pub fn check(
         );
         return Err(refuse(
             trace,
-            line,
             Refusal::new(BlockReason::AccountMarginRatio, why),
         ));
     }
-    trace.push(line);
     Ok(())
 }
 

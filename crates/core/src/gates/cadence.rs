@@ -2,7 +2,7 @@
 
 use super::common::{refuse, Ctx, Refusal};
 use crate::reason::BlockReason;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 
 /// No second open on the same symbol within the cooldown.
 pub fn cooldown(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
@@ -10,22 +10,19 @@ pub fn cooldown(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
     let symbol = &ctx.plan.symbol;
     let last = ctx.snap.book.last_open_at.get(symbol).copied();
     let since_last = last.map(|t| ctx.now.secs_since(t));
-    let line = TraceLine::new("symbol_cooldown", Outcome::Pass)
+    trace
+        .line("symbol_cooldown", Outcome::Pass)
         .opt_num("secs_since_last_open", since_last)
         .int("cooldown_secs", secs as i64);
     match since_last {
         Some(s) if s < secs as f64 => Err(refuse(
             trace,
-            line,
             Refusal::new(
                 BlockReason::SymbolCooldown,
                 format!("{symbol} was opened {s:.0} s ago; cooldown {secs} s"),
             ),
         )),
-        _ => {
-            trace.push(line);
-            Ok(())
-        }
+        _ => Ok(()),
     }
 }
 
@@ -35,7 +32,8 @@ pub fn execution_rate(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
     let book = &ctx.snap.book;
     let hour = book.opens_after(ctx.now.minus_secs(3600));
     let five = book.opens_after(ctx.now.minus_secs(300));
-    let line = TraceLine::new("execution_rate", Outcome::Pass)
+    trace
+        .line("execution_rate", Outcome::Pass)
         .int("opens_last_hour", hour as i64)
         .int("max_per_hour", i64::from(cfg.max_exec_per_hour))
         .int("opens_last_5min", five as i64)
@@ -43,7 +41,6 @@ pub fn execution_rate(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
     if hour >= cfg.max_exec_per_hour as usize {
         return Err(refuse(
             trace,
-            line,
             Refusal::new(
                 BlockReason::RateLimitHour,
                 format!(
@@ -56,7 +53,6 @@ pub fn execution_rate(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
     if five >= cfg.max_exec_per_5min as usize {
         return Err(refuse(
             trace,
-            line,
             Refusal::new(
                 BlockReason::RateLimit5min,
                 format!(
@@ -66,7 +62,6 @@ pub fn execution_rate(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
             ),
         ));
     }
-    trace.push(line);
     Ok(())
 }
 

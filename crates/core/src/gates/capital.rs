@@ -4,7 +4,7 @@
 use super::common::{fits, refuse, Candidate, Ctx, Refusal};
 use super::portfolio::{HoldingKind, Portfolio};
 use crate::reason::BlockReason;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 
 /// Blocks when reserved + new notional exceeds allocation × capital (or, where allocation is
 /// mandatory, when either input is missing).
@@ -17,23 +17,23 @@ pub fn check(
     let required = ctx.cfg.capital_allocation_required();
     let capital = &ctx.snap.capital;
     let pct = capital.allocation_pct.get(&cand.symbol).copied();
-    let line = TraceLine::new("capital_allocation", Outcome::Pass)
+    trace
+        .line("capital_allocation", Outcome::Pass)
         .flag("required", required)
         .opt_num("allocation_pct", pct)
         .opt_num("portfolio_capital_usdt", capital.portfolio_usdt);
     let (pct, total) = match (pct, capital.portfolio_usdt) {
         (Some(p), Some(c)) => (p, c),
         _ if !required => {
-            trace.push(TraceLine {
-                outcome: Outcome::NotApplicable,
-                ..line.note("no allocation for this symbol; optional outside production")
-            });
+            trace
+                .last()
+                .outcome(Outcome::NotApplicable)
+                .note("no allocation for this symbol; optional outside production");
             return Ok(());
         }
         _ => {
             return Err(refuse(
                 trace,
-                line,
                 Refusal::new(
                     BlockReason::CapitalAllocationExceeded,
                     format!(
@@ -51,14 +51,14 @@ pub fn check(
         .map(|h| h.notional)
         .sum();
     let limit = pct * total;
-    let line = line
+    trace
+        .last()
         .num("reserved_usdt", reserved)
         .num("new_usdt", cand.notional)
         .num("limit_usdt", limit);
     if !fits(reserved + cand.notional, limit) {
         return Err(refuse(
             trace,
-            line,
             Refusal::new(
                 BlockReason::CapitalAllocationExceeded,
                 format!(
@@ -68,7 +68,6 @@ pub fn check(
             ),
         ));
     }
-    trace.push(line);
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 
 use super::common::{refuse, Ctx, Refusal};
 use crate::reason::BlockReason;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 
 /// The position a close acts on.
 #[derive(Clone, Debug, PartialEq)]
@@ -20,8 +20,9 @@ pub fn position_exists(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<ClosingPositi
     let ledger = ctx.snap.book.positions.get(symbol);
     let live = ctx.snap.exchange.as_ref().map(|x| x.positions.get(symbol));
     let market_mark = ctx.snap.market.get(symbol).map(|m| m.last_close);
-    let line = TraceLine::new("position_exists", Outcome::Pass)
-        .text("symbol", symbol.as_str())
+    trace
+        .line("position_exists", Outcome::Pass)
+        .id("symbol", symbol)
         .flag("in_ledger", ledger.is_some())
         .flag("exchange_available", live.is_some());
     let found = match (live.flatten(), ledger) {
@@ -37,12 +38,11 @@ pub fn position_exists(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<ClosingPositi
     };
     match (found, live) {
         (Some(pos), _) => {
-            trace.push(line.num("qty", pos.qty).num("mark", pos.mark));
+            trace.last().num("qty", pos.qty).num("mark", pos.mark);
             Ok(pos)
         }
         (None, None) => Err(refuse(
             trace,
-            line,
             Refusal::new(
                 BlockReason::ExchangeStateUnavailable,
                 format!("no ledger entry for {symbol} and no exchange snapshot to check"),
@@ -50,7 +50,6 @@ pub fn position_exists(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<ClosingPositi
         )),
         (None, Some(_)) => Err(refuse(
             trace,
-            line,
             Refusal::new(
                 BlockReason::NoPosition,
                 format!("no open position on {symbol}"),
@@ -62,14 +61,14 @@ pub fn position_exists(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<ClosingPositi
 /// Closes are not blocked by the kill score unless `close_kill_score_block` is configured.
 pub fn kill_score(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
     let cfg = &ctx.cfg.kill_score;
-    let line = TraceLine::new("close_kill_score", Outcome::Pass)
+    trace
+        .line("close_kill_score", Outcome::Pass)
         .opt_num("kill_score", ctx.plan.kill_score)
         .num("critical", cfg.critical)
         .flag("close_kill_score_block", cfg.close_kill_score_block);
     match ctx.plan.kill_score {
         Some(k) if cfg.close_kill_score_block && k >= cfg.critical => Err(refuse(
             trace,
-            line,
             Refusal::new(
                 BlockReason::KillScoreCritical,
                 format!(
@@ -84,7 +83,7 @@ pub fn kill_score(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
             } else {
                 Outcome::NotApplicable
             };
-            trace.push(TraceLine { outcome, ..line });
+            trace.last().outcome(outcome);
             Ok(())
         }
     }
@@ -94,24 +93,29 @@ pub fn kill_score(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
 pub fn exit_lock(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
     let symbol = &ctx.plan.symbol;
     let lock = ctx.snap.book.live_exit_lock(symbol, ctx.now);
-    let line = TraceLine::new("exit_lock", Outcome::Pass)
-        .text("symbol", symbol.as_str())
+    trace
+        .line("exit_lock", Outcome::Pass)
+        .id("symbol", symbol)
         .int("ttl_secs", ctx.cfg.exit_lock_ttl_secs as i64);
     match lock {
-        Some(l) if l.holder != ctx.plan.plan_id => Err(refuse(
-            trace,
-            line.text("held_by", l.holder.as_str()),
-            Refusal::new(
-                BlockReason::ExitLockBusyDoubleClosePrevention,
-                format!("{symbol} is being closed by {}", l.holder),
-            ),
-        )),
+        Some(l) if l.holder != ctx.plan.plan_id => {
+            trace.last().id("held_by", &l.holder);
+            Err(refuse(
+                trace,
+                Refusal::new(
+                    BlockReason::ExitLockBusyDoubleClosePrevention,
+                    format!("{symbol} is being closed by {}", l.holder),
+                ),
+            ))
+        }
         Some(_) => {
-            trace.push(line.note("already held by this plan (a rotation close)"));
+            trace
+                .last()
+                .note("already held by this plan (a rotation close)");
             Ok(())
         }
         None => {
-            trace.push(line.note("free: taken by this plan"));
+            trace.last().note("free: taken by this plan");
             Ok(())
         }
     }

@@ -8,7 +8,7 @@ use crate::plan::Plan;
 use crate::reason::BlockReason;
 use crate::snapshot::Snapshot;
 use crate::time::Timestamp;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 use crate::types::{Side, Symbol};
 
 /// A gate's "no", with a sentence that says why in numbers.
@@ -67,14 +67,15 @@ pub fn fits(value: f64, cap: f64) -> bool {
     value <= cap + cap.abs() * 1e-9
 }
 
-/// Writes a block line for `refusal` at `gate` and returns the refusal (for `?` chains).
-pub(crate) fn refuse(trace: &mut Trace, line: TraceLine, refusal: Refusal) -> Refusal {
-    let mut line = line;
-    line.outcome = Outcome::Block(refusal.reason);
-    if line.note.is_none() {
-        line.note = Some(refusal.detail.clone().into());
+/// Marks the gate's line — the trace's last, which the gate has just written — as blocked by
+/// `refusal` (its detail as the note, unless the gate wrote one) and returns the refusal (for
+/// `?` chains).
+pub(crate) fn refuse(trace: &mut Trace, refusal: Refusal) -> Refusal {
+    let has_note = trace.lines().last().is_some_and(|l| l.note.is_some());
+    let line = trace.last().outcome(Outcome::Block(refusal.reason));
+    if !has_note {
+        line.note(refusal.detail.clone());
     }
-    trace.push(line);
     refusal
 }
 
@@ -242,8 +243,8 @@ pub(crate) mod testing {
         };
         let mut trace = Trace::default();
         let out = gate(&ctx, &mut trace);
-        assert_eq!(trace.lines.len(), 1, "one trace line: {:?}", trace.lines);
-        let line = trace.lines.pop().expect("one line");
+        assert_eq!(trace.lines().len(), 1, "one trace line: {trace:?}");
+        let line = trace.lines()[0].clone();
         if let Err(r) = &out {
             assert_eq!(
                 line.outcome,

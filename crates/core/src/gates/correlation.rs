@@ -5,7 +5,7 @@ use super::portfolio::Portfolio;
 use crate::market::correlation::aligned_correlation;
 use crate::market::SymbolMarket;
 use crate::reason::BlockReason;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 use crate::types::{Side, Symbol};
 use smallvec::SmallVec;
 
@@ -44,7 +44,8 @@ pub fn check(
 ) -> Result<(), Refusal> {
     let cfg = &ctx.cfg.correlation;
     let window = cfg.window as usize;
-    let line = TraceLine::new("correlation", Outcome::Pass)
+    trace
+        .line("correlation", Outcome::Pass)
         .num("threshold", cfg.max)
         .int("window", i64::from(cfg.window))
         .flag("direction_aware", cfg.direction_aware);
@@ -64,7 +65,7 @@ pub fn check(
         others.dedup_by(|a, b| key(a) == key(b));
     }
     if others.is_empty() {
-        trace.push(line.int("pairs", 0));
+        trace.last().int("pairs", 0);
         return Ok(());
     }
     let unavailable = |detail: String| Refusal::new(BlockReason::MarketDataUnavailable, detail);
@@ -74,7 +75,7 @@ pub fn check(
         ctx.snap.market.get(&cand.symbol).map(|m| &**m),
     ) {
         Ok(m) => m,
-        Err(why) => return Err(refuse(trace, line, unavailable(why))),
+        Err(why) => return Err(refuse(trace, unavailable(why))),
     };
     let mut row = ctx
         .snap
@@ -87,7 +88,7 @@ pub fn check(
     for (symbol, side, market) in &others {
         let theirs = match fresh(ctx, symbol, *market) {
             Ok(m) => m,
-            Err(why) => return Err(refuse(trace, line, unavailable(why))),
+            Err(why) => return Err(refuse(trace, unavailable(why))),
         };
         let cached = row.as_mut().and_then(|r| r.find(symbol));
         let aligned =
@@ -104,11 +105,8 @@ pub fn check(
                     cand.symbol
                 )
             };
-            return Err(refuse(
-                trace,
-                line.text("with", symbol.as_str()),
-                unavailable(why),
-            ));
+            trace.last().id("with", *symbol);
+            return Err(refuse(trace, unavailable(why)));
         };
         let effective = if cfg.direction_aware {
             rho * cand.side.sign() * side.sign()
@@ -120,15 +118,15 @@ pub fn check(
         }
     }
     let (effective, rho, with) = worst.expect("others is not empty");
-    let line = line
+    trace
+        .last()
         .int("pairs", others.len() as i64)
         .num("max_corr", effective)
         .num("raw_corr", rho)
-        .text("with", with.as_str());
+        .id("with", with);
     if effective > cfg.max {
         return Err(refuse(
             trace,
-            line,
             Refusal::new(
                 BlockReason::CorrelationCap,
                 format!(
@@ -138,7 +136,6 @@ pub fn check(
             ),
         ));
     }
-    trace.push(line);
     Ok(())
 }
 
@@ -272,11 +269,7 @@ mod tests {
             };
             let portfolio = Portfolio::build(snap).expect("an account");
             check(&ctx, &cand, &portfolio, &mut trace).expect("0.8 is under 0.81");
-            let line = trace.lines.last().expect("a line").clone();
-            line.facts
-                .iter()
-                .find(|(name, _)| *name == "pairs")
-                .map(|(_, fact)| fact.clone())
+            trace.fact("correlation", "pairs").cloned()
         };
         let mut snap = held_a(100);
         reserve(snap.book_mut(), "p-a", "AUSDT", Side::Long, 10.0);

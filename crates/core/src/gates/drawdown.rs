@@ -15,7 +15,7 @@ pub use crate::halt::Observation;
 use crate::halt::{halt_effects, monitor_ids, resume};
 use crate::reason::BlockReason;
 use crate::time::Timestamp;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 use crate::types::TradingState;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -66,7 +66,8 @@ fn detail(d: &Drawdown, equity: f64, limit: f64, window_secs: u64) -> String {
 pub fn check(ctx: &Ctx<'_>, equity: f64, trace: &mut Trace) -> Result<(), Refusal> {
     let cfg = &ctx.cfg.drawdown;
     let d = drawdown(&ctx.snap.book, equity, ctx.now, cfg.window_secs);
-    let line = TraceLine::new("drawdown_halt", Outcome::Pass)
+    trace
+        .line("drawdown_halt", Outcome::Pass)
         .num("equity", equity)
         .num("peak", d.peak)
         .num("drawdown", d.drawdown)
@@ -74,13 +75,8 @@ pub fn check(ctx: &Ctx<'_>, equity: f64, trace: &mut Trace) -> Result<(), Refusa
         .int("window_secs", cfg.window_secs as i64);
     if !(d.drawdown <= cfg.limit) {
         let why = detail(&d, equity, cfg.limit, cfg.window_secs);
-        return Err(refuse(
-            trace,
-            line,
-            Refusal::new(BlockReason::DrawdownHalt, why),
-        ));
+        return Err(refuse(trace, Refusal::new(BlockReason::DrawdownHalt, why)));
     }
-    trace.push(line);
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 use super::common::{refuse, Ctx, Refusal};
 use super::portfolio::Portfolio;
 use crate::reason::BlockReason;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 
 /// Compares the plan's snapshot fields with the account now.
 pub fn check(ctx: &Ctx<'_>, portfolio: &Portfolio, trace: &mut Trace) -> Result<(), Refusal> {
@@ -14,10 +14,9 @@ pub fn check(ctx: &Ctx<'_>, portfolio: &Portfolio, trace: &mut Trace) -> Result<
         && plan.snapshot_position_count.is_none()
         && plan.snapshot_exposure_pct.is_none()
     {
-        trace.push(
-            TraceLine::new("intent_drift", Outcome::NotApplicable)
-                .note("the plan carries no intent snapshot"),
-        );
+        trace
+            .line("intent_drift", Outcome::NotApplicable)
+            .note("the plan carries no intent snapshot");
         return Ok(());
     }
     let now_count = portfolio.position_count() as i64;
@@ -25,7 +24,8 @@ pub fn check(ctx: &Ctx<'_>, portfolio: &Portfolio, trace: &mut Trace) -> Result<
     let age = plan
         .intent_created_at
         .map(|t| ctx.now.millis() as f64 / 1000.0 - t);
-    let mut line = TraceLine::new("intent_drift", Outcome::Pass)
+    trace
+        .line("intent_drift", Outcome::Pass)
         .opt_num("intent_age_secs", age)
         .int("max_intent_age_secs", cfg.max_intent_age_secs as i64)
         .int("positions_now", now_count)
@@ -45,7 +45,6 @@ pub fn check(ctx: &Ctx<'_>, portfolio: &Portfolio, trace: &mut Trace) -> Result<
         if drift > i64::from(cfg.max_position_count_drift) {
             return Err(refuse(
                 trace,
-                line,
                 Refusal::new(
                     BlockReason::StateDriftPositionCount,
                     format!(
@@ -59,10 +58,7 @@ pub fn check(ctx: &Ctx<'_>, portfolio: &Portfolio, trace: &mut Trace) -> Result<
     if let Some(then) = plan.snapshot_exposure_pct {
         let drift = (now_exposure - then).abs();
         if !(drift <= cfg.max_exposure_drift) {
-            return Err(refuse(
-                trace,
-                line,
-                Refusal::new(
+            return Err(refuse(trace, Refusal::new(
                     BlockReason::StateDriftExposure,
                     format!(
                         "exposure {then:.4} at intent, {now_exposure:.4} now: drift {drift:.4} > {}",
@@ -73,10 +69,11 @@ pub fn check(ctx: &Ctx<'_>, portfolio: &Portfolio, trace: &mut Trace) -> Result<
         }
     }
     if age.is_some_and(|a| a > cfg.max_intent_age_secs as f64) {
-        line.outcome = Outcome::Warn;
-        line.note = Some(format!("intent is older than {} s", cfg.max_intent_age_secs).into());
+        trace.last().outcome(Outcome::Warn).note(format!(
+            "intent is older than {} s",
+            cfg.max_intent_age_secs
+        ));
     }
-    trace.push(line);
     Ok(())
 }
 

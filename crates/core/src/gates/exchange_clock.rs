@@ -7,38 +7,46 @@
 use super::common::{refuse, Ctx, Refusal};
 use crate::reason::BlockReason;
 use crate::snapshot::ExchangeClock;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 
 /// The gate (opens only). The exchange snapshot was required before it.
 pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
     let max = ctx.cfg.binance.max_clock_offset_ms;
     let clock = ctx.snap.exchange.as_ref().map(|x| x.clock);
-    let line = TraceLine::new("exchange_clock", Outcome::Pass).int("max_offset_ms", max as i64);
+    trace
+        .line("exchange_clock", Outcome::Pass)
+        .int("max_offset_ms", max as i64);
     match clock {
         Some(ExchangeClock::Local) | None => {
-            trace.push(line.note("the exchange runs on this machine's clock"));
+            trace
+                .last()
+                .note("the exchange runs on this machine's clock");
             Ok(())
         }
         Some(ExchangeClock::OffsetMs(offset)) if offset.unsigned_abs() <= max => {
-            trace.push(line.int("offset_ms", offset));
+            trace.last().int("offset_ms", offset);
             Ok(())
         }
-        Some(ExchangeClock::OffsetMs(offset)) => Err(refuse(
-            trace,
-            line.int("offset_ms", offset),
-            Refusal::new(
-                BlockReason::ExchangeClockOffset,
-                format!("the exchange's clock is {offset} ms from ours (at most ±{max} ms)"),
-            ),
-        )),
-        Some(ExchangeClock::Unmeasured) => Err(refuse(
-            trace,
-            line.flag("measured", false),
-            Refusal::new(
-                BlockReason::ExchangeClockOffset,
-                "the offset to the exchange's clock has not been measured recently",
-            ),
-        )),
+        Some(ExchangeClock::OffsetMs(offset)) => {
+            trace.last().int("offset_ms", offset);
+            Err(refuse(
+                trace,
+                Refusal::new(
+                    BlockReason::ExchangeClockOffset,
+                    format!("the exchange's clock is {offset} ms from ours (at most ±{max} ms)"),
+                ),
+            ))
+        }
+        Some(ExchangeClock::Unmeasured) => {
+            trace.last().flag("measured", false);
+            Err(refuse(
+                trace,
+                Refusal::new(
+                    BlockReason::ExchangeClockOffset,
+                    "the offset to the exchange's clock has not been measured recently",
+                ),
+            ))
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use super::common::{fits, refuse, Candidate, Ctx, Refusal};
 use super::portfolio::Portfolio;
 use crate::reason::BlockReason;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 
 /// Projected margin usage = (Σ notional_i / leverage_i + candidate's) / equity.
 pub fn margin(
@@ -22,7 +22,8 @@ pub fn margin(
     } else {
         f64::INFINITY
     };
-    let line = TraceLine::new("margin", Outcome::Pass)
+    trace
+        .line("margin", Outcome::Pass)
         .num("margin_used_usdt", used)
         .num("candidate_margin_usdt", added)
         .num("equity_usdt", equity)
@@ -31,7 +32,6 @@ pub fn margin(
     if !fits(projected, max) {
         return Err(refuse(
             trace,
-            line,
             Refusal::new(
                 BlockReason::MarginCap,
                 format!(
@@ -42,7 +42,6 @@ pub fn margin(
             ),
         ));
     }
-    trace.push(line);
     Ok(())
 }
 
@@ -57,7 +56,8 @@ pub fn caps(
     let is_new = portfolio.side_of(&cand.symbol).is_none();
     let count_after = portfolio.occupied_slots() + usize::from(is_new);
     let total_after = portfolio.total_notional() + cand.notional;
-    let line = TraceLine::new("fund_caps", Outcome::Pass)
+    trace
+        .line("fund_caps", Outcome::Pass)
         .int("positions_after", count_after as i64)
         .int("max_open_positions", i64::from(cfg.max_open_positions))
         .num("notional", cand.notional)
@@ -67,7 +67,6 @@ pub fn caps(
     if count_after > cfg.max_open_positions as usize {
         return Err(refuse(
             trace,
-            line,
             Refusal::new(
                 BlockReason::MaxPositions,
                 format!(
@@ -81,7 +80,6 @@ pub fn caps(
     if !fits(cand.notional, cfg.max_notional_per_trade_usdt) {
         return Err(refuse(
             trace,
-            line,
             Refusal::new(
                 BlockReason::NotionalPerTradeExceeded,
                 format!(
@@ -94,7 +92,6 @@ pub fn caps(
     if !fits(total_after, cfg.max_total_notional_usdt) {
         return Err(refuse(
             trace,
-            line,
             Refusal::new(
                 BlockReason::TotalNotionalExceeded,
                 format!(
@@ -104,7 +101,6 @@ pub fn caps(
             ),
         ));
     }
-    trace.push(line);
     Ok(())
 }
 

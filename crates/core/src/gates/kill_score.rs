@@ -3,7 +3,7 @@
 
 use super::common::{refuse, Ctx, Refusal};
 use crate::reason::BlockReason;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 
 /// What the kill score does to an open that passes.
 #[derive(Copy, Clone, Debug, PartialEq)]
@@ -25,20 +25,20 @@ pub fn qty_scale(kill_score: f64, open_threshold: f64, critical: f64, min_qty_sc
 /// Blocks a critical kill score; otherwise returns the quantity scale.
 pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<KillScoreOutcome, Refusal> {
     let cfg = &ctx.cfg.kill_score;
-    let line = TraceLine::new("kill_score", Outcome::Pass)
+    trace
+        .line("kill_score", Outcome::Pass)
         .opt_num("kill_score", ctx.plan.kill_score)
         .num("open_threshold", cfg.open_threshold)
         .num("critical", cfg.critical)
         .num("min_qty_scale", cfg.min_qty_scale);
     let Some(k) = ctx.plan.kill_score else {
-        trace.push(line.note("no kill score: quantity unchanged"));
+        trace.last().note("no kill score: quantity unchanged");
         return Ok(KillScoreOutcome { qty_scale: 1.0 });
     };
     if k >= cfg.critical {
-        let line = line.flag("auto_disarm", cfg.auto_disarm);
+        trace.last().flag("auto_disarm", cfg.auto_disarm);
         return Err(refuse(
             trace,
-            line,
             Refusal::new(
                 BlockReason::KillScoreCritical,
                 format!("kill score {k} >= critical {}", cfg.critical),
@@ -51,7 +51,7 @@ pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<KillScoreOutcome, Refus
     } else {
         Outcome::Pass
     };
-    trace.push(TraceLine { outcome, ..line }.num("qty_scale", scale));
+    trace.last().outcome(outcome).num("qty_scale", scale);
     Ok(KillScoreOutcome { qty_scale: scale })
 }
 

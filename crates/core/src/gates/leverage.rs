@@ -4,12 +4,13 @@
 
 use super::common::{refuse, Candidate, Ctx, Refusal};
 use crate::reason::BlockReason;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 
 /// The gate (opens only, after sizing has fixed the leverage).
 pub fn check(ctx: &Ctx<'_>, cand: &Candidate, trace: &mut Trace) -> Result<(), Refusal> {
     let max = ctx.cfg.leverage.max;
-    let line = TraceLine::new("leverage_cap", Outcome::Pass)
+    trace
+        .line("leverage_cap", Outcome::Pass)
         .int("leverage", i64::from(cand.leverage))
         .int("max_leverage", i64::from(max));
     if cand.leverage > max {
@@ -19,11 +20,9 @@ pub fn check(ctx: &Ctx<'_>, cand: &Candidate, trace: &mut Trace) -> Result<(), R
         );
         return Err(refuse(
             trace,
-            line,
             Refusal::new(BlockReason::LeverageAboveCap, why),
         ));
     }
-    trace.push(line);
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 use super::common::{refuse, Candidate, Ctx, Refusal};
 use super::projection::Projection;
 use crate::reason::BlockReason;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 
 /// The gate (opens only, after sizing), on the projection of the open: the symbol's post-fill
 /// notional is what it already holds on the open's side (positions and reservations) plus the
@@ -19,7 +19,8 @@ pub fn check(
     trace: &mut Trace,
 ) -> Result<(), Refusal> {
     let notional = projected.notional;
-    let line = TraceLine::new("leverage_bracket", Outcome::Pass)
+    trace
+        .line("leverage_bracket", Outcome::Pass)
         .num("post_fill_notional", notional)
         .int("leverage", i64::from(cand.leverage));
     let Some(tier) = projected.tier else {
@@ -30,11 +31,11 @@ pub fn check(
         );
         return Err(refuse(
             trace,
-            line,
             Refusal::new(BlockReason::LeverageAboveBracket, why),
         ));
     };
-    let line = line
+    trace
+        .last()
         .int("tier", i64::from(tier.bracket))
         .int("tier_max_leverage", i64::from(tier.initial_leverage));
     if cand.leverage > tier.initial_leverage {
@@ -44,11 +45,9 @@ pub fn check(
         );
         return Err(refuse(
             trace,
-            line,
             Refusal::new(BlockReason::LeverageAboveBracket, why),
         ));
     }
-    trace.push(line);
     Ok(())
 }
 

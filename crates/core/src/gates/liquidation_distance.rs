@@ -8,8 +8,7 @@ use super::common::{refuse, Candidate, Ctx, Refusal};
 use super::projection::{Projection, Unprojectable};
 use crate::heat::sigma_from_atr;
 use crate::reason::BlockReason;
-use crate::trace::{Fact, Facts, Outcome, Trace, TraceLine};
-use smallvec::smallvec;
+use crate::trace::{Outcome, Trace};
 
 /// The gate (opens only), on the projection of the open.
 pub fn check(
@@ -20,11 +19,14 @@ pub fn check(
 ) -> Result<(), Refusal> {
     let cfg = &ctx.cfg.liquidation;
     let mode = cfg.margin_mode.as_str();
-    let line = || TraceLine::new("liquidation_distance", Outcome::Pass).name("margin_mode", mode);
+    trace
+        .line("liquidation_distance", Outcome::Pass)
+        .name("margin_mode", mode);
     let p = match projected {
         Ok(p) => p,
-        Err(u) => return Err(refuse(trace, line(), u.refusal())),
+        Err(u) => return Err(refuse(trace, u.refusal())),
     };
+    trace.last().num("mark", p.mark);
     let atr_pct = ctx
         .snap
         .market
@@ -42,7 +44,6 @@ pub fn check(
             );
             return Err(refuse(
                 trace,
-                line().num("mark", p.mark),
                 Refusal::new(BlockReason::MarketDataUnavailable, why),
             ));
         }
@@ -55,30 +56,23 @@ pub fn check(
             "{} notional {:.2} is beyond its last tier: no liquidation price",
             cand.symbol, p.notional
         );
+        trace.last().num("min_distance", min_distance);
         return Err(refuse(
             trace,
-            line().num("mark", p.mark).num("min_distance", min_distance),
             Refusal::new(BlockReason::LiquidationTooClose, why),
         ));
     };
     let distance = liq.distance(cand.side, p.mark);
-    // The pass line has ten facts: gathered at once, then written.
-    let facts: Facts = smallvec![
-        ("margin_mode", Fact::Name(mode)),
-        ("mark", Fact::Num(p.mark)),
-        ("daily_sigma", Fact::opt_num(sigma)),
-        ("min_distance", Fact::Num(min_distance)),
-        ("tier", Fact::Int(i64::from(liq.tier.bracket))),
-        ("mmr", Fact::Num(liq.tier.maint_margin_ratio)),
-        ("cum", Fact::Num(liq.tier.cum)),
-        ("liquidation_price", Fact::opt_num(liq.price)),
-        ("distance", Fact::Num(distance)),
-        (
-            "distance_sigmas",
-            Fact::opt_num(sigma.map(|s| distance / s))
-        ),
-    ];
-    let line = TraceLine::with_facts("liquidation_distance", Outcome::Pass, facts);
+    trace
+        .last()
+        .opt_num("daily_sigma", sigma)
+        .num("min_distance", min_distance)
+        .int("tier", i64::from(liq.tier.bracket))
+        .num("mmr", liq.tier.maint_margin_ratio)
+        .num("cum", liq.tier.cum)
+        .opt_num("liquidation_price", liq.price)
+        .num("distance", distance)
+        .opt_num("distance_sigmas", sigma.map(|s| distance / s));
     if distance < min_distance {
         let why = format!(
             "{} {} would be liquidated at {:.6}, {:.2}% from {:.6}: at least {:.2}% required",
@@ -91,11 +85,9 @@ pub fn check(
         );
         return Err(refuse(
             trace,
-            line,
             Refusal::new(BlockReason::LiquidationTooClose, why),
         ));
     }
-    trace.push(line);
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use super::common::{refuse, Ctx, Refusal};
 use crate::book::CloseRecord;
 use crate::reason::BlockReason;
 use crate::time::Timestamp;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 
 /// A streak that locks: its length and when its last loss happened.
 #[derive(Copy, Clone, Debug, PartialEq)]
@@ -50,7 +50,8 @@ pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
     );
     let global = streak(closes.iter(), cfg.window_secs);
     let count = |s: Option<Streak>| s.map_or(0, |s| s.losses as i64);
-    let line = TraceLine::new("loss_streak", Outcome::Pass)
+    trace
+        .line("loss_streak", Outcome::Pass)
         .int("symbol_streak", count(on_symbol))
         .int("symbol_losses", i64::from(cfg.symbol_losses))
         .int("global_streak", count(global))
@@ -69,7 +70,6 @@ pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
         );
         return Err(refuse(
             trace,
-            line,
             Refusal::new(BlockReason::SymbolLossStreak, why),
         ));
     }
@@ -81,11 +81,9 @@ pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
         );
         return Err(refuse(
             trace,
-            line,
             Refusal::new(BlockReason::LossStreakGlobal, why),
         ));
     }
-    trace.push(line);
     Ok(())
 }
 

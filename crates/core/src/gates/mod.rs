@@ -12,7 +12,9 @@
 //! # Adding a gate (five files)
 //!
 //! 1. `gates/<name>.rs`: the check, `fn(&Ctx, …, &mut Trace) -> Result<_, Refusal>`, with
-//!    its own table of hand-computed boundary cases (`#[cfg(test)]`).
+//!    its own table of hand-computed boundary cases (`#[cfg(test)]`). It starts its line with
+//!    `trace.line(name, Outcome::Pass)`, adds what it learns with `trace.last()`, and refuses
+//!    with `refuse(trace, refusal)`, which marks that line blocked.
 //! 2. Here: `pub mod <name>;`, a variant in `gates!`, its row in [`Gate::spec`], its place in
 //!    [`OPEN_PATH`] or [`CLOSE_PATH`], and its arm in [`Pipeline::check`].
 //! 3. `reason.rs`: its reason code(s), in `BlockReason` and `BlockReason::ALL`.
@@ -58,7 +60,7 @@ pub use common::{fits, Candidate, Ctx, Refusal};
 
 use crate::config::{GateMode, GatesConfig};
 use crate::reason::BlockReason;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 use crate::types::Side;
 use close::ClosingPosition;
 use mode::Gatekeeper;
@@ -616,7 +618,7 @@ impl<'a> Pipeline<'a> {
             } else {
                 "slot accounting disabled"
             };
-            trace.push(TraceLine::new("regime", Outcome::NotApplicable).note(why));
+            trace.line("regime", Outcome::NotApplicable).note(why);
             return Ok(());
         }
         self.budget = self.gates.run(
@@ -653,10 +655,11 @@ impl<'a> Pipeline<'a> {
                     BlockReason::SlotsFull,
                     format!("{occupied} of {} desired slots occupied", b.desired),
                 );
-                let line = TraceLine::new("slots_shadow", Outcome::Pass)
+                trace
+                    .line("slots_shadow", Outcome::Pass)
                     .int("occupied", i64::from(occupied))
                     .int("desired", i64::from(b.desired));
-                let refusal = common::refuse(trace, line, refusal);
+                let refusal = common::refuse(trace, refusal);
                 self.gates.record(trace, &refusal);
             }
         }

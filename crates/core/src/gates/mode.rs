@@ -5,7 +5,7 @@
 use super::common::Refusal;
 use crate::config::GateMode;
 use crate::reason::BlockReason;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 
 /// Runs gates under their modes and remembers the shadow refusals of one decision.
 #[derive(Debug, Default)]
@@ -27,11 +27,10 @@ impl Gatekeeper {
     ) -> Result<T, Refusal> {
         match mode {
             GateMode::Off => {
-                trace.push(
-                    TraceLine::new(gate, Outcome::NotApplicable)
-                        .name("mode", "off")
-                        .note("gate off by configuration"),
-                );
+                trace
+                    .line(gate, Outcome::NotApplicable)
+                    .name("mode", "off")
+                    .note("gate off by configuration");
                 Ok(pass())
             }
             GateMode::Enforce => check(trace),
@@ -47,12 +46,15 @@ impl Gatekeeper {
 
     /// Turns the gate's block line into a shadow line and remembers the reason.
     pub fn record(&mut self, trace: &mut Trace, refusal: &Refusal) {
-        if let Some(line) = trace.lines.last_mut() {
-            if line.outcome == Outcome::Block(refusal.reason) {
-                line.outcome = Outcome::Shadow(refusal.reason);
-                line.facts
-                    .push(("mode", crate::trace::Fact::Name("shadow")));
-            }
+        let blocked_here = trace
+            .lines()
+            .last()
+            .is_some_and(|line| line.outcome == Outcome::Block(refusal.reason));
+        if blocked_here {
+            trace
+                .last()
+                .outcome(Outcome::Shadow(refusal.reason))
+                .name("mode", "shadow");
         }
         self.shadow.push(refusal.reason);
     }
@@ -64,11 +66,8 @@ mod tests {
 
     fn refusing(trace: &mut Trace) -> Result<u32, Refusal> {
         let refusal = Refusal::new(BlockReason::CorrelationCap, "0.91 > 0.80");
-        Err(super::super::common::refuse(
-            trace,
-            TraceLine::new("correlation", Outcome::Pass),
-            refusal,
-        ))
+        trace.line("correlation", Outcome::Pass);
+        Err(super::super::common::refuse(trace, refusal))
     }
 
     #[test]
@@ -80,7 +79,7 @@ mod tests {
             Ok(7)
         );
         assert_eq!(
-            trace.lines[0].outcome,
+            trace.lines()[0].outcome,
             Outcome::Shadow(BlockReason::CorrelationCap)
         );
         assert_eq!(g.shadow, [BlockReason::CorrelationCap]);
@@ -89,7 +88,7 @@ mod tests {
         let enforced = g.run(GateMode::Enforce, "correlation", &mut trace, refusing, || 7);
         assert_eq!(enforced.unwrap_err().reason, BlockReason::CorrelationCap);
         assert_eq!(
-            trace.lines[0].outcome,
+            trace.lines()[0].outcome,
             Outcome::Block(BlockReason::CorrelationCap)
         );
 
@@ -102,7 +101,7 @@ mod tests {
             || 9,
         );
         assert_eq!(off, Ok(9));
-        assert_eq!(trace.lines[0].outcome, Outcome::NotApplicable);
+        assert_eq!(trace.lines()[0].outcome, Outcome::NotApplicable);
         assert_eq!(g.shadow.len(), 1, "only shadow refusals are remembered");
     }
 }

@@ -4,42 +4,50 @@
 use super::common::{refuse, Ctx, Refusal};
 use crate::reason::BlockReason;
 use crate::snapshot::Policy;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 
 /// Blocks opens when the universe is missing, unreadable or does not hold the symbol.
 pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
     let symbol = &ctx.plan.symbol;
-    let line = TraceLine::new("policy_universe", Outcome::Pass).text("symbol", symbol.as_str());
+    trace
+        .line("policy_universe", Outcome::Pass)
+        .id("symbol", symbol);
     match &ctx.snap.policy {
-        Policy::Missing => Err(refuse(
-            trace,
-            line.name("policy", "missing"),
-            Refusal::new(
-                BlockReason::ActiveSlotsNoPolicy,
-                "quantum:policy:current has no universe_symbols",
-            ),
-        )),
-        Policy::Invalid(why) => Err(refuse(
-            trace,
-            line.name("policy", "invalid"),
-            Refusal::new(
-                BlockReason::ActiveSlotsNoPolicy,
-                format!("universe_symbols unusable: {why}"),
-            ),
-        )),
-        Policy::Universe(symbols) if !symbols.contains(symbol) => Err(refuse(
-            trace,
-            line.int("universe_size", symbols.len() as i64),
-            Refusal::new(
-                BlockReason::ActiveSlotsNotInUniverse,
-                format!(
-                    "{symbol} is not in the policy universe ({} symbols)",
-                    symbols.len()
+        Policy::Missing => {
+            trace.last().name("policy", "missing");
+            Err(refuse(
+                trace,
+                Refusal::new(
+                    BlockReason::ActiveSlotsNoPolicy,
+                    "quantum:policy:current has no universe_symbols",
                 ),
-            ),
-        )),
+            ))
+        }
+        Policy::Invalid(why) => {
+            trace.last().name("policy", "invalid");
+            Err(refuse(
+                trace,
+                Refusal::new(
+                    BlockReason::ActiveSlotsNoPolicy,
+                    format!("universe_symbols unusable: {why}"),
+                ),
+            ))
+        }
+        Policy::Universe(symbols) if !symbols.contains(symbol) => {
+            trace.last().int("universe_size", symbols.len() as i64);
+            Err(refuse(
+                trace,
+                Refusal::new(
+                    BlockReason::ActiveSlotsNotInUniverse,
+                    format!(
+                        "{symbol} is not in the policy universe ({} symbols)",
+                        symbols.len()
+                    ),
+                ),
+            ))
+        }
         Policy::Universe(symbols) => {
-            trace.push(line.int("universe_size", symbols.len() as i64));
+            trace.last().int("universe_size", symbols.len() as i64);
             Ok(())
         }
     }

@@ -7,7 +7,7 @@ use crate::reason::BlockReason;
 use crate::snapshot::Snapshot;
 use crate::symbol_walk::SymbolWalk;
 use crate::time::Timestamp;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 use crate::types::{PlanId, Side, Symbol};
 
 /// What a holding is.
@@ -253,23 +253,25 @@ impl<'a> Portfolio<'a> {
 
 /// Opens need the exchange's view (positions, equity): without it they are blocked.
 pub fn require_exchange<'a>(ctx: &Ctx<'a>, trace: &mut Trace) -> Result<Portfolio<'a>, Refusal> {
-    let line = TraceLine::new("exchange_state", Outcome::Pass);
+    trace.line("exchange_state", Outcome::Pass);
     match Portfolio::build(ctx.snap) {
-        None => Err(refuse(
-            trace,
-            line.flag("available", false),
-            Refusal::new(
-                BlockReason::ExchangeStateUnavailable,
-                "no exchange snapshot: positions and equity unknown",
-            ),
-        )),
+        None => {
+            trace.last().flag("available", false);
+            Err(refuse(
+                trace,
+                Refusal::new(
+                    BlockReason::ExchangeStateUnavailable,
+                    "no exchange snapshot: positions and equity unknown",
+                ),
+            ))
+        }
         Some(p) => {
-            trace.push(
-                line.flag("available", true)
-                    .num("equity_usdt", p.equity)
-                    .int("positions", p.position_count() as i64)
-                    .int("unledgered_positions", i64::from(p.unledgered)),
-            );
+            trace
+                .last()
+                .flag("available", true)
+                .num("equity_usdt", p.equity)
+                .int("positions", p.position_count() as i64)
+                .int("unledgered_positions", i64::from(p.unledgered));
             Ok(p)
         }
     }

@@ -5,7 +5,7 @@
 
 use super::common::{fits, refuse, Ctx, Refusal};
 use crate::reason::BlockReason;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 
 /// The gate (opens only).
 pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
@@ -20,24 +20,26 @@ pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
             let x = ctx.snap.exchange.as_ref()?;
             x.positions.get(symbol).map(|p| p.mark_price)
         });
-    let line = TraceLine::new("price_collar", Outcome::Pass)
+    trace
+        .line("price_collar", Outcome::Pass)
         .opt_num("limit_price", ctx.plan.price)
         .opt_num("mark", mark)
         .num("max_deviation", max);
     let Some(limit) = ctx.plan.price else {
-        trace.push(line.note("no limit price: valued at the mark, never refused here"));
+        trace
+            .last()
+            .note("no limit price: valued at the mark, never refused here");
         return Ok(());
     };
     let Some(mark) = mark.filter(|m| *m > 0.0) else {
         let why = format!("no mark for {symbol} to check the limit price {limit} against");
         return Err(refuse(
             trace,
-            line,
             Refusal::new(BlockReason::MarketDataUnavailable, why),
         ));
     };
     let deviation = (limit / mark - 1.0).abs();
-    let line = line.num("deviation", deviation);
+    trace.last().num("deviation", deviation);
     if !fits(deviation, max) {
         let why = format!(
             "limit price {limit} is {:.2}% from the mark {mark} (at most {:.2}%)",
@@ -46,11 +48,9 @@ pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
         );
         return Err(refuse(
             trace,
-            line,
             Refusal::new(BlockReason::PriceOutOfBand, why),
         ));
     }
-    trace.push(line);
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 
 use super::common::{refuse, Candidate, Ctx, Refusal};
 use crate::reason::BlockReason;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 use crate::types::Side;
 
 /// Sizes the open on `side` with the kill score's `qty_scale`.
@@ -20,7 +20,8 @@ pub fn size(
     let stated = plan.stated_price();
     let summary = ctx.snap.market.get(&plan.symbol);
     let market = summary.map(|m| m.last_close);
-    let line = TraceLine::new("sizing", Outcome::Pass)
+    trace
+        .line("sizing", Outcome::Pass)
         .opt_num("plan_qty", plan.qty)
         .num("qty_scale", qty_scale)
         .opt_num("stated_price", stated)
@@ -28,7 +29,6 @@ pub fn size(
     let Some(price) = stated.or(market) else {
         return Err(refuse(
             trace,
-            line,
             Refusal::new(
                 BlockReason::MarketDataUnavailable,
                 format!(
@@ -39,9 +39,9 @@ pub fn size(
         ));
     };
     let Some(brackets) = summary.and_then(|m| m.brackets.clone()) else {
+        trace.last().num("price", price).flag("brackets", false);
         return Err(refuse(
             trace,
-            line.num("price", price).flag("brackets", false),
             Refusal::new(
                 BlockReason::MarketDataUnavailable,
                 format!(
@@ -54,12 +54,12 @@ pub fn size(
     let qty = plan.qty.unwrap_or(0.0) * qty_scale;
     let leverage = plan.leverage.unwrap_or(ctx.cfg.funds.default_leverage);
     let notional = qty * price;
-    trace.push(
-        line.num("qty", qty)
-            .num("price", price)
-            .num("notional", notional)
-            .int("leverage", i64::from(leverage)),
-    );
+    trace
+        .last()
+        .num("qty", qty)
+        .num("price", price)
+        .num("notional", notional)
+        .int("leverage", i64::from(leverage));
     Ok(Candidate {
         symbol: plan.symbol.clone(),
         side,

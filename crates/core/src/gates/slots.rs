@@ -6,7 +6,7 @@ use crate::config::RegimeReference;
 use crate::market::regime::{classify, desired_slots};
 use crate::market::RegimeReading;
 use crate::reason::BlockReason;
-use crate::trace::{Fact, Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 use crate::types::{PlanId, Symbol};
 
 /// The regime reading and the slots it grants.
@@ -26,12 +26,13 @@ pub fn regime(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<SlotBudget, Refusal> {
         RegimeReference::Candidate => &ctx.plan.symbol,
     };
     let max_age = ctx.cfg.regime.max_kline_age_secs as f64;
-    let line = TraceLine::new("regime", Outcome::Pass).text("reference", reference.as_str());
+    trace
+        .line("regime", Outcome::Pass)
+        .id("reference", reference);
     let market = match ctx.snap.market.get(reference) {
         None => {
             return Err(refuse(
                 trace,
-                line,
                 Refusal::new(
                     BlockReason::MarketDataUnavailable,
                     format!("no klines for the regime reference {reference}"),
@@ -41,13 +42,13 @@ pub fn regime(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<SlotBudget, Refusal> {
         Some(m) => m,
     };
     let age = market.age_secs(ctx.now);
-    let line = line
+    trace
+        .last()
         .num("kline_age_secs", age)
         .num("max_kline_age_secs", max_age);
     if !(0.0..=max_age).contains(&age) {
         return Err(refuse(
             trace,
-            line,
             Refusal::new(
                 BlockReason::MarketDataUnavailable,
                 format!(
@@ -62,29 +63,23 @@ pub fn regime(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<SlotBudget, Refusal> {
         &ctx.cfg.slots,
         ctx.cfg.funds.max_open_positions,
     );
-    // The pass line has up to fourteen facts: room for them all is made once, instead of the
-    // inline facts spilling and growing fact by fact.
-    let mut facts = line.facts;
-    facts.reserve_exact(11);
-    facts.extend([
-        ("regime", Fact::Name(reading.regime.as_str())),
-        ("confidence", Fact::Num(reading.confidence)),
-        ("bars", Fact::Int(market.bars as i64)),
-        ("desired_slots", Fact::Int(i64::from(desired))),
-        ("hard_cap", Fact::Int(i64::from(ctx.cfg.slots.hard_cap))),
-    ]);
+    trace
+        .last()
+        .name("regime", reading.regime.as_str())
+        .num("confidence", reading.confidence)
+        .int("bars", market.bars as i64)
+        .int("desired_slots", i64::from(desired))
+        .int("hard_cap", i64::from(ctx.cfg.slots.hard_cap));
     if let Some(f) = &market.features {
-        facts.extend([
-            ("ema20", Fact::Num(f.ema20)),
-            ("ema50", Fact::Num(f.ema50)),
-            ("atr14", Fact::Num(f.atr14)),
-            ("trend", Fact::Num(f.trend)),
-            ("atr_pct", Fact::Num(f.atr_pct)),
-            ("momentum_consistency", Fact::Num(f.momentum_consistency)),
-        ]);
+        trace
+            .last()
+            .num("ema20", f.ema20)
+            .num("ema50", f.ema50)
+            .num("atr14", f.atr14)
+            .num("trend", f.trend)
+            .num("atr_pct", f.atr_pct)
+            .num("momentum_consistency", f.momentum_consistency);
     }
-    let line = TraceLine::with_facts("regime", Outcome::Pass, facts);
-    trace.push(line);
     Ok(SlotBudget { reading, desired })
 }
 
@@ -116,17 +111,17 @@ pub fn occupancy(
     trace: &mut Trace,
 ) -> Result<SlotUse, Refusal> {
     let occupied = portfolio.occupied_slots() as u32;
-    let mut line = TraceLine::new("slots", Outcome::Pass)
+    trace
+        .line("slots", Outcome::Pass)
         .int("occupied", i64::from(occupied))
         .opt_int("desired", budget.map(|b| i64::from(b.desired)));
     if slot_promised {
-        line = line.flag("slot_promised_to_rotation", true);
+        trace.last().flag("slot_promised_to_rotation", true);
     }
     match portfolio.side_of(&cand.symbol) {
         Some(side) if side != cand.side => {
             return Err(refuse(
                 trace,
-                line,
                 Refusal::new(
                     BlockReason::OppositePositionOpen,
                     format!("{} is held {}: close it first", cand.symbol, side.as_str()),
@@ -138,23 +133,21 @@ pub fn occupancy(
                 "{}'s slot is promised to a rotation: no other open on it until the rotation ends",
                 cand.symbol
             );
-            return Err(refuse(
-                trace,
-                line,
-                Refusal::new(BlockReason::SlotsFull, why),
-            ));
+            return Err(refuse(trace, Refusal::new(BlockReason::SlotsFull, why)));
         }
         Some(_) => {
-            trace.push(line.note("expands the symbol's slot: no new slot taken"));
+            trace
+                .last()
+                .note("expands the symbol's slot: no new slot taken");
             return Ok(SlotUse::Expand);
         }
         None => {}
     }
     let Some(budget) = budget else {
-        trace.push(TraceLine {
-            outcome: Outcome::NotApplicable,
-            ..line.note("slot accounting disabled")
-        });
+        trace
+            .last()
+            .outcome(Outcome::NotApplicable)
+            .note("slot accounting disabled");
         return Ok(SlotUse::NewSlot);
     };
     if phase2 {
@@ -162,27 +155,22 @@ pub fn occupancy(
         // If it no longer does (the regime shrank the budget), it is refused: a pending plan
         // never starts a second rotation.
         if occupied < budget.desired {
-            trace.push(line.note("takes the slot its rotation freed"));
+            trace.last().note("takes the slot its rotation freed");
             return Ok(SlotUse::RotationHeld);
         }
         let why = format!(
             "rotation phase 2: {occupied} other slots occupied, {} desired",
             budget.desired
         );
-        return Err(refuse(
-            trace,
-            line,
-            Refusal::new(BlockReason::SlotsFull, why),
-        ));
+        return Err(refuse(trace, Refusal::new(BlockReason::SlotsFull, why)));
     }
     if occupied < budget.desired {
-        trace.push(line);
         return Ok(SlotUse::NewSlot);
     }
-    trace.push(TraceLine {
-        outcome: Outcome::Warn,
-        ..line.note("all slots occupied")
-    });
+    trace
+        .last()
+        .outcome(Outcome::Warn)
+        .note("all slots occupied");
     Ok(SlotUse::Full)
 }
 
@@ -246,43 +234,41 @@ pub fn rotation(
         .filter(|h| !book.reservations.values().any(|r| r.symbol == *h.symbol))
         .filter_map(|h| weakness(ctx, &h.kind).map(|(w, s)| (h, w, s)))
         .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.symbol.cmp(a.0.symbol)));
-    let line = TraceLine::new("rotation", Outcome::Pass)
+    trace
+        .line("rotation", Outcome::Pass)
         .opt_num("candidate_score", ctx.plan.score)
         .num("threshold", threshold);
     let full = |detail: String| Refusal::new(BlockReason::SlotsFull, detail);
     let Some((holding, weak, weakest_score)) = weakest else {
         return Err(refuse(
             trace,
-            line,
             full("every slot is taken and no position is free to rotate out".to_owned()),
         ));
     };
-    let line = line
-        .text("weakest", holding.symbol.as_str())
+    trace
+        .last()
+        .id("weakest", holding.symbol)
         .num("weakness", weak)
         .opt_num("weakest_score", weakest_score);
     let (Some(new), Some(old)) = (ctx.plan.score, weakest_score) else {
         return Err(refuse(
             trace,
-            line,
             full("slots full and a score is missing: no rotation".to_owned()),
         ));
     };
     if !(old > 0.0) {
         return Err(refuse(
             trace,
-            line,
             full(format!(
                 "weakest entry score {old} is not positive: no rotation"
             )),
         ));
     }
     let improvement = (new - old) / old;
-    let line = line.num("improvement", improvement);
+    trace.last().num("improvement", improvement);
     if !(improvement > threshold) {
         return Err(refuse(
             trace,
-            line,
             full(format!(
                 "slots full; candidate {new} vs weakest {} at {old}: improvement {:.2}% <= {:.2}%",
                 holding.symbol,
@@ -291,7 +277,9 @@ pub fn rotation(
             )),
         ));
     }
-    trace.push(line.note("rotation: the weakest position will be closed for this plan"));
+    trace
+        .last()
+        .note("rotation: the weakest position will be closed for this plan");
     Ok(RotationChoice {
         weakest: holding.symbol.clone(),
         weakest_qty: holding.qty,
@@ -346,15 +334,18 @@ pub fn side_slots(
     portfolio: &Portfolio,
     trace: &mut Trace,
 ) -> Result<(), Refusal> {
-    let line = TraceLine::new("side_slots", Outcome::Pass).name("side", cand.side.as_str());
+    trace
+        .line("side_slots", Outcome::Pass)
+        .name("side", cand.side.as_str());
     let Some((limit, used, _)) = side_count(ctx, cand, portfolio) else {
-        trace.push(TraceLine {
-            outcome: Outcome::NotApplicable,
-            ..line.note("no maximum for this side")
-        });
+        trace
+            .last()
+            .outcome(Outcome::NotApplicable)
+            .note("no maximum for this side");
         return Ok(());
     };
-    let line = line
+    trace
+        .last()
         .int("side_slots", i64::from(used))
         .int("max", i64::from(limit));
     let promised = ctx
@@ -362,7 +353,7 @@ pub fn side_slots(
         .book
         .slot_promised(&cand.symbol, Some(&ctx.plan.plan_id));
     if portfolio.side_of(&cand.symbol).is_some() && !promised {
-        trace.push(line.note("expands a held symbol: no new slot"));
+        trace.last().note("expands a held symbol: no new slot");
         return Ok(());
     }
     if used >= limit {
@@ -370,13 +361,8 @@ pub fn side_slots(
             "{used} {} slots occupied; at most {limit}",
             cand.side.as_str()
         );
-        return Err(refuse(
-            trace,
-            line,
-            Refusal::new(BlockReason::SideSlotsFull, why),
-        ));
+        return Err(refuse(trace, Refusal::new(BlockReason::SideSlotsFull, why)));
     }
-    trace.push(line);
     Ok(())
 }
 

@@ -6,27 +6,25 @@
 
 use super::common::{refuse, Ctx, Refusal};
 use crate::reason::BlockReason;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 
 /// The gate (opens only).
 pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
     let symbol = &ctx.plan.symbol;
     let mut bad = ctx.snap.book.corrupt_for(symbol);
-    let line = TraceLine::new("state_records", Outcome::Pass);
+    trace.line("state_records", Outcome::Pass);
     let Some(first) = bad.next() else {
-        trace.push(line.int("corrupt_records", 0));
+        trace.last().int("corrupt_records", 0);
         return Ok(());
     };
     let more = bad.count();
     let field = first.field.as_deref().unwrap_or("-");
-    let line = line
+    trace
+        .last()
         .int("corrupt_records", (more + 1) as i64)
         .text("key", &first.key)
         .text("field", field);
-    Err(refuse(
-        trace,
-        line,
-        Refusal::new(
+    Err(refuse(trace, Refusal::new(
             BlockReason::StateRecordCorrupt,
             format!(
                 "{} field `{field}` could not be read ({}){}: opens on {symbol} wait until it is repaired",

@@ -5,7 +5,7 @@
 use super::common::{refuse, Ctx, Refusal};
 use crate::reason::BlockReason;
 use crate::time::Timestamp;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 
 /// The start of the one-second window ending at `now` (exclusive).
 pub fn window_start(now: Timestamp) -> Timestamp {
@@ -16,18 +16,17 @@ pub fn window_start(now: Timestamp) -> Timestamp {
 pub fn check(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
     let limit = ctx.cfg.throttle.max_permits_per_sec;
     let recent = ctx.snap.book.opens_after(window_start(ctx.now));
-    let line = TraceLine::new("submit_throttle", Outcome::Pass)
+    trace
+        .line("submit_throttle", Outcome::Pass)
         .int("permits_last_second", recent as i64)
         .int("max_permits_per_sec", i64::from(limit));
     if recent >= limit as usize {
         let why = format!("{recent} open permits in the last second; at most {limit}");
         return Err(refuse(
             trace,
-            line,
             Refusal::new(BlockReason::SubmitThrottle, why),
         ));
     }
-    trace.push(line);
     Ok(())
 }
 

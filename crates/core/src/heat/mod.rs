@@ -17,7 +17,7 @@ pub use proposal::{HarvestAction, HarvestProposal, MAX_PROPOSAL_BYTES, MAX_PROPO
 
 use crate::config::HeatConfig;
 use crate::plan::parse_decimal;
-use crate::trace::{Outcome, Trace, TraceLine};
+use crate::trace::{Outcome, Trace};
 use crate::types::Symbol;
 use serde::Serialize;
 
@@ -170,36 +170,38 @@ pub fn portfolio_heat(
     let mut notional = 0.0;
     let mut missing: Vec<String> = Vec::new();
     for p in &input.positions {
-        let mut line = TraceLine::new("position_risk", Outcome::Pass)
-            .text("symbol", p.symbol.as_str())
+        trace
+            .line("position_risk", Outcome::Pass)
+            .id("symbol", &p.symbol)
             .num("notional", p.notional);
         if !(p.notional.is_finite() && p.notional >= 0.0) {
             missing.push(format!(
                 "{} notional={} is not a finite amount",
                 p.symbol, p.notional
             ));
-            trace.push(line.note("notional is not a finite amount"));
+            trace.last().note("notional is not a finite amount");
             continue;
         }
         match &p.sigma {
             Ok(s) => {
                 weighted += p.notional * s.value;
                 notional += p.notional;
-                line = line
+                trace
+                    .last()
                     .num("sigma", s.value)
                     .name("sigma_source", s.source.as_str());
                 if let Some(why) = &s.fallback_reason {
-                    line = line.note(why.clone());
+                    trace.last().note(why.clone());
                 }
             }
             Err(why) => {
                 missing.push(format!("{}: {why}", p.symbol));
-                line = line.opt_num("sigma", None).note(why.clone());
+                trace.last().opt_num("sigma", None).note(why.clone());
             }
         }
-        trace.push(line);
     }
-    let mut line = TraceLine::new("portfolio_heat", Outcome::Pass)
+    trace
+        .line("portfolio_heat", Outcome::Pass)
         .opt_num("equity", input.equity)
         .num("k", cfg.k)
         .num("warm_at", cfg.warm_at)
@@ -213,19 +215,19 @@ pub fn portfolio_heat(
         Some(e) if missing.is_empty() => e,
         _ => {
             let why = missing.join("; ");
-            trace.push(line.name("bucket", "UNAVAILABLE").note(why.clone()));
+            trace.last().name("bucket", "UNAVAILABLE").note(why.clone());
             return Err(why);
         }
     };
     let load = weighted / equity;
     let heat = 1.0 - (-cfg.k * load).exp();
     let bucket = Bucket::of(heat, cfg);
-    line = line
+    trace
+        .last()
         .num("exposure", notional / equity)
         .num("load", load)
         .num("heat", heat)
         .name("bucket", bucket.as_str());
-    trace.push(line);
     Ok(HeatReading {
         heat,
         bucket,
@@ -289,13 +291,15 @@ pub fn calibrate(proposal: HarvestAction, input: &HeatInput, cfg: &HeatConfig) -
         (Ok(_), true) => Outcome::Pass,
         (Ok(_), false) => Outcome::Adjust,
     };
-    let mut line = TraceLine::new("heat_ladder", outcome)
+    trace
+        .line("heat_ladder", outcome)
         .name("proposal", proposal.as_str())
         .name("calibrated", calibrated.as_str());
     if heat.is_err() {
-        line = line.note("heat unavailable: the proposal is passed on uncalibrated");
+        trace
+            .last()
+            .note("heat unavailable: the proposal is passed on uncalibrated");
     }
-    trace.push(line);
     Calibration {
         proposal,
         calibrated,

@@ -91,7 +91,7 @@ fn the_incident_portfolio_runs_hot_and_full_closes_become_half_closes() {
     assert!(c.downgraded());
     assert_eq!(c.reason(), "heat_hot");
     assert_eq!(
-        c.trace.lines.len(),
+        c.trace.lines().len(),
         17 + 2,
         "a line per position, heat, ladder"
     );

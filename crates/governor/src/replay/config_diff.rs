@@ -98,20 +98,19 @@ fn verdict(r: Option<&DecisionRecord>) -> String {
 
 /// The first gate whose outcome differs between two traces of the same plan.
 fn deciding_gate(a: &Trace, b: &Trace) -> String {
+    let (a, b) = (a.lines(), b.lines());
     let differs = a
-        .lines
         .iter()
-        .zip(&b.lines)
+        .zip(b)
         .find(|(x, y)| x.gate != y.gate || x.outcome != y.outcome);
     match differs {
         Some((x, y)) if x.gate == y.gate => x.gate.to_owned(),
         Some((x, y)) => format!("{} / {}", x.gate, y.gate),
         // One trace stops where the other goes on: the gate after the common part.
         None => {
-            let longer = if a.lines.len() > b.lines.len() { a } else { b };
+            let longer = if a.len() > b.len() { a } else { b };
             longer
-                .lines
-                .get(a.lines.len().min(b.lines.len()))
+                .get(a.len().min(b.len()))
                 .map_or("—".to_owned(), |l| l.gate.to_owned())
         }
     }
@@ -236,12 +235,12 @@ pub fn run_candidate(
 mod tests {
     use super::*;
     use governor_core::reason::BlockReason;
-    use governor_core::trace::{Outcome, TraceLine};
+    use governor_core::trace::Outcome;
 
     fn trace(lines: &[(&'static str, Outcome)]) -> Trace {
         let mut t = Trace::default();
         for (g, o) in lines {
-            t.push(TraceLine::new(g, o.clone()));
+            t.line(g, o.clone());
         }
         t
     }
