@@ -1,11 +1,14 @@
 //! `decide` for an open on an account with 10 positions: correlation against each (100 aligned
 //! returns), regime from cached indicators, every symbol with BTCUSDT's real leverage brackets
 //! (the liquidation gates project the account), every gate passing so every gate runs.
-//! Run: `cargo bench -p governor-core --bench decide`; its last line is `decide`'s ratio to
-//! one Pearson of 100 returns, measured in alternating rounds of the same run.
+//! Run: `cargo bench -p governor-core --bench decide`; its last two lines are `decide`'s ratio
+//! to one Pearson of 100 returns, measured in alternating rounds of the same run, and the same
+//! with the portfolio view shared across calls (as a batch shares it).
 
 use criterion::{criterion_group, Criterion};
 use governor_core::book::{Book, LedgerPosition};
+use governor_core::decide::decide_on;
+use governor_core::gates::portfolio::SharedView;
 use governor_core::market::brackets::parse_binance;
 use governor_core::market::correlation::CorrelationCache;
 use governor_core::market::{Kline, SymbolMarket, BAR_MS};
@@ -147,6 +150,19 @@ fn bench_decide(c: &mut Criterion) {
             )
         })
     });
+    // As a batch decides the plans before one changes the book: the portfolio view built once.
+    let view = SharedView::of(&snap);
+    c.bench_function("decide_open_shared_view", |b| {
+        b.iter(|| {
+            decide_on(
+                black_box(&plan),
+                black_box(&snap),
+                black_box(&view),
+                black_box(&cfg),
+                black_box(now),
+            )
+        })
+    });
 }
 
 criterion_group!(benches, bench_decide);
@@ -176,7 +192,9 @@ criterion_group!(parts, bench_parts);
 
 /// `decide` against one Pearson of 100 returns, as a ratio measured in one run: rounds that
 /// alternate a block of each, so that the machine's drift (2× over a day here) moves both sides
-/// of every round alike. Prints the median round and the range.
+/// of every round alike. Prints the median round and the range, for `decide` and for
+/// `decide_on` with a portfolio view shared across calls (a batch's plans before one changes
+/// the book).
 fn ratio_to_aligned_corr() {
     let (plan, snap, cfg, now) = setup();
     let a = &snap.market.values().next().unwrap().returns;
@@ -188,6 +206,14 @@ fn ratio_to_aligned_corr() {
         }
         started.elapsed().as_secs_f64() / f64::from(calls)
     };
+    let mut corr_once = || {
+        black_box(governor_core::market::correlation::aligned_correlation(
+            black_box(a),
+            black_box(b),
+            100,
+        ));
+    };
+    let view = SharedView::of(&snap);
     let mut decide_once = || {
         black_box(decide(
             black_box(&plan),
@@ -196,26 +222,34 @@ fn ratio_to_aligned_corr() {
             black_box(now),
         ));
     };
-    let mut corr_once = || {
-        black_box(governor_core::market::correlation::aligned_correlation(
-            black_box(a),
-            black_box(b),
-            100,
+    let mut decide_on_view = || {
+        black_box(decide_on(
+            black_box(&plan),
+            black_box(&snap),
+            black_box(&view),
+            black_box(&cfg),
+            black_box(now),
         ));
     };
-    // Warm-up, then 21 rounds of about 0.1 s each.
-    per_call(20_000, &mut decide_once);
-    per_call(200_000, &mut corr_once);
-    let mut ratios: Vec<f64> = (0..21)
-        .map(|_| per_call(25_000, &mut decide_once) / per_call(400_000, &mut corr_once))
-        .collect();
-    ratios.sort_by(f64::total_cmp);
-    println!(
-        "decide_open_10_positions_corr100 / aligned_corr, same run, 21 alternating rounds: median {:.1}x (min {:.1}x, max {:.1}x)",
-        ratios[ratios.len() / 2],
-        ratios[0],
-        ratios[ratios.len() - 1]
-    );
+    let cases: [(&str, &mut dyn FnMut()); 2] = [
+        ("decide_open_10_positions_corr100", &mut decide_once),
+        ("decide_open_shared_view", &mut decide_on_view),
+    ];
+    for (name, decide_one) in cases {
+        // Warm-up, then 21 rounds of about 0.1 s each.
+        per_call(20_000, decide_one);
+        per_call(200_000, &mut corr_once);
+        let mut ratios: Vec<f64> = (0..21)
+            .map(|_| per_call(25_000, decide_one) / per_call(400_000, &mut corr_once))
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "{name} / aligned_corr, same run, 21 alternating rounds: median {:.1}x (min {:.1}x, max {:.1}x)",
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1]
+        );
+    }
 }
 
 fn main() {

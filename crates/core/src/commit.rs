@@ -127,12 +127,27 @@ pub fn apply(book: &mut Book, effect: &Effect, fence: u64) {
     }
 }
 
+/// Whether committing `effect` changes what a decision reads from a snapshot — its book or its
+/// trading state. Records, permits, block records, events and published plans live outside the
+/// snapshot ([`apply`] leaves the book as it is for them): a batch keeps one portfolio view
+/// across the decisions whose effects are all of these.
+pub fn changes_snapshot(effect: &Effect) -> bool {
+    !matches!(
+        effect,
+        Effect::Record(_)
+            | Effect::WritePermit(_)
+            | Effect::WriteBlock { .. }
+            | Effect::PublishPlan(_)
+            | Effect::Emit(_)
+    )
+}
+
 /// Makes `snap` what the next plan of a batch reads once `decision` is committed: its effects
 /// on the book and the trading state. The plan's own record is the caller's to keep (it is
 /// that plan's `prior` if the plan comes again). The fence is not known before the commit;
 /// nothing a decision reads depends on it.
 pub fn absorb(snap: &mut Snapshot, decision: &Decision) {
-    for effect in &decision.effects {
+    for effect in decision.effects.iter().filter(|e| changes_snapshot(e)) {
         if let Effect::SetTradingState { to, .. } = effect {
             snap.trading_state = *to;
         }

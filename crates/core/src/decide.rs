@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::config::GateMode;
 use crate::effects::{Effect, Event, Guard, Permit};
 use crate::gates::mode::Gatekeeper;
-use crate::gates::portfolio::Portfolio;
+use crate::gates::portfolio::{Portfolio, SharedView};
 use crate::gates::slots::{self, RotationChoice, SlotBudget, SlotUse};
 use crate::gates::{
     throttle, Candidate, Ctx, Pipeline, Refusal, CLOSE_PATH, COMMON_PATH, OPEN_PATH,
@@ -116,6 +116,22 @@ struct Summary {
 
 /// Decides one plan. Pure: same inputs, same decision, byte-identical trace.
 pub fn decide(plan: &Plan, snap: &Snapshot, cfg: &Config, now: Timestamp) -> Decision {
+    decide_on(plan, snap, &SharedView::of(snap), cfg, now)
+}
+
+/// [`decide`], with the portfolio view of `snap` shared with other plans decided on the same
+/// snapshot: a batch builds it once for the plans it decides before one changes the book.
+/// The decision is the one [`decide`] makes.
+///
+/// # Panics
+/// When `view` is not the view of `snap` ([`SharedView::get`]).
+pub fn decide_on(
+    plan: &Plan,
+    snap: &Snapshot,
+    view: &SharedView<'_>,
+    cfg: &Config,
+    now: Timestamp,
+) -> Decision {
     let ctx = Ctx {
         plan,
         snap,
@@ -173,10 +189,10 @@ pub fn decide(plan: &Plan, snap: &Snapshot, cfg: &Config, now: Timestamp) -> Dec
     trace.line("execute_only", Outcome::Pass);
 
     let mut summary = Summary::default();
-    let common = Pipeline::new(&ctx, Side::Long, phase2).run(&ctx, COMMON_PATH, &mut trace);
+    let common = Pipeline::new(&ctx, view, Side::Long, phase2).run(&ctx, COMMON_PATH, &mut trace);
     let outcome = common.and_then(|()| match plan.action {
-        Action::Close(kind) => close_path(&ctx, kind, &mut trace),
-        Action::Open(side) => open_path(&ctx, side, phase2, &mut trace, &mut summary),
+        Action::Close(kind) => close_path(&ctx, view, kind, &mut trace),
+        Action::Open(side) => open_path(&ctx, view, side, phase2, &mut trace, &mut summary),
         Action::UpdateSl | Action::Hold => unreachable!("skipped above"),
     });
     match outcome {
@@ -251,8 +267,13 @@ fn replay(prior: &DecisionRecord, now: Timestamp) -> Decision {
     }
 }
 
-fn close_path(ctx: &Ctx<'_>, kind: CloseKind, trace: &mut Trace) -> Result<Answer, Refusal> {
-    let mut pipeline = Pipeline::new(ctx, Side::Long, false);
+fn close_path<'a>(
+    ctx: &Ctx<'a>,
+    view: &'a SharedView<'_>,
+    kind: CloseKind,
+    trace: &mut Trace,
+) -> Result<Answer, Refusal> {
+    let mut pipeline = Pipeline::new(ctx, view, Side::Long, false);
     pipeline.run(ctx, CLOSE_PATH, trace)?;
     let position = pipeline
         .closing
@@ -309,14 +330,15 @@ fn permit(ctx: &Ctx<'_>, qty: f64, notional: f64, regime: Option<&str>) -> Effec
     })
 }
 
-fn open_path(
-    ctx: &Ctx<'_>,
+fn open_path<'a>(
+    ctx: &Ctx<'a>,
+    view: &'a SharedView<'_>,
     side: Side,
     phase2: bool,
     trace: &mut Trace,
     summary: &mut Summary,
 ) -> Result<Answer, Refusal> {
-    let mut pipeline = Pipeline::new(ctx, side, phase2);
+    let mut pipeline = Pipeline::new(ctx, view, side, phase2);
     let passed = pipeline.run(ctx, OPEN_PATH, trace);
     summary.occupied = pipeline.occupied;
     if let Some(b) = pipeline.budget {

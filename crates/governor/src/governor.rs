@@ -4,7 +4,9 @@
 
 use crate::inputs::MarketInputs;
 use crate::store::{StateStore, StoreError};
-use governor_core::decide::{decide, Decision};
+use governor_core::commit;
+use governor_core::decide::{decide, decide_on, Decision};
+use governor_core::gates::portfolio::SharedView;
 use governor_core::plan::PlanRejection;
 use governor_core::results::{ExecutionResult, SettlePolicy, Settlement};
 use governor_core::time::Timestamp;
@@ -174,22 +176,38 @@ impl Governor {
             // again sees that decision as its prior (its record is only rendered then).
             let mut decided_here: std::collections::BTreeMap<&governor_core::types::PlanId, usize> =
                 std::collections::BTreeMap::new();
-            for (offset, plan) in rest.iter().enumerate() {
-                snapshot.prior = match decided_here.get(&plan.plan_id) {
-                    Some(&at) => Some(decided[at].1.committed_record()),
-                    None => priors[offset].clone(),
-                };
-                let decision = decide(plan, &snapshot, &self.cfg, now);
-                if decision.replayed {
-                    out[start + offset] = Some(Submission::Decided {
-                        decision: Box::new(decision),
-                        fence: None,
-                    });
-                    continue;
+            let mut offset = 0;
+            while offset < rest.len() {
+                // One portfolio view for the plans decided until one changes the snapshot: it
+                // borrows the book, so the borrow checker lets it go before that decision is
+                // absorbed, and the next plans get a view of the changed book.
+                let view =
+                    SharedView::new(&snapshot.book, snapshot.exchange.as_ref(), &snapshot.market);
+                let mut changed = false;
+                while offset < rest.len() && !changed {
+                    let plan = rest[offset];
+                    snapshot.prior = match decided_here.get(&plan.plan_id) {
+                        Some(&at) => Some(decided[at].1.committed_record()),
+                        None => priors[offset].clone(),
+                    };
+                    let decision = decide_on(plan, &snapshot, &view, &self.cfg, now);
+                    offset += 1;
+                    if decision.replayed {
+                        out[start + offset - 1] = Some(Submission::Decided {
+                            decision: Box::new(decision),
+                            fence: None,
+                        });
+                        continue;
+                    }
+                    changed = decision.effects.iter().any(commit::changes_snapshot);
+                    decided_here.insert(&plan.plan_id, decided.len());
+                    decided.push((start + offset - 1, decision));
                 }
-                governor_core::commit::absorb(&mut snapshot, &decision);
-                decided_here.insert(&plan.plan_id, decided.len());
-                decided.push((start + offset, decision));
+                drop(view);
+                if changed {
+                    let (_, last) = decided.last().expect("the decision that changed it");
+                    commit::absorb(&mut snapshot, last);
+                }
             }
             let batch: Vec<&Decision> = decided.iter().map(|(_, d)| d).collect();
             let committed = self.store.commit_many(&batch, now);

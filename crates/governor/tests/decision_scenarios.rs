@@ -759,6 +759,17 @@ fn a_batch_decides_exactly_as_one_by_one(on: &Stores) {
     let got: Vec<_> = batch.iter().map(summary).collect();
     let want: Vec<_> = one_by_one.iter().map(summary).collect();
     assert_eq!(got, want);
+    // Gate by gate too: the batch decides on one portfolio view until a decision changes the
+    // book, and every trace is the one a fresh read gives.
+    let traces = |subs: &[quantum_governor::Submission]| -> Vec<String> {
+        subs.iter()
+            .map(|s| match s {
+                quantum_governor::Submission::Decided { decision, .. } => decision.trace.to_json(),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(traces(&batch), traces(&one_by_one));
     assert_eq!(
         want.iter().map(|(r, _)| *r).collect::<Vec<_>>(),
         [

@@ -64,9 +64,10 @@ use crate::trace::{Outcome, Trace};
 use crate::types::Side;
 use close::ClosingPosition;
 use mode::Gatekeeper;
-use portfolio::{HoldingKind, Portfolio};
+use portfolio::{HoldingKind, Portfolio, SharedView};
 use projection::Projection;
 use slots::{RotationChoice, SlotBudget, SlotUse};
+use std::borrow::Cow;
 
 /// Declares [`Gate`] and [`Gate::ALL`] from one list, so that no gate can be missing from ALL.
 macro_rules! gates {
@@ -418,13 +419,18 @@ pub const OPEN_PATH: &[Gate] = &[
 pub const CLOSE_PATH: &[Gate] = &[Gate::PositionExists, Gate::CloseKillScore, Gate::ExitLock];
 
 /// What the stages of one decision learn and hand on to the stages after them.
-pub struct Pipeline<'a> {
+pub struct Pipeline<'a, 'd> {
     /// The open's direction (opens only).
     pub side: Side,
     /// Rotation phase 2: the plan's own held slot is not counted against it.
     pub phase2: bool,
-    /// The exchange's view of the book (after `exchange_state`).
-    pub view: Option<Portfolio<'a>>,
+    /// The snapshot's portfolio view, shared with every decision on the same snapshot and
+    /// built when a stage first needs it.
+    shared: &'a SharedView<'d>,
+    /// The exchange's view of the book (after `exchange_state`): the shared view, or this
+    /// decision's own copy of it when a stage leaves something out (phase 2's own held slot,
+    /// a rotation's closing position).
+    pub view: Option<Cow<'a, Portfolio<'a>>>,
     /// The kill score's quantity scale (its floor until `kill_score` passes).
     pub qty_scale: f64,
     /// The regime's slot budget (after `regime`, when slot accounting runs).
@@ -445,12 +451,14 @@ pub struct Pipeline<'a> {
     pub gates: Gatekeeper,
 }
 
-impl<'a> Pipeline<'a> {
-    /// A pipeline for a plan on `side` (closes: the position's side does not matter here).
-    pub fn new(ctx: &Ctx<'a>, side: Side, phase2: bool) -> Self {
+impl<'a, 'd> Pipeline<'a, 'd> {
+    /// A pipeline for a plan on `side` (closes: the position's side does not matter here),
+    /// reading the portfolio from `shared`, the view of `ctx`'s snapshot.
+    pub fn new(ctx: &Ctx<'a>, shared: &'a SharedView<'d>, side: Side, phase2: bool) -> Self {
         Pipeline {
             side,
             phase2,
+            shared,
             view: None,
             qty_scale: ctx.cfg.kill_score.min_qty_scale,
             budget: None,
@@ -546,10 +554,13 @@ impl<'a> Pipeline<'a> {
             Gate::StateRecords => state_records::check(ctx, trace),
             Gate::Policy => policy::check(ctx, trace),
             Gate::ExchangeState => {
-                let mut view = portfolio::require_exchange(ctx, trace)?;
+                let shared = portfolio::require_exchange(self.shared.get(ctx.snap), trace)?;
+                let mut view = Cow::Borrowed(shared);
                 if self.phase2 {
                     let me = &ctx.plan.plan_id;
-                    view = view.without(|h| matches!(&h.kind, HoldingKind::Held(id) if *id == me));
+                    view = Cow::Owned(
+                        view.without(|h| matches!(&h.kind, HoldingKind::Held(id) if *id == me)),
+                    );
                 }
                 self.occupied = Some(view.occupied_slots() as u32);
                 self.view = Some(view);
@@ -583,7 +594,7 @@ impl<'a> Pipeline<'a> {
                 // Never close a position for a candidate that would be refused anyway: the
                 // gates after this one see the book without the position it would close.
                 let after = self.view().without(|h| *h.symbol == choice.weakest);
-                self.view = Some(after);
+                self.view = Some(Cow::Owned(after));
                 self.rotation = Some(choice);
                 Ok(())
             }

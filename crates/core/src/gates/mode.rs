@@ -17,6 +17,7 @@ pub struct Gatekeeper {
 impl Gatekeeper {
     /// Runs `check` (the gate named `gate`) under `mode`; when it does not count (shadow, off),
     /// the plan goes on with `pass()`.
+    #[inline]
     pub fn run<T>(
         &mut self,
         mode: GateMode,

@@ -1,14 +1,18 @@
 //! The account as the money gates see it: ledger positions merged with the exchange's view,
 //! reservations, and slots held by rotations — each with its notional at the current mark.
 
-use super::common::{refuse, Ctx, Refusal};
+use super::common::{refuse, Refusal};
+use crate::book::Book;
 use crate::market::SymbolMarket;
 use crate::reason::BlockReason;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{ExchangeState, Snapshot};
 use crate::symbol_walk::SymbolWalk;
 use crate::time::Timestamp;
 use crate::trace::{Outcome, Trace};
 use crate::types::{PlanId, Side, Symbol};
+
+/// The market summaries by symbol, as a snapshot holds them.
+type Markets = std::collections::BTreeMap<Symbol, std::sync::Arc<SymbolMarket>>;
 
 /// What a holding is.
 #[derive(Clone, Debug, PartialEq)]
@@ -83,8 +87,16 @@ pub struct Portfolio<'a> {
 impl<'a> Portfolio<'a> {
     /// Builds the view; `None` when the exchange state is unavailable.
     pub fn build(snap: &'a Snapshot) -> Option<Portfolio<'a>> {
-        let exchange = snap.exchange.as_ref()?;
-        let book = &snap.book;
+        Portfolio::of(&snap.book, snap.exchange.as_ref(), &snap.market)
+    }
+
+    /// Builds the view from the parts of a snapshot it reads; `None` without the exchange's.
+    fn of(
+        book: &'a Book,
+        exchange: Option<&'a ExchangeState>,
+        market: &'a Markets,
+    ) -> Option<Self> {
+        let exchange = exchange?;
         let mut holdings = Vec::with_capacity(
             book.positions.len().max(exchange.positions.len())
                 + book.reservations.len()
@@ -93,7 +105,7 @@ impl<'a> Portfolio<'a> {
         let mut unledgered = 0;
         // Both maps are sorted by symbol: walk them side by side (no set, no lookups), and
         // the market map alongside them.
-        let mut markets = SymbolWalk::new(&snap.market);
+        let mut markets = SymbolWalk::new(market);
         let mut ledger_iter = book.positions.iter().peekable();
         let mut live_iter = exchange.positions.iter().peekable();
         loop {
@@ -160,7 +172,7 @@ impl<'a> Portfolio<'a> {
                 notional: r.notional,
                 leverage: r.leverage.max(1),
                 kind: HoldingKind::Reserved(plan_id),
-                market: snap.market.get(&r.symbol).map(|m| &**m),
+                market: market.get(&r.symbol).map(|m| &**m),
             });
         }
         for (plan_id, rot) in &book.rotations {
@@ -175,7 +187,7 @@ impl<'a> Portfolio<'a> {
                     notional: 0.0,
                     leverage: 1,
                     kind: HoldingKind::Held(plan_id),
-                    market: snap.market.get(&rot.pending.symbol).map(|m| &**m),
+                    market: market.get(&rot.pending.symbol).map(|m| &**m),
                 });
             }
         }
@@ -251,10 +263,65 @@ impl<'a> Portfolio<'a> {
     }
 }
 
+/// The portfolio view of one snapshot, built at most once however many plans are decided on
+/// it: a batch decides its plans on one view until a decision changes the book (then the view
+/// is let go, the decision absorbed, and a new view built). It borrows the book, the exchange
+/// state and the market it is built from, so none of them can change while it lives; and it
+/// refuses to serve a snapshot whose parts are not those (a view of another snapshot).
+pub struct SharedView<'a> {
+    book: &'a Book,
+    exchange: Option<&'a ExchangeState>,
+    market: &'a Markets,
+    view: std::cell::OnceCell<Option<Portfolio<'a>>>,
+}
+
+impl<'a> SharedView<'a> {
+    /// The view of `book`, `exchange` and `market` (a snapshot's own fields), built when first
+    /// asked for.
+    pub fn new(book: &'a Book, exchange: Option<&'a ExchangeState>, market: &'a Markets) -> Self {
+        SharedView {
+            book,
+            exchange,
+            market,
+            view: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The view of `snap`'s own book, exchange state and market.
+    pub fn of(snap: &'a Snapshot) -> Self {
+        SharedView::new(&snap.book, snap.exchange.as_ref(), &snap.market)
+    }
+
+    /// The portfolio of `snap`, which must be the snapshot this view was made from (its book,
+    /// exchange state and market the very ones borrowed); `None` without the exchange's view.
+    ///
+    /// # Panics
+    /// When `snap` is another snapshot: deciding on another snapshot's portfolio would decide
+    /// on a wrong book.
+    pub fn get(&self, snap: &Snapshot) -> Option<&Portfolio<'a>> {
+        assert!(
+            std::ptr::eq(self.book, &*snap.book)
+                && std::ptr::eq(self.market, &*snap.market)
+                && match (self.exchange, snap.exchange.as_ref()) {
+                    (Some(a), Some(b)) => std::ptr::eq(a, b),
+                    (None, None) => true,
+                    _ => false,
+                },
+            "a portfolio view used with a snapshot it was not built from"
+        );
+        self.view
+            .get_or_init(|| Portfolio::of(self.book, self.exchange, self.market))
+            .as_ref()
+    }
+}
+
 /// Opens need the exchange's view (positions, equity): without it they are blocked.
-pub fn require_exchange<'a>(ctx: &Ctx<'a>, trace: &mut Trace) -> Result<Portfolio<'a>, Refusal> {
+pub fn require_exchange<'v, 'a>(
+    view: Option<&'v Portfolio<'a>>,
+    trace: &mut Trace,
+) -> Result<&'v Portfolio<'a>, Refusal> {
     trace.line("exchange_state", Outcome::Pass);
-    match Portfolio::build(ctx.snap) {
+    match view {
         None => {
             trace.last().flag("available", false);
             Err(refuse(
@@ -274,5 +341,44 @@ pub fn require_exchange<'a>(ctx: &Ctx<'a>, trace: &mut Trace) -> Result<Portfoli
                 .int("unledgered_positions", i64::from(p.unledgered));
             Ok(p)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::book::Book;
+    use crate::gates::common::test_snapshot;
+    use crate::gates::common::testing::{account, position, reserve, sym};
+
+    fn snapshot() -> Snapshot {
+        let mut book = Book::default();
+        book.positions
+            .insert(sym("AUSDT"), position(Side::Long, 1.0, 100.0));
+        reserve(&mut book, "p1", "BUSDT", Side::Short, 50.0);
+        test_snapshot(book, Some(account(1_000.0)))
+    }
+
+    /// The shared view is the view `build` makes, built once for every plan that asks.
+    #[test]
+    fn a_shared_view_is_the_snapshots_own_portfolio() {
+        let snap = snapshot();
+        let view = SharedView::of(&snap);
+        let first = view.get(&snap).expect("an account");
+        assert_eq!(Some(first), Portfolio::build(&snap).as_ref());
+        assert_eq!(first.holdings.len(), 2);
+        assert!(std::ptr::eq(first, view.get(&snap).expect("an account")));
+        let no_exchange = test_snapshot(Book::default(), None);
+        assert_eq!(SharedView::of(&no_exchange).get(&no_exchange), None);
+    }
+
+    /// A view asked for another snapshot — even an equal copy, which a later change could make
+    /// differ — refuses rather than answer with a book that is not the one being decided on.
+    #[test]
+    #[should_panic(expected = "a portfolio view used with a snapshot it was not built from")]
+    fn a_shared_view_refuses_another_snapshot() {
+        let snap = snapshot();
+        let copy = snap.clone();
+        SharedView::of(&snap).get(&copy);
     }
 }
