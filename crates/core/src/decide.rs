@@ -447,7 +447,15 @@ fn allow_open(
             symbol: cand.symbol.clone(),
             side: cand.side,
             desired: b.desired,
-            unledgered: view.unledgered,
+            unledgered: view.unledgered_outside_book(None),
+        });
+    }
+    if slot_use == SlotUse::Expand {
+        // No close may have taken the symbol's exit lock since: it would take this open's
+        // fill with it.
+        guards.push(Guard::ExitLockFree {
+            symbol: cand.symbol.clone(),
+            holder: plan.plan_id.clone(),
         });
     }
     if let (SlotUse::NewSlot | SlotUse::RotationHeld, true) = (slot_use, enforced(modes.side_slots))

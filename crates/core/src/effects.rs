@@ -342,7 +342,8 @@ pub enum Guard {
         side: Side,
         /// Desired slots at decision time.
         desired: u32,
-        /// Exchange positions the ledger does not know yet (they count).
+        /// Exchange positions the ledger does not know yet, on symbols the book holds nothing
+        /// of (they count; one the book holds a reservation for is in the slot table already).
         unledgered: u32,
     },
     /// The exit lock is free, lapsed, or already held by `holder`.
@@ -394,7 +395,8 @@ pub enum Guard {
         side: Side,
         /// The side's maximum.
         limit: u32,
-        /// Exchange positions of that side the ledger does not know yet (they count).
+        /// Exchange positions of that side the ledger does not know yet, on symbols the book
+        /// holds nothing of (they count).
         unledgered: u32,
     },
 }

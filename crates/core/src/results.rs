@@ -346,8 +346,13 @@ pub fn settle(
                 holder: result.plan_id.clone(),
             });
             if result.executed {
-                let qty = match (kind, book.positions.get(&result.symbol)) {
-                    (CloseKind::Full, Some(p)) => p.qty,
+                // A full close that filled in whole takes the ledger's whole position (its last
+                // bits of rounding too); one that filled in part (the order ended EXPIRED) takes
+                // what filled, and the rest stays held — its slot with it.
+                let held = book.positions.get(&result.symbol);
+                let whole = held.is_none_or(|p| result.filled_qty >= p.qty * (1.0 - 1e-9));
+                let qty = match (kind, held) {
+                    (CloseKind::Full, Some(p)) if whole => p.qty,
                     _ => result.filled_qty,
                 };
                 effects.push(Effect::ReducePosition {
@@ -372,6 +377,7 @@ pub fn settle(
                 let rotation = book.rotation_by_close(&result.plan_id);
                 if let Some((pending, rot)) = rotation {
                     if kind == CloseKind::Full
+                        && whole
                         && result.reduce_only
                         && rot.phase == RotationPhase::AwaitingClose
                     {
@@ -381,7 +387,16 @@ pub fn settle(
                         redecide = Some(pending.clone());
                     }
                 }
-                note = format!("close executed: {} {}", result.symbol, qty);
+                note = if kind == CloseKind::Full && !whole {
+                    format!(
+                        "full close filled in part: {} {} of {}; the rest stays held",
+                        result.symbol,
+                        qty,
+                        held.map_or(0.0, |p| p.qty)
+                    )
+                } else {
+                    format!("close executed: {} {}", result.symbol, qty)
+                };
             } else {
                 note = format!(
                     "close failed, exit lock released: {}",
@@ -470,6 +485,54 @@ mod tests {
             })
             .expect("a close record");
         assert!(pnl < 0.0 && (pnl - -0.0750125).abs() < 1e-12, "{pnl}");
+    }
+
+    /// A full close takes the whole ledger position only when it filled in whole (to the
+    /// last bits of rounding); one that ended with part filled takes that part, and a
+    /// rotation waiting on it does not get its slot (the rest still holds it). Found by the
+    /// simulator (seeds 77 and 171 of schedule 2): the ledger showed the symbol closed while
+    /// the exchange still held most of it.
+    #[test]
+    fn a_full_close_filled_in_part_takes_only_what_filled() {
+        let mut book = Book::default();
+        let eth = Symbol::parse("ETHUSDT").unwrap();
+        book.positions.insert(eth.clone(), held(0.0));
+        let policy = SettlePolicy {
+            default_leverage: 5,
+            close_retention_secs: 3600,
+        };
+        let reduced = |filled: &str| {
+            let r = ExecutionResult::parse(&[
+                ("plan_id", "c1"),
+                ("symbol", "ETHUSDT"),
+                ("executed", "true"),
+                ("reduceOnly", "true"),
+                ("action", "FULL_CLOSE_PROPOSED"),
+                ("filled_qty", filled),
+                ("avg_price", "2000"),
+            ])
+            .unwrap();
+            settle(&r, &book, false, &policy, Timestamp(1_000))
+                .effects
+                .iter()
+                .find_map(|e| match e {
+                    Effect::ReducePosition { qty, .. } => Some(*qty),
+                    _ => None,
+                })
+                .expect("a reduction")
+        };
+        assert_eq!(reduced("0.02"), 0.02, "part filled: that part");
+        assert_eq!(reduced("0.05"), 0.05, "all filled: the position");
+        assert_eq!(
+            reduced("0.04999999999999"),
+            0.05,
+            "all but rounding: the whole position, no dust left"
+        );
+        assert_eq!(
+            reduced("0.0499"),
+            0.0499,
+            "short of the whole by a step: what filled"
+        );
     }
 
     #[test]

@@ -305,7 +305,11 @@ impl Gate {
                 "slots",
                 OwnRule("slots", |g| g.slots),
                 Some("slots"),
-                &[R::OppositePositionOpen, R::SlotsFull],
+                &[
+                    R::OppositePositionOpen,
+                    R::SlotsFull,
+                    R::ExitLockBusyDoubleClosePrevention,
+                ],
             ),
             Gate::Rotation => row(
                 "rotation",
@@ -651,12 +655,18 @@ impl<'a, 'd> Pipeline<'a, 'd> {
             .snap
             .book
             .slot_promised(&self.candidate().symbol, Some(&ctx.plan.plan_id));
+        let being_closed_by = ctx
+            .snap
+            .book
+            .live_exit_lock(&self.candidate().symbol, ctx.now)
+            .map(|lock| &lock.holder);
         let slot_use = slots::occupancy(
             self.candidate(),
             self.view(),
             enforced,
             self.phase2,
             slot_promised,
+            being_closed_by,
             trace,
         )?;
         if let (GateMode::Shadow, Some(b), SlotUse::NewSlot) = (mode, self.budget, slot_use) {

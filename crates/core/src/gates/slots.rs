@@ -102,12 +102,17 @@ pub enum SlotUse {
 /// ([`Book::slot_promised`](crate::book::Book::slot_promised)): the open can neither expand it
 /// (the table would be one over once the rotation completes) nor take a slot of its own (the
 /// table keeps one slot per symbol, so it would count one too few); it is refused.
+/// `being_closed_by`: the close plan holding the symbol's live exit lock. A close is sized from
+/// the exchange's position when it is sent, so an open filled before it would be closed with
+/// it (and booked after it, as a position the exchange no longer holds): an open on a symbol
+/// being closed is refused until the close ends (`exit_lock_busy_double_close_prevention`).
 pub fn occupancy(
     cand: &Candidate,
     portfolio: &Portfolio,
     budget: Option<SlotBudget>,
     phase2: bool,
     slot_promised: bool,
+    being_closed_by: Option<&PlanId>,
     trace: &mut Trace,
 ) -> Result<SlotUse, Refusal> {
     let occupied = portfolio.occupied_slots() as u32;
@@ -134,6 +139,18 @@ pub fn occupancy(
                 cand.symbol
             );
             return Err(refuse(trace, Refusal::new(BlockReason::SlotsFull, why)));
+        }
+        Some(_) if being_closed_by.is_some() => {
+            let holder = being_closed_by.expect("matched");
+            trace.last().id("being_closed_by", holder);
+            let why = format!(
+                "{} is being closed by {holder}: no open on it until that close ends",
+                cand.symbol
+            );
+            return Err(refuse(
+                trace,
+                Refusal::new(BlockReason::ExitLockBusyDoubleClosePrevention, why),
+            ));
         }
         Some(_) => {
             trace
@@ -309,20 +326,7 @@ pub fn side_count(
         .collect();
     symbols.sort();
     symbols.dedup();
-    let unledgered = portfolio
-        .holdings
-        .iter()
-        .filter(|h| h.side == cand.side)
-        .filter(|h| {
-            matches!(
-                h.kind,
-                HoldingKind::Position {
-                    ledgered: false,
-                    ..
-                }
-            )
-        })
-        .count() as u32;
+    let unledgered = portfolio.unledgered_outside_book(Some(cand.side));
     Some((limit, symbols.len() as u32, unledgered))
 }
 
@@ -466,7 +470,7 @@ mod tests {
         let cand = candidate(symbol, side, 10.0, 5);
         run(&open, &snap, &Config::default(), NOW, |ctx, t| {
             let portfolio = Portfolio::build(ctx.snap).expect("an account");
-            occupancy(&cand, &portfolio, budget, phase2, false, t)
+            occupancy(&cand, &portfolio, budget, phase2, false, None, t)
         })
     }
 
@@ -582,6 +586,35 @@ mod tests {
         assert_eq!(got, Ok(()));
     }
 
+    /// An open that would expand a symbol being closed (its exit lock live) is refused, slot
+    /// budget or none: the close, sized from the exchange when sent, would take the open's
+    /// fill with it. Found by the simulator (schedule 2, seed 11188: a rotation's close allowed
+    /// after its rotation timed out, an open on the same symbol beside it, the open's fill
+    /// closed by it and then booked as a position the exchange no longer held).
+    #[test]
+    fn an_open_on_a_symbol_being_closed_is_refused() {
+        let snap = three_held();
+        let open = plan("AUSDT", "OPEN_LONG", &[]);
+        let cand = candidate("AUSDT", Side::Long, 10.0, 5);
+        let closer = PlanId::parse("c1").expect("id");
+        let use_with = |budget: Option<SlotBudget>, closing: Option<&PlanId>| {
+            run(&open, &snap, &Config::default(), NOW, |ctx, t| {
+                let portfolio = Portfolio::build(ctx.snap).expect("an account");
+                occupancy(&cand, &portfolio, budget, false, false, closing, t)
+            })
+        };
+        assert_eq!(use_with(budget(3), None), Ok(SlotUse::Expand));
+        assert_eq!(
+            use_with(budget(3), Some(&closer)),
+            Err(BlockReason::ExitLockBusyDoubleClosePrevention)
+        );
+        assert_eq!(
+            use_with(None, Some(&closer)),
+            Err(BlockReason::ExitLockBusyDoubleClosePrevention),
+            "slot accounting off or on"
+        );
+    }
+
     /// A rotation closing `close` for a pending open on `pending_symbol`.
     fn rotating(book: &mut Book, close: &str, pending_symbol: &str) {
         use crate::book::{RotationLock, RotationPhase};
@@ -616,7 +649,7 @@ mod tests {
         let use_with = |desired: u32, promised: bool| {
             run(&open, &snap, &Config::default(), NOW, |ctx, t| {
                 let portfolio = Portfolio::build(ctx.snap).expect("an account");
-                occupancy(&cand, &portfolio, budget(desired), false, promised, t)
+                occupancy(&cand, &portfolio, budget(desired), false, promised, None, t)
             })
         };
         assert_eq!(
