@@ -159,13 +159,12 @@ impl<E: Exchange> Executor<E> {
             }
         };
         self.mark_in_doubt(&plan, &permit, "about to be sent")?;
-        let (known, resolved_by) = match self.place(&plan, &permit) {
-            Ok(fill) => (Known::Filled(fill), ResolvedBy::Answer),
-            Err(OrderError::Unknown(why)) => match self.resolve(&plan, &permit, &why)? {
+        let (known, resolved_by) = match orders::outcome_of(self.place(&plan, &permit)) {
+            Ok(known) => (known, ResolvedBy::Answer),
+            Err(why) => match self.resolve(&plan, &permit, &why)? {
                 Ok(known) => (known, ResolvedBy::Query),
                 Err(last) => return Ok(Outcome::Unknown(last)),
             },
-            Err(e) => (Known::NotFilled(e.to_string()), ResolvedBy::Answer),
         };
         let now = (self.clock)();
         let fields = orders::result_fields(

@@ -11,7 +11,7 @@
 //! can no longer accept the request: its request window (`recvWindow`) after the last moment
 //! the order could have been sent.
 
-use crate::exchange::{Exchange, Fill, OrderState};
+use crate::exchange::{Exchange, Fill, OrderError, OrderState};
 use crate::store::redis::RedisStore;
 use crate::store::{StateStore, StoreError};
 use governor_core::book::OrderInDoubt;
@@ -50,6 +50,17 @@ impl ResolvedBy {
             ResolvedBy::Query => "query",
             ResolvedBy::Reconciler => "reconciler",
         }
+    }
+}
+
+/// What an order's own answer tells: its outcome, or (`Err`) why the outcome is unknown — a
+/// timeout, a 5xx, an unreadable answer — which is asked for by client id, never taken as a
+/// failure (the order may have filled).
+pub fn outcome_of(answer: Result<Fill, OrderError>) -> Result<Known, String> {
+    match answer {
+        Ok(fill) => Ok(Known::Filled(fill)),
+        Err(OrderError::Unknown(why)) => Err(why),
+        Err(refused) => Ok(Known::NotFilled(refused.to_string())),
     }
 }
 
@@ -216,7 +227,7 @@ pub fn publish_result(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::{ExchangeError, OrderError, OrderRequest, SymbolFilters};
+    use crate::exchange::{ExchangeError, OrderRequest, SymbolFilters};
     use governor_core::market::Kline;
     use governor_core::snapshot::ExchangeState;
     use std::cell::RefCell;

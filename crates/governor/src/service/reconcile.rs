@@ -135,97 +135,134 @@ pub struct Reconciled {
     pub settled: Vec<(PlanId, Known)>,
 }
 
-/// One reconciliation of the store's ledger against `exchange`.
+/// One reconciliation of the store's ledger against `exchange`: the ledger read, then the
+/// exchange compared with it, settled results published on `apply.result`.
 pub fn reconcile_once<E: Exchange + ?Sized>(
     store: &RedisStore,
     exchange: &E,
     cfg: &Config,
     now: Timestamp,
 ) -> Result<Reconciled, StoreError> {
-    let book = store.book(now)?;
-    let mut done = Reconciled::default();
-    let window = exchange.request_window();
-    for (plan_id, order) in &book.in_doubt {
-        let final_at = order.send_deadline.millis() + window.as_millis() as i64;
-        if now.millis() < final_at {
-            continue; // its executor may still be asking, or the order still arriving
-        }
-        match orders::ask(exchange, &order.symbol, plan_id, true) {
-            Ok(known) => {
-                let close = !order.action.starts_with("OPEN");
-                let fields = orders::result_fields(
-                    plan_id,
-                    &order.symbol,
-                    &order.action,
-                    close,
-                    &known,
-                    ResolvedBy::Reconciler,
-                    now,
-                );
-                orders::publish_result(store, cfg, &fields, now)?;
-                logfmt::line(
-                    "ORDER_RESOLVED",
+    read_ledger(store, now)?.reconcile(store, exchange, cfg, now, |fields| {
+        orders::publish_result(store, cfg, fields, now)
+    })
+}
+
+/// The first half of a reconciliation: the ledger as it was read, before the exchange is. A
+/// reconciler may be paused or die between the two halves; what it does with the second is
+/// guarded by what it read in the first.
+pub struct LedgerRead {
+    book: std::sync::Arc<governor_core::book::Book>,
+}
+
+/// Reads the ledger (the book) for a reconciliation.
+pub fn read_ledger<S: StateStore + ?Sized>(
+    store: &S,
+    now: Timestamp,
+) -> Result<LedgerRead, StoreError> {
+    Ok(LedgerRead {
+        book: store.state(&[], now)?.0.book,
+    })
+}
+
+impl LedgerRead {
+    /// The second half: settles the orders left in doubt that the exchange can now tell
+    /// (`publish` books each result and puts it on `apply.result`), then compares the ledger
+    /// read with the exchange's positions, read now, and corrects each drift under the guard
+    /// that the symbol's ledger is still the one read and nothing is in flight on it.
+    pub fn reconcile<S: StateStore + ?Sized, E: Exchange + ?Sized>(
+        self,
+        store: &S,
+        exchange: &E,
+        cfg: &Config,
+        now: Timestamp,
+        mut publish: impl FnMut(&[(String, String)]) -> Result<(), StoreError>,
+    ) -> Result<Reconciled, StoreError> {
+        let book = self.book;
+        let mut done = Reconciled::default();
+        let window = exchange.request_window();
+        for (plan_id, order) in &book.in_doubt {
+            let final_at = order.send_deadline.millis() + window.as_millis() as i64;
+            if now.millis() < final_at {
+                continue; // its executor may still be asking, or the order still arriving
+            }
+            match orders::ask(exchange, &order.symbol, plan_id, true) {
+                Ok(known) => {
+                    let close = !order.action.starts_with("OPEN");
+                    let fields = orders::result_fields(
+                        plan_id,
+                        &order.symbol,
+                        &order.action,
+                        close,
+                        &known,
+                        ResolvedBy::Reconciler,
+                        now,
+                    );
+                    publish(&fields)?;
+                    logfmt::line(
+                        "ORDER_RESOLVED",
+                        &[
+                            ("plan", plan_id.to_string()),
+                            ("symbol", order.symbol.to_string()),
+                            ("resolved_by", "reconciler".to_owned()),
+                            ("filled", matches!(known, Known::Filled(_)).to_string()),
+                        ],
+                    );
+                    done.settled.push((plan_id.clone(), known));
+                }
+                Err(why) => logfmt::line(
+                    "ORDER_STILL_UNKNOWN",
                     &[
                         ("plan", plan_id.to_string()),
                         ("symbol", order.symbol.to_string()),
-                        ("resolved_by", "reconciler".to_owned()),
-                        ("filled", matches!(known, Known::Filled(_)).to_string()),
+                        ("last", why),
                     ],
-                );
-                done.settled.push((plan_id.clone(), known));
+                ),
             }
-            Err(why) => logfmt::line(
-                "ORDER_STILL_UNKNOWN",
-                &[
-                    ("plan", plan_id.to_string()),
-                    ("symbol", order.symbol.to_string()),
-                    ("last", why),
-                ],
-            ),
         }
-    }
-    if !done.settled.is_empty() {
-        return Ok(done); // the ledger just changed: compare positions on the next cycle
-    }
-    // Read after the ledger: a fill the ledger does not show yet is in flight, and guarded.
-    let Ok(account) = exchange.account() else {
-        return Ok(done); // nothing to compare with: never release on missing data
-    };
-    let drifts = compare(
-        &book.positions,
-        &account.positions,
-        cfg.funds.default_leverage,
-        now,
-    );
-    let operator = PlanId::parse("reconciler").expect("valid");
-    for d in drifts {
-        let symbol = d.symbol().clone();
-        if book.in_flight(&symbol, now) {
-            done.deferred.push(d);
-            continue;
+        if !done.settled.is_empty() {
+            return Ok(done); // the ledger just changed: compare positions on the next cycle
         }
-        let guard = Guard::LedgerSettled {
-            symbol: symbol.clone(),
-            version: book.ledger_version(&symbol),
+        // Read after the ledger: a fill the ledger does not show yet is in flight, and guarded.
+        let Ok(account) = exchange.account() else {
+            return Ok(done); // nothing to compare with: never release on missing data
         };
-        let mut effects = d.effects();
-        effects.push(Effect::Emit(
-            Event::new("RECONCILE_DRIFT", &operator, &symbol, now).with("reason", d.reason()),
-        ));
-        if !store.apply(&[guard], &effects, now)? {
-            done.deferred.push(d);
-            continue;
-        }
-        logfmt::line(
-            "RECONCILE_DRIFT",
-            &[
-                ("symbol", symbol.to_string()),
-                ("reason", d.reason().to_owned()),
-            ],
+        let drifts = compare(
+            &book.positions,
+            &account.positions,
+            cfg.funds.default_leverage,
+            now,
         );
-        done.applied.push(d);
+        let operator = PlanId::parse("reconciler").expect("valid");
+        for d in drifts {
+            let symbol = d.symbol().clone();
+            if book.in_flight(&symbol, now) {
+                done.deferred.push(d);
+                continue;
+            }
+            let guard = Guard::LedgerSettled {
+                symbol: symbol.clone(),
+                version: book.ledger_version(&symbol),
+            };
+            let mut effects = d.effects();
+            effects.push(Effect::Emit(
+                Event::new("RECONCILE_DRIFT", &operator, &symbol, now).with("reason", d.reason()),
+            ));
+            if !store.apply(&[guard], &effects, now)? {
+                done.deferred.push(d);
+                continue;
+            }
+            logfmt::line(
+                "RECONCILE_DRIFT",
+                &[
+                    ("symbol", symbol.to_string()),
+                    ("reason", d.reason().to_owned()),
+                ],
+            );
+            done.applied.push(d);
+        }
+        Ok(done)
     }
-    Ok(done)
 }
 
 #[cfg(test)]
