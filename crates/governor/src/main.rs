@@ -226,6 +226,10 @@ enum Command {
         /// Steps per seed before the faults stop.
         #[arg(long, default_value_t = 200)]
         steps: usize,
+        /// The schedule seeds draw their steps from: 2 (the exchange's faults and the
+        /// reconciler too) or 1 (the one the kept regression seeds were found with).
+        #[arg(long, default_value = "2", value_parser = quantum_governor::sim::world::Schedule::parse)]
+        schedule: quantum_governor::sim::world::Schedule,
     },
     /// Decide one plan (JSON object of plan fields) against a state file; prints the decision
     /// and its trace as JSON. Commits nothing.
@@ -848,7 +852,8 @@ fn main() -> anyhow::Result<ExitCode> {
             first_seed,
             seed,
             steps,
-        } => simulate(&data, seed, first_seed, seeds, steps),
+            schedule,
+        } => simulate(&data, schedule, seed, first_seed, seeds, steps),
         Command::Evaluate {
             plan,
             state,
@@ -867,6 +872,7 @@ fn main() -> anyhow::Result<ExitCode> {
 /// The `sim` command: one seed with its log, or many with the failures' seeds and steps.
 fn simulate(
     data: &Path,
+    schedule: quantum_governor::sim::world::Schedule,
     seed: Option<u64>,
     first_seed: u64,
     seeds: u64,
@@ -878,7 +884,8 @@ fn simulate(
     let cfg = world::wide_open(Config::default());
     let summary = match seed {
         Some(seed) => {
-            let (taken, faults, failure) = run::run_seed(&market, &cfg, seed, steps, true);
+            let (taken, faults, failure) =
+                run::run_seed(&market, &cfg, schedule, seed, steps, true);
             let failure = failure.expect("a kept log");
             print!("{}", failure.log);
             run::Summary {
@@ -896,6 +903,7 @@ fn simulate(
             &market,
             &cfg,
             &run::Options {
+                schedule,
                 first_seed,
                 seeds,
                 steps,
@@ -906,7 +914,12 @@ fn simulate(
         let at = f
             .step
             .map_or("when it settled".to_owned(), |s| format!("after step {s}"));
-        println!("seed {} broke invariants {at} (run it again: quantum-governor sim --seed {} --steps {steps}):", f.seed, f.seed);
+        println!(
+            "seed {} broke invariants {at} (run it again: quantum-governor sim --schedule {} --seed {} --steps {steps}):",
+            f.seed,
+            schedule.name(),
+            f.seed
+        );
         for v in &f.violations {
             println!("  {}: {}", v.invariant, v.detail);
         }

@@ -4,10 +4,11 @@
 //! `no_unexplained_failure`, by the world that saw it.)
 
 use crate::store::memory::StoreState;
-use governor_core::snapshot::VerdictKind;
+use governor_core::book::Book;
+use governor_core::snapshot::{ExchangePosition, VerdictKind};
 use governor_core::time::Timestamp;
-use governor_core::types::PlanId;
-use std::collections::BTreeMap;
+use governor_core::types::{PlanId, Symbol};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A broken invariant: its name and what was seen.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,6 +100,44 @@ fn no_reservation_past_its_ttl(st: &StoreState, swept_at: Timestamp, out: &mut V
             ));
         }
     }
+}
+
+/// The ledger holds what the exchange holds, on every symbol where nothing is in flight (no
+/// reservation, no live exit lock, no order in doubt): a fill booked twice, a fill booked as a
+/// failure, a position released while its close was unknown all break it.
+pub fn ledger_matches_exchange(
+    book: &Book,
+    exchange: &BTreeMap<Symbol, ExchangePosition>,
+    now: Timestamp,
+) -> Vec<Violation> {
+    let symbols: BTreeSet<&Symbol> = book.positions.keys().chain(exchange.keys()).collect();
+    symbols
+        .into_iter()
+        .filter(|s| !book.in_flight(s, now))
+        .filter_map(|s| {
+            let ledger = book.positions.get(s).map(|p| (p.side, p.qty));
+            let held = exchange.get(s).map(|p| (p.side, p.qty));
+            let same = match (ledger, held) {
+                (None, None) => true,
+                (Some((a, x)), Some((b, y))) => a == b && (x - y).abs() <= x.abs().max(y) * 1e-9,
+                _ => false,
+            };
+            (!same).then(|| {
+                violation(
+                    "ledger_matches_exchange",
+                    format!("{s}: the ledger holds {ledger:?}, the exchange {held:?}, nothing in flight"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Never more than one order per permit: a client id (the plan id) is sent once.
+pub fn one_order_per_permit(sent: &BTreeMap<String, u32>) -> Vec<Violation> {
+    sent.iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, n)| violation("one_order_per_permit", format!("{id} was sent {n} times")))
+        .collect()
 }
 
 /// Once faults stop and every stream is drained: every plan that was published ends with a

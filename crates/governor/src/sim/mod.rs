@@ -5,6 +5,7 @@
 //! is control over time and over the failures at each boundary.
 
 pub mod clock;
+pub mod exchange;
 pub mod invariants;
 pub mod rng;
 pub mod run;

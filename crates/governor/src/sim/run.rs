@@ -6,7 +6,7 @@
 
 use super::invariants::Violation;
 use super::rng::Rng;
-use super::world::{Market, World};
+use super::world::{Market, Schedule, World};
 use crate::logfmt;
 use governor_core::Config;
 use std::collections::BTreeMap;
@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// The schedule the seeds draw their steps from.
+    pub schedule: Schedule,
     /// The first seed.
     pub first_seed: u64,
     /// How many seeds, from the first.
@@ -81,6 +83,7 @@ impl Summary {
 pub fn run_seed(
     market: &Market,
     cfg: &Config,
+    schedule: Schedule,
     seed: u64,
     steps: usize,
     keep_log: bool,
@@ -88,7 +91,7 @@ pub fn run_seed(
     logfmt::capture_on_this_thread();
     let _ = logfmt::take_captured();
     let mut rng = Rng::new(seed);
-    let mut world = World::new(market, cfg.clone());
+    let mut world = World::new(market, cfg.clone(), schedule);
     let mut log = String::new();
     let mut failure = None;
     let mut taken = 0;
@@ -133,7 +136,8 @@ pub fn run_seed(
 pub fn run(market: &Market, cfg: &Config, opts: &Options) -> Summary {
     let mut summary = Summary::default();
     for seed in opts.first_seed..opts.first_seed + opts.seeds {
-        let (steps, faults, failure) = run_seed(market, cfg, seed, opts.steps, false);
+        let (steps, faults, failure) =
+            run_seed(market, cfg, opts.schedule, seed, opts.steps, false);
         summary.seeds += 1;
         summary.steps += steps as u64;
         for (kind, n) in faults {

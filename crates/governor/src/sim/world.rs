@@ -5,34 +5,82 @@
 //! the sweeper runs) or injects one fault (a governor dies after its commit and before its
 //! acknowledgement; the clock jumps past every TTL).
 //!
-//! The executor is a stand-in: it takes a live permit as the executor does (single use), marks
-//! the order in doubt and books its outcome through the executor's own functions (`orders`),
-//! but it is not the executor's loop, and its exchange cannot fail in the ways a real one does
-//! (an unknown answer, a 5xx after the fill, a partial fill). Nor does the reconciler run.
+//! Two schedules. The first ([`Schedule::V1`]) is the one the kept regression seeds were found
+//! with: its executor's orders fill or are refused at once. The second ([`Schedule::V2`], the
+//! default) adds the exchange's faults — a fill whose answer is lost, an order lost on the way
+//! or arriving late, a partial fill, a 5xx to a question — the executor asking for an order
+//! whose outcome it does not know, and the reconciler, whose two halves (the ledger read, the
+//! exchange compared) are two steps with anything in between, or a crash.
+//!
+//! The executor is a stand-in for its loop: it takes a live permit (single use), marks the
+//! order in doubt, places it on the simulated exchange and reads the answer, asks for an order
+//! it does not know, and books what it learns, all through the executor's own functions
+//! (`orders`). The reconciler is the service's own (`service::reconcile`).
 
 use super::clock;
+use super::exchange::{Answer, SimExchange};
 use super::invariants::{self, Violation};
 use super::rng::Rng;
 use super::stream::{SimConsumer, SimStream};
-use crate::exchange::Fill;
+use crate::exchange::{Exchange, OrderError, OrderRequest};
 use crate::governor::Governor;
 use crate::inputs::{InputsSource, MarketInputs};
-use crate::orders::{mark_in_doubt, result_fields, settle_result, Known, ResolvedBy};
+use crate::orders::{self, mark_in_doubt, result_fields, settle_result, Known, ResolvedBy};
+use crate::service::reconcile::{read_ledger, LedgerRead};
 use crate::service::workers::{PlanWorker, ResultWorker};
 use crate::store::memory::MemoryStore;
 use crate::store::StateStore;
+use crate::store::StoreError;
 use crate::streams::{PLAN_GROUP, RESULT_GROUP};
 use governor_core::book::OrderInDoubt;
+use governor_core::effects::Permit;
+use governor_core::plan::{Action, CloseKind};
 use governor_core::time::Timestamp;
-use governor_core::types::PlanId;
+use governor_core::types::{PlanId, Side, Symbol};
 use governor_core::Config;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Governors in every run.
 pub const GOVERNORS: usize = 3;
 /// Pending entries idle this long are reclaimed (the service's default).
 const IDLE_MS: u64 = crate::streams::RECLAIM_IDLE_MS;
+/// The simulated exchange's request window (Binance's default `recvWindow`).
+const REQUEST_WINDOW: Duration = Duration::from_secs(5);
+
+/// Which steps a seed draws, and with which odds. A seed replays exactly only under the
+/// schedule it ran with: adding a step kind changes every seed's sequence, so a new kind is a
+/// new schedule and the old one stays for the seeds found with it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// Producers, governors, a stand-in executor whose orders fill or are refused at once, the
+    /// result monitor, time, the sweeper; crashes after a commit and after an order; clock
+    /// jumps. The kept regression seeds were found with it.
+    V1,
+    /// V1's parts and faults, the exchange's faults, the executor asking for orders it does
+    /// not know, late orders arriving, and the reconciler (crashing between its halves too).
+    V2,
+}
+
+impl Schedule {
+    /// The schedule named `1` or `2`.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "1" => Ok(Schedule::V1),
+            "2" => Ok(Schedule::V2),
+            other => Err(format!("schedule must be 1 or 2, not {other:?}")),
+        }
+    }
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::V1 => "1",
+            Schedule::V2 => "2",
+        }
+    }
+}
 
 /// The market every run decides on: the inputs at the run's start, and the traded symbols with
 /// their marks.
@@ -90,9 +138,62 @@ impl InputsSource for Frozen {
     }
 }
 
+/// The frozen market with the simulated exchange's account as it is now: the governors see
+/// the positions the exchange holds, as `serve` sees Binance's.
+struct LiveAccount {
+    market: MarketInputs,
+    exchange: Arc<Mutex<SimExchange>>,
+}
+
+impl InputsSource for LiveAccount {
+    fn inputs(&self, _now: Timestamp) -> MarketInputs {
+        let account = lock(&self.exchange).account().ok();
+        MarketInputs {
+            exchange: account,
+            ..self.market.clone()
+        }
+    }
+}
+
+/// The exchange, locked (one thread: never contended, never poisoned but by a panic).
+fn lock(exchange: &Mutex<SimExchange>) -> std::sync::MutexGuard<'_, SimExchange> {
+    exchange.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How the exchange answers an order under V2, given whether V1's draw would have filled it:
+/// a fill is answered, partly filled, filled with its answer lost, lost on the way, or late;
+/// a refusal is refused.
+fn exchange_answer(rng: &mut Rng, filled: bool) -> Answer {
+    if !filled {
+        return Answer::Refuse;
+    }
+    match rng.below(20) {
+        0..=9 => Answer::Fill,
+        10..=11 => Answer::Partial(rng.between(1, 9) as f64 / 10.0),
+        12..=14 => Answer::FillAnswerLost,
+        15..=16 => Answer::LostOnTheWay,
+        _ => Answer::Late,
+    }
+}
+
+/// An order whose outcome the executor does not know and still asks for.
+struct Unresolved {
+    plan_id: PlanId,
+    symbol: Symbol,
+    action: String,
+    sent_at: Timestamp,
+    give_up_at: Timestamp,
+}
+
 /// One run's deployment.
 pub struct World {
+    schedule: Schedule,
     store: Arc<MemoryStore>,
+    exchange: Arc<Mutex<SimExchange>>,
+    /// The executor's orders of unknown outcome that it still asks for.
+    unresolved: Vec<Unresolved>,
+    /// The reconciler's first half, when it has read the ledger and not yet the exchange.
+    ledger_read: Option<LedgerRead>,
     cfg: Arc<Config>,
     inputs: Arc<dyn InputsSource>,
     traded: Vec<(String, f64)>,
@@ -115,16 +216,40 @@ pub struct World {
 }
 
 impl World {
-    /// A fresh deployment on `market` under `cfg`, the clock at the market's start.
-    pub fn new(market: &Market, cfg: Config) -> Self {
+    /// A fresh deployment on `market` under `cfg` and `schedule`, the clock at the market's
+    /// start.
+    pub fn new(market: &Market, cfg: Config, schedule: Schedule) -> Self {
         clock::set(market.start);
         let store = Arc::new(MemoryStore::new(cfg.block_ttl_secs));
+        let marks = market
+            .inputs
+            .market
+            .iter()
+            .map(|(s, m)| (s.clone(), m.last_close))
+            .collect();
+        let equity = market
+            .inputs
+            .exchange
+            .as_ref()
+            .map_or(0.0, |x| x.equity_usdt);
+        let exchange = Arc::new(Mutex::new(SimExchange::new(
+            marks,
+            equity,
+            clock::now,
+            REQUEST_WINDOW,
+        )));
         let universe: Vec<&str> = market.traded.iter().map(|(s, _)| s.as_str()).collect();
         store.update(|st| {
             st.policy_universe = Some(serde_json::to_string(&universe).expect("strings serialize"))
         });
         let cfg = Arc::new(cfg);
-        let inputs: Arc<dyn InputsSource> = Arc::new(Frozen(market.inputs.clone()));
+        let inputs: Arc<dyn InputsSource> = match schedule {
+            Schedule::V1 => Arc::new(Frozen(market.inputs.clone())),
+            Schedule::V2 => Arc::new(LiveAccount {
+                market: market.inputs.clone(),
+                exchange: exchange.clone(),
+            }),
+        };
         let plans = SimStream::new(&format!("{}stream:apply.plan", cfg.key_prefix));
         let results = SimStream::new(&format!("{}stream:apply.result", cfg.key_prefix));
         let result_monitor = ResultWorker {
@@ -135,7 +260,11 @@ impl World {
             reclaim_idle_ms: IDLE_MS,
         };
         let mut w = World {
+            schedule,
             store,
+            exchange,
+            unresolved: Vec::new(),
+            ledger_read: None,
             cfg,
             inputs,
             traded: market.traded.clone(),
@@ -169,34 +298,66 @@ impl World {
         }
     }
 
-    /// One step chosen by `rng`; returns what it did, for the run's log.
+    /// One step chosen by `rng` under the world's schedule; returns what it did, for the run's
+    /// log.
     pub fn step(&mut self, rng: &mut Rng) -> String {
-        let did = match rng.below(100) {
-            0..=24 => self.produce(rng),
-            25..=54 => self.step_governor(rng.below(GOVERNORS as u64) as usize),
-            55..=58 => {
-                let g = rng.below(GOVERNORS as u64) as usize;
-                self.governors[g].consumer.die_at_next_ack = true;
-                self.fault("crash_after_commit");
-                format!("{} will die after its next commit", self.governors[g].name)
-            }
-            59..=72 => self.answer_a_permit(rng),
-            73..=80 => self.step_results(),
-            81..=90 => {
-                let ms = rng.between(1, 5_000);
-                clock::advance(ms as i64);
-                format!("{ms} ms pass")
-            }
-            91..=93 => {
-                let ms = rng.between(130_000, 400_000);
-                clock::advance(ms as i64);
-                self.fault("clock_jump");
-                format!("the clock jumps {ms} ms")
-            }
-            _ => self.sweep(),
+        let did = match self.schedule {
+            Schedule::V1 => self.step_v1(rng),
+            Schedule::V2 => self.step_v2(rng),
         };
         self.forward_published();
         did
+    }
+
+    fn step_v1(&mut self, rng: &mut Rng) -> String {
+        match rng.below(100) {
+            0..=24 => self.produce(rng),
+            25..=54 => self.step_governor(rng.below(GOVERNORS as u64) as usize),
+            55..=58 => self.doom_a_governor(rng),
+            59..=72 => self.answer_a_permit(rng),
+            73..=80 => self.step_results(),
+            81..=90 => self.time_passes(rng),
+            91..=93 => self.clock_jumps(rng),
+            _ => self.sweep(),
+        }
+    }
+
+    fn step_v2(&mut self, rng: &mut Rng) -> String {
+        match rng.below(100) {
+            0..=21 => self.produce(rng),
+            22..=49 => self.step_governor(rng.below(GOVERNORS as u64) as usize),
+            50..=52 => self.doom_a_governor(rng),
+            53..=64 => self.answer_a_permit(rng),
+            65..=69 => self.ask_about_an_order(rng),
+            70..=72 => self.late_orders_arrive(),
+            73..=79 => self.step_results(),
+            80..=82 => self.reconciler_reads_the_ledger(),
+            83..=85 => self.reconciler_compares(),
+            86 => self.reconciler_dies(),
+            87..=93 => self.time_passes(rng),
+            94..=95 => self.clock_jumps(rng),
+            _ => self.sweep(),
+        }
+    }
+
+    fn doom_a_governor(&mut self, rng: &mut Rng) -> String {
+        let g = rng.below(GOVERNORS as u64) as usize;
+        self.governors[g].consumer.die_at_next_ack = true;
+        self.fault("crash_after_commit");
+        format!("{} will die after its next commit", self.governors[g].name)
+    }
+
+    fn time_passes(&mut self, rng: &mut Rng) -> String {
+        let ms = rng.between(1, 5_000);
+        clock::advance(ms as i64);
+        format!("{ms} ms pass")
+    }
+
+    fn clock_jumps(&mut self, rng: &mut Rng) -> String {
+        let ms = rng.between(130_000, 400_000);
+        clock::advance(ms as i64);
+        self.fault("clock_jump");
+        format!("the clock jumps {ms} ms")
     }
 
     fn fault(&mut self, kind: &'static str) {
@@ -275,60 +436,252 @@ impl World {
     }
 
     /// The stand-in executor takes one live permit (single use), writes its order's in-doubt
-    /// record, and answers it as the executor does (the ledger at once, then `apply.result`):
-    /// filled two times in three, refused otherwise. One time in ten it dies after the order
-    /// and before its result: the order stays in doubt (a reconciler would settle it).
+    /// record, places the order and books what the answer tells (the ledger at once, then
+    /// `apply.result`). Under V1 the order fills two times in three and is refused otherwise;
+    /// under V2 the exchange may also fill part of it, lose the answer after filling it, lose
+    /// the order, or let it arrive late: an answer that tells nothing leaves the order in doubt
+    /// for the executor to ask about. One time in ten the executor dies after the order and
+    /// before its result (under V1, before the order reaches the exchange): the order stays in
+    /// doubt for the reconciler.
     fn answer_a_permit(&mut self, rng: &mut Rng) -> String {
         let live: Vec<PlanId> = self.store.read(|st| st.permits.keys().cloned().collect());
         if live.is_empty() {
             return "no permit to execute".to_owned();
         }
-        let id = &live[rng.below(live.len() as u64) as usize];
+        let id = live[rng.below(live.len() as u64) as usize].clone();
         let now = clock::now();
-        let Some(permit) = self.store.take_permit(id, now) else {
+        let Some(permit) = self.store.take_permit(&id, now) else {
             return format!("the permit of {id} had lapsed");
         };
-        let in_doubt = OrderInDoubt {
-            symbol: permit.symbol.clone(),
-            action: permit.action.clone(),
-            since: now,
-            send_deadline: permit.expires_at,
-            why: "about to be sent".to_owned(),
-        };
-        if let Err(e) = mark_in_doubt(self.store.as_ref(), id, in_doubt, now) {
+        if let Err(e) = self.mark(&id, &permit.symbol, &permit.action, permit.expires_at, now) {
             return self.unexpected(format!("the executor could not mark {id} in doubt: {e}"));
         }
-        if rng.below(10) == 0 {
+        let dies = rng.below(10) == 0;
+        if dies && self.schedule == Schedule::V1 {
             self.fault("crash_after_order");
             return format!("the executor died after sending {id}'s order");
         }
-        let is_close = !permit.action.starts_with("OPEN");
-        let known = if rng.below(3) < 2 {
-            Known::Filled(Fill {
-                qty: permit.qty,
-                avg_price: permit.notional / permit.qty,
-                fee: Some(0.0),
-                realized_pnl: Some(0.0),
-            })
-        } else {
-            Known::NotFilled("-2019 Margin is insufficient".to_owned())
+        let answer = match (self.schedule, rng.below(3) < 2) {
+            (Schedule::V1, true) => Answer::Fill,
+            (Schedule::V1, false) => Answer::Refuse,
+            (Schedule::V2, filled) => exchange_answer(rng, filled),
         };
-        let fields = result_fields(
-            id,
-            &permit.symbol,
-            &permit.action,
-            is_close,
-            &known,
-            ResolvedBy::Answer,
-            now,
-        );
+        let sent = self.place(&permit, answer);
+        if dies {
+            self.fault("crash_after_order");
+            return format!("the executor died after sending {id}'s order ({answer:?})");
+        }
+        match orders::outcome_of(sent) {
+            Ok(known) => self.book(
+                &id,
+                &permit.symbol,
+                &permit.action,
+                &known,
+                ResolvedBy::Answer,
+            ),
+            Err(why) => {
+                self.fault("order_outcome_unknown");
+                if let Err(e) =
+                    self.mark(&id, &permit.symbol, &permit.action, permit.expires_at, now)
+                {
+                    return self.unexpected(format!("the executor could not mark {id}: {e}"));
+                }
+                let permit_left = (permit.expires_at.millis() - now.millis()).max(0);
+                let window = REQUEST_WINDOW.as_millis() as i64;
+                self.unresolved.push(Unresolved {
+                    plan_id: id.clone(),
+                    symbol: permit.symbol.clone(),
+                    action: permit.action.clone(),
+                    sent_at: now,
+                    give_up_at: Timestamp(now.millis() + permit_left.max(window) + window),
+                });
+                format!("{id}'s outcome is unknown ({why}; {answer:?})")
+            }
+        }
+    }
+
+    /// Writes (or rewrites) an order's in-doubt record, as the executor does before sending.
+    fn mark(
+        &self,
+        id: &PlanId,
+        symbol: &Symbol,
+        action: &str,
+        send_deadline: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let order = OrderInDoubt {
+            symbol: symbol.clone(),
+            action: action.to_owned(),
+            since: now,
+            send_deadline,
+            why: "about to be sent".to_owned(),
+        };
+        mark_in_doubt(self.store.as_ref(), id, order, now)
+    }
+
+    /// Sends the order `permit` allows, as the executor sizes it: an open for the permitted
+    /// quantity, a close for its share of the position the exchange holds.
+    fn place(
+        &mut self,
+        permit: &Permit,
+        answer: Answer,
+    ) -> Result<crate::exchange::Fill, OrderError> {
+        let mut exchange = lock(&self.exchange);
+        let action = [
+            Action::Open(Side::Long),
+            Action::Open(Side::Short),
+            Action::Close(CloseKind::Full),
+            Action::Close(CloseKind::Partial75),
+            Action::Close(CloseKind::Partial50),
+            Action::Close(CloseKind::Partial25),
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == permit.action)
+        .ok_or_else(|| OrderError::Refused(format!("no order for {}", permit.action)))?;
+        let (side, qty, reduce_only) = match action {
+            Action::Open(side) => (side, permit.qty, false),
+            Action::Close(kind) => {
+                let Some(held) = exchange.positions().get(&permit.symbol) else {
+                    return Err(OrderError::Refused(format!(
+                        "no {} position on the exchange to close",
+                        permit.symbol
+                    )));
+                };
+                let side = match held.side {
+                    Side::Long => Side::Short,
+                    Side::Short => Side::Long,
+                };
+                (side, held.qty * kind.fraction(), true)
+            }
+            Action::UpdateSl | Action::Hold => unreachable!("never permitted"),
+        };
+        exchange.next_answer = answer;
+        exchange.place_order(&OrderRequest {
+            client_id: permit.plan_id.clone(),
+            symbol: permit.symbol.clone(),
+            side,
+            qty,
+            reduce_only,
+            leverage: self.cfg.funds.default_leverage,
+        })
+    }
+
+    /// Books a known outcome as the executor does: the ledger at once, then `apply.result`.
+    fn book(
+        &mut self,
+        id: &PlanId,
+        symbol: &Symbol,
+        action: &str,
+        known: &Known,
+        resolved_by: ResolvedBy,
+    ) -> String {
+        let now = clock::now();
+        let is_close = !action.starts_with("OPEN");
+        let fields = result_fields(id, symbol, action, is_close, known, resolved_by, now);
         if let Err(e) = settle_result(self.store.as_ref(), &self.cfg, &fields, now) {
             return self.unexpected(format!("the executor could not book {id}'s result: {e}"));
         }
         self.results.add(&fields);
         match known {
-            Known::Filled(_) => format!("{id} filled"),
-            Known::NotFilled(_) => format!("{id} refused"),
+            Known::Filled(f) => format!("{id} filled {} ({})", f.qty, resolved_by.as_str()),
+            Known::NotFilled(why) => format!("{id} not filled: {why} ({})", resolved_by.as_str()),
+        }
+    }
+
+    /// The executor asks the exchange for one order whose outcome it does not know (the
+    /// exchange may answer with a 5xx); an absent order counts as never placed only once the
+    /// request window since its sending is over. Past its time it gives up and leaves the
+    /// order in doubt for the reconciler.
+    fn ask_about_an_order(&mut self, rng: &mut Rng) -> String {
+        if self.unresolved.is_empty() {
+            return "no order to ask about".to_owned();
+        }
+        let at = rng.below(self.unresolved.len() as u64) as usize;
+        let fails = rng.below(5) == 0;
+        self.ask_about(at, fails)
+    }
+
+    /// Asks about the executor's unresolved order `at`; `fails`: the exchange answers the
+    /// question with a 5xx.
+    fn ask_about(&mut self, at: usize, fails: bool) -> String {
+        let now = clock::now();
+        let u = &self.unresolved[at];
+        let absent_is_final =
+            now.millis() >= u.sent_at.millis() + REQUEST_WINDOW.as_millis() as i64;
+        let asked = {
+            let mut exchange = lock(&self.exchange);
+            exchange.next_query_fails = fails;
+            let answer = orders::ask(&*exchange, &u.symbol, &u.plan_id, absent_is_final);
+            exchange.next_query_fails = false;
+            answer
+        };
+        match asked {
+            Ok(known) => {
+                let u = self.unresolved.remove(at);
+                self.book(&u.plan_id, &u.symbol, &u.action, &known, ResolvedBy::Query)
+            }
+            Err(why) if now >= u.give_up_at => {
+                let u = self.unresolved.remove(at);
+                format!(
+                    "the executor gives up on {} ({why}): left to the reconciler",
+                    u.plan_id
+                )
+            }
+            Err(why) => format!("{} still unknown: {why}", u.plan_id),
+        }
+    }
+
+    fn late_orders_arrive(&mut self) -> String {
+        let (arrived, dropped) = lock(&self.exchange).deliver();
+        format!("late orders: {arrived} arrived, {dropped} past the window")
+    }
+
+    /// The reconciler's first half: it reads the ledger (a cycle already begun goes on).
+    fn reconciler_reads_the_ledger(&mut self) -> String {
+        if self.ledger_read.is_some() {
+            return "the reconciler is between its halves".to_owned();
+        }
+        match read_ledger(self.store.as_ref(), clock::now()) {
+            Ok(read) => {
+                self.ledger_read = Some(read);
+                "the reconciler read the ledger".to_owned()
+            }
+            Err(e) => self.unexpected(format!("the reconciler could not read the ledger: {e}")),
+        }
+    }
+
+    /// The reconciler's second half: it settles what the exchange can now tell of the orders
+    /// in doubt, reads the exchange's positions and corrects the drifts from the ledger it read.
+    fn reconciler_compares(&mut self) -> String {
+        let Some(read) = self.ledger_read.take() else {
+            return "the reconciler has not read the ledger".to_owned();
+        };
+        let now = clock::now();
+        let exchange = lock(&self.exchange);
+        let (store, cfg, results) = (&self.store, &self.cfg, &mut self.results);
+        let done = read.reconcile(store.as_ref(), &*exchange, cfg, now, |fields| {
+            settle_result(store.as_ref(), cfg, fields, now)?;
+            results.add(fields);
+            Ok(())
+        });
+        drop(exchange);
+        match done {
+            Ok(done) => format!(
+                "the reconciler settled {}, corrected {}, deferred {}",
+                done.settled.len(),
+                done.applied.len(),
+                done.deferred.len()
+            ),
+            Err(e) => self.unexpected(format!("the reconciler failed: {e}")),
+        }
+    }
+
+    fn reconciler_dies(&mut self) -> String {
+        if self.ledger_read.take().is_some() {
+            self.fault("crash_mid_reconcile");
+            "the reconciler died between its halves".to_owned()
+        } else {
+            "the reconciler is idle".to_owned()
         }
     }
 
@@ -353,10 +706,18 @@ impl World {
     /// The invariants that hold after every step, and the failures no fault explains.
     pub fn check(&mut self) -> Vec<Violation> {
         let mut out = std::mem::take(&mut self.unexpected);
-        out.extend(
-            self.store
-                .read(|st| invariants::after_step(st, self.swept_at)),
-        );
+        let now = clock::now();
+        let exchange = lock(&self.exchange);
+        out.extend(self.store.read(|st| {
+            let mut v = invariants::after_step(st, self.swept_at);
+            v.extend(invariants::ledger_matches_exchange(
+                &st.book,
+                exchange.positions(),
+                now,
+            ));
+            v
+        }));
+        out.extend(invariants::one_order_per_permit(&exchange.sent));
         out
     }
 
@@ -373,6 +734,16 @@ impl World {
                 self.step_governor(g);
             }
             self.step_results();
+            if self.schedule == Schedule::V2 {
+                self.late_orders_arrive();
+                // Each order of unknown outcome is asked about once a round (the rounds' time
+                // brings its request window, then the executor's giving up, to an end).
+                for at in (0..self.unresolved.len()).rev() {
+                    self.ask_about(at, false);
+                }
+                self.reconciler_reads_the_ledger();
+                self.reconciler_compares();
+            }
             self.sweep();
             self.forward_published();
             let drained = self.plans.pending(PLAN_GROUP).is_empty()
