@@ -30,7 +30,35 @@ pub fn after_step(st: &StoreState, swept_at: Timestamp) -> Vec<Violation> {
     one_permit_per_plan(st, &mut out);
     one_terminal_decision_per_plan(st, &mut out);
     no_reservation_past_its_ttl(st, swept_at, &mut out);
+    closes_blocked_only_by_close_gates(st, &mut out);
     out
+}
+
+/// A close is never blocked by an open-only gate: a blocked close names a reason of a gate on
+/// the common or the close path (the gate table says which reasons each gate has).
+fn closes_blocked_only_by_close_gates(st: &StoreState, out: &mut Vec<Violation>) {
+    use governor_core::gates::{CLOSE_PATH, COMMON_PATH};
+    for r in &st.decision_log {
+        if r.action.starts_with("OPEN") || r.verdict != VerdictKind::Block {
+            continue;
+        }
+        let Some(reason) = r.reason else { continue };
+        let by_a_close_gate = COMMON_PATH
+            .iter()
+            .chain(CLOSE_PATH)
+            .any(|g| g.spec().reasons.contains(&reason));
+        if !by_a_close_gate {
+            out.push(violation(
+                "closes_blocked_only_by_close_gates",
+                format!(
+                    "{} {} was blocked with {}",
+                    r.plan_id,
+                    r.action,
+                    reason.code()
+                ),
+            ));
+        }
+    }
 }
 
 /// Occupied slots never above the most slots any decision found desired.
@@ -157,4 +185,48 @@ pub fn every_plan_decided(st: &StoreState, published: &[PlanId]) -> Vec<Violatio
             Some(_) => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use governor_core::reason::BlockReason;
+    use governor_core::snapshot::DecisionRecord;
+
+    fn close_blocked_by(reason: BlockReason) -> std::sync::Arc<DecisionRecord> {
+        std::sync::Arc::new(DecisionRecord {
+            plan_id: PlanId::parse("c1").unwrap(),
+            symbol: Symbol::parse("ETHUSDT").unwrap(),
+            action: "FULL_CLOSE_PROPOSED".to_owned(),
+            verdict: VerdictKind::Block,
+            reason: Some(reason),
+            detail: String::new(),
+            qty: None,
+            notional: None,
+            regime: None,
+            desired_slots: None,
+            occupied_slots: None,
+            decided_at: Timestamp(0),
+            trace: Default::default(),
+            shadow: Vec::new(),
+        })
+    }
+
+    /// A close blocked by a close gate (the exit lock) is as it should be; one blocked by an
+    /// open-only gate (correlation) breaks the invariant.
+    #[test]
+    fn a_close_blocked_by_an_open_only_gate_is_a_violation() {
+        let mut st = StoreState::default();
+        st.decision_log.push(close_blocked_by(
+            BlockReason::ExitLockBusyDoubleClosePrevention,
+        ));
+        let mut out = Vec::new();
+        closes_blocked_only_by_close_gates(&st, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        st.decision_log
+            .push(close_blocked_by(BlockReason::CorrelationCap));
+        closes_blocked_only_by_close_gates(&st, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].invariant, "closes_blocked_only_by_close_gates");
+    }
 }
