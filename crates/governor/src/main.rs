@@ -90,7 +90,8 @@ enum Command {
     /// HTTP (POST /v1/plans). Paper exchange on recorded data; the HTTP API and dashboard on
     /// --http.
     Serve {
-        /// The Redis URL, e.g. redis://127.0.0.1:6379/ (leave out to run embedded).
+        /// The Redis URL, e.g. redis://127.0.0.1:6379/ (leave out to run embedded). On a Redis Cluster: any node's URL, or the nodes' URLs separated by commas; the key
+        /// prefix must then carry a hash tag (quantum:{acct1}:).
         #[arg(long)]
         redis: Option<String>,
         /// Serve the HTTP API and the dashboard here (embedded mode: 127.0.0.1:8080 unless
@@ -129,7 +130,8 @@ enum Command {
     /// proposals (one JSON object of fields per line) against a state file, one JSON line out
     /// per line in; exits 1 when a proposal was refused.
     Heat {
-        /// The Redis URL; leave out to run embedded on --proposals.
+        /// The Redis URL; leave out to run embedded on --proposals. On a Redis Cluster: any node's URL, or the nodes' URLs separated by commas; the key
+        /// prefix must then carry a hash tag (quantum:{acct1}:).
         #[arg(long, conflicts_with_all = ["proposals", "state", "out"])]
         redis: Option<String>,
         /// A TOML config file (environment variables override it).
@@ -164,7 +166,8 @@ enum Command {
     /// The permit-checked executor as its own process: consumes plans (group `executor`),
     /// takes each permit once, places the order, applies and publishes its result.
     Execute {
-        /// The Redis URL.
+        /// The Redis URL. On a Redis Cluster: any node's URL, or the nodes' URLs separated by commas; the key
+        /// prefix must then carry a hash tag (quantum:{acct1}:).
         #[arg(long)]
         redis: String,
         /// `paper` (fills at the recorded market's mark on the wall clock) or `binance`.
@@ -193,7 +196,8 @@ enum Command {
     Explain {
         /// The plan id.
         plan_id: String,
-        /// The Redis URL of the deployment.
+        /// The Redis URL of the deployment. On a Redis Cluster: any node's URL, or the nodes' URLs separated by commas; the key
+        /// prefix must then carry a hash tag (quantum:{acct1}:).
         #[arg(long, required_unless_present = "journal", conflicts_with = "journal")]
         redis: Option<String>,
         /// A replay journal (`out/decisions.jsonl`).
@@ -260,7 +264,8 @@ enum PlansCommand {
     /// untouched: `{"id", "time", "fields": [[key, value], …]}` (a value that is not UTF-8 as
     /// `{"hex": …}`).
     Export {
-        /// The Redis URL, e.g. redis://127.0.0.1:6379/.
+        /// The Redis URL, e.g. redis://127.0.0.1:6379/. On a Redis Cluster: any node's URL, or the nodes' URLs separated by commas; the key
+        /// prefix must then carry a hash tag (quantum:{acct1}:).
         #[arg(long)]
         redis: String,
         /// A TOML config file (environment variables override it): the key prefix.
@@ -412,6 +417,13 @@ fn run_executor(
         "EXECUTOR_STARTED",
         &[("name", name.clone()), ("exchange", exchange.to_owned())],
     );
+    let store = std::sync::Arc::new(quantum_governor::store::redis::RedisStore::open(
+        redis,
+        &cfg.key_prefix,
+        cfg.block_ttl_secs,
+        &name,
+    )?);
+    quantum_governor::streams::await_redis(&store, &name)?;
     match exchange {
         "binance" => {
             let env: Vec<(String, String)> = std::env::vars().collect();
@@ -419,12 +431,6 @@ fn run_executor(
             Executor::connect(redis, cfg.clone(), venue, &name, opts, wall_clock)?.run();
         }
         "paper" => {
-            let store = std::sync::Arc::new(quantum_governor::store::redis::RedisStore::open(
-                redis,
-                &cfg.key_prefix,
-                cfg.block_ttl_secs,
-                &name,
-            )?);
             let market =
                 std::sync::Arc::new(quantum_governor::exchange::paper_market::PaperMarket::load(
                     data,

@@ -47,8 +47,8 @@ pub fn export(
     out: &mut dyn Write,
 ) -> anyhow::Result<usize> {
     let key = Streams::new(prefix).plans;
-    let mut conn = redis::Client::open(redis_url)
-        .and_then(|c| c.get_connection())
+    let mut conn = crate::store::redis::link::RedisTarget::parse(redis_url)
+        .and_then(|t| t.connect(prefix, std::time::Duration::from_secs(5)))
         .with_context(|| format!("connecting to {redis_url}"))?;
     let end = to.map_or("+".to_owned(), |t| format!("{}-{}", t.millis(), u64::MAX));
     let mut start = from.map_or("-".to_owned(), |t| format!("{}-0", t.millis()));

@@ -4,6 +4,7 @@
 
 mod support;
 
+use quantum_governor::store::redis::link::RedisTarget;
 use quantum_governor::streams::consumer::GroupConsumer;
 use quantum_governor::streams::heartbeat;
 use std::time::{Duration, Instant};
@@ -118,8 +119,8 @@ fn a_live_slow_consumer_keeps_its_entries() {
     let (_slow, ids) = pending_with(&server, "gov-a-w0", 5);
     // Its process keeps its heartbeat (300 ms TTL, refreshed every 100 ms), as `serve` does
     // from a thread of its own while the worker is busy.
-    let client = redis::Client::open(server.url()).unwrap();
-    std::thread::spawn(move || heartbeat::run(&client, PREFIX, &["gov-a-w0".to_owned()], 300));
+    let target = RedisTarget::parse(&server.url()).unwrap();
+    std::thread::spawn(move || heartbeat::run(&target, PREFIX, &["gov-a-w0".to_owned()], 300));
     let mut other = GroupConsumer::new(&server.url(), STREAM, GROUP, "gov-b-w0").unwrap();
     let watch = Instant::now();
     // Five TTLs long, the entries idle far past the 50 ms asked: never taken.

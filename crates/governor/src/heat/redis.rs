@@ -252,6 +252,7 @@ pub fn serve(cfg: &Config, opts: &crate::service::ServeOptions) -> anyhow::Resul
         cfg.block_ttl_secs,
         &format!("{}/admin", opts.name),
     )?);
+    crate::streams::await_redis(&admin, "heat")?;
     let (inputs, _) = crate::service::account_and_market(&cfg, opts, admin)?;
     logfmt::line(
         "HEAT_GATE_STARTED",

@@ -181,6 +181,7 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
         )?))
     };
     let admin = open("admin")?;
+    crate::streams::await_redis(&admin, "startup")?;
     let (inputs, paper) = account_and_market(&cfg, opts, admin.clone())?;
     let mut health = crate::streams::Health::default();
     loop {
@@ -260,11 +261,11 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
             .map(|i| format!("{}-w{i}", opts.name))
             .collect();
         consumers.push(format!("{}-results", opts.name));
-        let client = redis::Client::open(opts.redis_url.as_str())?;
+        let target = crate::store::redis::link::RedisTarget::parse(&opts.redis_url)?;
         let prefix = cfg.key_prefix.clone();
         handles.push(supervisor.spawn("heartbeat", move || {
             crate::streams::heartbeat::run(
-                &client,
+                &target,
                 &prefix,
                 &consumers,
                 crate::streams::heartbeat::HEARTBEAT_TTL_MS,

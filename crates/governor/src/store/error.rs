@@ -70,6 +70,8 @@ impl From<redis::RedisError> for StoreError {
                     | ErrorKind::MasterDown
                     | ErrorKind::ReadOnly
                     | ErrorKind::ClusterConnectionNotFound
+                    | ErrorKind::Moved
+                    | ErrorKind::Ask
             );
         if e.kind() == ErrorKind::NoScriptError {
             StoreError::NoScript(text)

@@ -5,6 +5,7 @@
 //! one that is not valid UTF-8 is never dropped — it is kept escaped (`\xff`) and makes the
 //! entry a schema error naming the field ([`Entry::checked`]).
 
+use crate::store::redis::link::{needs_reconnect, Link, RedisTarget};
 use crate::store::StoreError;
 use governor_core::fields::escape_bytes;
 use governor_core::plan::{FieldError, PlanRejection};
@@ -58,8 +59,8 @@ pub struct Reclaimed {
 
 /// A consumer of one stream in one group, on its own connection.
 pub struct GroupConsumer {
-    client: redis::Client,
-    conn: Option<redis::Connection>,
+    target: RedisTarget,
+    conn: Option<Link>,
     /// The stream key.
     pub stream: String,
     /// The group name.
@@ -168,7 +169,7 @@ impl GroupConsumer {
     /// A consumer (connecting lazily).
     pub fn new(url: &str, stream: &str, group: &str, consumer: &str) -> Result<Self, StoreError> {
         Ok(GroupConsumer {
-            client: redis::Client::open(url)?,
+            target: RedisTarget::parse(url)?,
             conn: None,
             stream: stream.to_owned(),
             group: group.to_owned(),
@@ -214,18 +215,15 @@ impl GroupConsumer {
 
     fn call<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         if self.conn.is_none() {
+            // The stream's key stands for the account's prefix: same hash tag, same slot.
             let c = self
-                .client
-                .get_connection_with_timeout(std::time::Duration::from_secs(2))?;
+                .target
+                .connect(&self.stream, std::time::Duration::from_secs(2))?;
             self.conn = Some(c);
         }
         let result = cmd.query(self.conn.as_mut().expect("connected above"));
         if let Err(e) = &result {
-            if e.is_io_error()
-                || e.is_connection_dropped()
-                || e.is_timeout()
-                || e.is_connection_refusal()
-            {
+            if needs_reconnect(e) {
                 self.conn = None;
             }
         }

@@ -5,6 +5,7 @@
 //! the group takes its pending entries over within seconds instead of waiting for the 30 s idle
 //! rule. A live but slow consumer keeps its heartbeat, so only the idle rule applies to it.
 
+use crate::store::redis::link::RedisTarget;
 use crate::store::StoreError;
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ pub fn key(prefix: &str, consumer: &str) -> String {
 
 /// Refreshes the heartbeats of `consumers` (one round trip), each living `ttl_ms`.
 pub fn beat(
-    conn: &mut redis::Connection,
+    conn: &mut dyn redis::ConnectionLike,
     prefix: &str,
     consumers: &[String],
     ttl_ms: u64,
@@ -47,13 +48,13 @@ pub fn beat(
 /// heartbeat thread. A failure (Redis away) is logged once per outage and retried; the
 /// heartbeats then expire, and the other governors take over, as they should for a process that
 /// cannot reach the store.
-pub fn run(client: &redis::Client, prefix: &str, consumers: &[String], ttl_ms: u64) {
+pub fn run(target: &RedisTarget, prefix: &str, consumers: &[String], ttl_ms: u64) {
     let every = Duration::from_millis((ttl_ms / 3).max(1));
     let mut conn = None;
     let mut health = super::Health::default();
     loop {
         if conn.is_none() {
-            conn = client.get_connection_with_timeout(every).ok();
+            conn = target.connect(prefix, every).ok();
         }
         let result = match conn.as_mut() {
             Some(c) => beat(c, prefix, consumers, ttl_ms),

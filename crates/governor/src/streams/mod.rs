@@ -81,6 +81,18 @@ impl Health {
     }
 }
 
+/// Waits for the Redis behind `store` to answer (its outage logged once, as `who`), and refuses
+/// a deployment it cannot serve: on a cluster, a key prefix without a hash tag. Every process
+/// on Redis calls it at start; it returns whether the Redis is a cluster.
+pub fn await_redis(store: &RedisStore, who: &str) -> anyhow::Result<bool> {
+    let mut health = Health::default();
+    let cluster = store
+        .await_server(|e| health.failed(who, e))
+        .map_err(anyhow::Error::msg)?;
+    health.ok(who);
+    Ok(cluster)
+}
+
 /// The next batch: entries reclaimed from idle consumers and taken over from dead ones, then
 /// new ones (waiting up to `block_ms`).
 pub fn next_batch(

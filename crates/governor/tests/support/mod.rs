@@ -6,6 +6,8 @@ pub mod browser;
 pub mod embedded_server;
 pub mod executor_rig;
 pub mod fake_binance;
+pub mod race;
+pub mod redis_cluster;
 pub mod redis_server;
 
 /// The `quantum-governor` binary, run from the repository root (so `data/klines` resolves),

@@ -7,6 +7,7 @@
 //! Redis is unreachable every call answers [`StoreError`], so nothing is committed and nothing
 //! is acknowledged.
 
+pub mod link;
 pub mod ops;
 
 use super::memory::{BlockRecord, DeadLetter, StoreState};
@@ -30,8 +31,8 @@ const COMMIT_LUA: &str = include_str!("lua/commit.lua");
 
 /// The Redis store.
 pub struct RedisStore {
-    client: redis::Client,
-    conn: Mutex<Option<redis::Connection>>,
+    target: link::RedisTarget,
+    conn: Mutex<Option<link::Link>>,
     prefix: String,
     block_ttl_secs: u64,
     governor_id: String,
@@ -216,7 +217,8 @@ struct Read {
 }
 
 impl RedisStore {
-    /// Connects lazily to `url`; keys start with `prefix`. `governor_id` goes into every
+    /// Connects lazily to `url` (one server, any node of a cluster, or a comma-separated list
+    /// of cluster nodes: [`link`]); keys start with `prefix`. `governor_id` goes into every
     /// decision stream entry.
     pub fn open(
         url: &str,
@@ -225,7 +227,7 @@ impl RedisStore {
         governor_id: &str,
     ) -> Result<Self, StoreError> {
         Ok(RedisStore {
-            client: redis::Client::open(url)?,
+            target: link::RedisTarget::parse(url)?,
             conn: Mutex::new(None),
             prefix: prefix.to_owned(),
             block_ttl_secs,
@@ -249,28 +251,42 @@ impl RedisStore {
     /// so the next call reconnects.
     pub fn with_conn<T>(
         &self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        f: impl FnOnce(&mut link::Link) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
         let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             let conn = self
-                .client
-                .get_connection_with_timeout(std::time::Duration::from_secs(2))?;
+                .target
+                .connect(&self.prefix, std::time::Duration::from_secs(2))?;
             *slot = Some(conn);
         }
         let conn = slot.as_mut().expect("connected above");
         match f(conn) {
             Ok(v) => Ok(v),
             Err(e) => {
-                if e.is_io_error()
-                    || e.is_connection_dropped()
-                    || e.is_timeout()
-                    || e.is_connection_refusal()
-                {
+                if link::needs_reconnect(&e) {
                     *slot = None;
                 }
                 Err(e.into())
             }
+        }
+    }
+
+    /// Waits until the server answers and says whether it is a cluster; refuses, on a
+    /// cluster, a key prefix without a hash tag. What every process on Redis checks at start:
+    /// `Err` is a deployment to fix, not an outage to wait out.
+    pub fn await_server(&self, mut on_outage: impl FnMut(&StoreError)) -> Result<bool, String> {
+        loop {
+            match self.with_conn(|c| Ok(c.is_cluster())) {
+                Ok(cluster) => return link::check_prefix(cluster, &self.prefix).map(|()| cluster),
+                Err(e) => {
+                    if self.target.is_cluster() == Some(true) {
+                        link::check_prefix(true, &self.prefix)?;
+                    }
+                    on_outage(&e);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
         }
     }
 
@@ -293,7 +309,9 @@ impl RedisStore {
         scope: ReadScope,
     ) -> Result<Read, StoreError> {
         let raw: String = self.with_conn(|c| {
-            let mut call = self.read.arg(&self.prefix);
+            // The prefix as the script's one key: a cluster routes the call to its slot.
+            let mut call = self.read.key(&self.prefix);
+            call.arg(&self.prefix);
             call.arg(plan_ids.join("\n"))
                 .arg(symbols.join("\n"))
                 .arg(now.millis());
@@ -541,7 +559,8 @@ impl RedisStore {
         let req = serde_json::to_string(&batch).expect("a batch serializes");
         let texts = texts.into_args();
         let reply: Vec<i64> = self.with_conn(|c| {
-            let mut call = self.commit.arg(&self.prefix);
+            let mut call = self.commit.key(&self.prefix);
+            call.arg(&self.prefix);
             call.arg(&req);
             for text in &texts {
                 call.arg(text.as_ref());
@@ -588,13 +607,14 @@ impl RedisStore {
             let mut out = LedgerIndex::default();
             loop {
                 // Keys as bytes: one that is not UTF-8 must not stop the indexing of the rest.
-                let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(500)
-                    .query(c)?;
+                let (next, keys): (u64, Vec<Vec<u8>>) = c.query_home(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(500),
+                )?;
                 for k in keys {
                     match std::str::from_utf8(&k) {
                         Ok(key) if key.len() > skip => {
@@ -720,10 +740,10 @@ impl RedisStore {
         let read = self.read_state(&[], &[], now)?;
         let p = self.prefix.clone();
         let [decisions, permits, blocks, counts]: [KeyValues; 4] = self.with_conn(|c| {
-            let scan = |c: &mut redis::Connection,
+            let scan = |c: &mut link::Link,
                         pattern: String|
              -> redis::RedisResult<Vec<(String, String)>> {
-                let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(c)?;
+                let keys: Vec<String> = c.query_home(redis::cmd("KEYS").arg(pattern))?;
                 let mut out = Vec::new();
                 for k in keys {
                     let v: Option<String> = redis::cmd("GET").arg(&k).query(c)?;
