@@ -13,7 +13,12 @@
 //! it is still unknown when the executor gives up, the reconciler settles it later.
 //!
 //! A plan without a permit is never executed: blocked, skipped, or not decided in time; nor is
-//! one whose permit lapsed before its order could be sent.
+//! one whose permit lapsed before its order could be sent. On a Redis Cluster a permit is used
+//! only once a replica holds its take (`permit_replicas`): a replica receives its master's
+//! writes in order, so it then holds the commit that granted the permit too, and a failover can
+//! lose neither — no order for a permit the new master does not know, none for a permit it
+//! would hand out again. A take no replica confirms in time is put back unused and its plan
+//! tried again later.
 
 use crate::exchange::{Exchange, Fill, OrderError, OrderRequest};
 use crate::logfmt;
@@ -124,7 +129,19 @@ impl<E: Exchange> Executor<E> {
         )?;
         let mut out = Vec::with_capacity(batch.len());
         for entry in batch {
-            let outcome = self.handle(&entry)?;
+            let outcome = match self.handle(&entry) {
+                Ok(outcome) => outcome,
+                // The permit went back unused: the entry stays pending, to be taken again
+                // after the idle time (by this executor or another), within the permit's life.
+                Err(StoreError::NotReplicated(why)) => {
+                    logfmt::line(
+                        "EXECUTOR_PERMIT_NOT_REPLICATED",
+                        &[("entry", entry.id.clone()), ("why", why)],
+                    );
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             self.consumer.ack(std::slice::from_ref(&entry.id))?;
             out.push((entry.id, outcome));
         }

@@ -4,7 +4,12 @@
 
 mod support;
 
+use governor_core::effects::Permit;
+use governor_core::time::Timestamp;
+use governor_core::types::{PlanId, Symbol};
 use quantum_governor::store::redis::RedisStore;
+use quantum_governor::store::{StateStore, StoreError};
+use redis::Commands;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -188,4 +193,87 @@ fn plans_are_exported_from_a_cluster() {
     let lines = support::succeeded(done);
     assert_eq!(lines.lines().count(), 3, "{lines}");
     assert!(lines.contains("\"p2\""), "{lines}");
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+fn permit(plan: &str, expires_at: Timestamp) -> Permit {
+    Permit {
+        plan_id: PlanId::parse(plan).unwrap(),
+        symbol: Symbol::parse("BTCUSDT").unwrap(),
+        action: "OPEN_LONG".to_owned(),
+        qty: 0.01,
+        notional: 1_000.0,
+        regime: None,
+        fence: 7,
+        granted_at: Timestamp(expires_at.millis() - 60_000),
+        expires_at,
+    }
+}
+
+/// A permit is used only once a replica holds its take: with the master's replica paused
+/// (SIGSTOP, a stalled machine), the take is refused as not replicated and the permit put back
+/// unused, with its own expiry; once the replica runs again the same permit is taken. On one
+/// server, with no replica to wait for, the take is immediate.
+#[test]
+fn a_permit_is_used_only_once_a_replica_holds_its_take() {
+    let cluster = RedisCluster::start();
+    let (prefix, master) = accounts_on_distinct_masters(&cluster, 1).remove(0);
+    let store = RedisStore::open(&cluster.url(), &prefix, 3600, "executor")
+        .unwrap()
+        .with_permit_replicas(1);
+    let now = quantum_governor::clock::wall_clock();
+    let expires = Timestamp(now.millis() + 60_000);
+    let key = format!("{prefix}permit:p-1");
+    let mut c = node_conn(master);
+    redis::cmd("SET")
+        .arg(&key)
+        .arg(serde_json::to_string(&permit("p-1", expires)).unwrap())
+        .arg("PXAT")
+        .arg(expires.millis())
+        .query::<()>(&mut c)
+        .unwrap();
+    let replica = cluster.replica_of(master);
+    let replica_pid = cluster.node(replica).pid();
+    signal(replica_pid, "-STOP");
+    let paused = store.take_permit(&PlanId::parse("p-1").unwrap(), now);
+    signal(replica_pid, "-CONT");
+    match paused {
+        Err(StoreError::NotReplicated(why)) => assert!(why.contains("p-1"), "{why}"),
+        other => panic!("taken while no replica could confirm it: {other:?}"),
+    }
+    let back: Option<String> = redis::cmd("GET").arg(&key).query(&mut c).unwrap();
+    assert!(back.is_some(), "the permit was not put back");
+    let expiry: i64 = redis::cmd("PEXPIRETIME").arg(&key).query(&mut c).unwrap();
+    assert_eq!(expiry, expires.millis(), "put back with another expiry");
+    cluster.await_healthy(Duration::from_secs(30));
+    let taken = store
+        .take_permit(&PlanId::parse("p-1").unwrap(), now)
+        .unwrap();
+    assert_eq!(taken, Some(permit("p-1", expires)));
+    let gone: Option<String> = redis::cmd("GET").arg(&key).query(&mut c).unwrap();
+    assert_eq!(gone, None, "the permit is used once");
+
+    let single = support::redis_server::RedisServer::start();
+    let store = RedisStore::open(&single.url(), "quantum:", 3600, "executor")
+        .unwrap()
+        .with_permit_replicas(1);
+    redis::Client::open(single.url())
+        .unwrap()
+        .get_connection()
+        .unwrap()
+        .set::<_, _, ()>(
+            "quantum:permit:p-2",
+            serde_json::to_string(&permit("p-2", expires)).unwrap(),
+        )
+        .unwrap();
+    let taken = store.take_permit(&PlanId::parse("p-2").unwrap(), now);
+    assert_eq!(taken, Ok(Some(permit("p-2", expires))));
 }

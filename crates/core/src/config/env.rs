@@ -70,6 +70,7 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         EnvKind::Int,
     ),
     ("GOV_PERMIT_TTL", "permit_ttl_secs", EnvKind::Int),
+    ("GOV_PERMIT_REPLICAS", "permit_replicas", EnvKind::Int),
     ("GOV_KEY_PREFIX", "key_prefix", EnvKind::Text),
     ("GOV_BINANCE_BASE_URL", "binance.base_url", EnvKind::Text),
     (

@@ -588,6 +588,10 @@ pub struct Config {
     pub key_prefix: String,
     /// Lifetime of a permit and of its reservation (seconds).
     pub permit_ttl_secs: u64,
+    /// On a Redis Cluster, how many replicas must hold an executor's take of a permit before
+    /// its order is placed (`WAIT`): a failover then cannot lose the permit's commit or its
+    /// take. 0 turns the wait off.
+    pub permit_replicas: u32,
     /// Lifetime of a block record (seconds).
     pub block_ttl_secs: u64,
     /// Lifetime of an exit lock (seconds).
@@ -636,6 +640,7 @@ impl Default for Config {
             mode: Mode::Testnet,
             key_prefix: "quantum:".to_owned(),
             permit_ttl_secs: 60,
+            permit_replicas: 1,
             block_ttl_secs: 3600,
             exit_lock_ttl_secs: 120,
             slots: SlotsConfig::default(),
@@ -671,6 +676,7 @@ impl Config {
             "non-empty, no white space",
         );
         v.int("permit_ttl_secs", self.permit_ttl_secs, 1, 3600);
+        v.int("permit_replicas", u64::from(self.permit_replicas), 0, 5);
         v.int("block_ttl_secs", self.block_ttl_secs, 1, 7 * 86400);
         v.int("exit_lock_ttl_secs", self.exit_lock_ttl_secs, 1, 3600);
         self.slots.validate(&mut v);

@@ -1,7 +1,8 @@
 //! What can go wrong with a state store, typed so that callers branch on the kind, never on
 //! the text: the store could not be reached, its script is not loaded, it refused the command
-//! with an error code, or it answered something that does not parse. In every case nothing was
-//! committed; the plan stays undecided (and, on a stream, unacknowledged).
+//! with an error code, it answered something that does not parse, or a write no replica has
+//! confirmed yet. In every case the caller acts on nothing: a plan stays undecided (and, on a
+//! stream, unacknowledged), a permit's order is not placed.
 
 use redis::ErrorKind;
 
@@ -27,6 +28,10 @@ pub enum StoreError {
     /// An answer or a stored record that does not read as what it must be.
     #[error("state store answered something unreadable: {0}")]
     Corrupt(String),
+    /// A write was made but no replica confirmed it in time: a failover could still lose it.
+    /// What depended on it (a permit taken for an order) is left undone and tried again.
+    #[error("state store write not replicated: {0}")]
+    NotReplicated(String),
 }
 
 impl StoreError {
@@ -51,6 +56,7 @@ impl StoreError {
             StoreError::NoScript(_) => "noscript",
             StoreError::Refused { .. } => "refused",
             StoreError::Corrupt(_) => "corrupt",
+            StoreError::NotReplicated(_) => "not_replicated",
         }
     }
 }

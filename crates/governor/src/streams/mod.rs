@@ -187,6 +187,7 @@ pub fn group_member(
 ) -> Result<(GroupConsumer, Arc<RedisStore>), StoreError> {
     let mut consumer = GroupConsumer::new(url, stream, group, name)?;
     consumer.ensure_group()?;
-    let store = RedisStore::open(url, &cfg.key_prefix, cfg.block_ttl_secs, name)?;
+    let store = RedisStore::open(url, &cfg.key_prefix, cfg.block_ttl_secs, name)?
+        .with_permit_replicas(cfg.permit_replicas);
     Ok((consumer, Arc::new(store)))
 }

@@ -115,6 +115,26 @@ impl RedisCluster {
         panic!("no master serves slot {slot} of {key}")
     }
 
+    /// The port of the replica of the master on `port` (the first one it lists).
+    pub fn replica_of(&self, port: u16) -> u16 {
+        let info: String = ask(port, redis::cmd("INFO").arg("replication")).unwrap();
+        let slave = info_field(&info, "slave0").unwrap_or_else(|| panic!("no replica: {info}"));
+        slave
+            .split(',')
+            .find_map(|kv| kv.strip_prefix("port="))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("slave0:{slave}"))
+    }
+
+    /// The node on `port`.
+    pub fn node(&self, port: u16) -> &RedisServer {
+        self.nodes
+            .iter()
+            .flatten()
+            .find(|n| n.port == port)
+            .unwrap_or_else(|| panic!("no live node on {port}"))
+    }
+
     /// Kills the node on `port` with SIGKILL.
     pub fn kill(&mut self, port: u16) {
         for slot in &mut self.nodes {

@@ -108,6 +108,11 @@ impl RedisServer {
             .and_then(|v| v.trim().parse().ok())
     }
 
+    /// The server's process id (to pause it with SIGSTOP, as a stalled machine would).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }

@@ -190,6 +190,17 @@ fn node_addresses(nodes: &str) -> Vec<redis::ConnectionAddr> {
 }
 
 impl Link {
+    /// Waits up to `timeout` for `replicas` replicas of the home master to hold every write
+    /// this link made (`WAIT`, on the node the writes went to); whether they did.
+    pub fn confirm_replicated(&mut self, replicas: u32, timeout: Duration) -> RedisResult<bool> {
+        let acked: u32 = self.query_home(
+            redis::cmd("WAIT")
+                .arg(replicas)
+                .arg(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
+        )?;
+        Ok(acked >= replicas)
+    }
+
     /// Whether this link is to a cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self, Link::Cluster { .. })

@@ -29,6 +29,9 @@ use std::sync::Mutex;
 const READ_LUA: &str = include_str!("lua/read.lua");
 const COMMIT_LUA: &str = include_str!("lua/commit.lua");
 
+/// How long an executor waits for replicas to confirm its take of a permit.
+pub const REPLICA_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The Redis store.
 pub struct RedisStore {
     target: link::RedisTarget,
@@ -36,6 +39,8 @@ pub struct RedisStore {
     prefix: String,
     block_ttl_secs: u64,
     governor_id: String,
+    /// Replicas that must hold a permit's take on a cluster (`permit_replicas`).
+    permit_replicas: u32,
     read: redis::Script,
     commit: redis::Script,
 }
@@ -232,9 +237,41 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             block_ttl_secs,
             governor_id: governor_id.to_owned(),
+            permit_replicas: 0,
             read: redis::Script::new(READ_LUA),
             commit: redis::Script::new(COMMIT_LUA),
         })
+    }
+
+    /// On a cluster, permits taken through this store are used only once `n` replicas hold
+    /// the take (the config's `permit_replicas`; 0, the default, waits for none).
+    pub fn with_permit_replicas(mut self, n: u32) -> Self {
+        self.permit_replicas = n;
+        self
+    }
+
+    /// Puts a permit taken but not usable back where it was, with its own expiry, unless it
+    /// lapsed or another permit took its place.
+    fn put_back(
+        &self,
+        key: &str,
+        raw: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if expires_at <= now {
+            return Ok(());
+        }
+        self.with_conn(|c| {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(raw)
+                .arg("PXAT")
+                .arg(expires_at.millis())
+                .arg("NX")
+                .query::<Option<String>>(c)
+        })
+        .map(drop)
     }
 
     /// The key prefix.
@@ -1084,12 +1121,38 @@ impl StateStore for RedisStore {
         })
     }
 
+    /// Takes the permit (GETDEL: one use, by one executor). On a cluster it is used only once
+    /// `permit_replicas` replicas hold the take ([`RedisStore::with_permit_replicas`]); else it
+    /// is put back unused and the answer is [`StoreError::NotReplicated`].
     fn take_permit(&self, plan_id: &PlanId, now: Timestamp) -> Result<Option<Permit>, StoreError> {
         let key = self.key(&format!("permit:{plan_id}"));
-        let raw: Option<String> = self.with_conn(|c| redis::cmd("GETDEL").arg(&key).query(c))?;
-        let Some(raw) = raw else { return Ok(None) };
+        let taken = self.with_conn(|c| {
+            let raw: Option<String> = redis::cmd("GETDEL").arg(&key).query(c)?;
+            let replicas = if c.is_cluster() {
+                self.permit_replicas
+            } else {
+                0
+            };
+            let confirmed = match &raw {
+                Some(_) if replicas > 0 => c.confirm_replicated(replicas, REPLICA_WAIT)?,
+                _ => true,
+            };
+            Ok((raw, confirmed))
+        })?;
+        let (Some(raw), confirmed) = taken else {
+            return Ok(None);
+        };
         let permit: Permit =
             serde_json::from_str(&raw).map_err(|e| err(format!("permit {plan_id}: {e}")))?;
+        if !confirmed {
+            self.put_back(&key, &raw, permit.expires_at, now)?;
+            return Err(StoreError::NotReplicated(format!(
+                "the take of permit {plan_id}: fewer than {} replica(s) confirmed it within {} ms; \
+                 put back unused",
+                self.permit_replicas,
+                REPLICA_WAIT.as_millis()
+            )));
+        }
         Ok((permit.expires_at > now).then_some(permit))
     }
 
