@@ -160,7 +160,7 @@ pub fn marks(data: &Path, store: Arc<RedisStore>) -> BTreeMap<String, f64> {
         .collect()
 }
 
-pub fn slot_count(c: &mut redis::Connection, prefix: &str) -> usize {
+pub fn slot_count(c: &mut dyn redis::ConnectionLike, prefix: &str) -> usize {
     redis::cmd("HLEN")
         .arg(format!("{prefix}governor:slots"))
         .query(c)

@@ -31,19 +31,7 @@ impl RedisCluster {
     /// Starts six nodes and makes them a cluster of 3 masters with one replica each; returns
     /// once every node sees the cluster as `ok` and every replica is in sync with its master.
     pub fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..6)
-            .map(|_| {
-                RedisServer::start_with(&[
-                    "--appendonly",
-                    "no",
-                    "--cluster-enabled",
-                    "yes",
-                    // A failed master is replaced within about two seconds.
-                    "--cluster-node-timeout",
-                    "1000",
-                ])
-            })
-            .collect();
+        let nodes: Vec<RedisServer> = (0..6).map(|_| Self::node_server()).collect();
         let addresses: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
@@ -65,6 +53,41 @@ impl RedisCluster {
         };
         cluster.await_healthy(Duration::from_secs(30));
         cluster
+    }
+
+    /// A redis-server ready to join a cluster.
+    fn node_server() -> RedisServer {
+        RedisServer::start_with(&[
+            "--appendonly",
+            "no",
+            "--cluster-enabled",
+            "yes",
+            // A failed master is replaced within about two seconds.
+            "--cluster-node-timeout",
+            "1000",
+        ])
+    }
+
+    /// Starts a new node and joins it as a replica of the master with the fewest replicas
+    /// (`redis-cli --cluster add-node … --cluster-slave`); returns once it is in sync.
+    pub fn add_replica(&mut self) -> u16 {
+        let node = Self::node_server();
+        let port = node.port;
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "add-node"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(format!("127.0.0.1:{}", self.live_ports()[0]))
+            .arg("--cluster-slave")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster add-node: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        self.nodes.push(Some(node));
+        self.await_healthy(Duration::from_secs(30));
+        port
     }
 
     /// The URL of the first node: any node is enough to find the cluster.
