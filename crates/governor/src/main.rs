@@ -101,6 +101,11 @@ enum Command {
         /// A TOML config file (environment variables override it).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Serve several accounts from this TOML file (`[[account]]`: name, key_prefix,
+        /// api_key_env and api_secret_env, and a `config` table of overrides on top of --config
+        /// and the environment). Redis mode only.
+        #[arg(long, requires = "redis", conflicts_with = "http")]
+        accounts: Option<PathBuf>,
         /// Where positions, equity and prices come from: `paper` (recorded data on the wall
         /// clock) or `binance` (USDT-M futures; key and secret from the environment).
         #[arg(long, default_value = "paper")]
@@ -504,6 +509,58 @@ fn exchange_choice(
     }
 }
 
+/// `serve --accounts FILE`: every account of the file, each with its config (the process's with
+/// its overrides) and its exchange (Binance with its own credentials, or paper).
+fn serve_accounts(
+    base: &Config,
+    file: &Path,
+    exchange: &str,
+    opts: quantum_governor::service::ServeOptions,
+) -> anyhow::Result<ExitCode> {
+    use quantum_governor::service::{accounts, ExchangeChoice, ServedAccount};
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the accounts file {}", file.display()))?;
+    let accounts = match accounts::load(&text, base) {
+        Ok(a) => a,
+        Err(errors) => {
+            eprintln!(
+                "invalid accounts file {} ({} problems):",
+                file.display(),
+                errors.len()
+            );
+            for e in errors {
+                eprintln!("  {e}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let mut served = Vec::new();
+    for account in accounts {
+        let exchange = match exchange {
+            "paper" => ExchangeChoice::Paper,
+            "binance" => {
+                let env = account.exchange_env(&env).map_err(anyhow::Error::msg)?;
+                ExchangeChoice::Binance(
+                    quantum_governor::exchange::binance::setup::venue(&account.cfg, &env)
+                        .with_context(|| format!("account {:?}", account.name))?,
+                )
+            }
+            other => anyhow::bail!("--exchange {other}: `paper` or `binance`"),
+        };
+        served.push(ServedAccount {
+            name: Some(account.name),
+            cfg: account.cfg,
+            opts: quantum_governor::service::ServeOptions {
+                exchange,
+                ..opts.clone()
+            },
+        });
+    }
+    quantum_governor::service::serve_accounts(served)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
@@ -511,6 +568,7 @@ fn main() -> anyhow::Result<ExitCode> {
             redis,
             http,
             config,
+            accounts,
             exchange,
             with_executor,
             data,
@@ -523,7 +581,6 @@ fn main() -> anyhow::Result<ExitCode> {
                 Ok(cfg) => cfg,
                 Err(code) => return Ok(code),
             };
-            let exchange = exchange_choice(&cfg, &exchange, redis.is_some())?;
             if with_executor && redis.is_none() {
                 anyhow::bail!(
                     "--with-executor needs --redis: the executor consumes the plan stream"
@@ -532,6 +589,11 @@ fn main() -> anyhow::Result<ExitCode> {
             if !(capital.is_finite() && capital > 0.0) || workers == 0 {
                 anyhow::bail!("--capital must be a finite number above 0 and --workers at least 1");
             }
+            let choice = match accounts {
+                // Each account's own, from its credentials: see `serve_accounts`.
+                Some(_) => quantum_governor::service::ExchangeChoice::Paper,
+                None => exchange_choice(&cfg, &exchange, redis.is_some())?,
+            };
             let admin_token = std::env::var("GOV_ADMIN_TOKEN")
                 .ok()
                 .filter(|t| !t.is_empty());
@@ -544,9 +606,12 @@ fn main() -> anyhow::Result<ExitCode> {
                 reclaim_idle_ms,
                 http: http.clone(),
                 admin_token,
-                exchange,
+                exchange: choice,
                 with_executor,
             };
+            if let Some(file) = accounts {
+                return serve_accounts(&cfg, &file, &exchange, opts);
+            }
             match redis {
                 Some(_) => quantum_governor::service::serve(&cfg, &opts)?,
                 None => {

@@ -271,3 +271,31 @@ fn explain_reads_a_decision_from_a_replay_journal() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no-such-plan"));
 }
+
+#[test]
+fn serve_refuses_an_accounts_file_with_every_problem_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("accounts.toml");
+    std::fs::write(
+        &file,
+        "[[account]]\nname = \"a\"\nkey_prefix = \"q:{a}:\"\n[account.config]\nslots = { base = 0 }\n\n\
+         [[account]]\nname = \"b\"\nkey_prefix = \"q:{a}:b:\"\napi_key_env = \"B_KEY\"\n",
+    )
+    .unwrap();
+    // Nothing listens on port 1: the file is refused before any connection is tried.
+    let out = governor()
+        .args(["serve", "--redis", "redis://127.0.0.1:1/", "--accounts"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("3 problems"), "{err}");
+    for expected in [
+        "account \"a\": slots.base",
+        "key_prefix \"q:{a}:b:\" overlaps account \"a\"'s \"q:{a}:\"",
+        "account \"b\": api_key_env and api_secret_env go together",
+    ] {
+        assert!(err.contains(expected), "{expected:?} not in:\n{err}");
+    }
+}

@@ -34,6 +34,20 @@ fn accounts_on_distinct_masters(cluster: &RedisCluster, n: usize) -> Vec<(String
     unreachable!()
 }
 
+/// An accounts file in `dir` naming each of `accounts` (`acct0`, `acct1`, …) by its prefix.
+fn accounts_file(dir: &std::path::Path, accounts: &[(String, u16)]) -> String {
+    let text: String = accounts
+        .iter()
+        .enumerate()
+        .map(|(i, (prefix, _))| {
+            format!("[[account]]\nname = \"acct{i}\"\nkey_prefix = {prefix:?}\n\n")
+        })
+        .collect();
+    let path = dir.join("accounts.toml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
 fn node_conn(port: u16) -> redis::Connection {
     redis::Client::open(format!("redis://127.0.0.1:{port}/"))
         .unwrap()
@@ -89,8 +103,9 @@ fn a_key_prefix_without_a_hash_tag_is_refused_on_a_cluster() {
     }
 }
 
-/// Three accounts on three masters, three governor processes each (one given every node's
-/// URL, the others one node to discover the cluster from), plans of all three flowing at once:
+/// Three accounts on three masters, three governor processes each serving all three from one
+/// accounts file (one given every node's URL, the others one node to discover the cluster
+/// from), plans of all three flowing at once:
 /// every account holds its own 4-slot limit at every sampled moment, every plan is decided
 /// once with at most one permit, every key lives in its account's slot, and no node ever
 /// answered CROSSSLOT.
@@ -115,7 +130,7 @@ fn three_accounts_race_on_a_cluster_each_within_its_limit() {
     let mut watchers = Vec::new();
     let mut executors = Vec::new();
     let mut procs = Vec::new();
-    for (a, (prefix, master)) in accounts.iter().enumerate() {
+    for (prefix, master) in &accounts {
         let mut c = node_conn(*master);
         set_race_universe(&mut c, prefix);
         publish_opens(&mut c, prefix, 0..N, &marks);
@@ -123,16 +138,22 @@ fn three_accounts_race_on_a_cluster_each_within_its_limit() {
         watchers.push(watcher(url.clone(), prefix.clone(), stop.clone()));
         let filled = Arc::new(AtomicUsize::new(0));
         executors.push(executor(url, prefix.clone(), stop.clone(), filled));
-        let mut env = racing_env();
-        env.push(("GOV_KEY_PREFIX", prefix.as_str()));
-        for g in 0..3 {
-            let redis = if g == 0 {
-                every_node.clone()
-            } else {
-                cluster.url()
-            };
-            procs.push(serve(&redis, data.path(), &format!("a{a}-g{g}"), &env));
-        }
+    }
+    let file = accounts_file(data.path(), &accounts);
+    for g in 0..3 {
+        let redis = if g == 0 {
+            every_node.clone()
+        } else {
+            cluster.url()
+        };
+        let args = ["--accounts", file.as_str()];
+        procs.push(serve_with(
+            &redis,
+            data.path(),
+            &format!("g{g}"),
+            &racing_env(),
+            &args,
+        ));
     }
     for (prefix, master) in &accounts {
         wait_for_decisions(&mut node_conn(*master), prefix, N, Duration::from_secs(120));
@@ -390,7 +411,8 @@ fn decision_times(port: u16, prefix: &str) -> Vec<u64> {
 
 /// A master killed (SIGKILL) while the plans of three accounts flow and permits are taken,
 /// half a second after its replica stalled and lost its link (so the master dies with writes
-/// no replica has): the replica is promoted, the governors follow it (the rest of the plans
+/// no replica has), two governor processes each serving the three accounts from one accounts
+/// file: the replica is promoted, the governors follow it (the rest of the plans
 /// are published after the promotion), and the account's plans are all decided on the new
 /// master, each once, within its slot limit; every permit an executor used is one the new
 /// master holds as granted and used (its ALLOW decision there, its permit gone), none used
@@ -429,20 +451,21 @@ fn a_killed_master_fails_over_without_losing_a_used_permit() {
         }
         watchers.push(cluster_watcher(urls.clone(), prefix.clone(), stop.clone()));
         executors.push(cluster_executor(urls.clone(), prefix.clone(), stop.clone()));
-        let mut env = racing_env();
-        env.push(("GOV_KEY_PREFIX", prefix.as_str()));
-        // Permits as fast as slots free up: they must be flowing when the master dies.
-        env.push(("GOV_MAX_PERMITS_PER_SECOND", "100000"));
-        for g in 0..2 {
-            let args = ["--reclaim-idle-ms", "2000"];
-            procs.push(serve_with(
-                &cluster.url(),
-                data.path(),
-                &format!("a{a}-g{g}"),
-                &env,
-                &args,
-            ));
-        }
+    }
+    // Two governor processes, each serving the three accounts.
+    let file = accounts_file(data.path(), &accounts);
+    let mut env = racing_env();
+    // Permits as fast as slots free up: they must be flowing when the master dies.
+    env.push(("GOV_MAX_PERMITS_PER_SECOND", "100000"));
+    for g in 0..2 {
+        let args = ["--accounts", file.as_str(), "--reclaim-idle-ms", "2000"];
+        procs.push(serve_with(
+            &cluster.url(),
+            data.path(),
+            &format!("g{g}"),
+            &env,
+            &args,
+        ));
     }
     // The first account's plans arrive at a steady pace (10 every 10 ms), so that permits are
     // granted and taken all along. After a quarter of them its master's replica stalls

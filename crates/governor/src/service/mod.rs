@@ -8,6 +8,7 @@
 //! While Redis is unreachable nothing is acknowledged and nothing is permitted: every worker
 //! logs `STORE_UNAVAILABLE` once, retries, and says `STORE_RECOVERED` when Redis answers again.
 
+pub mod accounts;
 pub mod quarantine;
 pub mod reconcile;
 pub mod workers;
@@ -163,15 +164,80 @@ fn connect_retrying<T>(who: &str, mut connect: impl FnMut() -> Result<T, StoreEr
     }
 }
 
+/// One account of a `serve` process: its config (key prefix, limits), its options (exchange,
+/// workers), and its name when the process serves several (`--accounts`).
+#[derive(Clone, Debug)]
+pub struct ServedAccount {
+    /// The account's name from the accounts file; `None` for the only account of a process.
+    pub name: Option<String>,
+    /// Its config.
+    pub cfg: governor_core::Config,
+    /// Its options.
+    pub opts: ServeOptions,
+}
+
 /// Runs the service until the process is stopped. Start-up problems that more time can fix
 /// (Redis not up yet) are retried; bad data or config is an error.
 pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result<()> {
+    serve_accounts(vec![ServedAccount {
+        name: None,
+        cfg: cfg.clone(),
+        opts: opts.clone(),
+    }])
+}
+
+/// Runs the service for every account until the process is stopped. Each account starts on a
+/// thread of its own, so that one whose Redis is down at start does not hold up the others; an
+/// account whose deployment is wrong (a prefix without a hash tag on a cluster, bad data) stops
+/// the process with the reason. Every thread of every account is supervised together.
+pub fn serve_accounts(accounts: Vec<ServedAccount>) -> anyhow::Result<()> {
+    if accounts.len() > 1 && accounts.iter().any(|a| a.opts.http.is_some()) {
+        anyhow::bail!(
+            "--http serves one account: run it with that account's --config, not --accounts"
+        );
+    }
+    // A slow reader of the logs must not hold up the decisions.
+    let _flush_log_on_return = crate::logfmt::write_in_background();
+    // Every thread is supervised: restarted after an end or a panic, shown on /readyz while
+    // down, and the process exits (for its own supervisor to restart it) if one keeps dying.
+    let supervisor = crate::supervisor::Supervisor::for_process();
+    let (started, starts) = std::sync::mpsc::channel();
+    for account in accounts {
+        let (supervisor, started) = (supervisor.clone(), started.clone());
+        std::thread::spawn(move || {
+            let label = account.name.clone().unwrap_or_default();
+            let result = start_account(&account, &supervisor)
+                .map_err(|e| anyhow::anyhow!("account {label:?}: {e:#}"));
+            let _ = started.send(result);
+        });
+    }
+    drop(started);
+    let mut handles = Vec::new();
+    for result in starts {
+        handles.extend(result?);
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(())
+}
+
+/// Starts one account's threads under `supervisor`: plan workers, result monitor, heartbeat,
+/// sweeper, HTTP, executor and reconciler; returns their handles.
+fn start_account(
+    account: &ServedAccount,
+    supervisor: &crate::supervisor::Supervisor,
+) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
     use crate::governor::Governor;
     use crate::store::redis::RedisStore;
     use std::sync::Arc;
-    let cfg = Arc::new(cfg.clone());
-    // A slow reader of the logs must not hold up the decisions.
-    let _flush_log_on_return = crate::logfmt::write_in_background();
+    let opts = &account.opts;
+    let cfg = Arc::new(account.cfg.clone());
+    // The name of one of the account's threads (the account's name first when it has one).
+    let thread = |what: &str| match &account.name {
+        Some(a) => format!("{a}/{what}"),
+        None => what.to_owned(),
+    };
     let open = |who: &str| -> anyhow::Result<Arc<RedisStore>> {
         Ok(Arc::new(RedisStore::open(
             &opts.redis_url,
@@ -181,7 +247,7 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
         )?))
     };
     let admin = open("admin")?;
-    crate::streams::await_redis(&admin, "startup")?;
+    crate::streams::await_redis(&admin, &thread("startup"))?;
     let (inputs, paper) = account_and_market(&cfg, opts, admin.clone())?;
     let mut health = crate::streams::Health::default();
     loop {
@@ -194,7 +260,7 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
         }) {
             Ok(()) => break,
             Err(e) => {
-                health.failed("startup", &e);
+                health.failed(&thread("startup"), &e);
                 std::thread::sleep(std::time::Duration::from_millis(500));
             }
         }
@@ -208,9 +274,6 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
             ("prefix", cfg.key_prefix.clone()),
         ],
     );
-    // Every thread is supervised: restarted after an end or a panic, shown on /readyz while
-    // down, and the process exits (for its own supervisor to restart it) if one keeps dying.
-    let supervisor = crate::supervisor::Supervisor::for_process();
     let mut handles = Vec::new();
     for i in 0..opts.workers {
         let name = format!("{}-w{i}", opts.name);
@@ -220,7 +283,7 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
             inputs.clone(),
             opts.reclaim_idle_ms,
         );
-        handles.push(supervisor.spawn(&name.clone(), move || {
+        handles.push(supervisor.spawn(&thread(&name), move || {
             let mut worker = connect_retrying(&name, || {
                 workers::PlanWorker::connect(&url, cfg.clone(), inputs.clone(), &name, reclaim)
             });
@@ -237,7 +300,7 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
         );
         let (cfg, inputs, reclaim) = (cfg.clone(), inputs.clone(), opts.reclaim_idle_ms);
         let prefix = cfg.key_prefix.clone();
-        handles.push(supervisor.spawn("results", move || {
+        handles.push(supervisor.spawn(&thread("results"), move || {
             let consumer = connect_retrying("results", || {
                 let mut c = consumer::GroupConsumer::new(&url, &stream, RESULT_GROUP, &name)?;
                 c.ensure_group()?;
@@ -263,7 +326,7 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
         consumers.push(format!("{}-results", opts.name));
         let target = crate::store::redis::link::RedisTarget::parse(&opts.redis_url)?;
         let prefix = cfg.key_prefix.clone();
-        handles.push(supervisor.spawn("heartbeat", move || {
+        handles.push(supervisor.spawn(&thread("heartbeat"), move || {
             crate::streams::heartbeat::run(
                 &target,
                 &prefix,
@@ -276,7 +339,7 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
     let monitor = Governor::new(cfg.clone(), sweeper.clone());
     let monitor_inputs = inputs.clone();
     let mut reporter = quarantine::QuarantineReporter::default();
-    handles.push(supervisor.spawn("sweeper", move || {
+    handles.push(supervisor.spawn(&thread("sweeper"), move || {
         crate::streams::run_forever("sweeper", std::time::Duration::from_secs(1), || {
             let now = wall_clock();
             crate::store::StateStore::expire(sweeper.as_ref(), now)?;
@@ -296,7 +359,7 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
             redis: Some(admin.clone()),
             supervisor: Some(supervisor.clone()),
         };
-        handles.push(supervisor.spawn("http", move || {
+        handles.push(supervisor.spawn(&thread("http"), move || {
             if let Err(e) = crate::server::serve_http(&addr, state.clone()) {
                 crate::logfmt::line("HTTP_FAILED", &[("error", e.to_string())]);
             }
@@ -323,7 +386,7 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
             ..Default::default()
         };
         let (url, cfg, venue) = (opts.redis_url.clone(), cfg.clone(), venue.clone());
-        handles.push(supervisor.spawn(&name.clone(), move || {
+        handles.push(supervisor.spawn(&thread(&name), move || {
             connect_retrying(&name, || {
                 crate::executor::Executor::connect(
                     &url,
@@ -340,7 +403,7 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
     let reconciler = open("reconciler")?;
     let reconciler_venue = venue();
     let reconciler_cfg = cfg.clone();
-    handles.push(supervisor.spawn("reconciler", move || {
+    handles.push(supervisor.spawn(&thread("reconciler"), move || {
         crate::streams::run_forever("reconciler", std::time::Duration::from_secs(5), || {
             reconcile::reconcile_once(
                 &reconciler,
@@ -350,8 +413,5 @@ pub fn serve(cfg: &governor_core::Config, opts: &ServeOptions) -> anyhow::Result
             )
         })
     }));
-    for h in handles {
-        let _ = h.join();
-    }
-    Ok(())
+    Ok(handles)
 }
