@@ -64,6 +64,14 @@ pub fn outcome_of(answer: Result<Fill, OrderError>) -> Result<Known, String> {
     }
 }
 
+/// Whether an order sent at `sent_at` can no longer reach the exchange at `now`. The exchange
+/// still processes a request whose age equals its window (Binance: `serverTime - timestamp <=
+/// recvWindow`), so absence is final only strictly after `sent_at + window`: concluding it at
+/// the window's last millisecond books as never placed an order that can still fill.
+pub fn absence_is_final(sent_at: Timestamp, now: Timestamp, window: Duration) -> bool {
+    now.millis() > sent_at.millis().saturating_add(window.as_millis() as i64)
+}
+
 /// One question to the exchange about an order. `Ok` when the answer settles it; `Err` with
 /// why it is still unknown. An absent order settles it (never placed) only when
 /// `absent_is_final`: before that, the request may still be on its way.
@@ -117,7 +125,8 @@ pub fn resolve<E: Exchange + ?Sized>(
     let mut wait = policy.first_wait;
     loop {
         let elapsed = started.elapsed();
-        match ask(exchange, symbol, client_id, elapsed >= policy.absent_after) {
+        // Strictly after the window, as in [`absence_is_final`].
+        match ask(exchange, symbol, client_id, elapsed > policy.absent_after) {
             Ok(known) => return Ok(known),
             Err(why) if elapsed >= policy.give_up_after => return Err(why),
             Err(_) => {
@@ -295,6 +304,20 @@ mod tests {
         let known = resolve(&x, &s, &id, &policy(10_000, 0), |d| waits.push(d));
         assert_eq!(known, Ok(Known::Filled(fill())));
         assert_eq!(waits, [Duration::from_millis(1), Duration::from_millis(2)]);
+    }
+
+    #[test]
+    fn absence_is_final_only_strictly_after_the_window() {
+        let (sent, window) = (Timestamp(1_000_000), Duration::from_millis(5_000));
+        // Binance processes a request while serverTime - timestamp <= recvWindow.
+        assert!(!absence_is_final(sent, Timestamp(1_004_999), window));
+        assert!(!absence_is_final(sent, Timestamp(1_005_000), window));
+        assert!(absence_is_final(sent, Timestamp(1_005_001), window));
+        assert!(!absence_is_final(
+            Timestamp(i64::MAX),
+            Timestamp(i64::MAX),
+            window
+        ));
     }
 
     #[test]

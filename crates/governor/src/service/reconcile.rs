@@ -182,8 +182,7 @@ impl LedgerRead {
         let mut done = Reconciled::default();
         let window = exchange.request_window();
         for (plan_id, order) in &book.in_doubt {
-            let final_at = order.send_deadline.millis() + window.as_millis() as i64;
-            if now.millis() < final_at {
+            if !orders::absence_is_final(order.send_deadline, now, window) {
                 continue; // its executor may still be asking, or the order still arriving
             }
             match orders::ask(exchange, &order.symbol, plan_id, true) {

@@ -92,10 +92,9 @@ impl SimExchange {
     /// Returns how many took effect and how many were dropped.
     pub fn deliver(&mut self) -> (usize, usize) {
         let now = (self.clock)();
-        let window = self.window.as_millis() as i64;
         let (mut arrived, mut dropped) = (0, 0);
         for t in std::mem::take(&mut self.in_transit) {
-            if now.millis() <= t.sent_at.millis() + window {
+            if !crate::orders::absence_is_final(t.sent_at, now, self.window) {
                 let filled = self.execute(&t.order, 1.0);
                 self.record(&t.order, filled);
                 arrived += 1;

@@ -606,8 +606,7 @@ impl World {
     fn ask_about(&mut self, at: usize, fails: bool) -> String {
         let now = clock::now();
         let u = &self.unresolved[at];
-        let absent_is_final =
-            now.millis() >= u.sent_at.millis() + REQUEST_WINDOW.as_millis() as i64;
+        let absent_is_final = orders::absence_is_final(u.sent_at, now, REQUEST_WINDOW);
         let asked = {
             let mut exchange = lock(&self.exchange);
             exchange.next_query_fails = fails;
