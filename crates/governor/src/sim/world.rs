@@ -5,12 +5,14 @@
 //! the sweeper runs) or injects one fault (a governor dies after its commit and before its
 //! acknowledgement; the clock jumps past every TTL).
 //!
-//! Two schedules. The first ([`Schedule::V1`]) is the one the kept regression seeds were found
-//! with: its executor's orders fill or are refused at once. The second ([`Schedule::V2`], the
-//! default) adds the exchange's faults — a fill whose answer is lost, an order lost on the way
+//! Three schedules. The first ([`Schedule::V1`]) is the one the first kept regression seeds
+//! were found with: its executor's orders fill or are refused at once. The second
+//! ([`Schedule::V2`]) adds the exchange's faults — a fill whose answer is lost, an order lost on the way
 //! or arriving late, a partial fill, a 5xx to a question — the executor asking for an order
 //! whose outcome it does not know, and the reconciler, whose two halves (the ledger read, the
-//! exchange compared) are two steps with anything in between, or a crash.
+//! exchange compared) are two steps with anything in between, or a crash. The third
+//! ([`Schedule::V3`], the default) adds duplicated messages: a plan sent twice, a result
+//! delivered twice.
 //!
 //! The executor is a stand-in for its loop: it takes a live permit (single use), marks the
 //! order in doubt, places it on the simulated exchange and reads the answer, asks for an order
@@ -49,6 +51,15 @@ const IDLE_MS: u64 = crate::streams::RECLAIM_IDLE_MS;
 /// The simulated exchange's request window (Binance's default `recvWindow`).
 const REQUEST_WINDOW: Duration = Duration::from_secs(5);
 
+/// A message schedule 3 delivers twice.
+#[derive(Copy, Clone)]
+enum Duplicated {
+    /// A plan, sent again by its producer.
+    Plan,
+    /// An executor's result.
+    Result,
+}
+
 /// Which steps a seed draws, and with which odds. A seed replays exactly only under the
 /// schedule it ran with: adding a step kind changes every seed's sequence, so a new kind is a
 /// new schedule and the old one stays for the seeds found with it.
@@ -61,15 +72,19 @@ pub enum Schedule {
     /// V1's parts and faults, the exchange's faults, the executor asking for orders it does
     /// not know, late orders arriving, and the reconciler (crashing between its halves too).
     V2,
+    /// V2 and duplicated messages: a producer sending a plan again (a retry after a lost
+    /// answer), an executor's result delivered twice on the result stream.
+    V3,
 }
 
 impl Schedule {
-    /// The schedule named `1` or `2`.
+    /// The schedule named `1`, `2` or `3`.
     pub fn parse(name: &str) -> Result<Self, String> {
         match name {
             "1" => Ok(Schedule::V1),
             "2" => Ok(Schedule::V2),
-            other => Err(format!("schedule must be 1 or 2, not {other:?}")),
+            "3" => Ok(Schedule::V3),
+            other => Err(format!("schedule must be 1, 2 or 3, not {other:?}")),
         }
     }
 
@@ -78,6 +93,7 @@ impl Schedule {
         match self {
             Schedule::V1 => "1",
             Schedule::V2 => "2",
+            Schedule::V3 => "3",
         }
     }
 }
@@ -203,6 +219,10 @@ pub struct World {
     result_monitor: ResultWorker<SimConsumer>,
     /// Every plan id that entered the plan stream (the producers' and the governors' closes).
     published: Vec<PlanId>,
+    /// The fields of every plan the producers sent (a producer may send one again).
+    sent_plans: Vec<Vec<(String, String)>>,
+    /// The fields of every result published (one may be delivered again).
+    sent_results: Vec<Vec<(String, String)>>,
     /// How many of the store's published plans are on the plan stream already.
     forwarded: usize,
     produced: usize,
@@ -245,7 +265,7 @@ impl World {
         let cfg = Arc::new(cfg);
         let inputs: Arc<dyn InputsSource> = match schedule {
             Schedule::V1 => Arc::new(Frozen(market.inputs.clone())),
-            Schedule::V2 => Arc::new(LiveAccount {
+            Schedule::V2 | Schedule::V3 => Arc::new(LiveAccount {
                 market: market.inputs.clone(),
                 exchange: exchange.clone(),
             }),
@@ -273,6 +293,8 @@ impl World {
             governors: Vec::new(),
             result_monitor,
             published: Vec::new(),
+            sent_plans: Vec::new(),
+            sent_results: Vec::new(),
             forwarded: 0,
             produced: 0,
             restarts: 0,
@@ -304,6 +326,7 @@ impl World {
         let did = match self.schedule {
             Schedule::V1 => self.step_v1(rng),
             Schedule::V2 => self.step_v2(rng),
+            Schedule::V3 => self.step_v3(rng),
         };
         self.forward_published();
         did
@@ -338,6 +361,35 @@ impl World {
             94..=95 => self.clock_jumps(rng),
             _ => self.sweep(),
         }
+    }
+
+    fn step_v3(&mut self, rng: &mut Rng) -> String {
+        match rng.below(100) {
+            0..=1 => self.deliver_again(rng, Duplicated::Plan),
+            2..=3 => self.deliver_again(rng, Duplicated::Result),
+            _ => self.step_v2(rng),
+        }
+    }
+
+    /// A producer sends one of its plans again (as it would after losing the answer to its
+    /// XADD: the same plan id on the stream twice), or an executor's result is delivered twice
+    /// on the result stream.
+    fn deliver_again(&mut self, rng: &mut Rng, message: Duplicated) -> String {
+        let (sent, stream, kind) = match message {
+            Duplicated::Plan => (&self.sent_plans, &self.plans, "duplicate_plan"),
+            Duplicated::Result => (&self.sent_results, &self.results, "duplicate_result"),
+        };
+        if sent.is_empty() {
+            return format!("no {kind} to deliver");
+        }
+        let fields = &sent[rng.below(sent.len() as u64) as usize];
+        stream.add(fields);
+        let id = fields
+            .iter()
+            .find(|(k, _)| k == "plan_id")
+            .map_or("?".to_owned(), |(_, v)| v.clone());
+        self.fault(kind);
+        format!("{kind}: {id} delivered again")
     }
 
     fn doom_a_governor(&mut self, rng: &mut Rng) -> String {
@@ -388,14 +440,21 @@ impl World {
             };
             let qty = (rng.between(50, 400) as f64 / mark).to_string();
             let score = rng.between(30, 95).to_string();
-            self.plans.add(&[
+            let fields = [
                 ("plan_id", id.as_str()),
                 ("symbol", symbol.as_str()),
                 ("action", action),
                 ("decision", "EXECUTE"),
                 ("qty", qty.as_str()),
                 ("score", score.as_str()),
-            ]);
+            ];
+            self.plans.add(&fields);
+            self.sent_plans.push(
+                fields
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            );
             self.published.push(PlanId::parse(&id).expect("a valid id"));
             ids.push(format!("{id} {action} {symbol}"));
         }
@@ -464,7 +523,7 @@ impl World {
         let answer = match (self.schedule, rng.below(3) < 2) {
             (Schedule::V1, true) => Answer::Fill,
             (Schedule::V1, false) => Answer::Refuse,
-            (Schedule::V2, filled) => exchange_answer(rng, filled),
+            (Schedule::V2 | Schedule::V3, filled) => exchange_answer(rng, filled),
         };
         let sent = self.place(&permit, answer);
         if dies {
@@ -582,6 +641,7 @@ impl World {
             return self.unexpected(format!("the executor could not book {id}'s result: {e}"));
         }
         self.results.add(&fields);
+        self.sent_results.push(fields);
         match known {
             Known::Filled(f) => format!("{id} filled {} ({})", f.qty, resolved_by.as_str()),
             Known::NotFilled(why) => format!("{id} not filled: {why} ({})", resolved_by.as_str()),
@@ -658,9 +718,11 @@ impl World {
         let now = clock::now();
         let exchange = lock(&self.exchange);
         let (store, cfg, results) = (&self.store, &self.cfg, &mut self.results);
+        let sent = &mut self.sent_results;
         let done = read.reconcile(store.as_ref(), &*exchange, cfg, now, |fields| {
             settle_result(store.as_ref(), cfg, fields, now)?;
             results.add(fields);
+            sent.push(fields.to_vec());
             Ok(())
         });
         drop(exchange);
@@ -733,7 +795,7 @@ impl World {
                 self.step_governor(g);
             }
             self.step_results();
-            if self.schedule == Schedule::V2 {
+            if self.schedule != Schedule::V1 {
                 self.late_orders_arrive();
                 // Each order of unknown outcome is asked about once a round (the rounds' time
                 // brings its request window, then the executor's giving up, to an end).
