@@ -205,9 +205,10 @@ pub fn serve_accounts(accounts: Vec<ServedAccount>) -> anyhow::Result<()> {
     for account in accounts {
         let (supervisor, started) = (supervisor.clone(), started.clone());
         std::thread::spawn(move || {
-            let label = account.name.clone().unwrap_or_default();
-            let result = start_account(&account, &supervisor)
-                .map_err(|e| anyhow::anyhow!("account {label:?}: {e:#}"));
+            let result = start_account(&account, &supervisor).map_err(|e| match &account.name {
+                Some(name) => anyhow::anyhow!("account {name:?}: {e:#}"),
+                None => e,
+            });
             let _ = started.send(result);
         });
     }
