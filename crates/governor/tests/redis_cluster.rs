@@ -104,8 +104,9 @@ fn a_key_prefix_without_a_hash_tag_is_refused_on_a_cluster() {
 }
 
 /// Three accounts on three masters, three governor processes each serving all three from one
-/// accounts file (one given every node's URL, the others one node to discover the cluster
-/// from), plans of all three flowing at once:
+/// accounts file with three plan workers per account (one process given every node's URL, the
+/// others one node to discover the cluster from): nine governor instances racing for each
+/// account's slots, the plans of all three flowing at once:
 /// every account holds its own 4-slot limit at every sampled moment, every plan is decided
 /// once with at most one permit, every key lives in its account's slot, and no node ever
 /// answered CROSSSLOT.
@@ -146,7 +147,7 @@ fn three_accounts_race_on_a_cluster_each_within_its_limit() {
         } else {
             cluster.url()
         };
-        let args = ["--accounts", file.as_str()];
+        let args = ["--accounts", file.as_str(), "--workers", "3"];
         procs.push(serve_with(
             &redis,
             data.path(),

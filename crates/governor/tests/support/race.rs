@@ -65,21 +65,16 @@ pub fn serve_with(
             cmd.env_remove(k);
         }
     }
-    cmd.args([
-        "serve",
-        "--redis",
-        url,
-        "--workers",
-        "1",
-        "--name",
-        name,
-        "--data",
-    ])
-    .arg(data)
-    .args(args)
-    .envs(env.iter().copied())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    cmd.args(["serve", "--redis", url, "--name", name, "--data"])
+        .arg(data)
+        .args(args);
+    // One plan worker per process unless `args` says how many.
+    if !args.contains(&"--workers") {
+        cmd.args(["--workers", "1"]);
+    }
+    cmd.envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let mut child = cmd.spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert!(
