@@ -17,7 +17,6 @@ use quantum_governor::exchange::paper_market::PaperMarket;
 use quantum_governor::inputs::InputsSource;
 use quantum_governor::service::workers::PlanWorker;
 use quantum_governor::store::redis::RedisStore;
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -95,22 +94,15 @@ fn one_server(data: &Path) -> f64 {
 /// `n` accounts on a fresh cluster, each on a master of its own.
 fn on_cluster(n: usize, data: &Path) -> f64 {
     let cluster = RedisCluster::start();
-    let mut masters = BTreeSet::new();
-    let mut accounts = Vec::new();
-    for i in 0.. {
-        let prefix = format!("quantum:{{acct{i}}}:");
-        let master = cluster.master_of(&prefix);
-        if masters.insert(master) {
-            accounts.push(Account {
-                url: cluster.url(),
-                prefix,
-                node: node(master),
-            });
-            if accounts.len() == n {
-                break;
-            }
-        }
-    }
+    let mut accounts: Vec<Account> = cluster
+        .accounts_on_distinct_masters(n)
+        .into_iter()
+        .map(|(prefix, master)| Account {
+            url: cluster.url(),
+            prefix,
+            node: node(master),
+        })
+        .collect();
     decide_all(&mut accounts, data)
 }
 

@@ -17,21 +17,26 @@ use std::time::{Duration, Instant};
 use support::race::*;
 use support::redis_cluster::RedisCluster;
 
-/// Key prefixes of `n` accounts whose hash slots are served by `n` different masters.
-fn accounts_on_distinct_masters(cluster: &RedisCluster, n: usize) -> Vec<(String, u16)> {
-    let mut masters = BTreeSet::new();
-    let mut out = Vec::new();
-    for i in 0.. {
-        let prefix = format!("quantum:{{acct{i}}}:");
-        let master = cluster.master_of(&prefix);
-        if masters.insert(master) {
-            out.push((prefix, master));
-            if out.len() == n {
-                return out;
-            }
-        }
-    }
-    unreachable!()
+/// The cluster, the data directory, the accounts (prefix, master's port) and the marks.
+type ThreeAccounts = (
+    RedisCluster,
+    tempfile::TempDir,
+    Vec<(String, u16)>,
+    std::collections::BTreeMap<String, f64>,
+);
+
+/// A fresh cluster with three accounts on three masters, the 30-symbol data, and the marks
+/// the plans are sized on.
+fn three_accounts() -> ThreeAccounts {
+    let cluster = RedisCluster::start();
+    let data = tempfile::tempdir().unwrap();
+    write_data(data.path());
+    let accounts = cluster.accounts_on_distinct_masters(3);
+    let marks = marks(
+        data.path(),
+        Arc::new(RedisStore::open(&cluster.url(), &accounts[0].0, 3600, "admin").unwrap()),
+    );
+    (cluster, data, accounts, marks)
 }
 
 /// An accounts file in `dir` naming each of `accounts` (`acct0`, `acct1`, …) by its prefix.
@@ -113,20 +118,8 @@ fn a_key_prefix_without_a_hash_tag_is_refused_on_a_cluster() {
 #[test]
 fn three_accounts_race_on_a_cluster_each_within_its_limit() {
     const N: usize = 2_000;
-    let cluster = RedisCluster::start();
-    let data = tempfile::tempdir().unwrap();
-    write_data(data.path());
-    let accounts = accounts_on_distinct_masters(&cluster, 3);
-    let marks = marks(
-        data.path(),
-        Arc::new(RedisStore::open(&cluster.url(), &accounts[0].0, 3600, "admin").unwrap()),
-    );
-    let every_node = cluster
-        .live_ports()
-        .iter()
-        .map(|p| format!("redis://127.0.0.1:{p}/"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let (cluster, data, accounts, marks) = three_accounts();
+    let every_node = cluster.every_node_url();
     let stop = Arc::new(AtomicBool::new(false));
     let mut watchers = Vec::new();
     let mut executors = Vec::new();
@@ -197,7 +190,7 @@ fn three_accounts_race_on_a_cluster_each_within_its_limit() {
 #[test]
 fn plans_are_exported_from_a_cluster() {
     let cluster = RedisCluster::start();
-    let (prefix, master) = accounts_on_distinct_masters(&cluster, 1).remove(0);
+    let (prefix, master) = cluster.accounts_on_distinct_masters(1).remove(0);
     let mut c = node_conn(master);
     for i in 0..3 {
         redis::cmd("XADD")
@@ -247,7 +240,7 @@ fn permit(plan: &str, expires_at: Timestamp) -> Permit {
 #[test]
 fn a_permit_is_used_only_once_a_replica_holds_its_take() {
     let cluster = RedisCluster::start();
-    let (prefix, master) = accounts_on_distinct_masters(&cluster, 1).remove(0);
+    let (prefix, master) = cluster.accounts_on_distinct_masters(1).remove(0);
     let store = RedisStore::open(&cluster.url(), &prefix, 3600, "executor")
         .unwrap()
         .with_permit_replicas(1);
@@ -426,20 +419,8 @@ fn a_killed_master_fails_over_without_losing_a_used_permit() {
     // Half the plans before the kill, half after the replica's promotion.
     const HALF: usize = 1_000;
     const N: usize = 2 * HALF;
-    let mut cluster = RedisCluster::start();
-    let data = tempfile::tempdir().unwrap();
-    write_data(data.path());
-    let accounts = accounts_on_distinct_masters(&cluster, 3);
-    let marks = marks(
-        data.path(),
-        Arc::new(RedisStore::open(&cluster.url(), &accounts[0].0, 3600, "admin").unwrap()),
-    );
-    let urls = cluster
-        .live_ports()
-        .iter()
-        .map(|p| format!("redis://127.0.0.1:{p}/"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let (mut cluster, data, accounts, marks) = three_accounts();
+    let urls = cluster.every_node_url();
     let stop = Arc::new(AtomicBool::new(false));
     let mut watchers = Vec::new();
     let mut executors = Vec::new();

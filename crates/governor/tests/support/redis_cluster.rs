@@ -96,6 +96,33 @@ impl RedisCluster {
         format!("redis://127.0.0.1:{port}/")
     }
 
+    /// Every live node's URL, separated by commas (the list form of `--redis`).
+    pub fn every_node_url(&self) -> String {
+        self.live_ports()
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}/"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Key prefixes of `n` accounts (`quantum:{acctI}:`) whose hash slots are served by `n`
+    /// different masters, each with its master's port.
+    pub fn accounts_on_distinct_masters(&self, n: usize) -> Vec<(String, u16)> {
+        let mut masters = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        for i in 0.. {
+            if out.len() == n {
+                break;
+            }
+            let prefix = format!("quantum:{{acct{i}}}:");
+            let master = self.master_of(&prefix);
+            if masters.insert(master) {
+                out.push((prefix, master));
+            }
+        }
+        out
+    }
+
     /// The ports of the nodes still running.
     pub fn live_ports(&self) -> Vec<u16> {
         self.nodes.iter().flatten().map(|n| n.port).collect()
