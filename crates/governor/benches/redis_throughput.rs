@@ -42,6 +42,18 @@ const COMPARABLE_LUA: &str = "local p='bench:' \
     redis.call('HSET',p..'res',ARGV[1],'x') redis.call('ZADD',p..'opens',f,ARGV[1]) \
     redis.call('HSET',p..'cool','X',f) redis.call('XADD',p..'s','MAXLEN','~',1000,'*','k','v') return f";
 
+/// One blocked decision as one script, with the bytes a decision of this run wrote (a second
+/// reference, printed beside the first): its guard, its record, its block, its decision entry
+/// and its event. ARGV: a random id, the record, the block, the number of the decision entry's
+/// arguments, its names and values, then the event's. COMPARABLE_LUA writes about 100 bytes
+/// per call where a decision writes about 4.5 KB (its trace twice: record and stream entry).
+const SAME_BYTES_LUA: &str = "local id=ARGV[1] \
+    if redis.call('EXISTS','r:d:'..id)==1 then return 0 end \
+    redis.call('SET','r:d:'..id,ARGV[2],'EX',604800) redis.call('SET','r:b:'..id,ARGV[3],'EX',3600) \
+    local n=tonumber(ARGV[4]) \
+    redis.call('XADD','r:decisions','MAXLEN','~',100000,'*',unpack(ARGV,5,4+n)) \
+    redis.call('XADD','r:events','MAXLEN','~',100000,'*',unpack(ARGV,5+n,#ARGV)) return 1";
+
 /// A redis-server with the bench's policy, and the paper market's inputs over 30 symbols.
 struct Bench {
     server: RedisServer,
@@ -133,6 +145,48 @@ impl Bench {
             .collect()
     }
 
+    /// [`SAME_BYTES_LUA`]'s arguments with what the last decision wrote: its record, its block
+    /// (a blocked plan: nearly every plan of the run), its decision entry and its event.
+    fn last_decision_bytes(&mut self) -> Vec<String> {
+        let last = |conn: &mut redis::Connection, stream: &str| -> Vec<String> {
+            let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+                .arg(format!("{PREFIX}{stream}"))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query(conn)
+                .unwrap();
+            let entry = &reply.ids[0];
+            let mut fields: Vec<(&String, &redis::Value)> = entry.map.iter().collect();
+            fields.sort_by_key(|(k, _)| *k);
+            fields
+                .into_iter()
+                .flat_map(|(k, v)| [k.clone(), redis::from_redis_value(v).unwrap()])
+                .collect()
+        };
+        let decision = last(&mut self.conn, "stream:governor.decisions");
+        let plan_id = decision[decision.iter().position(|k| k == "plan_id").unwrap() + 1].clone();
+        let get = |conn: &mut redis::Connection, key: String| -> String {
+            redis::cmd("GET").arg(key).query(conn).unwrap()
+        };
+        let record = get(
+            &mut self.conn,
+            format!("{PREFIX}governor:decision:{plan_id}"),
+        );
+        let block = get(&mut self.conn, format!("{PREFIX}governor:block:{plan_id}"));
+        let event = last(&mut self.conn, "stream:governor.events");
+        let mut args = vec![
+            "__rand_int__".to_owned(),
+            record,
+            block,
+            decision.len().to_string(),
+        ];
+        args.extend(decision);
+        args.extend(event);
+        args
+    }
+
     /// Milliseconds from each plan's XADD to its decision's entry, sorted.
     fn latencies(&mut self) -> Vec<u64> {
         let ms_of = |id: &str| id.split('-').next().unwrap().parse::<u64>().unwrap();
@@ -183,6 +237,8 @@ struct Saturated {
     redis_cpu_us: f64,
     /// Where redis-server's time went: its busiest commands, µs per decision each.
     redis_commands: String,
+    /// The arguments of [`SAME_BYTES_LUA`] with the bytes of this run's last decision.
+    same_bytes_args: Vec<String>,
 }
 
 /// This process's CPU time (user + system) in seconds, from `/proc/self/stat` (Linux).
@@ -259,12 +315,14 @@ fn saturated(instances: usize) -> Saturated {
     let redis_commands = busiest_commands(&mut bench.conn, 8);
     let latencies = bench.latencies();
     assert_eq!(latencies.len(), PLANS, "every plan decided");
+    let same_bytes_args = bench.last_decision_bytes();
     Saturated {
         rate,
         latency: percentiles(&latencies),
         governor_cpu_us,
         redis_cpu_us,
         redis_commands,
+        same_bytes_args,
     }
 }
 
@@ -290,7 +348,28 @@ fn paced(instances: usize) -> String {
     percentiles(&latencies)
 }
 
-fn redis_benchmark(clients: usize) -> Option<f64> {
+/// A script for `redis-benchmark` to call, and how.
+struct Reference<'a> {
+    script: &'a str,
+    /// After the script and its number of keys (0).
+    args: Vec<String>,
+    /// Whether `__rand_int__` in the arguments is replaced by a random number on each call
+    /// (`-r`); the first reference has always run without it (one key, rewritten).
+    random: bool,
+}
+
+/// The first reference, as it has always been measured.
+fn comparable() -> Reference<'static> {
+    Reference {
+        script: COMPARABLE_LUA,
+        args: vec!["__rand_int__".to_owned()],
+        random: false,
+    }
+}
+
+/// `redis-benchmark`'s calls per second of `reference` by `clients` clients, on a server of
+/// its own; none when it is not installed or its output cannot be read.
+fn redis_benchmark(clients: usize, reference: &Reference) -> Option<f64> {
     let server = RedisServer::start();
     let out = Command::new("redis-benchmark")
         .args([
@@ -302,7 +381,13 @@ fn redis_benchmark(clients: usize) -> Option<f64> {
             &clients.to_string(),
             "-q",
         ])
-        .args(["EVAL", COMPARABLE_LUA, "0", "__rand_int__"])
+        .args(if reference.random {
+            &["-r", "1000000000"][..]
+        } else {
+            &[]
+        })
+        .args(["EVAL", reference.script, "0"])
+        .args(&reference.args)
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -311,38 +396,54 @@ fn redis_benchmark(clients: usize) -> Option<f64> {
     before.rsplit([' ', '\r']).next()?.trim().parse().ok()
 }
 
+/// The mean of a reference measured before and after a run, with both, when both ran.
+fn around(before: Option<f64>, after: Option<f64>) -> Option<(f64, f64, f64)> {
+    Some(((before? + after?) / 2.0, before?, after?))
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` probing: nothing to list
     }
     let _flush_log_at_the_end = quantum_governor::logfmt::write_in_background();
     // A first run warms up the page cache and the allocator; the figures are from the next.
-    let _warm_up = saturated(1);
+    // Its last decision gives the second reference its bytes.
+    let same_bytes = Reference {
+        script: SAME_BYTES_LUA,
+        args: saturated(1).same_bytes_args,
+        random: true,
+    };
     for instances in [1, 2] {
-        // The machine's speed drifts: the reference is measured right before and right after
-        // the governors' run, and their mean is the ceiling.
-        let before = redis_benchmark(instances);
+        // The machine's speed drifts: the references are measured right before and right
+        // after the governors' run, and their means are the ceilings.
+        let before = redis_benchmark(instances, &comparable());
+        let before_same = redis_benchmark(instances, &same_bytes);
         let run = saturated(instances);
-        let after = redis_benchmark(instances);
+        let after = redis_benchmark(instances, &comparable());
+        let after_same = redis_benchmark(instances, &same_bytes);
         let Saturated {
             rate,
             latency,
             governor_cpu_us,
             redis_cpu_us,
             redis_commands,
+            ..
         } = run;
         let cpu = format!(
             "CPU per decision: governor process {governor_cpu_us:.1} µs, redis-server {redis_cpu_us:.1} µs (commands: {redis_commands})"
         );
-        match (before, after) {
-            (Some(b), Some(a)) => {
-                let c = (b + a) / 2.0;
-                println!(
-                    "{instances} instance(s): {rate:.0} decisions/s; redis-benchmark comparable EVAL with {instances} client(s): {c:.0}/s (before {b:.0}, after {a:.0}); ratio {:.2}; latency at saturation {latency}; {cpu}",
-                    rate / c
-                )
-            }
-            _ => println!("{instances} instance(s): {rate:.0} decisions/s; redis-benchmark not available; latency at saturation {latency}; {cpu}"),
+        match around(before, after) {
+            Some((c, b, a)) => println!(
+                "{instances} instance(s): {rate:.0} decisions/s; redis-benchmark comparable EVAL with {instances} client(s): {c:.0}/s (before {b:.0}, after {a:.0}); ratio {:.2}; latency at saturation {latency}; {cpu}",
+                rate / c
+            ),
+            None => println!("{instances} instance(s): {rate:.0} decisions/s; redis-benchmark not available; latency at saturation {latency}; {cpu}"),
+        }
+        if let Some((c, b, a)) = around(before_same, after_same) {
+            println!(
+                "{instances} instance(s): same-bytes single-decision EVAL with {instances} client(s): {c:.0}/s (before {b:.0}, after {a:.0}); ratio {:.2}",
+                rate / c
+            );
         }
         println!(
             "{instances} instance(s) at {PACED_PER_SEC} plans/s offered for {PACED_SECS} s: latency {}",
