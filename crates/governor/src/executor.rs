@@ -367,12 +367,7 @@ impl<E: Exchange> Executor<E> {
             reduce_only,
             leverage,
         };
-        if (self.clock)() >= permit.expires_at {
-            return Err(OrderError::Refused(format!(
-                "the permit expired at {} before the order could be sent",
-                permit.expires_at.millis()
-            )));
-        }
+        orders::still_permitted(permit.expires_at, (self.clock)())?;
         self.exchange.place_order(&order)
     }
 }

@@ -235,10 +235,11 @@ enum Command {
         /// Steps per seed before the faults stop.
         #[arg(long, default_value_t = 200)]
         steps: usize,
-        /// The schedule seeds draw their steps from: 3 (the exchange's faults, the reconciler
-        /// and duplicated messages), 2 (without duplicated messages) or 1 (no exchange faults);
+        /// The schedule seeds draw their steps from: 4 (the exchange's faults, the reconciler,
+        /// duplicated and reordered messages, the store briefly out, a paused executor), 3
+        /// (without the last three), 2 (without duplicated messages) or 1 (no exchange faults);
         /// a kept seed replays under the schedule it was found with.
-        #[arg(long, default_value = "3", value_parser = quantum_governor::sim::world::Schedule::parse)]
+        #[arg(long, default_value = "4", value_parser = quantum_governor::sim::world::Schedule::parse)]
         schedule: quantum_governor::sim::world::Schedule,
     },
     /// Decide one plan (JSON object of plan fields) against a state file; prints the decision

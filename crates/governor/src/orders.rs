@@ -64,6 +64,19 @@ pub fn outcome_of(answer: Result<Fill, OrderError>) -> Result<Known, String> {
     }
 }
 
+/// Refuses to send an order whose permit has lapsed: its in-doubt record promises the
+/// reconciler that nothing is sent after the permit's expiry, and the exit lock of a close
+/// outlives the permit only by so much. Checked right before sending, after any wait.
+pub fn still_permitted(expires_at: Timestamp, now: Timestamp) -> Result<(), OrderError> {
+    if now >= expires_at {
+        return Err(OrderError::Refused(format!(
+            "the permit expired at {} before the order could be sent",
+            expires_at.millis()
+        )));
+    }
+    Ok(())
+}
+
 /// Whether an order sent at `sent_at` can no longer reach the exchange at `now`. The exchange
 /// still processes a request whose age equals its window (Binance: `serverTime - timestamp <=
 /// recvWindow`), so absence is final only strictly after `sent_at + window`: concluding it at

@@ -77,6 +77,14 @@ impl SimExchange {
         }
     }
 
+    /// Whether the order with `client_id` filled, in whole or in part.
+    pub fn has_filled(&self, client_id: &str) -> bool {
+        matches!(
+            self.orders.get(client_id),
+            Some(OrderState::Final { fill: Some(_), .. })
+        )
+    }
+
     /// The open positions.
     pub fn positions(&self) -> &BTreeMap<Symbol, ExchangePosition> {
         &self.positions

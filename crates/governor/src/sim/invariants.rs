@@ -160,6 +160,67 @@ pub fn ledger_matches_exchange(
         .collect()
 }
 
+/// Never two closes under one exit lock: on a symbol, at most one close is allowed and not yet
+/// settled (its result not applied) while its exit lock lives (`lock_ttl_ms` from its
+/// decision). A close the lock outlived cannot reach the exchange any more (the lock outlives
+/// the permit and the request window), so it no longer counts.
+pub fn one_close_per_exit_lock(
+    st: &StoreState,
+    now: Timestamp,
+    lock_ttl_ms: i64,
+) -> Vec<Violation> {
+    let mut live: BTreeMap<&Symbol, Vec<&PlanId>> = BTreeMap::new();
+    for r in &st.decision_log {
+        let unsettled = !st.applied_results.contains(&r.plan_id);
+        let lock_lives = r.decided_at.millis().saturating_add(lock_ttl_ms) > now.millis();
+        if r.verdict == VerdictKind::Allow
+            && !r.action.starts_with("OPEN")
+            && unsettled
+            && lock_lives
+        {
+            live.entry(&r.symbol).or_default().push(&r.plan_id);
+        }
+    }
+    live.into_iter()
+        .filter(|(_, closes)| closes.len() > 1)
+        .map(|(symbol, closes)| {
+            let ids: Vec<String> = closes.iter().map(|id| id.to_string()).collect();
+            violation(
+                "one_close_per_exit_lock",
+                format!(
+                    "{symbol}: closes {} allowed and unsettled at once",
+                    ids.join(", ")
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Money is never created: what the exchange holds (at its marks) and what is reserved for
+/// orders that have not filled stay within the total notional cap. A reservation whose order
+/// filled is counted once, in the position.
+pub fn money_never_created(
+    book: &Book,
+    exchange: &BTreeMap<Symbol, ExchangePosition>,
+    filled: impl Fn(&PlanId) -> bool,
+    cap: f64,
+) -> Vec<Violation> {
+    let held: f64 = exchange.values().map(|p| p.qty.abs() * p.mark_price).sum();
+    let reserved: f64 = book
+        .reservations
+        .iter()
+        .filter(|(id, _)| !filled(id))
+        .map(|(_, r)| r.notional)
+        .sum();
+    if held + reserved <= cap * (1.0 + 1e-9) {
+        return Vec::new();
+    }
+    vec![violation(
+        "money_never_created",
+        format!("the exchange holds {held:.2} USDT and {reserved:.2} is reserved for orders not filled: above the cap of {cap}"),
+    )]
+}
+
 /// Never more than one order per permit: a client id (the plan id) is sent once.
 pub fn one_order_per_permit(sent: &BTreeMap<String, u32>) -> Vec<Violation> {
     sent.iter()
@@ -210,6 +271,74 @@ mod tests {
             trace: Default::default(),
             shadow: Vec::new(),
         })
+    }
+
+    fn allowed_close(id: &str, symbol: &str, at: i64) -> std::sync::Arc<DecisionRecord> {
+        let mut r = (*close_blocked_by(BlockReason::NoPosition)).clone();
+        r.plan_id = PlanId::parse(id).unwrap();
+        r.symbol = Symbol::parse(symbol).unwrap();
+        r.verdict = VerdictKind::Allow;
+        r.reason = None;
+        r.decided_at = Timestamp(at);
+        std::sync::Arc::new(r)
+    }
+
+    /// Two closes of ETHUSDT allowed 1 s apart break it while the first one's lock lives
+    /// (120,000 ms from its decision at 0: up to 119,999) and its result is not applied; not
+    /// at 120,000, nor once its result is applied, nor for closes of two symbols.
+    #[test]
+    fn two_unsettled_closes_of_a_symbol_under_a_live_lock_are_a_violation() {
+        let mut st = StoreState::default();
+        st.decision_log.push(allowed_close("c1", "ETHUSDT", 0));
+        st.decision_log.push(allowed_close("c2", "ETHUSDT", 1_000));
+        st.decision_log.push(allowed_close("c3", "BTCUSDT", 1_000));
+        let found = one_close_per_exit_lock(&st, Timestamp(119_999), 120_000);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].invariant, "one_close_per_exit_lock");
+        assert!(found[0].detail.contains("c1, c2"), "{}", found[0].detail);
+        assert!(one_close_per_exit_lock(&st, Timestamp(120_000), 120_000).is_empty());
+        st.applied_results.insert(PlanId::parse("c1").unwrap());
+        assert!(one_close_per_exit_lock(&st, Timestamp(119_999), 120_000).is_empty());
+    }
+
+    /// 0.5 BTC held at a mark of 1,000 (500 USDT) and 300 reserved for an order not filled:
+    /// 800, at a cap of 800, holds; a cap of 799.99 does not; the same reservation once its
+    /// order filled is counted in the position only.
+    #[test]
+    fn held_and_reserved_above_the_cap_is_money_created() {
+        use governor_core::book::Reservation;
+        use governor_core::types::Side;
+        let btc = Symbol::parse("BTCUSDT").unwrap();
+        let exchange = BTreeMap::from([(
+            btc.clone(),
+            ExchangePosition {
+                side: Side::Long,
+                qty: 0.5,
+                entry_price: 990.0,
+                mark_price: 1_000.0,
+                leverage: 5,
+            },
+        )]);
+        let mut book = Book::default();
+        book.reservations.insert(
+            PlanId::parse("o1").unwrap(),
+            Reservation {
+                symbol: Symbol::parse("ETHUSDT").unwrap(),
+                side: Side::Long,
+                qty: 0.1,
+                notional: 300.0,
+                leverage: 5,
+                score: None,
+                granted_at: Timestamp(0),
+                expires_at: Timestamp(60_000),
+                fence: 1,
+            },
+        );
+        assert!(money_never_created(&book, &exchange, |_| false, 800.0).is_empty());
+        let found = money_never_created(&book, &exchange, |_| false, 799.99);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].invariant, "money_never_created");
+        assert!(money_never_created(&book, &exchange, |_| true, 500.0).is_empty());
     }
 
     /// A close blocked by a close gate (the exit lock) is as it should be; one blocked by an

@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod exchange;
 pub mod invariants;
+pub mod outage;
 pub mod rng;
 pub mod run;
 pub mod stream;

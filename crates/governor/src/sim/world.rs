@@ -11,8 +11,11 @@
 //! or arriving late, a partial fill, a 5xx to a question — the executor asking for an order
 //! whose outcome it does not know, and the reconciler, whose two halves (the ledger read, the
 //! exchange compared) are two steps with anything in between, or a crash. The third
-//! ([`Schedule::V3`], the default) adds duplicated messages: a plan sent twice, a result
-//! delivered twice.
+//! ([`Schedule::V3`]) adds duplicated messages: a plan sent twice, a result delivered twice.
+//! The fourth ([`Schedule::V4`], the default) adds the store briefly unavailable (calls refused,
+//! or taking effect with their answers lost), messages held back and delivered out of order,
+//! and an executor paused between taking its permit and sending its order for longer than the
+//! permit's and the exit lock's lives.
 //!
 //! The executor is a stand-in for its loop: it takes a live permit (single use), marks the
 //! order in doubt, places it on the simulated exchange and reads the answer, asks for an order
@@ -22,6 +25,7 @@
 use super::clock;
 use super::exchange::{Answer, SimExchange};
 use super::invariants::{self, Violation};
+use super::outage::{FlakyStore, Outage};
 use super::rng::Rng;
 use super::stream::{SimConsumer, SimStream};
 use crate::exchange::{Exchange, OrderError, OrderRequest};
@@ -75,6 +79,10 @@ pub enum Schedule {
     /// V2 and duplicated messages: a producer sending a plan again (a retry after a lost
     /// answer), an executor's result delivered twice on the result stream.
     V3,
+    /// V3, the store out for a few steps (refusing calls, or applying them and losing the
+    /// answers), a plan or result held back and delivered after later ones, and the executor
+    /// pausing after taking a permit, past the permit's and the exit lock's lives.
+    V4,
 }
 
 impl Schedule {
@@ -84,7 +92,8 @@ impl Schedule {
             "1" => Ok(Schedule::V1),
             "2" => Ok(Schedule::V2),
             "3" => Ok(Schedule::V3),
-            other => Err(format!("schedule must be 1, 2 or 3, not {other:?}")),
+            "4" => Ok(Schedule::V4),
+            other => Err(format!("schedule must be 1, 2, 3 or 4, not {other:?}")),
         }
     }
 
@@ -94,6 +103,7 @@ impl Schedule {
             Schedule::V1 => "1",
             Schedule::V2 => "2",
             Schedule::V3 => "3",
+            Schedule::V4 => "4",
         }
     }
 }
@@ -145,6 +155,13 @@ pub fn wide_open(mut cfg: Config) -> Config {
     cfg
 }
 
+/// `cfg` with a total notional cap of 800 USDT: below what the slots allow (six opens of up
+/// to 200), so that the cap decides and `money_never_created` is put to the test (schedule 4).
+fn with_binding_total_cap(mut cfg: Config) -> Config {
+    cfg.funds.max_total_notional_usdt = 800.0;
+    cfg
+}
+
 /// The market's inputs, the same at every moment.
 struct Frozen(MarketInputs);
 
@@ -192,6 +209,13 @@ fn exchange_answer(rng: &mut Rng, filled: bool) -> Answer {
     }
 }
 
+/// Which stream a held-back message goes to when it arrives.
+#[derive(Copy, Clone, Debug)]
+enum Bound {
+    Plans,
+    Results,
+}
+
 /// An order whose outcome the executor does not know and still asks for.
 struct Unresolved {
     plan_id: PlanId,
@@ -204,7 +228,16 @@ struct Unresolved {
 /// One run's deployment.
 pub struct World {
     schedule: Schedule,
+    /// The store's state, read by the invariants (what an operator would see).
     store: Arc<MemoryStore>,
+    /// The same store as every part reaches it: it can be out.
+    flaky: Arc<FlakyStore>,
+    /// Steps left before the store is back.
+    outage_left: usize,
+    /// Whether the next plan or result sent is held back.
+    hold_next: bool,
+    /// Messages sent and not yet on their stream; they arrive newest first.
+    held: Vec<(Bound, Vec<(String, String)>)>,
     exchange: Arc<Mutex<SimExchange>>,
     /// The executor's orders of unknown outcome that it still asks for.
     unresolved: Vec<Unresolved>,
@@ -241,6 +274,7 @@ impl World {
     pub fn new(market: &Market, cfg: Config, schedule: Schedule) -> Self {
         clock::set(market.start);
         let store = Arc::new(MemoryStore::new(cfg.block_ttl_secs));
+        let flaky = Arc::new(FlakyStore::new(store.clone()));
         let marks = market
             .inputs
             .market
@@ -262,10 +296,13 @@ impl World {
         store.update(|st| {
             st.policy_universe = Some(serde_json::to_string(&universe).expect("strings serialize"))
         });
-        let cfg = Arc::new(cfg);
+        let cfg = Arc::new(match schedule {
+            Schedule::V4 => with_binding_total_cap(cfg),
+            _ => cfg,
+        });
         let inputs: Arc<dyn InputsSource> = match schedule {
             Schedule::V1 => Arc::new(Frozen(market.inputs.clone())),
-            Schedule::V2 | Schedule::V3 => Arc::new(LiveAccount {
+            Schedule::V2 | Schedule::V3 | Schedule::V4 => Arc::new(LiveAccount {
                 market: market.inputs.clone(),
                 exchange: exchange.clone(),
             }),
@@ -273,7 +310,7 @@ impl World {
         let plans = SimStream::new(&format!("{}stream:apply.plan", cfg.key_prefix));
         let results = SimStream::new(&format!("{}stream:apply.result", cfg.key_prefix));
         let result_monitor = ResultWorker {
-            gov: Governor::new(cfg.clone(), store.clone()),
+            gov: Governor::new(cfg.clone(), flaky.clone()),
             consumer: results.consumer(RESULT_GROUP, "results"),
             inputs: inputs.clone(),
             clock: clock::now,
@@ -282,6 +319,10 @@ impl World {
         let mut w = World {
             schedule,
             store,
+            flaky,
+            outage_left: 0,
+            hold_next: false,
+            held: Vec::new(),
             exchange,
             unresolved: Vec::new(),
             ledger_read: None,
@@ -310,7 +351,7 @@ impl World {
 
     fn governor(&self, name: &str) -> PlanWorker<SimConsumer> {
         PlanWorker {
-            gov: Governor::new(self.cfg.clone(), self.store.clone()),
+            gov: Governor::new(self.cfg.clone(), self.flaky.clone()),
             views: None,
             consumer: self.plans.consumer(PLAN_GROUP, name),
             inputs: self.inputs.clone(),
@@ -327,8 +368,15 @@ impl World {
             Schedule::V1 => self.step_v1(rng),
             Schedule::V2 => self.step_v2(rng),
             Schedule::V3 => self.step_v3(rng),
+            Schedule::V4 => self.step_v4(rng),
         };
         self.forward_published();
+        if self.outage_left > 0 {
+            self.outage_left -= 1;
+            if self.outage_left == 0 {
+                self.flaky.set(None);
+            }
+        }
         did
     }
 
@@ -368,6 +416,81 @@ impl World {
             0..=1 => self.deliver_again(rng, Duplicated::Plan),
             2..=3 => self.deliver_again(rng, Duplicated::Result),
             _ => self.step_v2(rng),
+        }
+    }
+
+    fn step_v4(&mut self, rng: &mut Rng) -> String {
+        match rng.below(100) {
+            0..=1 => self.store_goes_out(rng),
+            2..=3 => self.hold_back_the_next_message(),
+            4..=5 => self.held_messages_arrive(),
+            6..=7 => {
+                let pause = rng.between(30_000, 200_000);
+                self.execute(rng, Some(pause))
+            }
+            _ => self.step_v3(rng),
+        }
+    }
+
+    /// The store is out for the next one to four steps: it refuses every call, or applies
+    /// each and loses its answer.
+    fn store_goes_out(&mut self, rng: &mut Rng) -> String {
+        if self.outage_left > 0 {
+            return "the store is out already".to_owned();
+        }
+        let outage = if rng.below(2) == 0 {
+            Outage::Refuses
+        } else {
+            Outage::LosesAnswers
+        };
+        self.outage_left = rng.between(1, 4) as usize;
+        self.flaky.set(Some(outage));
+        self.fault(outage.name());
+        format!(
+            "the store goes out for {} steps ({})",
+            self.outage_left,
+            outage.name()
+        )
+    }
+
+    /// The next plan or result sent is held back on its way, to arrive after later ones.
+    fn hold_back_the_next_message(&mut self) -> String {
+        self.hold_next = true;
+        self.fault("message_delayed");
+        "the next plan or result sent will be held back".to_owned()
+    }
+
+    /// The messages held back arrive, the newest first.
+    fn held_messages_arrive(&mut self) -> String {
+        let n = self.held.len();
+        while let Some((bound, fields)) = self.held.pop() {
+            match bound {
+                Bound::Plans => self.plans.add(&fields),
+                Bound::Results => self.results.add(&fields),
+            };
+        }
+        format!("{n} held-back messages arrive, newest first")
+    }
+
+    /// Sends `fields` to `bound`'s stream, or holds it back when told to.
+    fn send(&mut self, bound: Bound, fields: &[(String, String)]) {
+        if std::mem::take(&mut self.hold_next) {
+            self.held.push((bound, fields.to_vec()));
+            return;
+        }
+        match bound {
+            Bound::Plans => self.plans.add(fields),
+            Bound::Results => self.results.add(fields),
+        };
+    }
+
+    /// A failure of `what`: expected while the store is out (its parts must cope with it),
+    /// otherwise one no fault explains.
+    fn failed(&mut self, what: String, e: &StoreError) -> String {
+        if FlakyStore::is_outage(e) {
+            format!("{what}: {e}")
+        } else {
+            self.unexpected(format!("{what}: {e}"))
         }
     }
 
@@ -448,13 +571,12 @@ impl World {
                 ("qty", qty.as_str()),
                 ("score", score.as_str()),
             ];
-            self.plans.add(&fields);
-            self.sent_plans.push(
-                fields
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-            );
+            let fields: Vec<(String, String)> = fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            self.send(Bound::Plans, &fields);
+            self.sent_plans.push(fields);
             self.published.push(PlanId::parse(&id).expect("a valid id"));
             ids.push(format!("{id} {action} {symbol}"));
         }
@@ -484,7 +606,7 @@ impl World {
         let dying = self.governors[g].consumer.die_at_next_ack;
         match self.governors[g].step(0) {
             Ok(counts) => format!("{name} acked {}", counts.acked),
-            Err(e) if !dying => self.unexpected(format!("{name} failed: {e}")),
+            Err(e) if !dying => self.failed(format!("{name} failed"), &e),
             Err(e) => {
                 self.restarts += 1;
                 let fresh = format!("g{g}r{}", self.restarts);
@@ -503,17 +625,28 @@ impl World {
     /// before its result (under V1, before the order reaches the exchange): the order stays in
     /// doubt for the reconciler.
     fn answer_a_permit(&mut self, rng: &mut Rng) -> String {
+        self.execute(rng, None)
+    }
+
+    /// The stand-in executor's work on one permit ([`World::answer_a_permit`]); with `pause`,
+    /// it stops that many milliseconds after writing the order's in-doubt record and before
+    /// sending it (a long GC pause, a swapped-out process), then goes on as the executor does:
+    /// an order whose permit lapsed meanwhile is not sent.
+    fn execute(&mut self, rng: &mut Rng, pause: Option<u64>) -> String {
         let live: Vec<PlanId> = self.store.read(|st| st.permits.keys().cloned().collect());
         if live.is_empty() {
             return "no permit to execute".to_owned();
         }
         let id = live[rng.below(live.len() as u64) as usize].clone();
         let now = clock::now();
-        let Some(permit) = self.store.take_permit(&id, now) else {
-            return format!("the permit of {id} had lapsed");
+        let permit = match self.flaky.take_permit(&id, now) {
+            Ok(Some(permit)) => permit,
+            Ok(None) => return format!("the permit of {id} had lapsed"),
+            Err(e) => return self.failed(format!("the executor could not take {id}'s permit"), &e),
         };
         if let Err(e) = self.mark(&id, &permit.symbol, &permit.action, permit.expires_at, now) {
-            return self.unexpected(format!("the executor could not mark {id} in doubt: {e}"));
+            // The executor sends nothing it could not mark in doubt.
+            return self.failed(format!("the executor could not mark {id} in doubt"), &e);
         }
         let dies = rng.below(10) == 0;
         if dies && self.schedule == Schedule::V1 {
@@ -523,8 +656,13 @@ impl World {
         let answer = match (self.schedule, rng.below(3) < 2) {
             (Schedule::V1, true) => Answer::Fill,
             (Schedule::V1, false) => Answer::Refuse,
-            (Schedule::V2 | Schedule::V3, filled) => exchange_answer(rng, filled),
+            (Schedule::V2 | Schedule::V3 | Schedule::V4, filled) => exchange_answer(rng, filled),
         };
+        if let Some(ms) = pause {
+            clock::advance(ms as i64);
+            self.fault("executor_paused");
+        }
+        let now = clock::now();
         let sent = self.place(&permit, answer);
         if dies {
             self.fault("crash_after_order");
@@ -543,7 +681,7 @@ impl World {
                 if let Err(e) =
                     self.mark(&id, &permit.symbol, &permit.action, permit.expires_at, now)
                 {
-                    return self.unexpected(format!("the executor could not mark {id}: {e}"));
+                    return self.failed(format!("the executor could not mark {id}"), &e);
                 }
                 let permit_left = (permit.expires_at.millis() - now.millis()).max(0);
                 let window = REQUEST_WINDOW.as_millis() as i64;
@@ -575,7 +713,7 @@ impl World {
             send_deadline,
             why: "about to be sent".to_owned(),
         };
-        mark_in_doubt(self.store.as_ref(), id, order, now)
+        mark_in_doubt(self.flaky.as_ref(), id, order, now)
     }
 
     /// Sends the order `permit` allows, as the executor sizes it: an open for the permitted
@@ -585,6 +723,11 @@ impl World {
         permit: &Permit,
         answer: Answer,
     ) -> Result<crate::exchange::Fill, OrderError> {
+        let now = clock::now();
+        orders::still_permitted(permit.expires_at, now)?;
+        if !permit.action.starts_with("OPEN") {
+            self.close_sent_under_its_lock(permit, now);
+        }
         let mut exchange = lock(&self.exchange);
         let action = [
             Action::Open(Side::Long),
@@ -625,6 +768,29 @@ impl World {
         })
     }
 
+    /// A close order leaves for the exchange only while its own exit lock lives: the lock is
+    /// what keeps a second close of the symbol from being allowed, so a close sent without it
+    /// could be one of two at once.
+    fn close_sent_under_its_lock(&mut self, permit: &Permit, now: Timestamp) {
+        let held = self.store.read(|st| {
+            st.book
+                .exit_locks
+                .get(&permit.symbol)
+                .is_some_and(|l| l.holder == permit.plan_id && l.expires_at > now)
+        });
+        if !held {
+            self.unexpected.push(Violation {
+                invariant: "one_close_per_exit_lock",
+                detail: format!(
+                    "{}'s close of {} was sent at {} without its exit lock",
+                    permit.plan_id,
+                    permit.symbol,
+                    now.millis()
+                ),
+            });
+        }
+    }
+
     /// Books a known outcome as the executor does: the ledger at once, then `apply.result`.
     fn book(
         &mut self,
@@ -637,10 +803,11 @@ impl World {
         let now = clock::now();
         let is_close = !action.starts_with("OPEN");
         let fields = result_fields(id, symbol, action, is_close, known, resolved_by, now);
-        if let Err(e) = settle_result(self.store.as_ref(), &self.cfg, &fields, now) {
-            return self.unexpected(format!("the executor could not book {id}'s result: {e}"));
+        if let Err(e) = settle_result(self.flaky.as_ref(), &self.cfg, &fields, now) {
+            // Not booked, not published: the order stays in doubt for the reconciler.
+            return self.failed(format!("the executor could not book {id}'s result"), &e);
         }
-        self.results.add(&fields);
+        self.send(Bound::Results, &fields);
         self.sent_results.push(fields);
         match known {
             Known::Filled(f) => format!("{id} filled {} ({})", f.qty, resolved_by.as_str()),
@@ -700,12 +867,12 @@ impl World {
         if self.ledger_read.is_some() {
             return "the reconciler is between its halves".to_owned();
         }
-        match read_ledger(self.store.as_ref(), clock::now()) {
+        match read_ledger(self.flaky.as_ref(), clock::now()) {
             Ok(read) => {
                 self.ledger_read = Some(read);
                 "the reconciler read the ledger".to_owned()
             }
-            Err(e) => self.unexpected(format!("the reconciler could not read the ledger: {e}")),
+            Err(e) => self.failed("the reconciler could not read the ledger".to_owned(), &e),
         }
     }
 
@@ -717,7 +884,7 @@ impl World {
         };
         let now = clock::now();
         let exchange = lock(&self.exchange);
-        let (store, cfg, results) = (&self.store, &self.cfg, &mut self.results);
+        let (store, cfg, results) = (&self.flaky, &self.cfg, &mut self.results);
         let sent = &mut self.sent_results;
         let done = read.reconcile(store.as_ref(), &*exchange, cfg, now, |fields| {
             settle_result(store.as_ref(), cfg, fields, now)?;
@@ -733,7 +900,7 @@ impl World {
                 done.applied.len(),
                 done.deferred.len()
             ),
-            Err(e) => self.unexpected(format!("the reconciler failed: {e}")),
+            Err(e) => self.failed("the reconciler failed".to_owned(), &e),
         }
     }
 
@@ -749,18 +916,18 @@ impl World {
     fn step_results(&mut self) -> String {
         match self.result_monitor.step(0) {
             Ok(n) => format!("result monitor applied {n}"),
-            Err(e) => self.unexpected(format!("result monitor failed: {e}")),
+            Err(e) => self.failed("result monitor failed".to_owned(), &e),
         }
     }
 
     fn sweep(&mut self) -> String {
         let now = clock::now();
-        match StateStore::expire(self.store.as_ref(), now) {
+        match StateStore::expire(self.flaky.as_ref(), now) {
             Ok(()) => {
                 self.swept_at = now;
                 "the sweeper ran".to_owned()
             }
-            Err(e) => self.unexpected(format!("the sweeper failed: {e}")),
+            Err(e) => self.failed("the sweeper failed".to_owned(), &e),
         }
     }
 
@@ -776,6 +943,17 @@ impl World {
                 exchange.positions(),
                 now,
             ));
+            v.extend(invariants::one_close_per_exit_lock(
+                st,
+                now,
+                self.cfg.exit_lock_ttl_secs as i64 * 1000,
+            ));
+            v.extend(invariants::money_never_created(
+                &st.book,
+                exchange.positions(),
+                |id| exchange.has_filled(id.as_str()),
+                self.cfg.funds.max_total_notional_usdt,
+            ));
             v
         }));
         out.extend(invariants::one_order_per_permit(&exchange.sent));
@@ -786,6 +964,10 @@ impl World {
     /// streams are drained and no rotation or reservation waits for its TTL (40 steps, 20
     /// minutes, at most); then every published plan must have ended decided.
     pub fn settle(&mut self) -> Vec<Violation> {
+        self.flaky.set(None);
+        self.outage_left = 0;
+        self.hold_next = false;
+        self.held_messages_arrive();
         for _ in 0..40 {
             clock::advance(IDLE_MS as i64 + 1);
             for g in &mut self.governors {
