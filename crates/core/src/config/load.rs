@@ -296,6 +296,28 @@ mod tests {
         }
     }
 
+    /// The exit lock must outlive the permit by more than an order's reach (5 s): with the
+    /// permit's 60 s, 66 s passes and 65 s is refused, naming the key and the value.
+    #[test]
+    fn an_exit_lock_that_the_permit_outlives_is_refused() {
+        let ok = Config::load(None, &env(&[("GOV_PERMIT_TTL", "60")]));
+        assert!(ok.is_ok());
+        let mut c = Config {
+            exit_lock_ttl_secs: 66,
+            ..Config::default()
+        };
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        c.exit_lock_ttl_secs = 65;
+        let errors = c.validate();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].key, "exit_lock_ttl_secs");
+        assert_eq!(errors[0].value, "65");
+        assert!(
+            errors[0].allowed.contains("permit_ttl_secs (60)"),
+            "{errors:?}"
+        );
+    }
+
     #[test]
     fn defaults_are_the_original_systems_and_valid() {
         let c = Config::load(None, &[]).unwrap();

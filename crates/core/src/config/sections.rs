@@ -665,6 +665,11 @@ impl Default for Config {
     }
 }
 
+/// The longest an order can still take effect after it was sent: the exchange's request window
+/// (Binance's `recvWindow`, as the executor signs its orders). A close's exit lock must outlive
+/// its permit by more than this.
+pub const ORDER_REACH_SECS: u64 = 5;
+
 impl Config {
     /// Checks every range and cross-field rule; returns all violations.
     pub fn validate(&self) -> Vec<ConfigError> {
@@ -679,6 +684,19 @@ impl Config {
         v.int("permit_replicas", u64::from(self.permit_replicas), 0, 5);
         v.int("block_ttl_secs", self.block_ttl_secs, 1, 7 * 86400);
         v.int("exit_lock_ttl_secs", self.exit_lock_ttl_secs, 1, 3600);
+        // A close sent at its permit's last moment can reach the exchange ORDER_REACH_SECS
+        // later; were its exit lock gone by then, a second close of the symbol could be
+        // allowed while the first can still fill.
+        if self.exit_lock_ttl_secs <= self.permit_ttl_secs + ORDER_REACH_SECS {
+            v.push(
+                "exit_lock_ttl_secs",
+                self.exit_lock_ttl_secs.to_string(),
+                format!(
+                    "more than permit_ttl_secs ({}) + {ORDER_REACH_SECS} s (an order's reach)",
+                    self.permit_ttl_secs
+                ),
+            );
+        }
         self.slots.validate(&mut v);
         self.regime.validate(&mut v);
         self.correlation.validate(&mut v);

@@ -154,7 +154,7 @@ impl BinanceClient {
             base: base_url.trim_end_matches('/').to_owned(),
             spot_base: SPOT_URL.to_owned(),
             credentials,
-            recv_window_ms: 5_000,
+            recv_window_ms: governor_core::config::ORDER_REACH_SECS * 1000,
             offset_ms: AtomicI64::new(0),
             synced_at_ms: AtomicI64::new(0),
             used_weight: AtomicU64::new(0),
