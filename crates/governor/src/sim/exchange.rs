@@ -1,4 +1,4 @@
-//! A simulated exchange: positions and orders by client id, at the frozen marks, answering each
+//! A simulated exchange: positions and orders by client id, at the market's marks, answering each
 //! order the way the world tells it to — filled, partly filled, refused, filled with the answer
 //! lost (a 5xx or a timeout after the fill), lost before it arrived, or arriving late (within
 //! the request window, after its sender stopped waiting). It implements the exchange port, so
@@ -39,7 +39,7 @@ struct InTransit {
 
 /// The simulated exchange.
 pub struct SimExchange {
-    marks: BTreeMap<Symbol, f64>,
+    pub(super) marks: BTreeMap<Symbol, f64>,
     equity_usdt: f64,
     positions: BTreeMap<Symbol, ExchangePosition>,
     orders: BTreeMap<String, OrderState>,
@@ -74,6 +74,17 @@ impl SimExchange {
             next_query_fails: false,
             clock,
             window,
+        }
+    }
+
+    /// The market moved: orders fill at `marks` from now on, and the positions are marked at
+    /// them. A symbol without a mark keeps its last one.
+    pub fn set_marks(&mut self, marks: impl IntoIterator<Item = (Symbol, f64)>) {
+        for (symbol, mark) in marks {
+            if let Some(p) = self.positions.get_mut(&symbol) {
+                p.mark_price = mark;
+            }
+            self.marks.insert(symbol, mark);
         }
     }
 

@@ -28,6 +28,7 @@ use super::invariants::{self, Violation};
 use super::outage::{FlakyStore, Outage};
 use super::rng::Rng;
 use super::stream::{SimConsumer, SimStream};
+use crate::exchange::paper_market::PaperMarket;
 use crate::exchange::{Exchange, OrderError, OrderRequest};
 use crate::governor::Governor;
 use crate::inputs::{InputsSource, MarketInputs};
@@ -41,6 +42,7 @@ use crate::streams::{PLAN_GROUP, RESULT_GROUP};
 use governor_core::book::OrderInDoubt;
 use governor_core::effects::Permit;
 use governor_core::plan::{Action, CloseKind};
+use governor_core::snapshot::VerdictKind;
 use governor_core::time::Timestamp;
 use governor_core::types::{PlanId, Side, Symbol};
 use governor_core::Config;
@@ -108,12 +110,13 @@ impl Schedule {
     }
 }
 
-/// The market every run decides on: the inputs at the run's start, and the traded symbols with
-/// their marks.
+/// The market every run decides on: the inputs at the run's start, the traded symbols with
+/// their marks, and the recorded market the inputs come from as time passes (schedule 4).
 pub struct Market {
     inputs: MarketInputs,
     traded: Vec<(String, f64)>,
     start: Timestamp,
+    recorded: Option<Arc<PaperMarket>>,
 }
 
 impl Market {
@@ -130,19 +133,23 @@ impl Market {
             inputs,
             traded,
             start,
+            recorded: None,
         }
     }
 }
 
 impl Market {
-    /// The recorded market in `dir` (as the paper market reads it), frozen at a fixed start,
-    /// 2026-01-01 00:00 UTC (so a seed replays the same on any day), with eight traded symbols.
+    /// The recorded market in `dir` (as the paper market reads it) from a fixed start,
+    /// 2026-01-01 00:00 UTC (so a seed replays the same on any day), with eight traded symbols:
+    /// frozen at the start for schedules 1 to 3, moving with the recorded hourly bars under 4.
     pub fn load(dir: &std::path::Path) -> anyhow::Result<Self> {
         let start = Timestamp(1_767_225_600_000);
         let ledger = Arc::new(MemoryStore::new(3600));
-        let paper =
-            crate::exchange::paper_market::PaperMarket::load(dir, start, 13_661.0, ledger, 100)?;
-        Ok(Market::frozen(paper.inputs(start), start, 8))
+        let paper = Arc::new(PaperMarket::load(dir, start, 13_661.0, ledger, 100)?);
+        Ok(Market {
+            recorded: Some(paper.clone()),
+            ..Market::frozen(paper.inputs(start), start, 8)
+        })
     }
 }
 
@@ -171,19 +178,24 @@ impl InputsSource for Frozen {
     }
 }
 
-/// The frozen market with the simulated exchange's account as it is now: the governors see
-/// the positions the exchange holds, as `serve` sees Binance's.
+/// The market (frozen, or moving with the recorded bars) with the simulated exchange's account
+/// as it is now: the governors see the positions the exchange holds, as `serve` sees Binance's.
 struct LiveAccount {
     market: MarketInputs,
+    moving: Option<Arc<PaperMarket>>,
     exchange: Arc<Mutex<SimExchange>>,
 }
 
 impl InputsSource for LiveAccount {
-    fn inputs(&self, _now: Timestamp) -> MarketInputs {
+    fn inputs(&self, now: Timestamp) -> MarketInputs {
         let account = lock(&self.exchange).account().ok();
+        let market = match &self.moving {
+            Some(recorded) => recorded.inputs(now),
+            None => self.market.clone(),
+        };
         MarketInputs {
             exchange: account,
-            ..self.market.clone()
+            ..market
         }
     }
 }
@@ -228,6 +240,10 @@ struct Unresolved {
 /// One run's deployment.
 pub struct World {
     schedule: Schedule,
+    /// The recorded market the marks follow (schedule 4); none: frozen.
+    moving: Option<Arc<PaperMarket>>,
+    /// How many decisions of the store's log the last check had seen.
+    decisions_checked: usize,
     /// The store's state, read by the invariants (what an operator would see).
     store: Arc<MemoryStore>,
     /// The same store as every part reaches it: it can be out.
@@ -272,7 +288,12 @@ impl World {
     /// A fresh deployment on `market` under `cfg` and `schedule`, the clock at the market's
     /// start.
     pub fn new(market: &Market, cfg: Config, schedule: Schedule) -> Self {
-        clock::set(market.start);
+        // Under schedule 4 the run starts 45 minutes into the hour, so that the recorded
+        // market's next hourly bar comes during the steps and the marks move.
+        clock::set(match schedule {
+            Schedule::V4 => Timestamp(market.start.millis() + 45 * 60_000),
+            _ => market.start,
+        });
         let store = Arc::new(MemoryStore::new(cfg.block_ttl_secs));
         let flaky = Arc::new(FlakyStore::new(store.clone()));
         let marks = market
@@ -296,6 +317,10 @@ impl World {
         store.update(|st| {
             st.policy_universe = Some(serde_json::to_string(&universe).expect("strings serialize"))
         });
+        let moving = match schedule {
+            Schedule::V4 => market.recorded.clone(),
+            _ => None,
+        };
         let cfg = Arc::new(match schedule {
             Schedule::V4 => with_binding_total_cap(cfg),
             _ => cfg,
@@ -304,6 +329,7 @@ impl World {
             Schedule::V1 => Arc::new(Frozen(market.inputs.clone())),
             Schedule::V2 | Schedule::V3 | Schedule::V4 => Arc::new(LiveAccount {
                 market: market.inputs.clone(),
+                moving: moving.clone(),
                 exchange: exchange.clone(),
             }),
         };
@@ -318,6 +344,8 @@ impl World {
         };
         let mut w = World {
             schedule,
+            moving,
+            decisions_checked: 0,
             store,
             flaky,
             outage_left: 0,
@@ -364,6 +392,7 @@ impl World {
     /// One step chosen by `rng` under the world's schedule; returns what it did, for the run's
     /// log.
     pub fn step(&mut self, rng: &mut Rng) -> String {
+        self.follow_the_market();
         let did = match self.schedule {
             Schedule::V1 => self.step_v1(rng),
             Schedule::V2 => self.step_v2(rng),
@@ -378,6 +407,18 @@ impl World {
             }
         }
         did
+    }
+
+    /// The exchange's marks follow the recorded market to the current hour (schedule 4).
+    fn follow_the_market(&mut self) {
+        let Some(recorded) = &self.moving else { return };
+        let marks: Vec<(Symbol, f64)> = recorded
+            .inputs(clock::now())
+            .market
+            .iter()
+            .map(|(s, m)| (s.clone(), m.last_close))
+            .collect();
+        lock(&self.exchange).set_marks(marks);
     }
 
     fn step_v1(&mut self, rng: &mut Rng) -> String {
@@ -948,12 +989,20 @@ impl World {
                 now,
                 self.cfg.exit_lock_ttl_secs as i64 * 1000,
             ));
-            v.extend(invariants::money_never_created(
-                &st.book,
-                exchange.positions(),
-                |id| exchange.has_filled(id.as_str()),
-                self.cfg.funds.max_total_notional_usdt,
-            ));
+            // Checked when an open was allowed: the marks move between steps, and a position
+            // that gained may go past the cap without any money made up.
+            let opened = st.decision_log[self.decisions_checked.min(st.decision_log.len())..]
+                .iter()
+                .any(|r| r.verdict == VerdictKind::Allow && r.action.starts_with("OPEN"));
+            if opened {
+                v.extend(invariants::money_never_created(
+                    &st.book,
+                    exchange.positions(),
+                    |id| exchange.has_filled(id.as_str()),
+                    self.cfg.funds.max_total_notional_usdt,
+                ));
+            }
+            self.decisions_checked = st.decision_log.len();
             v
         }));
         out.extend(invariants::one_order_per_permit(&exchange.sent));
@@ -1010,5 +1059,51 @@ impl World {
     /// nothing new).
     fn all_read(&mut self) -> bool {
         (0..GOVERNORS).all(|g| matches!(self.governors[g].step(0), Ok(c) if c.acked == 0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundled_market() -> Market {
+        let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/klines");
+        Market::load(&data).unwrap()
+    }
+
+    fn marks(world: &World) -> BTreeMap<Symbol, f64> {
+        lock(&world.exchange).marks.clone()
+    }
+
+    /// Under schedule 4 the exchange's marks follow the recorded bars: the same within the
+    /// hour the run starts in, different once the next bar is reached (15 minutes in); under
+    /// schedule 3 they stay frozen.
+    #[test]
+    fn the_market_moves_under_schedule_4_only() {
+        let market = bundled_market();
+        let cfg = wide_open(Config::default());
+        let mut world = World::new(&market, cfg.clone(), Schedule::V4);
+        world.follow_the_market();
+        let at_start = marks(&world);
+        clock::advance(14 * 60_000);
+        world.follow_the_market();
+        assert_eq!(marks(&world), at_start, "the same bar");
+        clock::advance(2 * 60_000);
+        world.follow_the_market();
+        let next = marks(&world);
+        let moved = market
+            .traded
+            .iter()
+            .filter(|(s, _)| {
+                let s = Symbol::parse(s).unwrap();
+                next[&s] != at_start[&s]
+            })
+            .count();
+        assert!(moved >= 6, "{moved} of 8 traded symbols moved");
+        let mut frozen = World::new(&market, cfg, Schedule::V3);
+        let before = marks(&frozen);
+        clock::advance(3_600_000);
+        frozen.follow_the_market();
+        assert_eq!(marks(&frozen), before);
     }
 }
