@@ -1,5 +1,6 @@
-//! The store briefly unavailable: the embedded store behind a switch that makes every call fail
-//! for a while, in one of the two ways a network store fails. Either the call never reaches it
+//! The store briefly unavailable: the embedded store (and the simulated streams, which live in
+//! the same Redis in production) behind a switch that makes every call fail for a while, in one
+//! of the two ways a network store fails. Either the call never reaches it
 //! (connection refused: nothing happens), or it reaches it and its answer is lost (a timeout
 //! after the script ran: everything happened, and the caller does not know). Callers must treat
 //! both as "unknown": the governor leaves its entries pending, the executor sends nothing, and
@@ -36,35 +37,52 @@ impl Outage {
     }
 }
 
-/// The embedded store, and whether it is out.
-#[derive(Debug)]
-pub struct FlakyStore {
-    inner: Arc<MemoryStore>,
-    out: Mutex<Option<Outage>>,
-}
+/// Whether the store is out, and how: shared by the store and the streams.
+#[derive(Debug, Default)]
+pub struct OutageSwitch(Mutex<Option<Outage>>);
 
-impl FlakyStore {
-    /// `inner`, up.
-    pub fn new(inner: Arc<MemoryStore>) -> Self {
-        FlakyStore {
-            inner,
-            out: Mutex::new(None),
-        }
-    }
-
+impl OutageSwitch {
     /// Takes the store out (`Some`) or brings it back (`None`).
     pub fn set(&self, outage: Option<Outage>) {
-        *self.out.lock().unwrap_or_else(|e| e.into_inner()) = outage;
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = outage;
     }
 
     /// Whether it is out, and how.
     pub fn outage(&self) -> Option<Outage> {
-        *self.out.lock().unwrap_or_else(|e| e.into_inner())
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether `e` is what this store's outage answers (not a failure of its own).
+    /// One call through the switch: `f` runs unless the store refuses it; while it is out its
+    /// answer is an error either way.
+    pub fn call<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        match self.outage() {
+            None => f(),
+            Some(Outage::Refuses) => Err(StoreError::Unavailable(format!("{OUTAGE}: refused"))),
+            Some(Outage::LosesAnswers) => {
+                // Whatever it did, done; its answer (or error) lost.
+                let _ = f();
+                Err(StoreError::Unavailable(format!("{OUTAGE}: answer lost")))
+            }
+        }
+    }
+
+    /// Whether `e` is what an outage answers (not a failure of the store's own).
     pub fn is_outage(e: &StoreError) -> bool {
         matches!(e, StoreError::Unavailable(why) if why.starts_with(OUTAGE))
+    }
+}
+
+/// The embedded store behind the switch.
+#[derive(Debug)]
+pub struct FlakyStore {
+    inner: Arc<MemoryStore>,
+    switch: Arc<OutageSwitch>,
+}
+
+impl FlakyStore {
+    /// `inner`, out whenever `switch` says.
+    pub fn new(inner: Arc<MemoryStore>, switch: Arc<OutageSwitch>) -> Self {
+        FlakyStore { inner, switch }
     }
 
     /// One call through the switch.
@@ -72,15 +90,7 @@ impl FlakyStore {
         &self,
         f: impl FnOnce(&MemoryStore) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        match self.outage() {
-            None => f(&self.inner),
-            Some(Outage::Refuses) => Err(StoreError::Unavailable(format!("{OUTAGE}: refused"))),
-            Some(Outage::LosesAnswers) => {
-                // Whatever it did, done; its answer (or error) lost.
-                let _ = f(&self.inner);
-                Err(StoreError::Unavailable(format!("{OUTAGE}: answer lost")))
-            }
-        }
+        self.switch.call(|| f(&self.inner))
     }
 }
 
@@ -180,20 +190,21 @@ mod tests {
     #[test]
     fn an_outage_fails_every_call_before_or_after_its_effect() {
         let inner = Arc::new(MemoryStore::new(3600));
-        let store = FlakyStore::new(inner.clone());
+        let switch = Arc::new(OutageSwitch::default());
+        let store = FlakyStore::new(inner.clone(), switch.clone());
         let fields = vec![("plan_id".to_owned(), "x".to_owned())];
         let now = Timestamp(1_000);
-        store.set(Some(Outage::Refuses));
+        switch.set(Some(Outage::Refuses));
         let e = store.dead_letter(&fields, "bad".into(), now).unwrap_err();
-        assert!(FlakyStore::is_outage(&e), "{e}");
+        assert!(OutageSwitch::is_outage(&e), "{e}");
         assert_eq!(inner.dead_letter_count().unwrap(), 0);
-        store.set(Some(Outage::LosesAnswers));
+        switch.set(Some(Outage::LosesAnswers));
         let e = store.dead_letter(&fields, "bad".into(), now).unwrap_err();
-        assert!(FlakyStore::is_outage(&e), "{e}");
+        assert!(OutageSwitch::is_outage(&e), "{e}");
         assert_eq!(inner.dead_letter_count().unwrap(), 1, "the effect happened");
-        store.set(None);
+        switch.set(None);
         assert_eq!(store.dead_letter_count().unwrap(), 1);
-        assert!(!FlakyStore::is_outage(&StoreError::Unavailable(
+        assert!(!OutageSwitch::is_outage(&StoreError::Unavailable(
             "connection refused".into()
         )));
     }

@@ -6,10 +6,15 @@
 //! are injected per consumer: a consumer can be made to die at its next acknowledgement (after
 //! its commit, before its entries leave the pending list).
 //!
+//! While the store is out (an [`OutageSwitch`] shared with the store) a consumer's reads,
+//! reclaims and acknowledgements are refused, or happen with their answers lost: entries
+//! delivered to a consumer that never saw them stay pending until they are reclaimed.
+//!
 //! Not simulated yet: trimming (`MAXLEN`), blocking reads (a read returns what there is), and
 //! heartbeats (no consumer is known dead before its entries are idle).
 
 use super::clock;
+use super::outage::OutageSwitch;
 use crate::store::StoreError;
 use crate::streams::consumer::{Entry, Reclaimed};
 use crate::streams::group::GroupStream;
@@ -38,6 +43,8 @@ struct Group {
 #[derive(Debug, Default)]
 struct State {
     key: String,
+    /// Out with the store, when given.
+    outage: Option<std::sync::Arc<OutageSwitch>>,
     /// `(id, fields)` in id order.
     entries: Vec<(String, Vec<(String, String)>)>,
     /// The last id's milliseconds and sequence (none before the first entry).
@@ -56,6 +63,12 @@ impl SimStream {
             key: key.to_owned(),
             ..State::default()
         })))
+    }
+
+    /// The stream, out whenever `switch` says (its consumers' calls; producers still add).
+    pub fn out_with(self, switch: std::sync::Arc<OutageSwitch>) -> Self {
+        self.0.borrow_mut().outage = Some(switch);
+        self
     }
 
     /// Adds an entry at the simulated time; returns its id. Ids only grow: after a clock jump
@@ -143,6 +156,18 @@ impl SimConsumer {
             .expect("created with the consumer");
         f(entries, g)
     }
+
+    /// A call of this consumer, through the store's outage if the stream has one.
+    fn through<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let outage = self.stream.0.borrow().outage.clone();
+        match outage {
+            Some(switch) => switch.call(|| f(self)),
+            None => f(self),
+        }
+    }
 }
 
 impl GroupStream for SimConsumer {
@@ -155,6 +180,48 @@ impl GroupStream for SimConsumer {
     }
 
     fn read(&mut self, count: usize, _block_ms: usize) -> Result<Vec<Entry>, StoreError> {
+        self.through(|c| c.read_now(count))
+    }
+
+    fn reclaim_if_due(
+        &mut self,
+        min_idle_ms: u64,
+        max_deliveries: usize,
+        count: usize,
+    ) -> Result<Reclaimed, StoreError> {
+        self.through(|c| c.reclaim_now(min_idle_ms, max_deliveries, count))
+    }
+
+    fn take_over_if_due(
+        &mut self,
+        _max_deliveries: usize,
+        _count: usize,
+    ) -> Result<Reclaimed, StoreError> {
+        Ok(Reclaimed::default())
+    }
+
+    fn ack(&mut self, ids: &[String]) -> Result<(), StoreError> {
+        if self.die_at_next_ack {
+            return Err(StoreError::Unavailable(format!(
+                "simulated: {} died before acknowledging {} entries",
+                self.name,
+                ids.len()
+            )));
+        }
+        self.through(|c| {
+            c.with_group(|_, g| {
+                for id in ids {
+                    g.pending.remove(id);
+                }
+            });
+            Ok(())
+        })
+    }
+}
+
+impl SimConsumer {
+    /// XREADGROUP `>`: the next `count` new entries, now pending with this consumer.
+    fn read_now(&mut self, count: usize) -> Result<Vec<Entry>, StoreError> {
         let now = clock::now();
         self.with_group(|entries, g| {
             let end = (g.next + count).min(entries.len());
@@ -177,7 +244,9 @@ impl GroupStream for SimConsumer {
         })
     }
 
-    fn reclaim_if_due(
+    /// XAUTOCLAIM: entries idle at least `min_idle_ms` move to this consumer; those delivered
+    /// `max_deliveries` times already come back as poisoned.
+    fn reclaim_now(
         &mut self,
         min_idle_ms: u64,
         max_deliveries: usize,
@@ -214,30 +283,6 @@ impl GroupStream for SimConsumer {
             }
             Ok(out)
         })
-    }
-
-    fn take_over_if_due(
-        &mut self,
-        _max_deliveries: usize,
-        _count: usize,
-    ) -> Result<Reclaimed, StoreError> {
-        Ok(Reclaimed::default())
-    }
-
-    fn ack(&mut self, ids: &[String]) -> Result<(), StoreError> {
-        if self.die_at_next_ack {
-            return Err(StoreError::Unavailable(format!(
-                "simulated: {} died before acknowledging {} entries",
-                self.name,
-                ids.len()
-            )));
-        }
-        self.with_group(|_, g| {
-            for id in ids {
-                g.pending.remove(id);
-            }
-        });
-        Ok(())
     }
 }
 
@@ -310,6 +355,34 @@ mod tests {
         assert!(last.claimed.is_empty());
         assert_eq!(last.poisoned.len(), 1);
         assert_eq!(last.poisoned[0].1, 3, "with its delivery count");
+    }
+
+    /// While the store refuses, a read delivers nothing and leaves the entry new; while it
+    /// loses answers, the read delivers it (pending with the reader) and errs, and only a
+    /// reclaim once it is idle brings it back; an acknowledgement whose answer is lost did
+    /// acknowledge.
+    #[test]
+    fn an_outage_refuses_reads_or_leaves_what_they_delivered_pending() {
+        use super::super::outage::Outage;
+        clock::set(Timestamp(0));
+        let switch = std::sync::Arc::new(OutageSwitch::default());
+        let s = SimStream::new("plans").out_with(switch.clone());
+        s.add(&[("plan_id", "p0")]);
+        let (mut a, mut b) = (s.consumer("g", "a"), s.consumer("g", "b"));
+        switch.set(Some(Outage::Refuses));
+        assert!(a.read(10, 0).is_err());
+        assert!(s.pending("g").is_empty(), "nothing delivered");
+        switch.set(Some(Outage::LosesAnswers));
+        assert!(a.read(10, 0).is_err());
+        assert_eq!(s.pending("g"), [("0-0".to_owned(), "a".to_owned())]);
+        switch.set(None);
+        assert!(b.read(10, 0).unwrap().is_empty(), "delivered already");
+        clock::advance(1_000);
+        let claimed = b.reclaim_if_due(1_000, 3, 10).unwrap().claimed;
+        assert_eq!(ids(&claimed), ["0-0"]);
+        switch.set(Some(Outage::LosesAnswers));
+        assert!(b.ack(&["0-0".to_owned()]).is_err());
+        assert!(s.pending("g").is_empty(), "acknowledged all the same");
     }
 
     #[test]

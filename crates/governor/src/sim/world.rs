@@ -25,7 +25,7 @@
 use super::clock;
 use super::exchange::{Answer, SimExchange};
 use super::invariants::{self, Violation};
-use super::outage::{FlakyStore, Outage};
+use super::outage::{FlakyStore, Outage, OutageSwitch};
 use super::rng::Rng;
 use super::stream::{SimConsumer, SimStream};
 use crate::exchange::paper_market::PaperMarket;
@@ -248,6 +248,8 @@ pub struct World {
     store: Arc<MemoryStore>,
     /// The same store as every part reaches it: it can be out.
     flaky: Arc<FlakyStore>,
+    /// Whether the store (and the streams' consumers with it) is out.
+    outage: Arc<OutageSwitch>,
     /// Steps left before the store is back.
     outage_left: usize,
     /// Whether the next plan or result sent is held back.
@@ -295,7 +297,8 @@ impl World {
             _ => market.start,
         });
         let store = Arc::new(MemoryStore::new(cfg.block_ttl_secs));
-        let flaky = Arc::new(FlakyStore::new(store.clone()));
+        let outage = Arc::new(OutageSwitch::default());
+        let flaky = Arc::new(FlakyStore::new(store.clone(), outage.clone()));
         let marks = market
             .inputs
             .market
@@ -333,8 +336,10 @@ impl World {
                 exchange: exchange.clone(),
             }),
         };
-        let plans = SimStream::new(&format!("{}stream:apply.plan", cfg.key_prefix));
-        let results = SimStream::new(&format!("{}stream:apply.result", cfg.key_prefix));
+        let plans = SimStream::new(&format!("{}stream:apply.plan", cfg.key_prefix))
+            .out_with(outage.clone());
+        let results = SimStream::new(&format!("{}stream:apply.result", cfg.key_prefix))
+            .out_with(outage.clone());
         let result_monitor = ResultWorker {
             gov: Governor::new(cfg.clone(), flaky.clone()),
             consumer: results.consumer(RESULT_GROUP, "results"),
@@ -348,6 +353,7 @@ impl World {
             decisions_checked: 0,
             store,
             flaky,
+            outage,
             outage_left: 0,
             hold_next: false,
             held: Vec::new(),
@@ -393,6 +399,9 @@ impl World {
     /// log.
     pub fn step(&mut self, rng: &mut Rng) -> String {
         self.follow_the_market();
+        // A step taken while the store is out counts down its outage (not the step that began
+        // it: "out for n steps" means the next n).
+        let out_this_step = self.outage_left > 0;
         let did = match self.schedule {
             Schedule::V1 => self.step_v1(rng),
             Schedule::V2 => self.step_v2(rng),
@@ -400,10 +409,10 @@ impl World {
             Schedule::V4 => self.step_v4(rng),
         };
         self.forward_published();
-        if self.outage_left > 0 {
+        if out_this_step {
             self.outage_left -= 1;
             if self.outage_left == 0 {
-                self.flaky.set(None);
+                self.outage.set(None);
             }
         }
         did
@@ -485,10 +494,10 @@ impl World {
             Outage::LosesAnswers
         };
         self.outage_left = rng.between(1, 4) as usize;
-        self.flaky.set(Some(outage));
+        self.outage.set(Some(outage));
         self.fault(outage.name());
         format!(
-            "the store goes out for {} steps ({})",
+            "the store goes out for the next {} step(s) ({})",
             self.outage_left,
             outage.name()
         )
@@ -496,6 +505,9 @@ impl World {
 
     /// The next plan or result sent is held back on its way, to arrive after later ones.
     fn hold_back_the_next_message(&mut self) -> String {
+        if self.hold_next {
+            return "the next message is held back already".to_owned();
+        }
         self.hold_next = true;
         self.fault("message_delayed");
         "the next plan or result sent will be held back".to_owned()
@@ -528,7 +540,7 @@ impl World {
     /// A failure of `what`: expected while the store is out (its parts must cope with it),
     /// otherwise one no fault explains.
     fn failed(&mut self, what: String, e: &StoreError) -> String {
-        if FlakyStore::is_outage(e) {
+        if OutageSwitch::is_outage(e) {
             format!("{what}: {e}")
         } else {
             self.unexpected(format!("{what}: {e}"))
@@ -1013,7 +1025,7 @@ impl World {
     /// streams are drained and no rotation or reservation waits for its TTL (40 steps, 20
     /// minutes, at most); then every published plan must have ended decided.
     pub fn settle(&mut self) -> Vec<Violation> {
-        self.flaky.set(None);
+        self.outage.set(None);
         self.outage_left = 0;
         self.hold_next = false;
         self.held_messages_arrive();
