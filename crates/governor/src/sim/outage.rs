@@ -39,17 +39,39 @@ impl Outage {
 
 /// Whether the store is out, and how: shared by the store and the streams.
 #[derive(Debug, Default)]
-pub struct OutageSwitch(Mutex<Option<Outage>>);
+pub struct OutageSwitch(Mutex<Switched>);
+
+/// An outage, and how many calls still pass before it begins.
+#[derive(Debug, Default)]
+struct Switched {
+    outage: Option<Outage>,
+    calls_before: u32,
+}
 
 impl OutageSwitch {
-    /// Takes the store out (`Some`) or brings it back (`None`).
+    /// Takes the store out (`Some`) or brings it back (`None`), at once.
     pub fn set(&self, outage: Option<Outage>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = outage;
+        self.set_after(outage, 0);
     }
 
-    /// Whether it is out, and how.
-    pub fn outage(&self) -> Option<Outage> {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    /// Takes the store out after `calls` more calls have passed (an outage that begins in the
+    /// middle of a worker's step: after its read, before its commit).
+    pub fn set_after(&self, outage: Option<Outage>, calls: u32) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Switched {
+            outage,
+            calls_before: calls,
+        };
+    }
+
+    /// Whether this call finds the store out, and how (counting it against the calls that
+    /// still pass).
+    fn outage(&self) -> Option<Outage> {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if s.calls_before > 0 {
+            s.calls_before -= 1;
+            return None;
+        }
+        s.outage
     }
 
     /// One call through the switch: `f` runs unless the store refuses it; while it is out its

@@ -482,8 +482,8 @@ impl World {
         }
     }
 
-    /// The store is out for the next one to four steps: it refuses every call, or applies
-    /// each and loses its answer.
+    /// The store is out for the next one to four steps, beginning up to four calls into the
+    /// first: it refuses every call, or applies each and loses its answer.
     fn store_goes_out(&mut self, rng: &mut Rng) -> String {
         if self.outage_left > 0 {
             return "the store is out already".to_owned();
@@ -494,10 +494,13 @@ impl World {
             Outage::LosesAnswers
         };
         self.outage_left = rng.between(1, 4) as usize;
-        self.outage.set(Some(outage));
+        // It may begin a few calls into the next step: after a governor's read and before its
+        // commit, or after its commit and before its acknowledgement.
+        let calls = rng.below(5) as u32;
+        self.outage.set_after(Some(outage), calls);
         self.fault(outage.name());
         format!(
-            "the store goes out for the next {} step(s) ({})",
+            "the store goes out for the next {} step(s) ({}), {calls} call(s) into the first",
             self.outage_left,
             outage.name()
         )
