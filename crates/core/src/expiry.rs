@@ -1,8 +1,7 @@
 //! What time alone changes: expired reservations (unless their order is in doubt: an unknown
 //! open counts as open until the exchange says otherwise) and exit locks are released, a rotation
 //! with no confirmed close within its TTL times out (its pending plan is blocked
-//! `active_slots_rotation_timeout`; its close keeps its exit lock until that lock's own TTL),
-//! and old opens leave the rate windows.
+//! `active_slots_rotation_timeout`), and old opens leave the rate windows.
 
 use crate::book::Book;
 use crate::effects::{Effect, Event, Guard};
@@ -79,10 +78,10 @@ pub fn expire(book: &Book, now: Timestamp) -> Vec<Expiry> {
         effects.push(Effect::EndRotation {
             pending_plan_id: plan_id.clone(),
         });
-        // The close's exit lock is not released here: it lapses on its own TTL (the rotation's,
-        // unless the close was allowed since and took it for its own permit's life). Releasing
-        // it with the rotation let a second close of the symbol be allowed while the first
-        // could still be sent (simulator, schedule 4, seed 1262).
+        effects.push(Effect::ReleaseExitLock {
+            symbol: rot.close_symbol.clone(),
+            holder: rot.close_plan_id.clone(),
+        });
         effects.push(Effect::Record(std::sync::Arc::new(DecisionRecord {
             plan_id: plan_id.clone(),
             symbol: pending.symbol.clone(),

@@ -263,21 +263,3 @@ fn a_short_simulation_with_outages_reordering_and_pauses_finds_no_violation() {
     ]);
     short_form(quantum_governor::sim::world::Schedule::V4, &kinds);
 }
-
-/// Seeds of schedule 4's first million that broke `one_close_per_exit_lock` (91 of them; the
-/// first eight kept): a rotation that timed out released its close's exit lock although the
-/// close had been allowed since and held a live permit, so the close left for the exchange with
-/// no lock and a second close of the symbol could have been allowed beside it. The rotation's
-/// timeout now leaves the lock to its own TTL.
-#[test]
-fn the_seeds_that_found_a_released_exit_lock_break_nothing_now() {
-    use quantum_governor::sim::{run, world};
-    let market = bundled_market();
-    let cfg = world::wide_open(Config::default());
-    for seed in [1262, 7052, 8311, 19031, 32446, 35935, 56089, 56211] {
-        let (_, _, failure) = run::run_seed(&market, &cfg, world::Schedule::V4, seed, 200, false);
-        if let Some(f) = failure {
-            panic!("seed {seed}: {:?}\n{}", f.violations, f.log);
-        }
-    }
-}
