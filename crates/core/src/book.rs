@@ -65,6 +65,10 @@ pub struct Reservation {
 pub enum RotationPhase {
     /// Phase 1 done: the close plan is out; the weakest position still holds its slot.
     AwaitingClose,
+    /// The close was permitted (its exit lock taken again for the close's own life); the
+    /// weakest position still holds its slot until the close fills. A timeout in this phase
+    /// leaves the exit lock to lapse on its own: the close may still reach the exchange.
+    ClosePermitted,
     /// The close executed: its slot is held for the pending plan and no other.
     SlotHeld,
 }
@@ -281,6 +285,23 @@ impl Book {
     /// Opens permitted strictly after `since` (a sliding window ending now).
     pub fn opens_after(&self, since: Timestamp) -> usize {
         self.open_times.iter().filter(|t| **t > since).count()
+    }
+
+    /// Whether an open of `symbol` is permitted and not settled (its reservation) or in doubt:
+    /// its fill may still land. A close waits for it: sized from the exchange when sent, it
+    /// would take that fill too, and the open's result, booked after it, would leave the ledger
+    /// holding what the exchange no longer does.
+    pub fn open_in_flight(&self, symbol: &Symbol) -> Option<&PlanId> {
+        self.reservations
+            .iter()
+            .find(|(_, r)| &r.symbol == symbol)
+            .map(|(id, _)| id)
+            .or_else(|| {
+                self.in_doubt
+                    .iter()
+                    .find(|(_, o)| &o.symbol == symbol && o.action.starts_with("OPEN"))
+                    .map(|(id, _)| id)
+            })
     }
 
     /// Whether anything may be changing `symbol`'s position right now: a reservation (an open

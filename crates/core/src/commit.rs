@@ -56,6 +56,13 @@ pub fn apply(book: &mut Book, effect: &Effect, fence: u64) {
                 .insert(lock.pending.plan_id.clone(), (**lock).clone());
             book.reservation_seq += 1;
         }
+        Effect::MarkRotationClosePermitted { pending_plan_id } => {
+            if let Some(r) = book.rotations.get_mut(pending_plan_id) {
+                if r.phase == RotationPhase::AwaitingClose {
+                    r.phase = RotationPhase::ClosePermitted;
+                }
+            }
+        }
         Effect::HoldRotationSlot { pending_plan_id } => {
             if let Some(r) = book.rotations.get_mut(pending_plan_id) {
                 book.reservation_seq += 1;

@@ -294,7 +294,7 @@ fn close_path<'a>(
         .num("notional", notional)
         .note("closes skip fund caps, slots, correlation, margin, cooldown and rate limits");
     let now = ctx.now;
-    let effects = vec![
+    let mut effects = vec![
         Effect::TakeExitLock {
             symbol: plan.symbol.clone(),
             holder: plan.plan_id.clone(),
@@ -302,12 +302,19 @@ fn close_path<'a>(
         },
         permit(ctx, qty, notional, None),
     ];
+    // A rotation's close: its timeout must now leave the lock to this close.
+    if let Some((pending, _)) = ctx.snap.book.rotation_by_close(&plan.plan_id) {
+        effects.push(Effect::MarkRotationClosePermitted {
+            pending_plan_id: pending.clone(),
+        });
+    }
     let guards = vec![
         Guard::TradingStateIs(ctx.snap.trading_state),
         Guard::ExitLockFree {
             symbol: plan.symbol.clone(),
             holder: plan.plan_id.clone(),
         },
+        Guard::NoOpenInFlight(plan.symbol.clone()),
     ];
     Ok(Answer {
         verdict: Verdict::Allow { qty, notional },

@@ -235,6 +235,12 @@ pub enum Effect {
     },
     /// Phase 1 of a rotation.
     StartRotation(Box<RotationLock>),
+    /// The rotation's close was permitted (`RotationPhase::ClosePermitted`); nothing if the
+    /// rotation is gone or further on.
+    MarkRotationClosePermitted {
+        /// The pending plan.
+        pending_plan_id: PlanId,
+    },
     /// The rotation close executed: hold its slot for the pending plan.
     HoldRotationSlot {
         /// The pending plan.
@@ -374,6 +380,12 @@ pub enum Guard {
     ReservationExists(PlanId),
     /// The rotation still exists (a timeout that phase 2 did not beat).
     RotationExists(PlanId),
+    /// The rotation still exists and its close has not been permitted (a timeout that may
+    /// release the close's exit lock: no permitted close holds it).
+    RotationAwaitingClose(PlanId),
+    /// No open of `symbol` is permitted and unsettled or in doubt (`Book::open_in_flight`):
+    /// a close's guard.
+    NoOpenInFlight(Symbol),
     /// This result was not applied yet (results are idempotent).
     ResultNotApplied(PlanId),
     /// No order of this plan is in doubt (its reservation may lapse with its permit).

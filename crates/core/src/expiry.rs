@@ -1,9 +1,10 @@
 //! What time alone changes: expired reservations (unless their order is in doubt: an unknown
 //! open counts as open until the exchange says otherwise) and exit locks are released, a rotation
 //! with no confirmed close within its TTL times out (its pending plan is blocked
-//! `active_slots_rotation_timeout`), and old opens leave the rate windows.
+//! `active_slots_rotation_timeout`; its close's exit lock is released with it unless that close
+//! was permitted meanwhile), and old opens leave the rate windows.
 
-use crate::book::Book;
+use crate::book::{Book, RotationPhase};
 use crate::effects::{Effect, Event, Guard};
 use crate::reason::BlockReason;
 use crate::snapshot::{DecisionRecord, VerdictKind};
@@ -78,10 +79,16 @@ pub fn expire(book: &Book, now: Timestamp) -> Vec<Expiry> {
         effects.push(Effect::EndRotation {
             pending_plan_id: plan_id.clone(),
         });
-        effects.push(Effect::ReleaseExitLock {
-            symbol: rot.close_symbol.clone(),
-            holder: rot.close_plan_id.clone(),
-        });
+        // The close's exit lock goes with the rotation only while no close was permitted under
+        // it: a permitted close keeps it until it lapses (the close may still be sent), and an
+        // executed one released it with its result.
+        let awaiting_close = rot.phase == RotationPhase::AwaitingClose;
+        if awaiting_close {
+            effects.push(Effect::ReleaseExitLock {
+                symbol: rot.close_symbol.clone(),
+                holder: rot.close_plan_id.clone(),
+            });
+        }
         effects.push(Effect::Record(std::sync::Arc::new(DecisionRecord {
             plan_id: plan_id.clone(),
             symbol: pending.symbol.clone(),
@@ -115,8 +122,13 @@ pub fn expire(book: &Book, now: Timestamp) -> Vec<Expiry> {
                 .with("action", pending.action.as_str())
                 .with("reason", BlockReason::ActiveSlotsRotationTimeout.code()),
         ));
+        let guard = if awaiting_close {
+            Guard::RotationAwaitingClose(plan_id.clone())
+        } else {
+            Guard::RotationExists(plan_id.clone())
+        };
         out.push(Expiry {
-            guards: vec![Guard::RotationExists(plan_id.clone())],
+            guards: vec![guard],
             effects,
         });
     }
@@ -133,4 +145,59 @@ pub fn expire(book: &Book, now: Timestamp) -> Vec<Expiry> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::book::RotationLock;
+    use crate::gates::common::testing::{plan, sym, NOW};
+    use crate::types::PlanId;
+
+    fn rotation_timing_out(phase: RotationPhase) -> Book {
+        let mut book = Book::default();
+        book.rotations.insert(
+            PlanId::parse("cand").expect("id"),
+            RotationLock {
+                pending: plan("ADAUSDT", "OPEN_LONG", &[]),
+                close_symbol: sym("ETHUSDT"),
+                close_plan_id: PlanId::parse("rot_cand_ETHUSDT").expect("id"),
+                created_at: NOW.minus_secs(120),
+                expires_at: NOW,
+                phase,
+            },
+        );
+        book
+    }
+
+    fn releases_the_lock(e: &Expiry) -> bool {
+        e.effects
+            .iter()
+            .any(|x| matches!(x, Effect::ReleaseExitLock { .. }))
+    }
+
+    #[test]
+    fn a_timed_out_rotation_releases_its_close_lock_only_while_no_close_was_permitted() {
+        let cand = PlanId::parse("cand").expect("id");
+        // Nothing permitted under the lock: it goes with the rotation, as long as the close
+        // is still not permitted when the expiry commits.
+        let got = expire(&rotation_timing_out(RotationPhase::AwaitingClose), NOW);
+        assert_eq!(got.len(), 1);
+        assert!(releases_the_lock(&got[0]));
+        assert_eq!(got[0].guards, [Guard::RotationAwaitingClose(cand.clone())]);
+        // The close was permitted: it may still be sent, the lock stays to its own TTL.
+        let got = expire(&rotation_timing_out(RotationPhase::ClosePermitted), NOW);
+        assert!(!releases_the_lock(&got[0]));
+        assert_eq!(got[0].guards, [Guard::RotationExists(cand.clone())]);
+        // The close executed (its result released the lock); the pending plan timed out.
+        let got = expire(&rotation_timing_out(RotationPhase::SlotHeld), NOW);
+        assert!(!releases_the_lock(&got[0]));
+        assert_eq!(got[0].guards, [Guard::RotationExists(cand)]);
+        // One millisecond before its expiry nothing happens.
+        let got = expire(
+            &rotation_timing_out(RotationPhase::AwaitingClose),
+            Timestamp(NOW.millis() - 1),
+        );
+        assert!(got.is_empty());
+    }
 }

@@ -379,7 +379,7 @@ pub fn settle(
                     if kind == CloseKind::Full
                         && whole
                         && result.reduce_only
-                        && rot.phase == RotationPhase::AwaitingClose
+                        && rot.phase != RotationPhase::SlotHeld
                     {
                         effects.push(Effect::HoldRotationSlot {
                             pending_plan_id: pending.clone(),

@@ -21,6 +21,7 @@ use support::*;
 on_both_stores!(
     a_race_lost_inside_a_batch_redecides_that_plan_and_the_ones_after_it,
     two_governors_batches_on_the_same_symbols_never_overfill_the_slots,
+    a_close_decided_before_an_open_of_its_symbol_committed_is_decided_again_and_waits,
 );
 
 /// Runs `before_commit` once, just before the first batch commit: another governor's commit
@@ -192,6 +193,48 @@ fn a_race_lost_inside_a_batch_redecides_that_plan_and_the_ones_after_it(on: &Sto
     let state = w.state();
     assert_eq!(state.book.slots().len(), 4, "ETH, SOL, BNB, XRP");
     assert_eq!(state.decisions.len(), 5, "each plan decided once");
+}
+
+/// The close read a book with nothing in flight on ETH; an expand of ETH was permitted before
+/// the close's commit. The commit's guard catches it: the close is decided again and waits for
+/// the open's result (a close sized from the exchange would take the open's fill too).
+fn a_close_decided_before_an_open_of_its_symbol_committed_is_decided_again_and_waits(on: &Stores) {
+    let cfg = loose_cadence();
+    let w = on.world(cfg.clone());
+    w.hold("ETHUSDT", Side::Long, 100.0, Some(70.0));
+    let other = Governor::new(Arc::new(cfg.clone()), w.gov.store().clone());
+    let expand = open(&w, "expand-1", "ETHUSDT", Side::Long);
+    let (inputs, now) = (w.inputs(), w.now);
+    let interloper_inputs = w.inputs();
+    let interloper_result = Arc::new(Mutex::new(None));
+    let seen = interloper_result.clone();
+    let store = Arc::new(Interleaved {
+        inner: w.gov.store().clone(),
+        before_commit: Mutex::new(Some(Box::new(move || {
+            let s = other.decide_plan(&expand, &interloper_inputs, now);
+            *seen.lock().unwrap() = Some(verdict(&s));
+        }))),
+        batches: Mutex::new(Vec::new()),
+    });
+    let gov = Governor::new(Arc::new(cfg), store.clone());
+    let close = Plan::parse(&[
+        ("plan_id", "close-1"),
+        ("symbol", "ETHUSDT"),
+        ("action", "FULL_CLOSE_PROPOSED"),
+        ("decision", "EXECUTE"),
+    ])
+    .unwrap();
+    let got: Vec<_> = gov
+        .decide_batch(&[close], &inputs, now)
+        .iter()
+        .map(verdict)
+        .collect();
+    assert_eq!(*interloper_result.lock().unwrap(), Some(("allow", true)));
+    assert_eq!(got, [("exit_lock_busy_double_close_prevention", true)]);
+    assert_eq!(*store.batches.lock().unwrap(), [1, 1], "decided twice");
+    let state = w.state();
+    assert!(state.book.exit_locks.is_empty(), "the close took no lock");
+    assert!(!state.permits.contains_key(&pid("close-1")));
 }
 
 fn two_governors_batches_on_the_same_symbols_never_overfill_the_slots(on: &Stores) {

@@ -17,6 +17,7 @@ on_both_stores!(
     s02_rotation_phase1_holds_the_slot_and_phase2_completes,
     s02b_rotation_completes_by_itself_when_the_close_result_arrives,
     s02c_rotation_times_out_after_120s_and_releases_everything,
+    s02d_a_rotation_whose_close_was_permitted_times_out_and_leaves_the_lock_to_that_close,
     s03_correlation_cap_is_direction_aware,
     s04_margin_cap_at_70_percent_passes_at_60,
     s05_policy_missing_unparsable_or_outside_universe,
@@ -114,6 +115,10 @@ fn s02_rotation_phase1_holds_the_slot_and_phase2_completes(on: &Stores) {
         .collect();
     let close = decided(w.submit(&fields));
     assert_eq!(reason(&close), "allow", "{:?}", close.verdict);
+    assert_eq!(
+        w.state().book.rotations[&pid("cand-abcdefgh-1")].phase,
+        RotationPhase::ClosePermitted
+    );
 
     // Its result arrives: the slot is held for the pending plan only. Apply it to the store
     // alone first, to look at the window between the close and phase 2.
@@ -210,6 +215,43 @@ fn s02c_rotation_times_out_after_120s_and_releases_everything(on: &Stores) {
     );
     assert_eq!(w.events("ROTATION_TIMEOUT"), 1);
     assert!(st.blocks.contains_key(&pid("cand-3")));
+}
+
+/// A rotation's close permitted at 70 s, the rotation timed out at 120 s: the close may still
+/// be sent (its permit lives to 130 s), so its exit lock stays (to 190 s) and a second close of
+/// the symbol is refused meanwhile; the close's result then releases it.
+fn s02d_a_rotation_whose_close_was_permitted_times_out_and_leaves_the_lock_to_that_close(
+    on: &Stores,
+) {
+    let mut w = on.world(Config::default());
+    four_positions(&w, 60.0);
+    w.open("cand-4", "ADAUSDT", Side::Long, 100.0, Some(73.0));
+    let close_id = "rot_cand-4_ETHUSDT";
+    w.advance(70);
+    assert_eq!(
+        reason(&w.close(close_id, "ETHUSDT", "FULL_CLOSE_PROPOSED")),
+        "allow"
+    );
+    w.advance(50);
+    w.gov.tick(w.now).unwrap();
+    let st = w.state();
+    assert_eq!(
+        st.decisions[&pid("cand-4")].reason.map(|r| r.code()),
+        Some("active_slots_rotation_timeout")
+    );
+    assert!(st.book.rotations.is_empty());
+    assert_eq!(
+        st.book.exit_locks.get(&sym("ETHUSDT")).map(|l| &l.holder),
+        Some(&pid(close_id)),
+        "the permitted close keeps its exit lock"
+    );
+    let second = w.close("second-close", "ETHUSDT", "FULL_CLOSE_PROPOSED");
+    assert_eq!(reason(&second), "exit_lock_busy_double_close_prevention");
+    w.fill(close_id);
+    let st = w.state();
+    assert!(!st.book.exit_locks.contains_key(&sym("ETHUSDT")));
+    assert!(!st.book.positions.contains_key(&sym("ETHUSDT")));
+    assert_eq!(st.book.slots().len(), 3, "no rotation holds the freed slot");
 }
 
 fn s03_correlation_cap_is_direction_aware(on: &Stores) {
@@ -435,6 +477,25 @@ fn s08_second_close_on_a_symbol_is_refused_until_the_first_result(on: &Stores) {
     assert!(w.state().book.exit_locks.is_empty());
     assert_eq!(
         reason(&w.close("x3", "ETHUSDT", "FULL_CLOSE_PROPOSED")),
+        "allow"
+    );
+
+    // A close while an expand of the symbol is permitted and unfilled waits for its result.
+    let w = on.world(Config::default());
+    w.hold("ETHUSDT", Side::Long, 100.0, Some(70.0));
+    assert_eq!(
+        reason(&w.open("e1", "ETHUSDT", Side::Long, 50.0, Some(70.0))),
+        "allow"
+    );
+    let early = w.close("y1", "ETHUSDT", "FULL_CLOSE_PROPOSED");
+    assert_eq!(reason(&early), "exit_lock_busy_double_close_prevention");
+    assert_eq!(
+        trace_line(&early, "exit_lock")["inputs"]["open_in_flight"],
+        "e1"
+    );
+    w.fill("e1");
+    assert_eq!(
+        reason(&w.close("y2", "ETHUSDT", "FULL_CLOSE_PROPOSED")),
         "allow"
     );
 }

@@ -138,18 +138,26 @@ fn bundled_market() -> quantum_governor::sim::world::Market {
 /// being rotated out (the table, one slot per symbol, counted one too few).
 #[test]
 fn the_seeds_that_found_slot_bugs_break_nothing_now() {
+    replay_kept_seeds(
+        quantum_governor::sim::world::Schedule::V1,
+        &[
+            (997, 69),
+            (982, 132),
+            (3751, 154),
+            (101_348, 169),
+            (118_274, 165),
+        ],
+    );
+}
+
+/// Runs each `(seed, steps)` of `schedule` as the command would, and fails with the seed's
+/// violations and its step log if any step breaks an invariant.
+fn replay_kept_seeds(schedule: quantum_governor::sim::world::Schedule, seeds: &[(u64, usize)]) {
     use quantum_governor::sim::{run, world};
     let market = bundled_market();
     let cfg = world::wide_open(Config::default());
-    for (seed, steps) in [
-        (997, 69),
-        (982, 132),
-        (3751, 154),
-        (101_348, 169),
-        (118_274, 165),
-    ] {
-        let (taken, _, failure) =
-            run::run_seed(&market, &cfg, world::Schedule::V1, seed, steps, false);
+    for &(seed, steps) in seeds {
+        let (taken, _, failure) = run::run_seed(&market, &cfg, schedule, seed, steps, false);
         assert_eq!(taken, steps, "seed {seed} ran every step");
         if let Some(f) = failure {
             panic!("seed {seed}: {:?}\n{}", f.violations, f.log);
@@ -168,20 +176,25 @@ fn the_seeds_that_found_slot_bugs_break_nothing_now() {
 /// then filled a position the ledger never learnt of (or added to one it undercounted).
 #[test]
 fn the_seeds_that_found_exchange_and_ledger_bugs_break_nothing_now() {
-    use quantum_governor::sim::{run, world};
-    let market = bundled_market();
-    let cfg = world::wide_open(Config::default());
-    for seed in [
+    let seeds = [
         46, 77, 171, 11_188, 56_428, 235_916, 298_959, 364_924, 522_780, 524_657, 630_591, 634_623,
         654_958, 672_292, 765_605, 836_769, 908_528,
-    ] {
-        let (taken, _, failure) =
-            run::run_seed(&market, &cfg, world::Schedule::V2, seed, 200, false);
-        assert_eq!(taken, 200, "seed {seed} ran every step");
-        if let Some(f) = failure {
-            panic!("seed {seed}: {:?}\n{}", f.violations, f.log);
-        }
-    }
+    ];
+    let seeds: Vec<(u64, usize)> = seeds.iter().map(|&s| (s, 200)).collect();
+    replay_kept_seeds(quantum_governor::sim::world::Schedule::V2, &seeds);
+}
+
+/// The seeds on which schedule 4's first million found bugs, each fixed. 1262, 7052, 8311,
+/// 19031, 32446 (the first five of 91): a rotation that timed out released its close's exit
+/// lock although that close had been permitted since and was still to be sent
+/// (`one_close_per_exit_lock`). 265567 and 991948: a close permitted while an open of its
+/// symbol was in flight took that open's fill too, and the open's result booked after it left
+/// the ledger holding a position the exchange had closed (`ledger_matches_exchange`).
+#[test]
+fn the_seeds_that_found_exit_lock_bugs_break_nothing_now() {
+    let seeds = [1262, 7052, 8311, 19_031, 32_446, 265_567, 991_948];
+    let seeds: Vec<(u64, usize)> = seeds.iter().map(|&s| (s, 200)).collect();
+    replay_kept_seeds(quantum_governor::sim::world::Schedule::V4, &seeds);
 }
 
 /// The short form of `quantum-governor sim` under `schedule`: 1,000 seeds with every kind of

@@ -89,7 +89,10 @@ pub fn kill_score(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
     }
 }
 
-/// One exit lock per symbol: a live lock held by another plan blocks this close.
+/// One exit lock per symbol: a live lock held by another plan blocks this close, and so does an
+/// open of the symbol still in flight (a close sized from the exchange when sent would take
+/// that open's fill, and the open's result booked after it would leave the ledger holding a
+/// position the exchange closed): the close waits for the open's result.
 pub fn exit_lock(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
     let symbol = &ctx.plan.symbol;
     let lock = ctx.snap.book.live_exit_lock(symbol, ctx.now);
@@ -97,6 +100,16 @@ pub fn exit_lock(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
         .line("exit_lock", Outcome::Pass)
         .id("symbol", symbol)
         .int("ttl_secs", ctx.cfg.exit_lock_ttl_secs as i64);
+    if let Some(open) = ctx.snap.book.open_in_flight(symbol) {
+        trace.last().id("open_in_flight", open);
+        return Err(refuse(
+            trace,
+            Refusal::new(
+                BlockReason::ExitLockBusyDoubleClosePrevention,
+                format!("{symbol} has an open in flight ({open}): the close waits for its result"),
+            ),
+        ));
+    }
     match lock {
         Some(l) if l.holder != ctx.plan.plan_id => {
             trace.last().id("held_by", &l.holder);
@@ -124,10 +137,10 @@ pub fn exit_lock(ctx: &Ctx<'_>, trace: &mut Trace) -> Result<(), Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::book::{Book, ExitLock};
+    use crate::book::{Book, ExitLock, OrderInDoubt};
     use crate::config::Config;
     use crate::gates::common::test_snapshot;
-    use crate::gates::common::testing::{account, plan, position, run, sym, traced, NOW};
+    use crate::gates::common::testing::{account, plan, position, reserve, run, sym, traced, NOW};
     use crate::snapshot::{ExchangePosition, ExchangeState};
     use crate::time::Timestamp;
     use crate::types::{PlanId, Side};
@@ -221,5 +234,46 @@ mod tests {
         assert_eq!(run(&close, &lock("p1", 1), &cfg, NOW, exit_lock), Ok(()));
         let free = test_snapshot(Book::default(), None);
         assert_eq!(run(&close, &free, &cfg, NOW, exit_lock), Ok(()));
+    }
+
+    #[test]
+    fn an_open_of_the_symbol_in_flight_makes_the_close_wait() {
+        let close = plan("BTCUSDT", "FULL_CLOSE_PROPOSED", &[]);
+        let cfg = Config::default();
+        let busy = Err(BlockReason::ExitLockBusyDoubleClosePrevention);
+        // A permitted, unsettled open (its reservation) of the same symbol: the close waits,
+        // and the trace names the open.
+        let mut book = Book::default();
+        reserve(&mut book, "expand1", "BTCUSDT", Side::Long, 100.0);
+        let snap = test_snapshot(book, None);
+        assert_eq!(run(&close, &snap, &cfg, NOW, exit_lock), busy);
+        let (_, line) = traced(&close, &snap, &cfg, NOW, exit_lock);
+        assert!(format!("{line:?}").contains("expand1"), "{line:?}");
+        // One of another symbol does not hold it back.
+        let mut book = Book::default();
+        reserve(&mut book, "open2", "ETHUSDT", Side::Long, 100.0);
+        let snap = test_snapshot(book, None);
+        assert_eq!(run(&close, &snap, &cfg, NOW, exit_lock), Ok(()));
+        // An open in doubt (its reservation gone) still may fill: the close waits; a close of
+        // the symbol in doubt is the exit lock's business, not this rule's.
+        let doubt = |action: &str| {
+            let mut book = Book::default();
+            book.in_doubt.insert(
+                PlanId::parse("o3").expect("id"),
+                OrderInDoubt {
+                    symbol: sym("BTCUSDT"),
+                    action: action.to_owned(),
+                    since: NOW,
+                    send_deadline: NOW,
+                    why: "about to send".to_owned(),
+                },
+            );
+            test_snapshot(book, None)
+        };
+        assert_eq!(run(&close, &doubt("OPEN_LONG"), &cfg, NOW, exit_lock), busy);
+        assert_eq!(
+            run(&close, &doubt("PARTIAL_50"), &cfg, NOW, exit_lock),
+            Ok(())
+        );
     }
 }

@@ -373,6 +373,11 @@ fn guard_holds(st: &StoreState, guard: &Guard, now: Timestamp) -> bool {
         Guard::NoReservationSince(seq) => book.reservation_seq == *seq,
         Guard::ReservationExists(id) => book.reservations.contains_key(id),
         Guard::RotationExists(id) => book.rotations.contains_key(id),
+        Guard::RotationAwaitingClose(id) => book
+            .rotations
+            .get(id)
+            .is_some_and(|r| r.phase == RotationPhase::AwaitingClose),
+        Guard::NoOpenInFlight(symbol) => book.open_in_flight(symbol).is_none(),
         Guard::ResultNotApplied(id) => !st.applied_results.contains(id),
         Guard::NotInDoubt(id) => !book.in_doubt.contains_key(id),
         Guard::LedgerSettled { symbol, version } => {

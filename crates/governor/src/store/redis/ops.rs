@@ -149,6 +149,12 @@ pub(super) enum GuardJson<'a> {
     RotationExists {
         plan_id: &'a PlanId,
     },
+    RotationAwaitingClose {
+        plan_id: &'a PlanId,
+    },
+    NoOpenInFlight {
+        symbol: &'a Symbol,
+    },
     ResultNotApplied {
         plan_id: &'a PlanId,
     },
@@ -197,6 +203,8 @@ impl<'a> GuardJson<'a> {
             Guard::NoReservationSince(seq) => GuardJson::NoReservationSince { seq: *seq },
             Guard::ReservationExists(plan_id) => GuardJson::ReservationExists { plan_id },
             Guard::RotationExists(plan_id) => GuardJson::RotationExists { plan_id },
+            Guard::RotationAwaitingClose(plan_id) => GuardJson::RotationAwaitingClose { plan_id },
+            Guard::NoOpenInFlight(symbol) => GuardJson::NoOpenInFlight { symbol },
             Guard::ResultNotApplied(plan_id) => GuardJson::ResultNotApplied { plan_id },
             Guard::NotInDoubt(plan_id) => GuardJson::NotInDoubt { plan_id },
             Guard::LedgerSettled { symbol, version } => GuardJson::LedgerSettled {
@@ -290,6 +298,9 @@ pub(super) enum OpJson<'a> {
         json: String,
         lock_json: String,
         ttl_ms: i64,
+    },
+    MarkRotationClosePermitted {
+        plan_id: &'a PlanId,
     },
     HoldRotationSlot {
         plan_id: &'a PlanId,
@@ -472,6 +483,11 @@ impl<'a> OpJson<'a> {
                 ),
                 ttl_ms: ttl_ms(lock.expires_at, now),
             },
+            Effect::MarkRotationClosePermitted { pending_plan_id } => {
+                OpJson::MarkRotationClosePermitted {
+                    plan_id: pending_plan_id,
+                }
+            }
             Effect::HoldRotationSlot { pending_plan_id } => OpJson::HoldRotationSlot {
                 plan_id: pending_plan_id,
             },

@@ -42,11 +42,19 @@ local function verdict_of(record)
   local value_end = string.find(record, '"', key_end + 1, true)
   return value_end and string.sub(record, key_end + 1, value_end - 1)
 end
+-- A stored rotation's phase: its last key (RotationLock's field order), so that a pending
+-- plan's own fields, which come first, can never pass for it.
+local function phase_of(rotation)
+  return rotation and string.match(rotation, '"phase":"([a-z_]+)"}$')
+end
+-- The rotation with its phase set to `phase`.
+local function with_phase(rotation, phase)
+  return (string.gsub(rotation, '"phase":"[a-z_]+"}$', '"phase":"' .. phase .. '"}'))
+end
 guard.rotation_slot_held = function(g)
   local d = redis.call('GET', P .. 'governor:decision:' .. g.plan_id)
   local r = redis.call('HGET', P .. 'governor:rotations', g.plan_id)
-  return d and r and verdict_of(d) == 'PENDING'
-    and string.find(r, '"phase":"slot_held"', 1, true) ~= nil
+  return d and verdict_of(d) == 'PENDING' and phase_of(r) == 'slot_held'
 end
 guard.trading_state_is = function(g)
   return kill_state() == g.state
@@ -87,6 +95,21 @@ guard.reservation_exists = function(g)
 end
 guard.rotation_exists = function(g)
   return redis.call('HEXISTS', P .. 'governor:rotations', g.plan_id) == 1
+end
+guard.rotation_awaiting_close = function(g)
+  return phase_of(redis.call('HGET', P .. 'governor:rotations', g.plan_id)) == 'awaiting_close'
+end
+-- No open of the symbol is permitted and unsettled (a reservation) or in doubt
+-- (Book::open_in_flight): a close's guard.
+guard.no_open_in_flight = function(g)
+  for _, json in ipairs(redis.call('HVALS', P .. 'governor:reservations')) do
+    if cjson.decode(json).symbol == g.symbol then return false end
+  end
+  for _, json in ipairs(redis.call('HVALS', P .. 'governor:in_doubt')) do
+    local o = cjson.decode(json)
+    if o.symbol == g.symbol and string.sub(o.action, 1, 4) == 'OPEN' then return false end
+  end
+  return true
 end
 guard.result_not_applied = function(g)
   return redis.call('EXISTS', P .. 'governor:result:' .. g.plan_id) == 0
@@ -194,11 +217,18 @@ local function pending_slot(json)
   local r = cjson.decode(json)
   return r.pending.symbol, r.pending.action.Open
 end
+op.mark_rotation_close_permitted = function(o)
+  local json = redis.call('HGET', P .. 'governor:rotations', o.plan_id)
+  if phase_of(json) == 'awaiting_close' then
+    redis.call('HSET', P .. 'governor:rotations', o.plan_id, with_phase(json, 'close_permitted'))
+  end
+end
 op.hold_rotation_slot = function(o)
   local json = redis.call('HGET', P .. 'governor:rotations', o.plan_id)
-  if json and string.find(json, '"phase":"awaiting_close"', 1, true) then
+  local phase = phase_of(json)
+  if phase == 'awaiting_close' or phase == 'close_permitted' then
     local symbol, side = pending_slot(json)
-    json = string.gsub(json, '"phase":"awaiting_close"', '"phase":"slot_held"', 1)
+    json = with_phase(json, 'slot_held')
     redis.call('HSET', P .. 'governor:rotations', o.plan_id, json)
     redis.call('INCR', P .. 'governor:reservation_seq')
     slot_acquire(symbol, side)
@@ -207,7 +237,7 @@ end
 op.end_rotation = function(o)
   local json = redis.call('HGET', P .. 'governor:rotations', o.plan_id)
   if json then
-    if string.find(json, '"phase":"slot_held"', 1, true) then slot_release((pending_slot(json))) end
+    if phase_of(json) == 'slot_held' then slot_release((pending_slot(json))) end
     redis.call('HDEL', P .. 'governor:rotations', o.plan_id)
     redis.call('DEL', P .. 'rotation:lock:' .. o.plan_id)
   end
