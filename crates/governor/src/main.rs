@@ -235,11 +235,13 @@ enum Command {
         /// Steps per seed before the faults stop.
         #[arg(long, default_value_t = 200)]
         steps: usize,
-        /// The schedule seeds draw their steps from: 4 (the exchange's faults, the reconciler,
-        /// duplicated and reordered messages, the store briefly out, a paused executor), 3
-        /// (without the last three), 2 (without duplicated messages) or 1 (no exchange faults);
-        /// a kept seed replays under the schedule it was found with.
-        #[arg(long, default_value = "4", value_parser = quantum_governor::sim::world::Schedule::parse)]
+        /// The schedule seeds draw their steps from: 5 (the exchange's faults, the reconciler,
+        /// duplicated and reordered messages, the store briefly out, three executors holding
+        /// their permits across steps, one paused while the others go on), 4 (one executor,
+        /// within a step), 3 (without the store's outages, reordering and pauses), 2 (without
+        /// duplicated messages) or 1 (no exchange faults); a kept seed replays under the
+        /// schedule it was found with.
+        #[arg(long, default_value = "5", value_parser = quantum_governor::sim::world::Schedule::parse)]
         schedule: quantum_governor::sim::world::Schedule,
     },
     /// Decide one plan (JSON object of plan fields) against a state file; prints the decision

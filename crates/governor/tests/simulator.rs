@@ -265,6 +265,11 @@ fn a_short_simulation_with_duplicated_messages_finds_no_violation() {
 /// could not make (`every_plan_ends_decided`, first seed 5).
 #[test]
 fn a_short_simulation_with_outages_reordering_and_pauses_finds_no_violation() {
+    short_form(quantum_governor::sim::world::Schedule::V4, &v4_faults());
+}
+
+/// Every kind of fault schedules 4 and 5 inject.
+fn v4_faults() -> Vec<&'static str> {
     let mut kinds = V2_FAULTS.to_vec();
     kinds.extend([
         "duplicate_plan",
@@ -274,5 +279,12 @@ fn a_short_simulation_with_outages_reordering_and_pauses_finds_no_violation() {
         "message_delayed",
         "executor_paused",
     ]);
-    short_form(quantum_governor::sim::world::Schedule::V4, &kinds);
+    kinds
+}
+
+/// Schedule 5 (the command's default): schedule 4's faults with three executors, each holding
+/// the permit it took across steps until it sends, one paused while the others go on.
+#[test]
+fn a_short_simulation_with_several_executors_finds_no_violation() {
+    short_form(quantum_governor::sim::world::Schedule::V5, &v4_faults());
 }

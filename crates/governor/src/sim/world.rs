@@ -12,12 +12,15 @@
 //! whose outcome it does not know, and the reconciler, whose two halves (the ledger read, the
 //! exchange compared) are two steps with anything in between, or a crash. The third
 //! ([`Schedule::V3`]) adds duplicated messages: a plan sent twice, a result delivered twice.
-//! The fourth ([`Schedule::V4`], the default) adds the store briefly unavailable (calls refused,
-//! or taking effect with their answers lost), messages held back and delivered out of order,
-//! and an executor paused between taking its permit and sending its order for longer than the
-//! permit's and the exit lock's lives.
+//! The fourth ([`Schedule::V4`]) adds the store briefly unavailable (calls refused, or taking
+//! effect with their answers lost), messages held back and delivered out of order, and an
+//! executor paused between taking its permit and sending its order for longer than the permit's
+//! and the exit lock's lives. The fifth ([`Schedule::V5`], the default) runs three executors
+//! instead of one, each holding the permit it took across steps until it sends: their work
+//! interleaves with each other's and with everything else, and a pause holds one executor back
+//! while the others go on.
 //!
-//! The executor is a stand-in for its loop: it takes a live permit (single use), marks the
+//! An executor is a stand-in for its loop: it takes a live permit (single use), marks the
 //! order in doubt, places it on the simulated exchange and reads the answer, asks for an order
 //! it does not know, and books what it learns, all through the executor's own functions
 //! (`orders`). The reconciler is the service's own (`service::reconcile`).
@@ -52,6 +55,8 @@ use std::time::Duration;
 
 /// Governors in every run.
 pub const GOVERNORS: usize = 3;
+/// Executors under schedule 5 (one, acting within a step, before it).
+const EXECUTORS: usize = 3;
 /// Pending entries idle this long are reclaimed (the service's default).
 const IDLE_MS: u64 = crate::streams::RECLAIM_IDLE_MS;
 /// The simulated exchange's request window (Binance's default `recvWindow`).
@@ -85,6 +90,9 @@ pub enum Schedule {
     /// answers), a plan or result held back and delivered after later ones, and the executor
     /// pausing after taking a permit, past the permit's and the exit lock's lives.
     V4,
+    /// V4 with three executors, each holding the permit it took across steps until it sends
+    /// (a pause holds one back while the others go on).
+    V5,
 }
 
 impl Schedule {
@@ -95,7 +103,8 @@ impl Schedule {
             "2" => Ok(Schedule::V2),
             "3" => Ok(Schedule::V3),
             "4" => Ok(Schedule::V4),
-            other => Err(format!("schedule must be 1, 2, 3 or 4, not {other:?}")),
+            "5" => Ok(Schedule::V5),
+            other => Err(format!("schedule must be 1, 2, 3, 4 or 5, not {other:?}")),
         }
     }
 
@@ -106,7 +115,14 @@ impl Schedule {
             Schedule::V2 => "2",
             Schedule::V3 => "3",
             Schedule::V4 => "4",
+            Schedule::V5 => "5",
         }
+    }
+
+    /// Whether the marks follow the recorded market, the store can go out and messages be
+    /// held back (schedules 4 and 5).
+    fn moving(self) -> bool {
+        matches!(self, Schedule::V4 | Schedule::V5)
     }
 }
 
@@ -237,6 +253,17 @@ struct Unresolved {
     give_up_at: Timestamp,
 }
 
+/// A permit an executor took, its order marked in doubt and not sent yet.
+struct Held {
+    permit: Permit,
+    /// What the exchange will answer.
+    answer: Answer,
+    /// Whether the executor dies after sending.
+    dies: bool,
+    /// The executor does nothing before this moment (a pause, schedule 5).
+    resumes_at: Timestamp,
+}
+
 /// One run's deployment.
 pub struct World {
     schedule: Schedule,
@@ -259,6 +286,8 @@ pub struct World {
     exchange: Arc<Mutex<SimExchange>>,
     /// The executor's orders of unknown outcome that it still asks for.
     unresolved: Vec<Unresolved>,
+    /// What each executor holds (schedule 5; the others act within one step).
+    executors: Vec<Option<Held>>,
     /// The reconciler's first half, when it has read the ledger and not yet the exchange.
     ledger_read: Option<LedgerRead>,
     cfg: Arc<Config>,
@@ -293,7 +322,7 @@ impl World {
         // Under schedule 4 the run starts 45 minutes into the hour, so that the recorded
         // market's next hourly bar comes during the steps and the marks move.
         clock::set(match schedule {
-            Schedule::V4 => Timestamp(market.start.millis() + 45 * 60_000),
+            s if s.moving() => Timestamp(market.start.millis() + 45 * 60_000),
             _ => market.start,
         });
         let store = Arc::new(MemoryStore::new(cfg.block_ttl_secs));
@@ -321,16 +350,16 @@ impl World {
             st.policy_universe = Some(serde_json::to_string(&universe).expect("strings serialize"))
         });
         let moving = match schedule {
-            Schedule::V4 => market.recorded.clone(),
+            s if s.moving() => market.recorded.clone(),
             _ => None,
         };
         let cfg = Arc::new(match schedule {
-            Schedule::V4 => with_binding_total_cap(cfg),
+            s if s.moving() => with_binding_total_cap(cfg),
             _ => cfg,
         });
         let inputs: Arc<dyn InputsSource> = match schedule {
             Schedule::V1 => Arc::new(Frozen(market.inputs.clone())),
-            Schedule::V2 | Schedule::V3 | Schedule::V4 => Arc::new(LiveAccount {
+            Schedule::V2 | Schedule::V3 | Schedule::V4 | Schedule::V5 => Arc::new(LiveAccount {
                 market: market.inputs.clone(),
                 moving: moving.clone(),
                 exchange: exchange.clone(),
@@ -359,6 +388,7 @@ impl World {
             held: Vec::new(),
             exchange,
             unresolved: Vec::new(),
+            executors: (0..EXECUTORS).map(|_| None).collect(),
             ledger_read: None,
             cfg,
             inputs,
@@ -406,7 +436,7 @@ impl World {
             Schedule::V1 => self.step_v1(rng),
             Schedule::V2 => self.step_v2(rng),
             Schedule::V3 => self.step_v3(rng),
-            Schedule::V4 => self.step_v4(rng),
+            Schedule::V4 | Schedule::V5 => self.step_v4(rng),
         };
         self.forward_published();
         if out_this_step {
@@ -476,7 +506,12 @@ impl World {
             4..=5 => self.held_messages_arrive(),
             6..=7 => {
                 let pause = rng.between(30_000, 200_000);
-                self.execute(rng, Some(pause))
+                if self.schedule == Schedule::V5 {
+                    let k = rng.below(EXECUTORS as u64) as usize;
+                    self.executor_pauses(k, pause)
+                } else {
+                    self.execute(rng, Some(pause))
+                }
             }
             _ => self.step_v3(rng),
         }
@@ -679,46 +714,129 @@ impl World {
     /// the order, or let it arrive late: an answer that tells nothing leaves the order in doubt
     /// for the executor to ask about. One time in ten the executor dies after the order and
     /// before its result (under V1, before the order reaches the exchange): the order stays in
-    /// doubt for the reconciler.
+    /// doubt for the reconciler. Under V5 one of the executors does its next part of that work.
     fn answer_a_permit(&mut self, rng: &mut Rng) -> String {
+        if self.schedule == Schedule::V5 {
+            let k = rng.below(EXECUTORS as u64) as usize;
+            return self.executor_works(k, rng);
+        }
         self.execute(rng, None)
     }
 
-    /// The stand-in executor's work on one permit ([`World::answer_a_permit`]); with `pause`,
-    /// it stops that many milliseconds after writing the order's in-doubt record and before
-    /// sending it (a long GC pause, a swapped-out process), then goes on as the executor does:
-    /// an order whose permit lapsed meanwhile is not sent.
+    /// The stand-in executor's work on one permit ([`World::answer_a_permit`]) within one step;
+    /// with `pause`, it stops that many milliseconds after writing the order's in-doubt record
+    /// and before sending it (a long GC pause, a swapped-out process), then goes on as the
+    /// executor does: an order whose permit lapsed meanwhile is not sent.
     fn execute(&mut self, rng: &mut Rng, pause: Option<u64>) -> String {
-        let live: Vec<PlanId> = self.store.read(|st| st.permits.keys().cloned().collect());
-        if live.is_empty() {
-            return "no permit to execute".to_owned();
-        }
-        let id = live[rng.below(live.len() as u64) as usize].clone();
-        let now = clock::now();
-        let permit = match self.flaky.take_permit(&id, now) {
-            Ok(Some(permit)) => permit,
-            Ok(None) => return format!("the permit of {id} had lapsed"),
-            Err(e) => return self.failed(format!("the executor could not take {id}'s permit"), &e),
-        };
-        if let Err(e) = self.mark(&id, &permit.symbol, &permit.action, permit.expires_at, now) {
-            // The executor sends nothing it could not mark in doubt.
-            return self.failed(format!("the executor could not mark {id} in doubt"), &e);
-        }
-        let dies = rng.below(10) == 0;
-        if dies && self.schedule == Schedule::V1 {
-            self.fault("crash_after_order");
-            return format!("the executor died after sending {id}'s order");
-        }
-        let answer = match (self.schedule, rng.below(3) < 2) {
-            (Schedule::V1, true) => Answer::Fill,
-            (Schedule::V1, false) => Answer::Refuse,
-            (Schedule::V2 | Schedule::V3 | Schedule::V4, filled) => exchange_answer(rng, filled),
+        let held = match self.take(rng) {
+            Ok(held) => held,
+            Err(did) => return did,
         };
         if let Some(ms) = pause {
             clock::advance(ms as i64);
             self.fault("executor_paused");
         }
+        self.send_order(held)
+    }
+
+    /// Executor `k` (schedule 5) takes a permit when it holds none, else sends the order of
+    /// the one it holds, unless it is paused.
+    fn executor_works(&mut self, k: usize, rng: &mut Rng) -> String {
+        match self.executors[k].take() {
+            Some(held) if held.resumes_at > clock::now() => {
+                let did = format!(
+                    "executor {k} is paused until {}, holding {}'s permit",
+                    held.resumes_at.millis(),
+                    held.permit.plan_id
+                );
+                self.executors[k] = Some(held);
+                did
+            }
+            Some(held) => format!("executor {k}: {}", self.send_order(held)),
+            None => match self.take(rng) {
+                Ok(held) => {
+                    let id = held.permit.plan_id.clone();
+                    self.executors[k] = Some(held);
+                    format!("executor {k} took {id}'s permit and marked its order in doubt")
+                }
+                Err(did) => format!("executor {k}: {did}"),
+            },
+        }
+    }
+
+    /// Executor `k` (schedule 5) stops for `ms` while it holds its permit (a long GC pause, a
+    /// swapped-out process); the others go on. Resumed, it sends nothing if the permit lapsed.
+    fn executor_pauses(&mut self, k: usize, ms: u64) -> String {
+        let until = Timestamp(clock::now().millis() + ms as i64);
+        let Some(held) = self.executors[k].as_mut() else {
+            return format!("executor {k} holds no permit to pause with");
+        };
+        held.resumes_at = until;
+        let id = held.permit.plan_id.clone();
+        self.fault("executor_paused");
+        format!("executor {k} pauses {ms} ms holding {id}'s permit")
+    }
+
+    /// How many executors hold a permit and are paused.
+    #[cfg(test)]
+    fn paused_executors(&self) -> usize {
         let now = clock::now();
+        self.executors
+            .iter()
+            .flatten()
+            .filter(|h| h.resumes_at > now)
+            .count()
+    }
+
+    /// Takes one live permit (single use), marks its order in doubt, and draws what the
+    /// exchange will answer and whether the executor dies after sending; `Err`: what happened
+    /// instead.
+    fn take(&mut self, rng: &mut Rng) -> Result<Held, String> {
+        let live: Vec<PlanId> = self.store.read(|st| st.permits.keys().cloned().collect());
+        if live.is_empty() {
+            return Err("no permit to execute".to_owned());
+        }
+        let id = live[rng.below(live.len() as u64) as usize].clone();
+        let now = clock::now();
+        let permit = match self.flaky.take_permit(&id, now) {
+            Ok(Some(permit)) => permit,
+            Ok(None) => return Err(format!("the permit of {id} had lapsed")),
+            Err(e) => {
+                return Err(self.failed(format!("the executor could not take {id}'s permit"), &e))
+            }
+        };
+        if let Err(e) = self.mark(&id, &permit.symbol, &permit.action, permit.expires_at, now) {
+            // The executor sends nothing it could not mark in doubt.
+            return Err(self.failed(format!("the executor could not mark {id} in doubt"), &e));
+        }
+        let dies = rng.below(10) == 0;
+        if dies && self.schedule == Schedule::V1 {
+            self.fault("crash_after_order");
+            return Err(format!("the executor died after sending {id}'s order"));
+        }
+        let answer = match (self.schedule, rng.below(3) < 2) {
+            (Schedule::V1, true) => Answer::Fill,
+            (Schedule::V1, false) => Answer::Refuse,
+            (_, filled) => exchange_answer(rng, filled),
+        };
+        Ok(Held {
+            permit,
+            answer,
+            dies,
+            resumes_at: now,
+        })
+    }
+
+    /// Sends the order of a permit taken ([`World::take`]) and books what its answer tells.
+    fn send_order(&mut self, held: Held) -> String {
+        let Held {
+            permit,
+            answer,
+            dies,
+            ..
+        } = held;
+        let now = clock::now();
+        let id = permit.plan_id.clone();
         let sent = self.place(&permit, answer);
         if dies {
             self.fault("crash_after_order");
@@ -1025,8 +1143,9 @@ impl World {
     }
 
     /// Faults stop: time passes in steps of the idle bound, and every part runs, until the
-    /// streams are drained and no rotation or reservation waits for its TTL (40 steps, 20
-    /// minutes, at most); then every published plan must have ended decided.
+    /// streams are drained, no rotation or reservation waits for its TTL and no executor holds
+    /// a permit (40 steps, 20 minutes, at most); then every published plan must have ended
+    /// decided.
     pub fn settle(&mut self) -> Vec<Violation> {
         self.outage.set(None);
         self.outage_left = 0;
@@ -1039,6 +1158,16 @@ impl World {
             }
             for g in 0..GOVERNORS {
                 self.step_governor(g);
+            }
+            // Executors send what they hold once their pauses end (a round is 30 s).
+            for k in 0..self.executors.len() {
+                if self.executors[k]
+                    .as_ref()
+                    .is_some_and(|h| h.resumes_at <= clock::now())
+                {
+                    let held = self.executors[k].take().expect("held");
+                    self.send_order(held);
+                }
             }
             self.step_results();
             if self.schedule != Schedule::V1 {
@@ -1057,7 +1186,8 @@ impl World {
                 && self.results.pending(RESULT_GROUP).is_empty();
             let waiting = self
                 .store
-                .read(|st| !st.book.rotations.is_empty() || !st.book.reservations.is_empty());
+                .read(|st| !st.book.rotations.is_empty() || !st.book.reservations.is_empty())
+                || self.executors.iter().any(Option::is_some);
             if drained && !waiting && self.all_read() {
                 break;
             }
@@ -1120,5 +1250,31 @@ mod tests {
         clock::advance(3_600_000);
         frozen.follow_the_market();
         assert_eq!(marks(&frozen), before);
+    }
+
+    /// Under schedule 5 the executors' work interleaves: over 20 seeds, two or more hold a
+    /// permit at once, a paused one holds its permit while another sends, and at the end of
+    /// each seed's settling none holds anything (every held order was sent or let lapse).
+    #[test]
+    fn executors_hold_their_permits_across_steps_under_schedule_5() {
+        let market = bundled_market();
+        let cfg = wide_open(Config::default());
+        let (mut most_at_once, mut sent_beside_a_pause) = (0, false);
+        for seed in 0..20 {
+            let mut rng = Rng::new(seed);
+            let mut world = World::new(&market, cfg.clone(), Schedule::V5);
+            for _ in 0..200 {
+                let paused_before = world.paused_executors();
+                let did = world.step(&mut rng);
+                let holding = world.executors.iter().filter(|h| h.is_some()).count();
+                most_at_once = most_at_once.max(holding);
+                let sent = did.starts_with("executor ") && !did.contains(" took ");
+                sent_beside_a_pause |= sent && !did.contains("paused") && paused_before > 0;
+            }
+            world.settle();
+            assert!(world.executors.iter().all(Option::is_none), "seed {seed}");
+        }
+        assert!(most_at_once >= 2, "at most {most_at_once} at once");
+        assert!(sent_beside_a_pause);
     }
 }
