@@ -224,7 +224,7 @@ enum Command {
         #[arg(long, default_value = "data/klines")]
         data: PathBuf,
         /// How many seeds to run, from --first-seed.
-        #[arg(long, default_value_t = 1_000)]
+        #[arg(long, default_value_t = 10_000)]
         seeds: u64,
         /// The first seed.
         #[arg(long, default_value_t = 0)]

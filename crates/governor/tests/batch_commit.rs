@@ -129,6 +129,27 @@ fn open(w: &World, id: &str, symbol: &str, side: Side) -> Plan {
     .unwrap()
 }
 
+/// The verdict another governor gave its plan, once it decided it.
+type Seen = Arc<Mutex<Option<(&'static str, bool)>>>;
+
+/// A governor on `w`'s store whose first batch commit lets another governor decide
+/// `interloper` just before it (on the same inputs and moment), and what that one decided.
+fn interloped(w: &World, cfg: Config, interloper: Plan) -> (Governor, Arc<Interleaved>, Seen) {
+    let other = Governor::new(Arc::new(cfg.clone()), w.gov.store().clone());
+    let (inputs, now) = (w.inputs(), w.now);
+    let result: Seen = Arc::new(Mutex::new(None));
+    let seen = result.clone();
+    let store = Arc::new(Interleaved {
+        inner: w.gov.store().clone(),
+        before_commit: Mutex::new(Some(Box::new(move || {
+            let s = other.decide_plan(&interloper, &inputs, now);
+            *seen.lock().unwrap() = Some(verdict(&s));
+        }))),
+        batches: Mutex::new(Vec::new()),
+    });
+    (Governor::new(Arc::new(cfg), store.clone()), store, result)
+}
+
 fn verdict(s: &Submission) -> (&'static str, bool) {
     match s {
         Submission::Decided { decision, fence } => (reason(decision), fence.is_some()),
@@ -149,21 +170,9 @@ fn a_race_lost_inside_a_batch_redecides_that_plan_and_the_ones_after_it(on: &Sto
     let w = on.world(cfg.clone());
     // ETH held: 3 of the 4 desired slots are free.
     w.hold("ETHUSDT", Side::Long, 100.0, Some(70.0));
-    let other = Governor::new(Arc::new(cfg.clone()), w.gov.store().clone());
     let interloper_plan = open(&w, "x1", "SOLUSDT", Side::Long);
     let (inputs, now) = (w.inputs(), w.now);
-    let interloper_inputs = w.inputs();
-    let interloper_result = Arc::new(Mutex::new(None));
-    let seen = interloper_result.clone();
-    let store = Arc::new(Interleaved {
-        inner: w.gov.store().clone(),
-        before_commit: Mutex::new(Some(Box::new(move || {
-            let s = other.decide_plan(&interloper_plan, &interloper_inputs, now);
-            *seen.lock().unwrap() = Some(verdict(&s));
-        }))),
-        batches: Mutex::new(Vec::new()),
-    });
-    let gov = Governor::new(Arc::new(cfg), store.clone());
+    let (gov, store, interloper_result) = interloped(&w, cfg, interloper_plan);
     let plans = [
         open(&w, "c1", "NOTLISTEDUSDT", Side::Long),
         open(&w, "a1", "BNBUSDT", Side::Long),
@@ -202,21 +211,9 @@ fn a_close_decided_before_an_open_of_its_symbol_committed_is_decided_again_and_w
     let cfg = loose_cadence();
     let w = on.world(cfg.clone());
     w.hold("ETHUSDT", Side::Long, 100.0, Some(70.0));
-    let other = Governor::new(Arc::new(cfg.clone()), w.gov.store().clone());
     let expand = open(&w, "expand-1", "ETHUSDT", Side::Long);
     let (inputs, now) = (w.inputs(), w.now);
-    let interloper_inputs = w.inputs();
-    let interloper_result = Arc::new(Mutex::new(None));
-    let seen = interloper_result.clone();
-    let store = Arc::new(Interleaved {
-        inner: w.gov.store().clone(),
-        before_commit: Mutex::new(Some(Box::new(move || {
-            let s = other.decide_plan(&expand, &interloper_inputs, now);
-            *seen.lock().unwrap() = Some(verdict(&s));
-        }))),
-        batches: Mutex::new(Vec::new()),
-    });
-    let gov = Governor::new(Arc::new(cfg), store.clone());
+    let (gov, store, interloper_result) = interloped(&w, cfg, expand);
     let close = Plan::parse(&[
         ("plan_id", "close-1"),
         ("symbol", "ETHUSDT"),

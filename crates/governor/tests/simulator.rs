@@ -198,8 +198,9 @@ fn the_seeds_that_found_exit_lock_bugs_break_nothing_now() {
 }
 
 /// The short form of `quantum-governor sim` under `schedule`: 1,000 seeds with every kind of
-/// fault in `kinds` injected and no violation. (The command's default is 1,000 seeds; the long
-/// form is in BENCHMARKS.md.)
+/// fault in `kinds` injected and no violation. (The command's default is 10,000 seeds of the
+/// default schedule in a release build; here each schedule's 1,000 keep the unoptimized test run
+/// short. The long form is in BENCHMARKS.md.)
 fn short_form(schedule: quantum_governor::sim::world::Schedule, kinds: &[&str]) {
     use quantum_governor::sim::{run, world};
     let market = bundled_market();
