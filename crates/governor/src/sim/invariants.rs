@@ -230,14 +230,25 @@ pub fn one_order_per_permit(sent: &BTreeMap<String, u32>) -> Vec<Violation> {
 }
 
 /// Once faults stop and every stream is drained: every plan that was published ends with a
-/// terminal decision (not PENDING).
+/// terminal decision (not PENDING) or, when no governor ever handled it, in the dead letters
+/// (the poison rule: an entry delivered `MAX_DELIVERIES` times without being handled is
+/// dead-lettered with its fields, where its producer and the operators see it). A plan in
+/// neither was lost.
 pub fn every_plan_decided(st: &StoreState, published: &[PlanId]) -> Vec<Violation> {
+    let dead_lettered = |id: &PlanId| {
+        st.dead_letters.iter().any(|d| {
+            d.fields
+                .iter()
+                .any(|(k, v)| k == "plan_id" && v == id.as_str())
+        })
+    };
     published
         .iter()
         .filter_map(|id| match st.decisions.get(id) {
+            None if dead_lettered(id) => None,
             None => Some(violation(
                 "every_plan_ends_decided",
-                format!("{id} has no decision"),
+                format!("{id} has no decision and no dead letter"),
             )),
             Some(r) if r.verdict == VerdictKind::Pending => Some(violation(
                 "every_plan_ends_decided",
@@ -343,6 +354,33 @@ mod tests {
 
     /// A close blocked by a close gate (the exit lock) is as it should be; one blocked by an
     /// open-only gate (correlation) breaks the invariant.
+    /// A plan neither decided nor dead-lettered was lost; a decided one, or one the poison
+    /// rule dead-lettered, ended; a PENDING one did not.
+    #[test]
+    fn a_plan_ends_decided_or_dead_lettered() {
+        use crate::store::memory::DeadLetter;
+        let ids: Vec<PlanId> = ["c1", "d1", "lost"]
+            .iter()
+            .map(|id| PlanId::parse(id).unwrap())
+            .collect();
+        let mut st = StoreState::default();
+        st.decisions
+            .insert(ids[0].clone(), close_blocked_by(BlockReason::NoPosition));
+        st.dead_letters.push(DeadLetter {
+            fields: vec![("plan_id".to_owned(), "d1".to_owned())],
+            error: "delivered 5 times without being handled".to_owned(),
+            ts: Timestamp(0),
+        });
+        let found = every_plan_decided(&st, &ids);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].detail.starts_with("lost "), "{}", found[0].detail);
+        let mut pending = (*close_blocked_by(BlockReason::NoPosition)).clone();
+        pending.verdict = VerdictKind::Pending;
+        st.decisions
+            .insert(ids[0].clone(), std::sync::Arc::new(pending));
+        assert_eq!(every_plan_decided(&st, &ids[..2]).len(), 1);
+    }
+
     #[test]
     fn a_close_blocked_by_an_open_only_gate_is_a_violation() {
         let mut st = StoreState::default();

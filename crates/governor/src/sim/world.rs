@@ -1252,11 +1252,47 @@ mod tests {
         assert_eq!(marks(&frozen), before);
     }
 
+    /// Seed 435504 of schedule 5 (its million-seed run): three plans read by a governor whose
+    /// answer the store lost, then claimed by governors that lost the answer again, were
+    /// refused mid-step or died, reach the poison rule's five deliveries without any governor
+    /// ever handling them. They end in the dead letters with why, not lost and not decided;
+    /// every other invariant holds at every step.
+    #[test]
+    fn plans_whose_deliveries_all_failed_end_dead_lettered_not_lost() {
+        crate::logfmt::capture_on_this_thread();
+        let market = bundled_market();
+        let mut rng = Rng::new(435_504);
+        let mut world = World::new(&market, wide_open(Config::default()), Schedule::V5);
+        for step in 0..200 {
+            world.step(&mut rng);
+            let broken = world.check();
+            assert!(broken.is_empty(), "step {step}: {broken:?}");
+        }
+        let broken = world.settle();
+        assert!(broken.is_empty(), "{broken:?}");
+        let poisoned: Vec<String> = world.store.read(|st| {
+            st.dead_letters
+                .iter()
+                .filter(|d| d.error == "delivered 5 times without being handled")
+                .flat_map(|d| d.fields.iter().filter(|(k, _)| k == "plan_id"))
+                .map(|(_, v)| v.clone())
+                .collect()
+        });
+        assert_eq!(poisoned, ["s10", "s11", "s12"]);
+        let decided = world.store.read(|st| {
+            ["s10", "s11", "s12"]
+                .iter()
+                .any(|id| st.decisions.contains_key(&PlanId::parse(id).unwrap()))
+        });
+        assert!(!decided);
+    }
+
     /// Under schedule 5 the executors' work interleaves: over 20 seeds, two or more hold a
     /// permit at once, a paused one holds its permit while another sends, and at the end of
     /// each seed's settling none holds anything (every held order was sent or let lapse).
     #[test]
     fn executors_hold_their_permits_across_steps_under_schedule_5() {
+        crate::logfmt::capture_on_this_thread();
         let market = bundled_market();
         let cfg = wide_open(Config::default());
         let (mut most_at_once, mut sent_beside_a_pause) = (0, false);
