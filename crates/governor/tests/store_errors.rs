@@ -229,6 +229,52 @@ fn the_rotation_guard_reads_the_records_own_verdict() {
     assert_eq!(run(), vec![1, 2, 0], "a PENDING record does");
 }
 
+/// A stored rotation's phase is its own last key: a pending plan whose own fields carry a
+/// `phase` (a producer's extra field) never passes for the rotation's.
+#[test]
+fn a_rotation_guard_reads_the_rotations_own_phase() {
+    let server = RedisServer::start();
+    let s = store(&server.url());
+    let script = redis::Script::new(include_str!("../src/store/redis/lua/commit.lua"));
+    let rotation = |id: &str, extra: &str, own: &str| {
+        let json = format!(
+            r#"{{"pending":{{"extra":{{"phase":"{extra}"}}}},"close_symbol":"AUSDT","phase":"{own}"}}"#
+        );
+        s.with_conn(|c| {
+            redis::cmd("HSET")
+                .arg("quantum:governor:rotations")
+                .arg(id)
+                .arg(json)
+                .query::<()>(c)
+        })
+        .unwrap();
+        s.with_conn(|c| {
+            redis::cmd("SET")
+                .arg(format!("quantum:governor:decision:{id}"))
+                .arg(format!(r#"{{"plan_id":"{id}","verdict":"PENDING"}}"#))
+                .query::<()>(c)
+        })
+        .unwrap();
+    };
+    let applied = |guard: &str, id: &str| {
+        let req = serde_json::json!({"now": 1, "commits": [{
+            "guards": [{"guard": guard, "plan_id": id}], "ops": []}]});
+        s.with_conn(|c| {
+            script
+                .arg("quantum:")
+                .arg(req.to_string())
+                .invoke::<Vec<i64>>(c)
+        })
+        .unwrap()[0]
+    };
+    rotation("r1", "slot_held", "awaiting_close");
+    assert_eq!(applied("rotation_slot_held", "r1"), 0);
+    assert_eq!(applied("rotation_awaiting_close", "r1"), 1);
+    rotation("r2", "awaiting_close", "close_permitted");
+    assert_eq!(applied("rotation_awaiting_close", "r2"), 0);
+    assert_eq!(applied("rotation_awaiting_close", "missing"), 0);
+}
+
 /// A slot promised to a rotation — its symbol being closed by one, or held for one's pending
 /// plan — is no one else's: the slot guard fails for it, whatever room the table has, and holds
 /// for a symbol no rotation names.
