@@ -10,6 +10,18 @@ use quantum_governor::store::{StateStore, StoreError};
 use quantum_governor::streams::consumer::GroupConsumer;
 use support::redis_server::RedisServer;
 
+/// Stores `json` as rotation `id`, as another writer could have.
+fn put_rotation(s: &RedisStore, id: &str, json: &str) {
+    s.with_conn(|c| {
+        redis::cmd("HSET")
+            .arg("quantum:governor:rotations")
+            .arg(id)
+            .arg(json)
+            .query::<()>(c)
+    })
+    .unwrap()
+}
+
 fn store(url: &str) -> RedisStore {
     RedisStore::open(url, "quantum:", 3600, "g1").unwrap()
 }
@@ -195,14 +207,7 @@ fn the_rotation_guard_reads_the_records_own_verdict() {
         s.with_conn(|c| redis::cmd("SET").arg(key).arg(value).query::<()>(c))
             .unwrap()
     };
-    s.with_conn(|c| {
-        redis::cmd("HSET")
-            .arg("quantum:governor:rotations")
-            .arg("r1")
-            .arg("{\"phase\":\"slot_held\"}")
-            .query::<()>(c)
-    })
-    .unwrap();
+    put_rotation(&s, "r1", r#"{"phase":"slot_held"}"#);
     let req = serde_json::json!({"now": 1, "commits": [{
         "guards": [{"guard": "rotation_slot_held", "plan_id": "r1"}], "ops": []}]});
     let run = || {
@@ -240,14 +245,7 @@ fn a_rotation_guard_reads_the_rotations_own_phase() {
         let json = format!(
             r#"{{"pending":{{"extra":{{"phase":"{extra}"}}}},"close_symbol":"AUSDT","phase":"{own}"}}"#
         );
-        s.with_conn(|c| {
-            redis::cmd("HSET")
-                .arg("quantum:governor:rotations")
-                .arg(id)
-                .arg(json)
-                .query::<()>(c)
-        })
-        .unwrap();
+        put_rotation(&s, id, &json);
         s.with_conn(|c| {
             redis::cmd("SET")
                 .arg(format!("quantum:governor:decision:{id}"))
@@ -283,16 +281,7 @@ fn the_slot_guard_refuses_a_slot_promised_to_a_rotation() {
     let server = RedisServer::start();
     let s = store(&server.url());
     let script = redis::Script::new(include_str!("../src/store/redis/lua/commit.lua"));
-    let rotation = |id: &str, json: &str| {
-        s.with_conn(|c| {
-            redis::cmd("HSET")
-                .arg("quantum:governor:rotations")
-                .arg(id)
-                .arg(json)
-                .query::<()>(c)
-        })
-        .unwrap()
-    };
+    let rotation = |id: &str, json: &str| put_rotation(&s, id, json);
     rotation(
         "r1",
         r#"{"pending":{"symbol":"ZUSDT"},"close_symbol":"AUSDT","phase":"awaiting_close"}"#,
