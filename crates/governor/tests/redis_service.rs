@@ -715,7 +715,13 @@ fn an_entry_delivered_more_than_5_times_is_dead_lettered_with_the_reason() {
         name: "survivor".into(),
         reclaim_idle_ms: 0,
     };
+    quantum_governor::logfmt::capture_on_this_thread();
     survivor.step(10).unwrap();
+    let logged = quantum_governor::logfmt::take_captured();
+    assert!(
+        logged.contains("DEAD_LETTERED stream=") && logged.contains(" plan=poison-1 deliveries=5"),
+        "{logged}"
+    );
     let dl = admin.read_stream("stream:governor.deadletter").unwrap();
     assert_eq!(dl.len(), 1);
     let f: BTreeMap<&str, &str> = dl[0]

@@ -158,6 +158,18 @@ fn dead_letter_poisoned(
                 format!("delivered {times} times without being handled"),
                 now,
             )?;
+            logfmt::line(
+                "DEAD_LETTERED",
+                &[
+                    ("stream", c.stream().to_owned()),
+                    ("id", entry.id.clone()),
+                    (
+                        "plan",
+                        plan_id.as_ref().map_or("", |p| p.as_str()).to_owned(),
+                    ),
+                    ("deliveries", times.to_string()),
+                ],
+            );
         }
         c.ack(std::slice::from_ref(&entry.id))?;
     }
