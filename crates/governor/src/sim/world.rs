@@ -1161,11 +1161,8 @@ impl World {
             }
             // Executors send what they hold once their pauses end (a round is 30 s).
             for k in 0..self.executors.len() {
-                if self.executors[k]
-                    .as_ref()
-                    .is_some_and(|h| h.resumes_at <= clock::now())
-                {
-                    let held = self.executors[k].take().expect("held");
+                let now = clock::now();
+                if let Some(held) = self.executors[k].take_if(|h| h.resumes_at <= now) {
                     self.send_order(held);
                 }
             }
