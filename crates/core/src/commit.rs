@@ -63,10 +63,13 @@ pub fn apply(book: &mut Book, effect: &Effect, fence: u64) {
                 }
             }
         }
+        // As the Redis script does: only a rotation still awaiting its close's fill takes it.
         Effect::HoldRotationSlot { pending_plan_id } => {
             if let Some(r) = book.rotations.get_mut(pending_plan_id) {
-                book.reservation_seq += 1;
-                r.phase = RotationPhase::SlotHeld;
+                if r.phase != RotationPhase::SlotHeld {
+                    book.reservation_seq += 1;
+                    r.phase = RotationPhase::SlotHeld;
+                }
             }
         }
         Effect::EndRotation { pending_plan_id } => {
